@@ -1,0 +1,1 @@
+"""torch -> ONNX -> TensorRT engine (filled by later issues)."""

@@ -1,0 +1,28 @@
+"""One error type for everything a user can get wrong, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of the ``maskface`` command (documented in the README)."""
+
+    OK = 0
+    FAILED = 1  # bad input, a failed check, or an error that stopped the command
+    USAGE = 2  # a bad option or argument (typer/click's own code)
+    PARTIAL = 3  # the job ran but some inputs were skipped
+    NOTHING_RAN = 4  # no input could be processed at all
+
+
+class MaskfaceError(Exception):
+    """A problem with a file or a value, shown to the user as one line: ``<where>: <problem>``."""
+
+    def __init__(self, where: str | Path | None, problem: str) -> None:
+        self.where = str(where) if where is not None else None
+        self.problem = " ".join(str(problem).split())  # always one line
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.problem}" if self.where else self.problem

@@ -1,0 +1,58 @@
+"""Atomic writes: a temp file in the destination folder, then a rename.
+
+Nothing half-written is ever left under the final name, and an existing file
+is only replaced when the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from maskface_rt.errors import MaskfaceError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it becomes ``path``.
+
+    With ``overwrite=False`` an existing ``path`` is an error (checked before and,
+    race-free, at publication through a hard link). On any exception the temp
+    file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise MaskfaceError(path, "already exists (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise MaskfaceError(path, "already exists (pass --overwrite to replace it)") from None
+            except OSError:  # file systems without hard links
+                if path.exists():
+                    raise MaskfaceError(path, "already exists (pass --overwrite to replace it)") from None
+                os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(path: str | Path, obj: Any, *, overwrite: bool = False) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), overwrite=overwrite)

@@ -1,0 +1,82 @@
+"""Reading and writing images safely: every failure is one MaskfaceError naming the file."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.fileio import write_bytes_atomic
+
+#: Largest accepted image side and pixel count; anything bigger is treated as a decompression bomb.
+MAX_SIDE = 16384
+MAX_PIXELS = 64 * 1024 * 1024
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image, refusing missing, non-image, truncated and absurdly large files."""
+    path = Path(path)
+    if not path.exists():
+        raise MaskfaceError(path, "no such file")
+    if not path.is_file():
+        raise MaskfaceError(path, "not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            w, h = img.size
+            if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+                raise MaskfaceError(path, f"image of {w}x{h} pixels is too large (limit {MAX_SIDE} per side, "
+                                          f"{MAX_PIXELS} pixels): refusing a possible decompression bomb")
+            img.load()
+    except MaskfaceError:
+        raise
+    except UnidentifiedImageError:
+        raise MaskfaceError(path, "not an image file (or an unsupported format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise MaskfaceError(path, f"refusing a possible decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise MaskfaceError(path, f"corrupt or truncated image ({e})") from None
+    return img
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as uint8 RGB [H, W, 3]."""
+    img = open_image(path)
+    if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "I;16", "I"):
+        raise MaskfaceError(path, f"unsupported image mode {img.mode}")
+    if img.mode in ("I;16", "I"):
+        raise MaskfaceError(path, f"{img.mode} (16/32-bit) images are not photos; expected 8-bit RGB")
+    return np.asarray(img.convert("RGB"))
+
+
+def resize_rgb(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize an RGB photo to size x size (Lanczos when shrinking, bicubic when growing)."""
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    shrinking = max(rgb.shape[:2]) > size
+    resample = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+    return np.asarray(Image.fromarray(rgb).resize((size, size), resample))
+
+
+def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """Resize a label map to size x size with NEAREST, the only resampling that keeps labels valid."""
+    if labels.shape[0] == size and labels.shape[1] == size:
+        return labels
+    return np.asarray(Image.fromarray(labels).resize((size, size), Image.Resampling.NEAREST))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 [H, W] or [H, W, 3] -> PNG bytes (deterministic: no timestamps)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def save_png(path: str | Path, array: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write a PNG atomically (temp file + rename)."""
+    write_bytes_atomic(path, encode_png(array), overwrite=overwrite)
