@@ -1,0 +1,3 @@
+from maskface_rt.cli import main
+
+main()

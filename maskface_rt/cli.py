@@ -1,0 +1,176 @@
+"""The ``maskface`` command line.
+
+Exit codes: 0 success; 1 bad input or a failed check (one line on stderr names the file and the
+problem); 2 bad usage (an invalid option); 3 some inputs were skipped; 4 nothing could run;
+130 interrupted. Progress goes to stderr; ``--json`` results go to stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from maskface_rt import __version__
+from maskface_rt.config import PRESETS, TrainConfig, preset
+from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.labels import LABEL_ORDERS
+
+app = typer.Typer(
+    name="maskface",
+    help="Mask-guided diverse face synthesis: train, export, generate, benchmark.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+
+def _progress(*extra: Any) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), *extra, TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=stderr, transient=False)
+
+
+def _emit_json(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"maskface-rt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version_callback, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Mask-guided diverse face synthesis: train, export, generate, benchmark."""
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder to write images/, masks/ and synth.json into.")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of (image, mask) pairs.")] = 1000,
+    size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Side of the square images.")] = 128,
+    seed: Annotated[int, typer.Option("--seed", help="Data set seed; pair i depends only on (seed, i).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set's files.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Write a procedural face data set (paired layout) for tests, demos and benchmarks."""
+    from maskface_rt.synth import write_dataset
+
+    with _progress() as progress:
+        task = progress.add_task("synth", total=count, rate="")
+        summary = write_dataset(out, count, size, seed, overwrite=overwrite,
+                                progress=lambda n: progress.advance(task, n))
+    rate = summary.count / max(summary.seconds, 1e-9)
+    stderr.print(f"wrote {summary.count} pairs of {size}x{size} to {out} in {summary.seconds:.1f} s "
+                 f"({rate:.0f} pairs/s)")
+    stderr.print(f"next: maskface train {out} --out runs/demo --preset tiny-{'128' if size >= 128 else '64'}")
+    if as_json:
+        _emit_json({**dataclasses.asdict(summary), "pairs_per_s": rate})
+
+
+def _train_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in values.items() if k in fields and v is not None}
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, samples, log).")],
+    preset_name: Annotated[Optional[str], typer.Option(
+        "--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored).")] = None,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Total training steps (also when resuming).")] = 100_000,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    split: Annotated[str, typer.Option("--split", help="all, train, val or test (CelebAMask-HQ).")] = "train",
+    label_order: Annotated[str, typer.Option("--label-order",
+                                             help=f"Label order of the masks: {', '.join(LABEL_ORDERS)}.")] = "celebamask",
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Per-process batch size [8].")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate of G, E, D [1e-4].")] = None,
+    mapping_lr: Annotated[Optional[float], typer.Option("--mapping-lr", help="Style encoder lr [1e-6].")] = None,
+    beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam beta1 [0].")] = None,
+    beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam beta2 [0.99].")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Adam weight decay [1e-4].")] = None,
+    ema_beta: Annotated[Optional[float], typer.Option("--ema-beta", help="EMA decay of G, F, E [0.999].")] = None,
+    lambda_adv: Annotated[Optional[float], typer.Option("--lambda-adv", help="Adversarial weight [1].")] = None,
+    lambda_r1: Annotated[Optional[float], typer.Option("--lambda-r1", help="R1 weight [1].")] = None,
+    lambda_sty: Annotated[Optional[float], typer.Option("--lambda-sty", help="Style reconstruction weight [1].")] = None,
+    lambda_ds: Annotated[Optional[float], typer.Option("--lambda-ds", help="Diversity weight at step 0 [1].")] = None,
+    ds_decay_steps: Annotated[Optional[int], typer.Option("--ds-decay-steps", help="Diversity decay steps [100000].")] = None,
+    lambda_rec: Annotated[Optional[float], typer.Option("--lambda-rec", help="Paired reconstruction weight [10].")] = None,
+    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random mirroring [on].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of init, batch order and noise [0].")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Checkpoint period [1000].")] = None,
+    sample_every: Annotated[Optional[int], typer.Option("--sample-every", help="Sample grid period [500].")] = None,
+    log_every: Annotated[Optional[int], typer.Option("--log-every", help="JSONL log period [10].")] = None,
+    num_workers: Annotated[Optional[int], typer.Option("--num-workers", help="Data loader workers [2].")] = None,
+    amp: Annotated[Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off [auto].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Train the four networks; writes RUN/model.safetensors (EMA weights + config), resumable."""
+    from maskface_rt.datasets import open_dataset
+
+    overrides = _train_overrides(locals())
+    try:
+        cfg = preset(preset_name) if preset_name is not None else None
+        tcfg = TrainConfig(**overrides)
+    except (ValueError, TypeError) as e:
+        raise typer.BadParameter(str(e)) from None
+    if cfg is None and not resume:
+        cfg = preset("paper-256")
+    img_size = cfg.img_size if cfg is not None else _stored_img_size(out)
+    pairs = open_dataset(data, size=img_size, split=_split_for(data, split), label_order=label_order)
+
+    from maskface_rt.trainer import train as run_training
+
+    with _progress(TextColumn("{task.fields[losses]}")) as progress:
+        task = progress.add_task("train", total=steps, rate="", losses="")
+
+        def on_step(done: int, losses: dict[str, float]) -> None:
+            shown = " ".join(f"{k} {losses[k]:.3f}" for k in ("d_real", "d_fake", "g_adv", "rec") if k in losses)
+            progress.update(task, completed=done, losses=shown)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:.2f} it/s" if speed else "")
+
+        result = run_training(pairs, out, cfg=cfg, tcfg=tcfg, overrides=overrides, steps=steps, resume=resume,
+                              device=device, data_description=str(data), on_step=on_step)
+    stderr.print(f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
+                 f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)")
+    stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
+    if as_json:
+        _emit_json({"run": str(result.run), "model": str(result.model), "start_step": result.start_step,
+                    "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
+
+
+def _stored_img_size(run: Path) -> int:
+    from maskface_rt.checkpoint import read_config
+
+    return read_config(run / "state.safetensors").img_size
+
+
+def _split_for(data: Path, split: str) -> str:
+    """Paired folders have no split: the default 'train' means all of it there."""
+    from maskface_rt.datasets import CELEBA_IMAGES
+
+    return split if (data / CELEBA_IMAGES).is_dir() or split != "train" else "all"
+
+
+def main() -> None:
+    try:
+        app()
+    except MaskfaceError as e:
+        stderr.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(ExitCode.FAILED)
+    except KeyboardInterrupt:
+        stderr.print("interrupted", highlight=False)
+        sys.exit(130)

@@ -1,0 +1,356 @@
+"""Training: ``maskface train DATA --out RUN``.
+
+Each iteration makes four updates, as in StarGAN v2: D with a latent-guided and with a
+reference-guided fake, then G (with F and E) latent-guided and G reference-guided. EMA copies of
+G, F and E are the inference weights. Several GPUs: launch with torchrun (DistributedDataParallel).
+
+A run folder holds::
+
+    config.json             model and training config, data path
+    model.safetensors       the latest inference model (EMA weights, config in its metadata)
+    state.safetensors       everything --resume needs
+    checkpoints/step_N.safetensors, samples/step_N.png, log.jsonl
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from maskface_rt import __version__
+from maskface_rt.checkpoint import INFERENCE_NETS, load_into, load_state, save_model, save_state
+from maskface_rt.config import ModelConfig, TrainConfig
+from maskface_rt.datasets import PairedDataset
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.fileio import write_json_atomic
+from maskface_rt.image_io import save_png
+from maskface_rt.labels import colorize
+from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss
+from maskface_rt.networks import Nets
+from maskface_rt.train_data import StepBatchSampler, TorchPairs, derive_seed, random_hflip
+
+NET_NAMES = (*INFERENCE_NETS, "discriminator")
+SAMPLE_MASKS = 6
+SAMPLE_STYLES = 4
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.safetensors"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.safetensors"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.jsonl"
+
+    def checkpoint(self, step: int) -> Path:
+        return self.root / "checkpoints" / f"step_{step:06d}.safetensors"
+
+    def samples(self, step: int) -> Path:
+        return self.root / "samples" / f"step_{step:06d}.png"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group that torchrun describes in the environment (no-op for one process)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device, with torchrun's LOCAL_RANK choosing the GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise MaskfaceError(None, f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MaskfaceError(None, f"device {name!r} asked for, but no CUDA GPU is available")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    elif device.type != "cpu":
+        raise MaskfaceError(None, f"unsupported device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return device
+
+
+def amp_dtype(tcfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if tcfg.amp == "off" or (tcfg.amp == "auto" and device.type != "cuda"):
+        return None
+    if tcfg.amp == "fp16" or (tcfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+class Trainer:
+    """The networks, their EMA copies and optimizers, and one training iteration."""
+
+    def __init__(self, cfg: ModelConfig, tcfg: TrainConfig, device: torch.device,
+                 dist_info: DistInfo = DistInfo()) -> None:
+        self.cfg, self.tcfg, self.device, self.dist = cfg, tcfg, device, dist_info
+        torch.manual_seed(derive_seed(tcfg.seed, 0))
+        self.nets = Nets(cfg).to(device)
+        self.ema = copy.deepcopy(self.nets)
+        self.ema.discriminator = None
+        self.ema.eval().requires_grad_(False)
+        self.optims = {
+            name: torch.optim.Adam(getattr(self.nets, name).parameters(),
+                                   lr=tcfg.mapping_lr if name == "style_encoder" else tcfg.lr,
+                                   betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay)
+            for name in NET_NAMES
+        }
+        self.models = Models(**{name: self._wrap(getattr(self.nets, name)) for name in NET_NAMES})
+        self.autocast_dtype = amp_dtype(tcfg, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
+
+    def _wrap(self, module: nn.Module) -> nn.Module:
+        if self.dist.world_size == 1:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _update(self, loss: torch.Tensor, names: tuple[str, ...]) -> None:
+        for opt in self.optims.values():
+            opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        for name in names:
+            self.scaler.step(self.optims[name])
+        self.scaler.update()
+
+    def train_step(self, step: int, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One iteration on a batch; returns the losses (averaged over the latent and reference steps)."""
+        self.nets.train()
+        m, tcfg = self.models, self.tcfg
+        gen = torch.Generator(self.device).manual_seed(derive_seed(tcfg.seed, 2, step, self.dist.rank))
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        if tcfg.hflip:
+            images, labels = random_hflip(images, labels, gen)
+        batch = images.shape[0]
+        z1, z2 = (torch.randn(batch, self.cfg.latent_dim, generator=gen, device=self.device) for _ in range(2))
+        refs = (images.roll(1, 0), images.roll(-1, 0))
+        lambda_ds = diversity_weight(tcfg, step)
+        r1_scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
+        logs: dict[str, list[float]] = {}
+
+        def record(values: dict[str, float]) -> None:
+            for k, v in values.items():
+                logs.setdefault(k, []).append(v)
+
+        for style_of in (lambda: m.style_encoder(z1), lambda: m.style_decoder(refs[0])):
+            with self._autocast():
+                with torch.no_grad():
+                    style = style_of()
+                loss, values = discriminator_loss(m, tcfg, images, labels, style, r1_scale)
+            self._update(loss, ("discriminator",))
+            record(values)
+
+        latent = (lambda: m.style_encoder(z1), lambda: m.style_encoder(z2))
+        reference = (lambda: m.style_decoder(refs[0]), lambda: m.style_decoder(refs[1]))
+        for (style1_of, style2_of), updated in ((latent, INFERENCE_NETS), (reference, ("generator",))):
+            with self._autocast():
+                with torch.no_grad():
+                    style2 = style2_of()
+                loss, values = generator_loss(m, tcfg, images, labels, style1_of(), style2, lambda_ds)
+            self._update(loss, updated)
+            record(values)
+
+        self.update_ema(step)
+        out = {k: float(np.mean(v)) for k, v in logs.items()}
+        out["lambda_ds"] = lambda_ds
+        return out
+
+    @torch.no_grad()
+    def update_ema(self, step: int) -> None:
+        """EMA with a warm-up (beta_t = min(beta, (1 + t) / (10 + t))), so short runs are not mostly init."""
+        beta = min(self.tcfg.ema_beta, (1 + step) / (10 + step))
+        for name in INFERENCE_NETS:
+            for p_ema, p in zip(getattr(self.ema, name).parameters(), getattr(self.nets, name).parameters()):
+                p_ema.lerp_(p.detach(), 1.0 - beta)
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        return {
+            "step": step,
+            "train_config": self.tcfg.to_dict(),
+            "nets": {name: getattr(self.nets, name).state_dict() for name in NET_NAMES},
+            "ema": {name: getattr(self.ema, name).state_dict() for name in INFERENCE_NETS},
+            "optims": {name: opt.state_dict() for name, opt in self.optims.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> int:
+        for name in NET_NAMES:
+            load_into(getattr(self.nets, name), state["nets"][name], path, name)
+        for name in INFERENCE_NETS:
+            load_into(getattr(self.ema, name), state["ema"][name], path, f"EMA {name}")
+        for name, opt in self.optims.items():
+            opt.load_state_dict(state["optims"][name])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        return int(state["step"])
+
+    @torch.no_grad()
+    def sample_grid(self, pairs: PairedDataset) -> np.ndarray:
+        """Rows: mask | G_ema with SAMPLE_STYLES fixed latent styles | real image (uint8 RGB)."""
+        n = min(SAMPLE_MASKS, len(pairs))
+        reals, masks = zip(*(pairs[i] for i in range(n)))
+        labels = torch.from_numpy(np.stack(masks).astype(np.int64)).to(self.device)
+        gen = torch.Generator(self.device).manual_seed(derive_seed(self.tcfg.seed, 3))
+        z = torch.randn(SAMPLE_STYLES, self.cfg.latent_dim, generator=gen, device=self.device)
+        styles = self.ema.style_encoder(z)
+        columns = [np.stack([colorize(mk) for mk in masks])]
+        for k in range(SAMPLE_STYLES):
+            fake = self.ema.generator(labels, styles[k:k + 1].expand(n, -1))
+            columns.append(to_uint8_images(fake))
+        columns.append(np.stack(reals))
+        rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(n)]
+        return np.concatenate(rows, axis=0)
+
+
+def to_uint8_images(x: torch.Tensor) -> np.ndarray:
+    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (round half up, as the exported graphs do)."""
+    x = ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp(0, 255)
+    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class TrainResult:
+    run: Path
+    model: Path
+    start_step: int
+    steps: int
+    seconds: float
+    last_losses: dict[str, float]
+
+
+def prepare_run(run: RunPaths, *, resume: bool) -> None:
+    """Refuse to start a new run over an existing one, or to resume a run that is not there."""
+    if resume and not run.state.exists():
+        raise MaskfaceError(run.state, "no training state to resume from (start without --resume)")
+    if not resume and (run.state.exists() or run.model.exists()):
+        raise MaskfaceError(run.root, "already holds a training run (pass --resume to continue it, "
+                                      "or choose another --out)")
+
+
+def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcfg: TrainConfig,
+          overrides: dict[str, Any] | None = None, steps: int, resume: bool = False, device: str = "auto",
+          data_description: str = "", on_step: Callable[[int, dict[str, float]], None] | None = None,
+          ) -> TrainResult:
+    """Train until ``steps`` (the total step count, also when resuming) and write the run folder.
+
+    ``cfg``: the model config (None on resume means "as stored"). ``tcfg`` applies to new runs; on
+    resume the stored training config is used with ``overrides`` applied over it.
+    """
+    run = RunPaths(Path(out))
+    prepare_run(run, resume=resume)
+    dev = resolve_device(device)
+    dist_info = init_distributed(dev)
+    state: dict[str, Any] | None = None
+    if resume:
+        stored_cfg, state = load_state(run.state)
+        if cfg is not None and cfg != stored_cfg:
+            raise MaskfaceError(run.state, f"the run was trained with {stored_cfg}, not the asked {cfg}")
+        cfg = stored_cfg
+        tcfg = TrainConfig.from_dict({**state["train_config"], **(overrides or {})})
+    if cfg is None:
+        raise MaskfaceError(None, "a new run needs a model config (--preset)")
+    if cfg.img_size != pairs.size:
+        raise MaskfaceError(None, f"data set is read at {pairs.size} px but the model is {cfg.img_size} px")
+
+    trainer = Trainer(cfg, tcfg, dev, dist_info)
+    start = trainer.load_state_dict(state, run.state) if state is not None else 0
+    if start >= steps:
+        raise MaskfaceError(run.state, f"the run is already at step {start}; pass a larger --steps to go on")
+
+    sampler = StepBatchSampler(len(pairs), tcfg.batch_size, tcfg.seed, start, dist_info.rank, dist_info.world_size)
+    loader = DataLoader(TorchPairs(pairs), batch_sampler=sampler, num_workers=tcfg.num_workers,
+                        pin_memory=dev.type == "cuda", persistent_workers=tcfg.num_workers > 0)
+    if dist_info.is_main:
+        write_json_atomic(run.config, {"model": cfg.to_dict(), "train": tcfg.to_dict(), "data": data_description,
+                                       "maskface_version": __version__, "world_size": dist_info.world_size},
+                          overwrite=True)
+
+    def save(step: int) -> None:
+        if not dist_info.is_main:
+            return
+        meta = {"data": data_description}
+        save_model(run.checkpoint(step), trainer.ema, step=step, overwrite=True, extra=meta)
+        save_model(run.model, trainer.ema, step=step, overwrite=True, extra=meta)
+        save_state(run.state, cfg, trainer.state_dict(step))
+
+    t0 = time.perf_counter()
+    window: dict[str, list[float]] = {}
+    window_start = time.perf_counter()
+    losses: dict[str, float] = {}
+    step = start
+    for step, (images, labels) in zip(range(start, steps), loader):
+        losses = trainer.train_step(step, images, labels)
+        done = step + 1
+        for k, v in losses.items():
+            window.setdefault(k, []).append(v)
+        if dist_info.is_main and (done % tcfg.log_every == 0 or done == steps):
+            elapsed = time.perf_counter() - window_start
+            entry = {"step": done, "elapsed_s": round(time.perf_counter() - t0, 3),
+                     "it_s": round(len(window["rec"]) / max(elapsed, 1e-9), 4),
+                     **{k: round(float(np.mean(v)), 6) for k, v in window.items()}}
+            with run.log.open("a") as f:
+                f.write(json.dumps(entry) + "\n")
+            window, window_start = {}, time.perf_counter()
+        if tcfg.sample_every and done % tcfg.sample_every == 0 and dist_info.is_main:
+            save_png(run.samples(done), trainer.sample_grid(pairs), overwrite=True)
+        if tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0 and done != steps:
+            save(done)
+        if on_step is not None and dist_info.is_main:
+            on_step(done, losses)
+    save(steps)
+    if dist_info.is_main:
+        save_png(run.samples(steps), trainer.sample_grid(pairs), overwrite=True)
+    if dist_info.world_size > 1:
+        dist.barrier()
+    return TrainResult(run.root, run.model, start, steps, time.perf_counter() - t0, losses)
