@@ -56,7 +56,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version_c
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to write images/, masks/ and synth.json into.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write images/, masks/ and synth.json into.")],
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of (image, mask) pairs.")] = 1000,
     size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Side of the square images.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Data set seed; pair i depends only on (seed, i).")] = 0,
@@ -85,14 +85,15 @@ def _train_overrides(values: dict[str, Any]) -> dict[str, Any]:
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, samples, log).")],
     preset_name: Annotated[Optional[str], typer.Option(
         "--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total training steps (also when resuming).")] = 100_000,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    split: Annotated[str, typer.Option("--split", help="all, train, val or test (CelebAMask-HQ).")] = "train",
+    split: Annotated[str, typer.Option("--split", help="auto, all, train, val or test (CelebAMask-HQ; auto: train "
+                                                       "where the split is known, else all).")] = "auto",
     label_order: Annotated[str, typer.Option("--label-order",
                                              help=f"Label order of the masks: {', '.join(LABEL_ORDERS)}.")] = "celebamask",
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Per-process batch size [8].")] = None,
@@ -133,17 +134,25 @@ def train(
 
     from maskface_rt.trainer import train as run_training
 
-    with _progress(TextColumn("{task.fields[losses]}")) as progress:
-        task = progress.add_task("train", total=steps, rate="", losses="")
+    progress = _progress(TextColumn("{task.fields[losses]}"))
+    task = progress.add_task("train", total=steps, rate="", losses="", start=False)
 
-        def on_step(done: int, losses: dict[str, float]) -> None:
-            shown = " ".join(f"{k} {losses[k]:.3f}" for k in ("d_real", "d_fake", "g_adv", "rec") if k in losses)
-            progress.update(task, completed=done, losses=shown)
-            speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:.2f} it/s" if speed else "")
+    def on_start(start: int) -> None:
+        progress.start()
+        progress.update(task, completed=start)
+        progress.start_task(task)
 
+    def on_step(done: int, losses: dict[str, float]) -> None:
+        shown = " ".join(f"{k} {losses[k]:.3f}" for k in ("d_real", "d_fake", "g_adv", "rec") if k in losses)
+        progress.update(task, completed=done, losses=shown)
+        speed = progress.tasks[task].speed
+        progress.update(task, rate=f"{speed:.2f} it/s" if speed else "")
+
+    try:
         result = run_training(pairs, out, cfg=cfg, tcfg=tcfg, overrides=overrides, steps=steps, resume=resume,
-                              device=device, data_description=str(data), on_step=on_step)
+                              device=device, data_description=str(data), on_start=on_start, on_step=on_step)
+    finally:
+        progress.stop()
     stderr.print(f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
                  f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)")
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
@@ -159,10 +168,12 @@ def _stored_img_size(run: Path) -> int:
 
 
 def _split_for(data: Path, split: str) -> str:
-    """Paired folders have no split: the default 'train' means all of it there."""
-    from maskface_rt.datasets import CELEBA_IMAGES
+    """'auto': the official train split where CelebAMask-HQ's mapping file gives it, else everything."""
+    from maskface_rt.datasets import CELEBA_MAPPING
 
-    return split if (data / CELEBA_IMAGES).is_dir() or split != "train" else "all"
+    if split != "auto":
+        return split
+    return "train" if (data / CELEBA_MAPPING).is_file() else "all"
 
 
 def main() -> None:

@@ -280,8 +280,8 @@ def prepare_run(run: RunPaths, *, resume: bool) -> None:
 
 def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcfg: TrainConfig,
           overrides: dict[str, Any] | None = None, steps: int, resume: bool = False, device: str = "auto",
-          data_description: str = "", on_step: Callable[[int, dict[str, float]], None] | None = None,
-          ) -> TrainResult:
+          data_description: str = "", on_start: Callable[[int], None] | None = None,
+          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
     """Train until ``steps`` (the total step count, also when resuming) and write the run folder.
 
     ``cfg``: the model config (None on resume means "as stored"). ``tcfg`` applies to new runs; on
@@ -307,6 +307,8 @@ def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcf
     start = trainer.load_state_dict(state, run.state) if state is not None else 0
     if start >= steps:
         raise MaskfaceError(run.state, f"the run is already at step {start}; pass a larger --steps to go on")
+    if on_start is not None and dist_info.is_main:
+        on_start(start)
 
     sampler = StepBatchSampler(len(pairs), tcfg.batch_size, tcfg.seed, start, dist_info.rank, dist_info.world_size)
     loader = DataLoader(TorchPairs(pairs), batch_sampler=sampler, num_workers=tcfg.num_workers,

@@ -1,0 +1,165 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from safetensors import safe_open  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from maskface_rt.checkpoint import load_model, read_config, read_metadata, save_model  # noqa: E402
+from maskface_rt.config import TrainConfig, preset  # noqa: E402
+from maskface_rt.datasets import open_dataset  # noqa: E402
+from maskface_rt.errors import MaskfaceError  # noqa: E402
+from maskface_rt.networks import Nets  # noqa: E402
+from maskface_rt.train_data import StepBatchSampler, TorchPairs  # noqa: E402
+from maskface_rt.trainer import Trainer, train  # noqa: E402
+
+TINY = preset("tiny-64")
+
+
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as f:
+        return {k: f.get_tensor(k) for k in f.keys()}
+
+
+def _fast(**kw) -> TrainConfig:
+    return TrainConfig(**{"batch_size": 2, "num_workers": 0, "checkpoint_every": 0, "sample_every": 0, **kw})
+
+
+@torch.no_grad()
+def _reconstruction_error(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> float:
+    nets = trainer.nets.eval()
+    return float((nets.generator(labels, nets.style_decoder(images)) - images).abs().mean())
+
+
+def test_a_few_steps_lower_the_reconstruction_loss(synth64):
+    pairs = open_dataset(synth64, size=64)
+    data = TorchPairs(pairs)
+    images, labels = (torch.stack(t) for t in zip(*(data[i] for i in range(8))))
+    trainer = Trainer(TINY, _fast(batch_size=4), torch.device("cpu"))
+    before = _reconstruction_error(trainer, images, labels)
+    sampler = iter(StepBatchSampler(len(data), 4, seed=0))
+    for step in range(25):
+        batch = [data[i] for i in next(sampler)]
+        trainer.train_step(step, torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
+    after = _reconstruction_error(trainer, images, labels)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_resume_continues_exactly(synth64, tmp_path):
+    pairs = open_dataset(synth64, size=64)
+    straight = train(pairs, tmp_path / "straight", cfg=TINY, tcfg=_fast(), steps=4)
+    first = train(pairs, tmp_path / "resumed", cfg=TINY, tcfg=_fast(), steps=2)
+    assert (first.start_step, first.steps) == (0, 2)
+    second = train(pairs, tmp_path / "resumed", cfg=None, tcfg=TrainConfig(), steps=4, resume=True)
+    assert (second.start_step, second.steps) == (2, 4)
+    assert read_metadata(second.model)["step"] == "4"
+    a, b = _tensors(straight.model), _tensors(second.model)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps_logged = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
+    assert steps_logged == [1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == \
+        ["step_000002.safetensors", "step_000004.safetensors"]
+    assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
+
+
+def test_run_folder_guards(synth64, tmp_path):
+    pairs = open_dataset(synth64, size=64)
+    with pytest.raises(MaskfaceError, match="no training state to resume"):
+        train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1, resume=True)
+    train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
+    with pytest.raises(MaskfaceError, match="already holds a training run"):
+        train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=2)
+    with pytest.raises(MaskfaceError, match="already at step 1"):
+        train(pairs, tmp_path / "run", cfg=None, tcfg=_fast(), steps=1, resume=True)
+    with pytest.raises(MaskfaceError, match="trained with"):
+        train(pairs, tmp_path / "run", cfg=preset("tiny-128"), tcfg=_fast(), steps=2, resume=True)
+
+
+def test_model_file_round_trip_is_exact(tmp_path):
+    nets = Nets(TINY)
+    path = tmp_path / "m.safetensors"
+    save_model(path, nets, weights="raw", step=7)
+    loaded = load_model(path)
+    assert loaded.cfg == TINY and loaded.discriminator is None
+    assert read_config(path) == TINY
+    for name in ("generator", "style_encoder", "style_decoder"):
+        own, back = getattr(nets, name).state_dict(), getattr(loaded, name).state_dict()
+        assert all(torch.equal(own[k], back[k]) for k in own)
+    labels = torch.randint(0, 19, (1, 64, 64))
+    s = torch.randn(1, TINY.style_dim)
+    with torch.no_grad():
+        assert torch.equal(nets.eval().generator(labels, s), loaded.generator(labels, s))
+    with pytest.raises(MaskfaceError, match="already exists"):
+        save_model(path, nets)
+
+
+def test_checkpoint_whose_config_does_not_match(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_model(path, Nets(TINY))
+    meta = read_metadata(path)
+    meta["config"] = preset("tiny-128").to_json()
+    save_file(_tensors(path), str(tmp_path / "bad.safetensors"), metadata=meta)
+    with pytest.raises(MaskfaceError, match=r"bad\.safetensors: model does not match its config"):
+        load_model(tmp_path / "bad.safetensors")
+    with pytest.raises(MaskfaceError, match="does not match the expected"):
+        load_model(path, expect=preset("tiny-128"))
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(MaskfaceError, match="junk.safetensors: not a readable safetensors"):
+        load_model(tmp_path / "junk.safetensors")
+    with pytest.raises(MaskfaceError, match="no such checkpoint"):
+        load_model(tmp_path / "missing.safetensors")
+
+
+def test_bf16_autocast_step_on_cpu():
+    trainer = Trainer(TINY, _fast(amp="bf16"), torch.device("cpu"))
+    assert trainer.autocast_dtype == torch.bfloat16
+    losses = trainer.train_step(0, torch.rand(2, 3, 64, 64) * 2 - 1, torch.randint(0, 19, (2, 64, 64)))
+    assert all(np.isfinite(v) for v in losses.values())
+
+
+def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
+    run = tmp_path / "run"
+    args = ["train", str(synth64), "--out", str(run), "--preset", "tiny-64", "--steps", "2", "--batch-size", "2",
+            "--num-workers", "0", "--json"]
+    done = _cli(*args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["steps"] == 2 and Path(summary["model"]).is_file()
+    assert load_model(summary["model"]).cfg == TINY
+    again = _cli(*args)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines()[-1].endswith("already holds a training run (pass --resume to "
+                                                           "continue it, or choose another --out)")
+    bad = _cli("train", str(synth64), "--out", str(tmp_path / "x"), "--preset", "tiny-32")
+    assert bad.returncode == 2 and "unknown preset" in bad.stderr
+    missing = _cli("train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y"), "--preset", "tiny-64")
+    assert missing.returncode == 1 and "nowhere: no such folder" in missing.stderr
+    assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.slow
+def test_distributed_data_parallel_two_processes(synth64, tmp_path):
+    """torchrun with two CPU processes (gloo): the same command that runs on several GPUs with NCCL."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskface_rt",
+         "train", str(synth64), "--out", str(run), "--preset", "tiny-64", "--steps", "2", "--batch-size", "2",
+         "--num-workers", "0", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert load_model(run / "model.safetensors").cfg == TINY
