@@ -26,6 +26,16 @@ def one_hot_labels(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -
     return (labels.unsqueeze(1) == classes).to(dtype)
 
 
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """Instance norm whose statistics are computed in fp32 whatever the activations' precision
+    (fp16 statistics overflow; exported fp16 graphs keep this as explicit casts)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.float() if self.weight is not None else None
+        bias = self.bias.float() if self.bias is not None else None
+        return F.instance_norm(x.float(), weight=weight, bias=bias, eps=self.eps).to(x.dtype)
+
+
 class ResBlk(nn.Module):
     """Pre-activation residual block with optional instance norm and 2x average-pool downsampling."""
 
@@ -38,8 +48,8 @@ class ResBlk(nn.Module):
         self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
         self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
         if normalize:
-            self.norm1 = nn.InstanceNorm2d(dim_in, affine=True)
-            self.norm2 = nn.InstanceNorm2d(dim_in, affine=True)
+            self.norm1 = InstanceNorm2d(dim_in, affine=True)
+            self.norm2 = InstanceNorm2d(dim_in, affine=True)
         self.conv1x1 = nn.Conv2d(dim_in, dim_out, 1, 1, 0, bias=False) if dim_in != dim_out else None
 
     def _shortcut(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +154,7 @@ class Generator(nn.Module):
             self.encode.append(ResBlk(dim_in, dim_in, normalize=True, negative_slope=slope))
             self.decode.insert(0, AdainResBlk(dim_in, dim_in, cfg.style_dim, eps=cfg.eps, negative_slope=slope))
         self.to_rgb = nn.Sequential(
-            nn.InstanceNorm2d(cfg.first_dim, affine=True),
+            InstanceNorm2d(cfg.first_dim, affine=True),
             nn.LeakyReLU(slope),
             nn.Conv2d(cfg.first_dim, 3, 1, 1, 0),
         )

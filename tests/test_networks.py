@@ -106,6 +106,17 @@ def test_gradients_reach_all_four_networks():
 def test_he_init_zero_biases():
     nets = Nets(preset("tiny-64"))
     conv = nets.generator.from_mask
-    assert float(conv.bias.abs().max()) == 0.0
+    assert float(conv.bias.detach().abs().max()) == 0.0
     fan_in = conv.weight[0].numel()
-    assert float(conv.weight.std()) == pytest.approx(math.sqrt(2 / fan_in), rel=0.1)
+    assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / fan_in), rel=0.1)
+
+
+def test_whole_generator_runs_in_half_precision():
+    cfg = preset("tiny-64")
+    nets = Nets(cfg).eval()
+    labels, s, _ = _inputs(cfg)
+    with torch.no_grad():
+        ref = nets.generator(labels, s)
+        half = nets.generator.to(torch.bfloat16)(labels, s.to(torch.bfloat16))
+    assert half.dtype == torch.bfloat16 and torch.isfinite(half).all()
+    assert (half.float() - ref).abs().max().item() < 0.1

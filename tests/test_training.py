@@ -29,7 +29,8 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _fast(**kw) -> TrainConfig:
-    return TrainConfig(**{"batch_size": 2, "num_workers": 0, "checkpoint_every": 0, "sample_every": 0, **kw})
+    return TrainConfig(**{"batch_size": 2, "num_workers": 0, "checkpoint_every": 0, "sample_every": 0,
+                           "log_every": 1, **kw})
 
 
 @torch.no_grad()
