@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from maskface_rt import __version__
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
 from maskface_rt.labels import LABEL_ORDERS
 
 app = typer.Typer(
@@ -29,7 +30,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stderr = Console(stderr=True)
+stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _progress(*extra: Any) -> Progress:
@@ -161,6 +162,121 @@ def train(
                     "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
 
 
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .safetensors model file (maskface train).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ONNX graphs and maskface.json.")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights and activations (statistics stay fp32).")] = False,
+    opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=MIN_MAX_BATCH,
+                                           help="Largest batch the graphs declare.")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier export in --out.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Export a checkpoint to ONNX (generator, style encoder, style decoder), checked before it is written."""
+    from maskface_rt.export.onnx_export import check_export_options, export_onnx, format_bytes
+
+    check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite)
+    with stderr.status("exporting") as status:
+        result = export_onnx(model, out, fp16=fp16, opset=opset, max_batch=max_batch, overwrite=overwrite,
+                             on_stage=lambda text: status.update(text))
+    for parity in result.parity:
+        stderr.print(parity.line(), markup=False)
+    stderr.print(f"wrote {out} in {result.seconds:.1f} s:")
+    for name, size in result.files.items():
+        stderr.print(f"  {name:24s} {format_bytes(size):>10s}")
+    stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
+    if as_json:
+        _emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
+                    "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
+
+
+@app.command()
+def generate(
+    mask_dir: Annotated[Path, typer.Argument(metavar="MASK_DIR", help="Folder of masks (or one mask file).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
+                                                                        "(default: the bundled demo model).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    styles: Annotated[int, typer.Option("--styles", "-k", help="Styles per mask (indices 0..K-1).")] = 4,
+    seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per backend call.")] = 8,
+    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", help="Take the style from this "
+                                                            "photo (repeatable) instead of seeds.")] = None,
+    label_order: Annotated[str, typer.Option("--label-order", help="celebamask or faceparsing.")] = "celebamask",
+    recursive: Annotated[bool, typer.Option("--recursive", help="Also read masks in subfolders.")] = False,
+    grid: Annotated[bool, typer.Option("--grid", help="Also write contact sheet(s) grid*.png.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Regenerate outputs that already exist.")] = False,
+    workers: Annotated[int, typer.Option("--workers", help="Threads decoding masks and encoding PNGs.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
+    from maskface_rt.backends import open_backend
+    from maskface_rt.bundled import default_model
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    if label_order not in LABEL_ORDERS:
+        raise typer.BadParameter(f"unknown label order {label_order!r}; valid: {', '.join(LABEL_ORDERS)}")
+    opts = GenerateOptions(out=out, styles=styles, seed=seed, batch_size=batch_size,
+                           references=tuple(reference or ()), label_order=label_order, recursive=recursive,
+                           grid=grid, overwrite=overwrite, workers=workers)
+    with open_backend(model if model is not None else default_model(), backend, device=device) as runtime:
+        progress = _progress()
+        task = progress.add_task("generate", total=None, rate="", start=False)
+
+        def on_total(n: int) -> None:
+            progress.start()
+            progress.update(task, total=n)
+            progress.start_task(task)
+
+        def on_advance(n: int) -> None:
+            progress.advance(task, n)
+            speed = progress.tasks[task].speed
+            progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
+
+        try:
+            report = run_generate(runtime, mask_dir, opts, on_total=on_total, on_advance=on_advance)
+        finally:
+            progress.stop()
+    for skipped in report.skipped:
+        stderr.print(f"skipped {skipped.path}: {skipped.reason}", markup=False)
+    stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
+                 f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})")
+    if as_json:
+        _emit_json(report.to_json())
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def info(model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or .onnx graph.")],
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """Print a model's metadata: config, versions, checksums, graph inputs and outputs."""
+    from maskface_rt.model_info import describe
+
+    described = describe(model)
+    if as_json:
+        _emit_json(described)
+        return
+    for key, value in described.items():
+        shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+        typer.echo(f"{key}: {shown}")
+
+
+@app.command()
+def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """List what this machine can run (backends, providers, GPUs, TensorRT, Triton) and how to get the rest."""
+    from maskface_rt.doctor import checks
+
+    results = checks()
+    if as_json:
+        _emit_json({"checks": [dataclasses.asdict(c) for c in results]})
+        return
+    for check in results:
+        mark = "[green]ok[/]  " if check.ok else "[yellow]--[/]  "
+        stderr.print(f"{mark}{check.name:20s} {check.detail}")
+
+
 def _stored_img_size(run: Path) -> int:
     from maskface_rt.checkpoint import read_config
 
@@ -180,8 +296,9 @@ def main() -> None:
     try:
         app()
     except MaskfaceError as e:
-        stderr.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        stderr.print("[bold red]error:[/] ", end="")
+        stderr.print(str(e), markup=False)
         sys.exit(ExitCode.FAILED)
     except KeyboardInterrupt:
-        stderr.print("interrupted", highlight=False)
+        stderr.print("interrupted")
         sys.exit(130)

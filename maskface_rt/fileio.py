@@ -17,6 +17,17 @@ from typing import Any
 from maskface_rt.errors import MaskfaceError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def publishable_mode(is_dir: bool = False) -> int:
+    """The mode a plainly created file or folder would get (mkstemp/mkdtemp make them private)."""
+    return (0o777 if is_dir else 0o666) & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it becomes ``path``.
@@ -32,6 +43,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, publishable_mode())
     try:
         yield tmp
         if overwrite:

@@ -229,6 +229,11 @@ class Discriminator(nn.Module):
         return self.head(self.trunk(torch.cat([x, mask], dim=1))).flatten()
 
 
+def to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """Images [B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3], rounding half up (as the exported graphs do)."""
+    return ((x.float() + 1.0) * 127.5 + 0.5).floor().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def he_init(module: nn.Module) -> None:
     """Kaiming-normal weights (fan_in, ReLU gain) and zero biases for every conv and linear layer."""
     for m in module.modules():

@@ -40,7 +40,7 @@ from maskface_rt.fileio import write_json_atomic
 from maskface_rt.image_io import save_png
 from maskface_rt.labels import colorize
 from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss
-from maskface_rt.networks import Nets
+from maskface_rt.networks import Nets, to_uint8_nhwc
 from maskface_rt.train_data import StepBatchSampler, TorchPairs, derive_seed, random_hflip
 
 NET_NAMES = (*INFERENCE_NETS, "discriminator")
@@ -247,16 +247,10 @@ class Trainer:
         columns = [np.stack([colorize(mk) for mk in masks])]
         for k in range(SAMPLE_STYLES):
             fake = self.ema.generator(labels, styles[k:k + 1].expand(n, -1))
-            columns.append(to_uint8_images(fake))
+            columns.append(to_uint8_nhwc(fake).cpu().numpy())
         columns.append(np.stack(reals))
         rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(n)]
         return np.concatenate(rows, axis=0)
-
-
-def to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """[B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3] (round half up, as the exported graphs do)."""
-    x = ((x.float().clamp(-1, 1) + 1) * 127.5 + 0.5).floor().clamp(0, 255)
-    return x.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass

@@ -1,0 +1,303 @@
+"""torch -> ONNX: ``maskface export MODEL --out DIR``.
+
+Three graphs with dynamic batch, each moving as few bytes as possible at its edges:
+
+- generator:     labels uint8 [B, H, W], style float32 [B, S] -> image uint8 [B, H, W, 3]
+                 (one-hot, tanh and the uint8 conversion happen inside the graph)
+- style_encoder: latent float32 [B, Z] -> style float32 [B, S]
+- style_decoder: image uint8 [B, H, W, 3] -> style float32 [B, S]
+
+``fp16`` exports fp16 weights and activations; normalisation statistics stay fp32 through explicit
+casts in the graph (TensorRT's strongly typed mode takes precision from the graph). Every export is
+checked (onnx.checker, then torch vs ONNX Runtime at two batch sizes) before it is published; a failed
+check leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from maskface_rt import __version__
+from maskface_rt.checkpoint import load_model
+from maskface_rt.config import ModelConfig
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import (
+    CHECK_BATCHES, DEFAULT_OPSET, GRAPHS, IMAGE, LABELS, LATENT, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET,
+    PRECISIONS, STYLE, ExportManifest, graph_file, sha256_file,
+)
+from maskface_rt.fileio import publishable_mode, write_json_atomic
+from maskface_rt.networks import Nets, to_uint8_nhwc
+
+#: Largest accepted max |torch - ONNX Runtime| on the generator's [-1, 1] output, before uint8 rounding.
+GENERATOR_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+#: Same for style codes, relative to the largest |style| of the batch.
+STYLE_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+
+
+class GeneratorGraph(nn.Module):
+    def __init__(self, nets: Nets) -> None:
+        super().__init__()
+        self.generator = nets.generator
+        self.dtype = next(nets.generator.parameters()).dtype
+
+    def forward(self, labels: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        return to_uint8_nhwc(self.generator(labels.long(), style.to(self.dtype)))
+
+
+class StyleEncoderGraph(nn.Module):
+    def __init__(self, nets: Nets) -> None:
+        super().__init__()
+        self.style_encoder = nets.style_encoder
+        self.dtype = next(nets.style_encoder.parameters()).dtype
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.style_encoder(latent.to(self.dtype)).float()
+
+
+class StyleDecoderGraph(nn.Module):
+    def __init__(self, nets: Nets) -> None:
+        super().__init__()
+        self.style_decoder = nets.style_decoder
+        self.dtype = next(nets.style_decoder.parameters()).dtype
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return self.style_decoder(x.to(self.dtype)).float()
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    name: str
+    module: type[nn.Module]
+    inputs: tuple[str, ...]
+    output: str
+
+
+SPECS = {
+    "generator": GraphSpec("generator", GeneratorGraph, (LABELS, STYLE), IMAGE),
+    "style_encoder": GraphSpec("style_encoder", StyleEncoderGraph, (LATENT,), STYLE),
+    "style_decoder": GraphSpec("style_decoder", StyleDecoderGraph, (IMAGE,), STYLE),
+}
+
+
+def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random but valid inputs of one graph."""
+    rng = np.random.default_rng([seed, batch])
+    size = cfg.img_size
+    if graph == "generator":
+        return {LABELS: rng.integers(0, cfg.num_classes, (batch, size, size), dtype=np.uint8),
+                STYLE: rng.standard_normal((batch, cfg.style_dim)).astype(np.float32)}
+    if graph == "style_encoder":
+        return {LATENT: rng.standard_normal((batch, cfg.latent_dim)).astype(np.float32)}
+    return {IMAGE: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}
+
+
+@dataclass
+class ParityResult:
+    graph: str
+    max_abs_error: float
+    tolerance: float
+    batch_sizes: tuple[int, ...]
+    max_uint8_diff: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_error <= self.tolerance
+
+    def line(self) -> str:
+        extra = f", uint8 max diff {self.max_uint8_diff}" if self.max_uint8_diff is not None else ""
+        verdict = "ok" if self.passed else "FAILED"
+        return (f"{self.graph}: max abs error {self.max_abs_error:.3g} at batch {'/'.join(map(str, self.batch_sizes))}"
+                f"{extra}; tolerance {self.tolerance:g}, minimum tolerance that would pass "
+                f"{self.max_abs_error:.3g} [{verdict}]")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    files: dict[str, int]
+    parity: list[ParityResult]
+    seconds: float
+    manifest: ExportManifest
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, overwrite: bool) -> None:
+    """Every option checked before any work, with what would be valid."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise MaskfaceError(None, f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} "
+                                  f"(torch's exporter needs >= {MIN_OPSET})")
+    if max_batch < MIN_MAX_BATCH:
+        raise MaskfaceError(None, f"--max-batch {max_batch} is too small; valid: >= {MIN_MAX_BATCH}")
+    if out.exists() and not out.is_dir():
+        raise MaskfaceError(out, "exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise MaskfaceError(out, "is not empty (pass --overwrite to replace an earlier export)")
+    del fp16  # any value is valid
+
+
+def _export_graph(spec: GraphSpec, nets: Nets, path: Path, opset: int, max_batch: int) -> None:
+    module = spec.module(nets).eval()
+    example = {k: torch.from_numpy(v) for k, v in sample_inputs(spec.name, nets.cfg, 2).items()}
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    dynamic = {name: {0: batch} for name in spec.inputs}
+    with torch.no_grad(), _quiet():
+        program = torch.onnx.export(module, tuple(example[n] for n in spec.inputs), dynamo=True,
+                                    input_names=list(spec.inputs), output_names=[spec.output],
+                                    dynamic_shapes=dynamic, opset_version=opset, external_data=False)
+    program.save(str(path))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """torch's exporter prints progress on stdout (kept for --json) and notes that concern other
+    models (torchvision ops, deprecations) on stderr."""
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_onnx_log.setLevel(level)
+
+
+def _annotate(path: Path, props: dict[str, str], doc: str) -> None:
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+    model.doc_string = doc
+    model.producer_name = "maskface-rt"
+    model.producer_version = __version__
+    onnx.save(model, str(path))
+
+
+def with_pre_quantization_output(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str]:
+    """A copy of the generator graph that also outputs its [-1, 1] image (the Tanh), for parity checks."""
+    tanh = [n for n in model.graph.node if n.op_type == "Tanh"]
+    if len(tanh) != 1:
+        raise MaskfaceError(None, f"expected one Tanh node in the generator graph, found {len(tanh)}")
+    augmented = onnx.ModelProto()
+    augmented.CopyFrom(model)
+    augmented.graph.output.append(onnx.helper.make_empty_tensor_value_info(tanh[0].output[0]))
+    return augmented, tanh[0].output[0]
+
+
+def _max_err(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+@torch.no_grad()
+def check_parity(folder: Path, reference: Nets, precision: str,
+                 batches: tuple[int, ...] = CHECK_BATCHES) -> list[ParityResult]:
+    """torch fp32 (``reference``) vs ONNX Runtime on the exported graphs, at several batch sizes."""
+    import onnxruntime as ort
+
+    cfg = reference.cfg
+    results = []
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    for graph in GRAPHS:
+        model = onnx.load(str(folder / graph_file(graph)))
+        extra = None
+        if graph == "generator":
+            model, extra = with_pre_quantization_output(model)
+        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        err, u8 = 0.0, 0
+        for batch in batches:
+            feeds = sample_inputs(graph, cfg, batch, seed=1)
+            t = {k: torch.from_numpy(v) for k, v in feeds.items()}
+            if graph == "generator":
+                ref = reference.generator(t[LABELS].long(), t[STYLE])
+                got_u8, got = session.run([IMAGE, extra], feeds)
+                err = max(err, _max_err(got, ref.numpy()))
+                u8 = max(u8, int(np.abs(got_u8.astype(np.int16) - to_uint8_nhwc(ref).numpy()).max()))
+            else:
+                ref = (reference.style_encoder(t[LATENT]) if graph == "style_encoder"
+                       else reference.style_decoder(t[IMAGE].permute(0, 3, 1, 2).float() / 127.5 - 1.0))
+                (got,) = session.run([STYLE], feeds)
+                err = max(err, _max_err(got, ref.numpy()) / max(1.0, float(ref.abs().max())))
+        tol = (GENERATOR_TOLERANCE if graph == "generator" else STYLE_TOLERANCE)[precision]
+        results.append(ParityResult(graph, err, tol, batches, u8 if graph == "generator" else None))
+    return results
+
+
+def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
+                max_batch: int = 64, overwrite: bool = False,
+                on_stage: Callable[[str], None] | None = None) -> ExportResult:
+    """Export a model file's three graphs to ``out``, check them, then publish the folder atomically."""
+    t0 = time.perf_counter()
+    model_path, out = Path(model_path), Path(out)
+    check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite)
+    stage = on_stage or (lambda _: None)
+    reference = load_model(model_path)
+    precision = PRECISIONS[1] if fp16 else PRECISIONS[0]
+    manifest = ExportManifest(config=reference.cfg, precision=precision, opset=opset, max_batch=max_batch,
+                              source_sha256=sha256_file(model_path), package_version=__version__)
+    nets = load_model(model_path)
+    if fp16:
+        nets = nets.half()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, publishable_mode(is_dir=True))
+    try:
+        for graph in GRAPHS:
+            stage(f"exporting {graph}")
+            path = tmp / graph_file(graph)
+            _export_graph(SPECS[graph], nets, path, opset, max_batch)
+            _annotate(path, manifest.metadata_props(graph), f"maskface-rt {graph} ({precision}) from {model_path.name}")
+            stage(f"checking {graph} (onnx.checker, full)")
+            try:
+                onnx.checker.check_model(str(path), full_check=True)
+            except onnx.checker.ValidationError as e:
+                raise MaskfaceError(path.name, f"onnx.checker rejected the graph: {str(e).splitlines()[0]}") from None
+            spec = SPECS[graph]
+            manifest.graphs[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
+                                      "inputs": list(spec.inputs), "output": spec.output}
+        stage("checking torch vs ONNX Runtime")
+        parity = check_parity(tmp, reference, precision)
+        manifest.parity = {p.graph: {"max_abs_error": p.max_abs_error, "tolerance": p.tolerance,
+                                     "batch_sizes": list(p.batch_sizes), "max_uint8_diff": p.max_uint8_diff}
+                           for p in parity}
+        failed = [p for p in parity if not p.passed]
+        if failed:
+            raise MaskfaceError(model_path, "export failed its parity check: " + "; ".join(p.line() for p in failed))
+        write_json_atomic(tmp / MANIFEST, manifest.to_dict())
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    files = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
+    return ExportResult(out, files, parity, time.perf_counter() - t0, manifest)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the checked export into place; an earlier export is replaced only as a whole."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, out)
+
+
+def format_bytes(n: int) -> str:
+    exp = min(int(math.log(max(n, 1), 1024)), 3)
+    return f"{n / 1024 ** exp:.1f} {('B', 'KiB', 'MiB', 'GiB')[exp]}"

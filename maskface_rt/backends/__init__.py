@@ -1,0 +1,84 @@
+"""Runtime backends behind one generator interface, and the choice among them.
+
+``open_backend`` picks the implementation by name; modules of runtimes that are not used are never
+imported (the onnxruntime path never imports torch).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from maskface_rt.backends.base import GeneratorBackend, latent_for_style
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import MANIFEST
+
+__all__ = ["BACKENDS", "GeneratorBackend", "ModelKind", "latent_for_style", "model_kind", "open_backend"]
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+
+
+class ModelKind(str, Enum):
+    CHECKPOINT = "checkpoint"  # a .safetensors model file (maskface train)
+    ONNX_EXPORT = "onnx-export"  # a folder made by maskface export
+    ENGINE = "engine"  # a TensorRT .engine file
+
+
+def model_kind(model: Path) -> ModelKind:
+    """What a --model path is, or a one-line error saying what it should be."""
+    if model.is_dir():
+        if (model / MANIFEST).is_file():
+            return ModelKind.ONNX_EXPORT
+        raise MaskfaceError(model, f"is a folder without {MANIFEST}: not a maskface export (make one with "
+                                   "'maskface export MODEL --out DIR')")
+    if not model.exists():
+        raise MaskfaceError(model, "no such model file or folder")
+    if model.suffix == ".onnx" and (model.parent / MANIFEST).is_file():
+        return ModelKind.ONNX_EXPORT
+    if model.suffix == ".safetensors":
+        return ModelKind.CHECKPOINT
+    if model.suffix in (".engine", ".plan"):
+        return ModelKind.ENGINE
+    raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, a maskface export "
+                               "folder or a TensorRT .engine")
+
+
+def _torch_importable() -> bool:
+    from maskface_rt.backends.torch_backend import available
+
+    return available()[0]
+
+
+def resolve_backend_name(kind: ModelKind, backend: str) -> str:
+    """The runtime for a model: 'auto' takes the fastest that can run it here."""
+    if backend not in BACKENDS:
+        raise MaskfaceError(None, f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        backend = {ModelKind.CHECKPOINT: "torch", ModelKind.ONNX_EXPORT: "onnxruntime",
+                   ModelKind.ENGINE: "tensorrt"}[kind]
+    needs = {"torch": ModelKind.CHECKPOINT, "onnxruntime": ModelKind.ONNX_EXPORT, "tensorrt": ModelKind.ENGINE}
+    if needs[backend] is not kind:
+        hint = {"onnxruntime": "export it first: maskface export MODEL --out DIR",
+                "torch": "the torch backend runs .safetensors checkpoints",
+                "tensorrt": "the tensorrt backend runs .engine files"}[backend]
+        raise MaskfaceError(None, f"backend {backend} cannot run a {kind.value}; {hint}")
+    if backend == "torch" and not _torch_importable():
+        raise MaskfaceError(None, "a .safetensors checkpoint needs torch (pip install 'maskface-rt[train]'), "
+                                  "or export it on a machine with torch and use the onnxruntime backend")
+    if backend == "tensorrt":
+        raise MaskfaceError(None, "the tensorrt backend is not part of this build yet; use onnxruntime or torch")
+    return backend
+
+
+def open_backend(model: str | Path, backend: str = "auto", *, device: str = "auto") -> GeneratorBackend:
+    """Open ``model`` on the named backend ('auto': the fastest that can run it here)."""
+    model = Path(model)
+    kind = model_kind(model)
+    name = resolve_backend_name(kind, backend)
+    if name == "onnxruntime":
+        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(model if model.is_dir() else model.parent, device=device)
+    from maskface_rt.backends.torch_backend import TorchBackend
+
+    return TorchBackend(model, device=device)

@@ -1,0 +1,96 @@
+"""ONNX Runtime backend: CPU execution provider, or CUDA with IOBinding when onnxruntime-gpu is installed.
+
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, read_manifest
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def cpu_threads() -> int:
+    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def available() -> tuple[bool, str]:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        return False, f"onnxruntime is not installed ({e}); pip install onnxruntime"
+    return True, f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}"
+
+
+class OnnxRuntimeBackend(GeneratorBackend):
+    """The three exported graphs of a ``maskface export`` folder in ONNX Runtime sessions."""
+
+    name = "onnxruntime"
+
+    def __init__(self, folder: str | Path, *, device: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if device not in DEVICES:
+            raise MaskfaceError(None, f"unknown device {device!r} for onnxruntime; valid: {', '.join(DEVICES)}")
+        folder = Path(folder)
+        self.manifest = read_manifest(folder)
+        super().__init__(self.manifest.config, str(folder))
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device == "cuda" and not has_cuda:
+            raise MaskfaceError(None, "onnxruntime has no CUDA execution provider here "
+                                      "(pip install onnxruntime-gpu, with a CUDA GPU)")
+        self.use_cuda = has_cuda and device != "cpu"
+        self.provider = "CUDAExecutionProvider" if self.use_cuda else "CPUExecutionProvider"
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or cpu_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = [self.provider] if not self.use_cuda else [self.provider, "CPUExecutionProvider"]
+        self.sessions = {}
+        for graph in GRAPHS:
+            path = folder / self.manifest.graphs[graph]["file"]
+            try:
+                self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
+            except Exception as e:  # onnxruntime raises its own exception types per failure
+                raise MaskfaceError(path, f"onnxruntime cannot load the graph ({str(e).splitlines()[0]})") from None
+
+    @property
+    def description(self) -> str:
+        return f"onnxruntime {self.provider} {self.manifest.precision}"
+
+    def _run(self, graph: str, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        session = self.sessions[graph]
+        if not self.use_cuda:
+            return session.run([output], feeds)[0]
+        binding = session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, np.ascontiguousarray(array))
+        binding.bind_output(output, "cuda")
+        session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        return self._run("generator", IMAGE, {LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                                              STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+
+    def map_latent(self, latents: np.ndarray) -> np.ndarray:
+        return self._run("style_encoder", STYLE, {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
+
+    def encode_style(self, images: np.ndarray) -> np.ndarray:
+        return self._run("style_decoder", STYLE, {IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
+
+    def close(self) -> None:
+        self.sessions.clear()

@@ -1,0 +1,71 @@
+"""``maskface doctor``: what this machine can run, and how to get what is missing."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _version(module: str) -> str | None:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception:  # a broken install must not break the doctor
+        return None
+
+
+def _gpus() -> list[str]:
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def checks(with_torch: bool = True) -> list[Check]:
+    from maskface_rt import __version__
+    from maskface_rt.backends.onnxruntime_backend import available as ort_available, cpu_threads
+
+    gpus = _gpus()
+    result = [
+        Check("maskface-rt", True, __version__),
+        Check("python", True, f"{platform.python_version()} on {platform.machine()}, {cpu_threads()} CPU threads"),
+        Check("CUDA GPUs", bool(gpus), "; ".join(gpus) if gpus else "none found (nvidia-smi absent or no device)"),
+    ]
+    ok, detail = ort_available()
+    result.append(Check("backend onnxruntime", ok, detail))
+    if ok:
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            result.append(Check("onnxruntime CUDA", False, "CPU build; for GPUs: pip uninstall onnxruntime && "
+                                                           "pip install onnxruntime-gpu"))
+    if with_torch:
+        from maskface_rt.backends.torch_backend import available as torch_available
+
+        result.append(Check("backend torch", *torch_available()))
+    trt = _version("tensorrt")
+    result.append(Check("backend tensorrt", False,
+                        f"tensorrt {trt} installed; the TensorRT backend is not part of this build yet" if trt else
+                        "tensorrt not installed (pip install tensorrt, needs a CUDA GPU); the TensorRT backend "
+                        "is not part of this build yet"))
+    for module, hint in (("triton", "pip install triton (Linux, for the fused kernel)"),
+                         ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
+                         ("onnx", "pip install onnx")):
+        version = _version(module)
+        result.append(Check(module, version is not None, version or f"not installed; {hint}"))
+    result.append(Check("NO_COLOR", True, "set: plain output" if os.environ.get("NO_COLOR") else "not set"))
+    return result
