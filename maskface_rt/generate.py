@@ -1,0 +1,428 @@
+"""Batch generation: every mask of a folder x every style -> one PNG face each (``maskface generate``).
+
+The pipeline keeps the backend busy on the main thread while a small thread pool
+decodes masks ahead of it and encodes and writes the faces behind it:
+
+    plan (which outputs are missing) -> decode (pool) -> batches across files (main: backend)
+    -> encode + atomic write (pool) -> optional contact sheets
+
+Output ``OUT/<mask>_s<k>.png`` depends only on the mask, the model and (seed, k) (or the
+reference photo), never on the batch it was generated in, so a run can be interrupted
+and resumed: existing outputs are kept and only the missing ones are made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.fileio import write_bytes_atomic
+from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
+from maskface_rt.labels import colorize
+from maskface_rt.mask_io import MaskSource, check_label_order, discover_masks
+
+#: Mask rows per contact sheet.
+GRID_ROWS = 16
+#: Write errors after which no other output can succeed either: stop instead of skipping every mask.
+_FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+@dataclass
+class GenerateOptions:
+    """What ``maskface generate`` makes and where (one field per CLI option)."""
+
+    out: Path
+    styles: int = 4  # style indices k = 0..styles-1 (ignored when references are given)
+    seed: int = 0
+    batch_size: int = 8
+    references: tuple[Path, ...] = ()  # style from photos, through backend.encode_style
+    label_order: str = "celebamask"
+    recursive: bool = False
+    grid: bool = False  # contact sheet(s): mask | its faces, one row per mask
+    overwrite: bool = False
+    workers: int = 2  # decode / encode threads
+
+
+@dataclass
+class Skipped:
+    """An input left out of the run, and why (one line)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class GenerateReport:
+    """What a run did; ``exit_code`` is the command's exit status."""
+
+    masks: int  # masks found
+    images_written: int
+    images_existing: int  # outputs already there (kept, not regenerated)
+    skipped: list[Skipped]
+    seconds: float
+    images_per_s: float  # images_written / seconds
+    backend: str
+    model: str
+    outputs: list[str]  # files written by this run: faces, then contact sheets
+    masks_skipped: int = 0  # masks of which some output could not be made
+    grids_written: int = 0
+    grids_existing: int = 0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """OK: nothing skipped; PARTIAL: some inputs skipped; NOTHING_RAN: no mask found or none usable."""
+        if self.masks == 0 or self.masks_skipped >= self.masks:
+            return ExitCode.NOTHING_RAN
+        return ExitCode.PARTIAL if self.skipped else ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field plus the exit code."""
+        return {**dataclasses.asdict(self), "exit_code": int(self.exit_code)}
+
+
+@dataclass
+class _MaskPlan:
+    """One mask's outputs: all of them (for the grid) and the style indices still to make."""
+
+    source: MaskSource
+    outputs: list[Path]  # index = style index (seed styles) or reference number
+    missing: list[int] = field(default_factory=list)
+    problem: Skipped | None = None  # set when the mask is skipped
+
+    def skip(self, reason: str, path: str | None = None) -> None:
+        """Give up on this mask, keeping its first problem."""
+        if self.problem is None:
+            self.problem = Skipped(path or str(self.source.path), reason)
+
+
+def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOptions,
+                 on_total: Callable[[int], None] | None = None,
+                 on_advance: Callable[[int], None] | None = None) -> GenerateReport:
+    """Generate ``OUT/<mask>_s<k>.png`` (or ``_ref-<photo>.png``) for every mask under ``mask_dir``.
+
+    Options, references and the mask list are checked first (MaskfaceError; nothing is
+    written then). ``on_total(n)`` is called once with the number of images to make,
+    ``on_advance(n)`` on the calling thread as n more of them are done (written, or
+    given up with their mask). Bad masks and unwritable outputs are reported in
+    ``skipped``; an exception (KeyboardInterrupt included) stops the run after the
+    writes in progress finish, leaving only complete files.
+    """
+    start = time.perf_counter()
+    mask_dir, out = Path(mask_dir), Path(opts.out)
+    _check_options(opts, mask_dir)
+    references = _read_references(opts.references)
+    sources = discover_masks(mask_dir, recursive=opts.recursive)
+    plans = _plan(sources, _output_suffixes(opts), out, opts.overwrite)
+    to_make = [p for p in plans if p.missing and not p.problem]
+    usable = [p for p in plans if not p.problem]
+    todo = sum(len(p.missing) for p in to_make)
+    if on_total:
+        on_total(todo)
+    if todo or (opts.grid and usable):
+        _make_folder(out)
+
+    with ThreadPoolExecutor(opts.workers, thread_name_prefix="maskface-io") as pool:
+        run = _Run(backend, opts, pool, on_advance)
+        run.images_existing = sum(len(p.outputs) - len(p.missing) for p in plans)
+        try:
+            if to_make:
+                run.styles = _styles(backend, opts, references)
+                run.generate(to_make)
+            if opts.grid:
+                run.write_grids([p for p in usable if not p.problem], out)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # writes in progress finish: no half-written files
+
+    seconds = time.perf_counter() - start
+    skipped = [p.problem for p in plans if p.problem] + run.grid_problems
+    return GenerateReport(
+        masks=len(sources), images_written=run.images_written, images_existing=run.images_existing,
+        skipped=sorted(skipped, key=lambda s: s.path), seconds=seconds,
+        images_per_s=run.images_written / seconds if seconds > 0 else 0.0,
+        backend=backend.description, model=str(backend.model_path), outputs=run.outputs,
+        masks_skipped=sum(p.problem is not None for p in plans),
+        grids_written=run.grids_written, grids_existing=run.grids_existing)
+
+
+# ----------------------------------------------------------------------------- checks and planning
+
+
+def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
+    """Refuse bad option values and an output folder that cannot work, before anything is written."""
+    for name, low in (("styles", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise MaskfaceError(None, f"{name} must be an integer >= {low}, got {value!r}")
+    check_label_order(opts.label_order)
+    if not mask_dir.exists():
+        raise MaskfaceError(mask_dir, "no such file or folder")
+    out = Path(opts.out)
+    if out.exists() and not out.is_dir():
+        raise MaskfaceError(out, "the output folder exists and is not a folder")
+    if mask_dir.is_dir():
+        masks, target = mask_dir.resolve(), out.resolve()
+        if target == masks or (opts.recursive and masks in target.parents):
+            raise MaskfaceError(out, f"the output folder is inside the mask folder {mask_dir}, so the faces "
+                                     "would be read as masks next time; choose a folder outside it")
+
+
+def _read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
+    """(stem, uint8 RGB photo) of each reference; stems name the outputs, so they must be unique."""
+    seen: dict[str, Path] = {}
+    photos = []
+    for path in map(Path, paths):
+        if path.stem in seen:
+            raise MaskfaceError(path, f"has the same name {path.stem!r} as reference {seen[path.stem]}; "
+                                      "output names must be unique, rename one of them")
+        seen[path.stem] = path
+        photos.append((path.stem, read_rgb(path)))
+    return photos
+
+
+def _output_suffixes(opts: GenerateOptions) -> list[str]:
+    """File name endings of one mask's outputs, in style order."""
+    if opts.references:
+        return [f"_ref-{Path(p).stem}.png" for p in opts.references]
+    return [f"_s{k}.png" for k in range(opts.styles)]
+
+
+def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path,
+          overwrite: bool) -> list[_MaskPlan]:
+    """Each mask's outputs and the ones still to make; a mask with a folder (or other non-file) in the
+    way of an output is skipped."""
+    plans, names = [], set()
+    for source in sources:
+        plan = _MaskPlan(source, [out / f"{source.name}{suffix}" for suffix in suffixes])
+        for k, path in enumerate(plan.outputs):
+            if path.name in names:  # only with contrived mask / reference names, e.g. "a_ref-b" + "c"
+                raise MaskfaceError(source.path, f"output name {path.name} is also the output of another "
+                                                 "mask; rename the mask or the reference")
+            names.add(path.name)
+            is_file = path.is_file()
+            if overwrite or not is_file:
+                plan.missing.append(k)
+                if not is_file and os.path.lexists(path):
+                    plan.skip(f"{path} is in the way: it exists but is not a file")
+        plans.append(plan)
+    return plans
+
+
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MaskfaceError(out, f"cannot create the output folder ({e.strerror or e})") from None
+
+
+def _styles(backend: GeneratorBackend, opts: GenerateOptions,
+            references: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """float32 [styles, style_dim], computed once: style k depends only on (seed, k) or reference k."""
+    if not references:
+        return np.ascontiguousarray(backend.styles_for_seed(opts.seed, opts.styles), dtype=np.float32)
+    size = backend.config.img_size
+    photos = np.stack([resize_rgb(rgb, size) for _, rgb in references])
+    step = backend.max_batch or len(photos)
+    styles = [backend.encode_style(photos[i:i + step]) for i in range(0, len(photos), step)]
+    return np.ascontiguousarray(np.concatenate(styles), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+class _WriteFailed(Exception):
+    """An output that could not be written; its mask is skipped, the run goes on."""
+
+
+class _Run:
+    """State of one run: the pool, pending work, counters and the skipped masks."""
+
+    def __init__(self, backend: GeneratorBackend, opts: GenerateOptions, pool: ThreadPoolExecutor,
+                 on_advance: Callable[[int], None] | None) -> None:
+        self.backend, self.opts, self.pool, self.on_advance = backend, opts, pool, on_advance
+        self.size = backend.config.img_size
+        self.batch = min(opts.batch_size, backend.max_batch or opts.batch_size)
+        # Masks decoded ahead: at least one full batch even at one image per mask, so the
+        # backend never waits on decoding; bounded so memory does not grow with the folder.
+        self.prefetch = self.batch + 2 * opts.workers
+        self.max_pending_writes = 2 * self.batch + 2 * opts.workers
+        self.styles = np.empty((0, 0), np.float32)
+        self.images_written = self.images_existing = self.grids_written = self.grids_existing = 0
+        self.outputs: list[str] = []
+        self.grid_problems: list[Skipped] = []  # rows left out of contact sheets
+        self._pending_writes: deque[tuple[_MaskPlan, Path, Future[bool]]] = deque()
+
+    def advance(self, n: int) -> None:
+        if n and self.on_advance:
+            self.on_advance(n)
+
+    # -- generation
+
+    def generate(self, plans: Sequence[_MaskPlan]) -> None:
+        """Run every missing (mask, style) through the backend in full batches and write the faces."""
+        for jobs, labels, styles in self._batches(plans):
+            images = self.backend.generate(labels, styles)
+            _check_images(images, len(jobs), self.size)
+            # One memcpy per batch (negligible next to the network) so that a backend may reuse
+            # its output buffer while the pool is still encoding this batch.
+            images = np.array(images, dtype=np.uint8, order="C", copy=True)
+            for i, (plan, k) in enumerate(jobs):
+                path = plan.outputs[k]
+                self._pending_writes.append((plan, path, self.pool.submit(_write_png, images[i], path,
+                                                                             self.opts.overwrite)))
+            self._collect_writes(block_above=self.max_pending_writes)
+        self._collect_writes(block_above=0)
+
+    def _batches(self, plans: Sequence[_MaskPlan]) -> Iterator[tuple[list[tuple[_MaskPlan, int]], np.ndarray,
+                                                                       np.ndarray]]:
+        """Jobs (mask, style index) packed across files into batches of self.batch (the last may be smaller).
+
+        Yields views of two reused buffers, valid until the next batch is requested.
+        """
+        labels = np.empty((self.batch, self.size, self.size), np.uint8)
+        styles = np.empty((self.batch, self.styles.shape[1]), np.float32)
+        jobs: list[tuple[_MaskPlan, int]] = []
+        for plan, mask in self._decoded(plans):
+            for k in plan.missing:
+                labels[len(jobs)], styles[len(jobs)] = mask, self.styles[k]
+                jobs.append((plan, k))
+                if len(jobs) == self.batch:
+                    yield jobs, labels, styles
+                    jobs = []
+        if jobs:
+            yield jobs, labels[:len(jobs)], styles[:len(jobs)]
+
+    def _decoded(self, plans: Sequence[_MaskPlan]) -> Iterator[tuple[_MaskPlan, np.ndarray]]:
+        """(plan, label map) in order, decoded on the pool at most self.prefetch masks ahead; bad masks skipped."""
+        upcoming = iter(plans)
+        pending: deque[tuple[_MaskPlan, Future[np.ndarray]]] = deque()
+
+        def refill() -> None:
+            while len(pending) < self.prefetch and (plan := next(upcoming, None)) is not None:
+                pending.append((plan, self.pool.submit(plan.source.read, size=self.size,
+                                                       label_order=self.opts.label_order)))
+
+        refill()
+        while pending:
+            plan, future = pending.popleft()
+            refill()
+            try:
+                mask = future.result()
+            except MaskfaceError as e:
+                plan.skip(e.problem, e.where)
+                self.advance(len(plan.missing))
+                continue
+            except OSError as e:
+                plan.skip(f"cannot read the mask ({e.strerror or e})")
+                self.advance(len(plan.missing))
+                continue
+            yield plan, mask
+
+    def _collect_writes(self, block_above: int) -> None:
+        """Account for finished writes, in order; wait for the oldest while more than ``block_above`` are pending."""
+        done = 0
+        while self._pending_writes and (len(self._pending_writes) > block_above or self._pending_writes[0][2].done()):
+            plan, path, future = self._pending_writes.popleft()
+            try:
+                written = future.result()
+            except _WriteFailed as e:
+                plan.skip(str(e))
+            else:
+                if written:
+                    self.images_written += 1
+                    self.outputs.append(str(path))
+                else:
+                    self.images_existing += 1
+            done += 1
+        self.advance(done)
+
+    # -- contact sheets
+
+    def write_grids(self, plans: Sequence[_MaskPlan], out: Path) -> None:
+        """Contact sheets of at most GRID_ROWS masks: colourised mask | its faces, one row per mask."""
+        plans = [p for p in plans if all(path.is_file() for path in p.outputs)]
+        chunks = [plans[i:i + GRID_ROWS] for i in range(0, len(plans), GRID_ROWS)]
+        digits = max(3, len(str(len(chunks) - 1)))
+        names = ["grid.png"] if len(chunks) == 1 else [f"grid_{i:0{digits}d}.png" for i in range(len(chunks))]
+        pending: deque[tuple[Path, Future[tuple[bool | None, list[Skipped]]]]] = deque()
+        for chunk, name in zip(chunks, names):
+            path = out / name
+            if not self.opts.overwrite and os.path.lexists(path):
+                self.grids_existing += 1
+                continue
+            pending.append((path, self.pool.submit(self._write_grid, chunk, path)))
+            while len(pending) > self.opts.workers:
+                self._collect_grid(*pending.popleft())
+        while pending:
+            self._collect_grid(*pending.popleft())
+
+    def _collect_grid(self, path: Path, future: Future[tuple[bool | None, list[Skipped]]]) -> None:
+        try:
+            written, problems = future.result()
+        except _WriteFailed as e:
+            written, problems = None, [Skipped(str(path), str(e))]
+        self.grid_problems.extend(problems)
+        if written:
+            self.grids_written += 1
+            self.outputs.append(str(path))
+        elif written is False:
+            self.grids_existing += 1
+
+    def _write_grid(self, plans: Sequence[_MaskPlan], path: Path) -> tuple[bool | None, list[Skipped]]:
+        """Build and write one sheet (on the pool): (written, or None when no row was readable; the problems).
+
+        Rows whose files cannot be read are left out and reported.
+        """
+        rows, problems = [], []
+        for plan in plans:
+            try:
+                cells = [colorize(plan.source.read(size=self.size, label_order=self.opts.label_order))]
+                cells += [resize_rgb(read_rgb(p), self.size) for p in plan.outputs]
+            except MaskfaceError as e:
+                problems.append(Skipped(e.where or str(plan.source.path), f"left out of {path.name}: {e.problem}"))
+                continue
+            rows.append(np.concatenate(cells, axis=1))
+        if not rows:
+            return None, problems
+        return _write_png(np.concatenate(rows, axis=0), path, self.opts.overwrite), problems
+
+
+def _check_images(images: np.ndarray, count: int, size: int) -> None:
+    """The backend's output must be uint8 [count, size, size, 3]; anything else is a backend bug."""
+    shape = getattr(images, "shape", None)
+    if shape != (count, size, size, 3) or images.dtype != np.uint8:
+        raise RuntimeError(f"backend returned {getattr(images, 'dtype', type(images))} {shape} for {count} "
+                           f"masks; expected uint8 ({count}, {size}, {size}, 3)")
+
+
+def _write_png(image: np.ndarray, path: Path, overwrite: bool) -> bool:
+    """Encode and write one PNG atomically (on the pool). False: another process wrote it first.
+
+    A problem with this one file raises _WriteFailed; a full or read-only disk, where no
+    other output could be written either, raises MaskfaceError and stops the run.
+    """
+    data = encode_png(image)
+    try:
+        write_bytes_atomic(path, data, overwrite=overwrite)
+    except MaskfaceError as e:
+        if not overwrite and path.is_file():
+            return False
+        raise _WriteFailed(f"cannot write {path}: {e.problem}") from None
+    except OSError as e:
+        if e.errno in _FATAL_ERRNOS:
+            raise MaskfaceError(path, f"cannot write ({e.strerror}); stopping. The files written so far are "
+                                      "complete: run the same command again to resume") from None
+        raise _WriteFailed(f"cannot write {path} ({e.strerror or e})") from None
+    return True
+
