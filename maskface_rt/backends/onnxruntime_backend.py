@@ -57,6 +57,8 @@ class OnnxRuntimeBackend(GeneratorBackend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = threads or cpu_threads()
         options.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning, leaving the cores to the decode/encode threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         providers = [self.provider] if not self.use_cuda else [self.provider, "CPUExecutionProvider"]
         self.sessions = {}
