@@ -39,6 +39,12 @@ def _progress(*extra: Any) -> Progress:
                     console=stderr, transient=False)
 
 
+def _stop(progress: Progress) -> None:
+    """Stop a bar that may never have started (a failed check prints no empty bar)."""
+    if progress.live.is_started:
+        progress.stop()
+
+
 def _emit_json(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -67,10 +73,17 @@ def synth(
     """Write a procedural face data set (paired layout) for tests, demos and benchmarks."""
     from maskface_rt.synth import write_dataset
 
-    with _progress() as progress:
-        task = progress.add_task("synth", total=count, rate="")
-        summary = write_dataset(out, count, size, seed, overwrite=overwrite,
-                                progress=lambda n: progress.advance(task, n))
+    progress = _progress()
+    task = progress.add_task("synth", total=count, rate="")
+
+    def advance(n: int) -> None:
+        progress.start()  # idempotent: the bar appears only once the checks have passed
+        progress.advance(task, n)
+
+    try:
+        summary = write_dataset(out, count, size, seed, overwrite=overwrite, progress=advance)
+    finally:
+        _stop(progress)
     rate = summary.count / max(summary.seconds, 1e-9)
     stderr.print(f"wrote {summary.count} pairs of {size}x{size} to {out} in {summary.seconds:.1f} s "
                  f"({rate:.0f} pairs/s)")
@@ -153,7 +166,7 @@ def train(
         result = run_training(pairs, out, cfg=cfg, tcfg=tcfg, overrides=overrides, steps=steps, resume=resume,
                               device=device, data_description=str(data), on_start=on_start, on_step=on_step)
     finally:
-        progress.stop()
+        _stop(progress)
     stderr.print(f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
                  f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)")
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
@@ -238,7 +251,7 @@ def generate(
         try:
             report = run_generate(runtime, mask_dir, opts, on_total=on_total, on_advance=on_advance)
         finally:
-            progress.stop()
+            _stop(progress)
     for skipped in report.skipped:
         stderr.print(f"skipped {skipped.path}: {skipped.reason}", markup=False)
     stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
