@@ -8,9 +8,12 @@ Three graphs with dynamic batch, each moving as few bytes as possible at its edg
 - style_decoder: image uint8 [B, H, W, 3] -> style float32 [B, S]
 
 ``fp16`` exports fp16 weights and activations; normalisation statistics stay fp32 through explicit
-casts in the graph (TensorRT's strongly typed mode takes precision from the graph). Every export is
-checked (onnx.checker, then torch vs ONNX Runtime at two batch sizes) before it is published; a failed
-check leaves nothing behind.
+casts in the graph (TensorRT's strongly typed mode takes precision from the graph). ``plugin`` writes
+a generator whose every AdaIN + LeakyReLU is one ``maskface.FusedAdaIN`` node (the TensorRT plugin
+``maskface::FusedAdaIN``, see kernels/). Every export is checked (onnx.checker, then torch vs ONNX
+Runtime at two batch sizes; a plugin generator, which ONNX Runtime cannot run, is run by
+onnx.reference with a numpy FusedAdaIN against the portable generator) before it is published; a
+failed check leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -41,12 +44,16 @@ from maskface_rt.export_format import (
     PRECISIONS, STYLE, ExportManifest, graph_file, sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
-from maskface_rt.networks import Nets, to_uint8_nhwc
+from maskface_rt.networks import Nets, adain_as_op, to_uint8_nhwc
 
 #: Largest accepted max |torch - ONNX Runtime| on the generator's [-1, 1] output, before uint8 rounding.
 GENERATOR_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
 #: Same for style codes, relative to the largest |style| of the batch.
 STYLE_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+#: onnx.reference runs the plugin generator in numpy (seconds per image): batch 2 still mixes styles.
+PLUGIN_CHECK_BATCHES = (1, 2)
+TORCH_VS_ORT = "torch vs onnxruntime"
+PLUGIN_VS_PORTABLE = "onnx.reference with FusedAdaIN vs the portable graph on onnxruntime"
 
 
 class GeneratorGraph(nn.Module):
@@ -114,6 +121,7 @@ class ParityResult:
     tolerance: float
     batch_sizes: tuple[int, ...]
     max_uint8_diff: int | None = None
+    compared: str = TORCH_VS_ORT
 
     @property
     def passed(self) -> bool:
@@ -123,7 +131,7 @@ class ParityResult:
         extra = f", uint8 max diff {self.max_uint8_diff}" if self.max_uint8_diff is not None else ""
         verdict = "ok" if self.passed else "FAILED"
         return (f"{self.graph}: max abs error {self.max_abs_error:.3g} at batch {'/'.join(map(str, self.batch_sizes))}"
-                f"{extra}; tolerance {self.tolerance:g}, minimum tolerance that would pass "
+                f"{extra} ({self.compared}); tolerance {self.tolerance:g}, minimum tolerance that would pass "
                 f"{self.max_abs_error:.3g} [{verdict}]")
 
 
@@ -137,7 +145,8 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, overwrite: bool) -> None:
+def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, overwrite: bool,
+                         plugin: bool = False) -> None:
     """Every option checked before any work, with what would be valid."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
         raise MaskfaceError(None, f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} "
@@ -148,18 +157,25 @@ def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, o
         raise MaskfaceError(out, "exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise MaskfaceError(out, "is not empty (pass --overwrite to replace an earlier export)")
-    del fp16  # any value is valid
+    del fp16, plugin  # any value is valid
 
 
-def _export_graph(spec: GraphSpec, nets: Nets, path: Path, opset: int, max_batch: int) -> None:
+def _export_graph(spec: GraphSpec, nets: Nets, path: Path, opset: int, max_batch: int, plugin: bool = False) -> None:
+    """torch.onnx.export of one graph; ``plugin``: every AdaINAct becomes one FusedAdaIN node."""
     module = spec.module(nets).eval()
     example = {k: torch.from_numpy(v) for k, v in sample_inputs(spec.name, nets.cfg, 2).items()}
     batch = torch.export.Dim("batch", min=1, max=max_batch)
     dynamic = {name: {0: batch} for name in spec.inputs}
-    with torch.no_grad(), _quiet():
+    translations = None
+    if plugin:
+        from maskface_rt.kernels.onnx_op import translation_table
+
+        translations = translation_table()
+    with torch.no_grad(), _quiet(), adain_as_op() if plugin else contextlib.nullcontext():
         program = torch.onnx.export(module, tuple(example[n] for n in spec.inputs), dynamo=True,
                                     input_names=list(spec.inputs), output_names=[spec.output],
-                                    dynamic_shapes=dynamic, opset_version=opset, external_data=False)
+                                    dynamic_shapes=dynamic, opset_version=opset, external_data=False,
+                                    custom_translation_table=translations)
     program.save(str(path))
 
 
@@ -204,53 +220,85 @@ def _max_err(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
-@torch.no_grad()
-def check_parity(folder: Path, reference: Nets, precision: str,
-                 batches: tuple[int, ...] = CHECK_BATCHES) -> list[ParityResult]:
-    """torch fp32 (``reference``) vs ONNX Runtime on the exported graphs, at several batch sizes."""
+def _ort_session(model: onnx.ModelProto):
     import onnxruntime as ort
 
-    cfg = reference.cfg
-    results = []
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    for graph in GRAPHS:
-        model = onnx.load(str(folder / graph_file(graph)))
-        extra = None
-        if graph == "generator":
-            model, extra = with_pre_quantization_output(model)
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        err, u8 = 0.0, 0
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _run_generator(path: Path, batches: tuple[int, ...], cfg: ModelConfig,
+                   plugin: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(uint8 image, [-1, 1] image) of a generator graph per batch: ONNX Runtime, or for a plugin
+    graph onnx.reference with the numpy FusedAdaIN."""
+    model, pre = with_pre_quantization_output(onnx.load(str(path)))
+    if plugin:
+        from onnx.reference import ReferenceEvaluator
+
+        from maskface_rt.kernels.onnx_op import FusedAdaIN
+
+        run = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run
+    else:
+        run = _ort_session(model).run
+    return [tuple(run([IMAGE, pre], sample_inputs("generator", cfg, batch, seed=1))) for batch in batches]
+
+
+@torch.no_grad()
+def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[int, ...] = CHECK_BATCHES,
+                 portable_generator: Path | None = None) -> list[ParityResult]:
+    """torch fp32 (``reference``) vs ONNX Runtime on the exported graphs, at several batch sizes.
+
+    With ``portable_generator`` (a plugin export), ``folder``'s generator is the plugin graph: it is run by
+    onnx.reference against ``portable_generator`` on ONNX Runtime, which is checked against torch as
+    ``generator_portable``.
+    """
+    cfg = reference.cfg
+    tol = GENERATOR_TOLERANCE[precision]
+    err, u8 = 0.0, 0
+    portable = portable_generator or folder / graph_file("generator")
+    for batch, (got_u8, got) in zip(batches, _run_generator(portable, batches, cfg), strict=True):
+        feeds = sample_inputs("generator", cfg, batch, seed=1)
+        ref = reference.generator(torch.from_numpy(feeds[LABELS]).long(), torch.from_numpy(feeds[STYLE]))
+        err = max(err, _max_err(got, ref.numpy()))
+        u8 = max(u8, int(np.abs(got_u8.astype(np.int16) - to_uint8_nhwc(ref).numpy()).max()))
+    results = [ParityResult("generator" if portable_generator is None else "generator_portable", err, tol, batches, u8)]
+    if portable_generator is not None:
+        pairs = list(zip(_run_generator(folder / graph_file("generator"), PLUGIN_CHECK_BATCHES, cfg, plugin=True),
+                         _run_generator(portable_generator, PLUGIN_CHECK_BATCHES, cfg), strict=True))
+        results.insert(0, ParityResult(
+            "generator", max(_max_err(got[1], want[1]) for got, want in pairs), tol, PLUGIN_CHECK_BATCHES,
+            max(int(np.abs(got[0].astype(np.int16) - want[0]).max()) for got, want in pairs), PLUGIN_VS_PORTABLE))
+    for graph in GRAPHS[1:]:
+        session = _ort_session(onnx.load(str(folder / graph_file(graph))))
+        err = 0.0
         for batch in batches:
             feeds = sample_inputs(graph, cfg, batch, seed=1)
             t = {k: torch.from_numpy(v) for k, v in feeds.items()}
-            if graph == "generator":
-                ref = reference.generator(t[LABELS].long(), t[STYLE])
-                got_u8, got = session.run([IMAGE, extra], feeds)
-                err = max(err, _max_err(got, ref.numpy()))
-                u8 = max(u8, int(np.abs(got_u8.astype(np.int16) - to_uint8_nhwc(ref).numpy()).max()))
-            else:
-                ref = (reference.style_encoder(t[LATENT]) if graph == "style_encoder"
-                       else reference.style_decoder(t[IMAGE].permute(0, 3, 1, 2).float() / 127.5 - 1.0))
-                (got,) = session.run([STYLE], feeds)
-                err = max(err, _max_err(got, ref.numpy()) / max(1.0, float(ref.abs().max())))
-        tol = (GENERATOR_TOLERANCE if graph == "generator" else STYLE_TOLERANCE)[precision]
-        results.append(ParityResult(graph, err, tol, batches, u8 if graph == "generator" else None))
+            ref = (reference.style_encoder(t[LATENT]) if graph == "style_encoder"
+                   else reference.style_decoder(t[IMAGE].permute(0, 3, 1, 2).float() / 127.5 - 1.0))
+            (got,) = session.run([STYLE], feeds)
+            err = max(err, _max_err(got, ref.numpy()) / max(1.0, float(ref.abs().max())))
+        results.append(ParityResult(graph, err, STYLE_TOLERANCE[precision], batches))
     return results
 
 
 def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
-                max_batch: int = 64, overwrite: bool = False,
+                max_batch: int = 64, overwrite: bool = False, plugin: bool = False,
                 on_stage: Callable[[str], None] | None = None) -> ExportResult:
-    """Export a model file's three graphs to ``out``, check them, then publish the folder atomically."""
+    """Export a model file's three graphs to ``out``, check them, then publish the folder atomically.
+
+    ``plugin``: the generator gets FusedAdaIN nodes (TensorRT plugin); its portable twin is exported to a
+    scratch folder for the check only.
+    """
     t0 = time.perf_counter()
     model_path, out = Path(model_path), Path(out)
-    check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite)
+    check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite, plugin=plugin)
     stage = on_stage or (lambda _: None)
     reference = load_model(model_path)
     precision = PRECISIONS[1] if fp16 else PRECISIONS[0]
     manifest = ExportManifest(config=reference.cfg, precision=precision, opset=opset, max_batch=max_batch,
-                              source_sha256=sha256_file(model_path), package_version=__version__)
+                              source_sha256=sha256_file(model_path), package_version=__version__, plugin=plugin)
     nets = load_model(model_path)
     if fp16:
         nets = nets.half()
@@ -259,9 +307,9 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
     os.chmod(tmp, publishable_mode(is_dir=True))
     try:
         for graph in GRAPHS:
-            stage(f"exporting {graph}")
+            stage(f"exporting {graph}{' (FusedAdaIN plugin nodes)' if plugin and graph == 'generator' else ''}")
             path = tmp / graph_file(graph)
-            _export_graph(SPECS[graph], nets, path, opset, max_batch)
+            _export_graph(SPECS[graph], nets, path, opset, max_batch, plugin=plugin and graph == "generator")
             _annotate(path, manifest.metadata_props(graph), f"maskface-rt {graph} ({precision}) from {model_path.name}")
             stage(f"checking {graph} (onnx.checker, full)")
             try:
@@ -271,10 +319,17 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
             spec = SPECS[graph]
             manifest.graphs[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
                                       "inputs": list(spec.inputs), "output": spec.output}
-        stage("checking torch vs ONNX Runtime")
-        parity = check_parity(tmp, reference, precision)
+        with tempfile.TemporaryDirectory(prefix="maskface-portable-") as scratch:
+            portable = None
+            if plugin:
+                stage("exporting the portable generator (for the plugin check)")
+                portable = Path(scratch) / graph_file("generator")
+                _export_graph(SPECS["generator"], nets, portable, opset, max_batch)
+            stage("checking torch vs ONNX Runtime" + (", plugin graph vs portable graph" if plugin else ""))
+            parity = check_parity(tmp, reference, precision, portable_generator=portable)
         manifest.parity = {p.graph: {"max_abs_error": p.max_abs_error, "tolerance": p.tolerance,
-                                     "batch_sizes": list(p.batch_sizes), "max_uint8_diff": p.max_uint8_diff}
+                                     "batch_sizes": list(p.batch_sizes), "max_uint8_diff": p.max_uint8_diff,
+                                     "compared": p.compared}
                            for p in parity}
         failed = [p for p in parity if not p.passed]
         if failed:

@@ -11,13 +11,18 @@ Images are in [-1, 1], NCHW.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
+import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from maskface_rt.config import ModelConfig
+from maskface_rt.kernels.torch_op import adain_act_reference  # also registers torch.ops.maskface.fused_adain
 
 
 def one_hot_labels(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
@@ -71,20 +76,40 @@ class ResBlk(nn.Module):
         return (self._shortcut(x) + self._residual(x)) / math.sqrt(2)
 
 
-def adain_act_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                        negative_slope: float) -> torch.Tensor:
-    """LeakyReLU((1 + gamma) * IN(x) + beta) with the statistics in fp32; output in x's dtype."""
-    x32 = x.float()
-    mean = x32.mean(dim=(2, 3), keepdim=True)
-    var = (x32 - mean).square().mean(dim=(2, 3), keepdim=True)
-    y = (x32 - mean) * torch.rsqrt(var + eps)
-    y = (1 + gamma.float()[:, :, None, None]) * y + beta.float()[:, :, None, None]
-    return F.leaky_relu(y, negative_slope).to(x.dtype)
+_fused_adain = os.environ.get("MASKFACE_FUSED_ADAIN", "1") != "0"
+_adain_op_everywhere = False
+#: Located, not imported: triton is imported at the first CUDA call of the op.
+_triton_installed = importlib.util.find_spec("triton") is not None
+
+
+def set_fused_adain(enabled: bool) -> None:
+    """Turn the fused Triton kernel for AdaINAct on CUDA on or off (default on; env MASKFACE_FUSED_ADAIN=0: off)."""
+    global _fused_adain
+    _fused_adain = enabled
+
+
+def fused_adain_active(x: torch.Tensor) -> bool:
+    """Whether AdaINAct runs torch.ops.maskface.fused_adain for this input."""
+    if _adain_op_everywhere:
+        return True
+    return _fused_adain and _triton_installed and x.is_cuda
+
+
+@contextlib.contextmanager
+def adain_as_op() -> Iterator[None]:
+    """Route every AdaINAct through torch.ops.maskface.fused_adain on any device (its reference on the CPU),
+    so that a trace (torch.export, the plugin-flavoured ONNX export) records one op per AdaIN + LeakyReLU."""
+    global _adain_op_everywhere
+    before, _adain_op_everywhere = _adain_op_everywhere, True
+    try:
+        yield
+    finally:
+        _adain_op_everywhere = before
 
 
 class AdaINAct(nn.Module):
     """AdaIN (style -> per-channel gamma, beta) followed by LeakyReLU: one module, so that a fused
-    kernel can replace its body."""
+    kernel can replace its body (on CUDA, see ``set_fused_adain``)."""
 
     def __init__(self, style_dim: int, num_features: int, *, eps: float = 1e-5, negative_slope: float = 0.2) -> None:
         super().__init__()
@@ -100,6 +125,8 @@ class AdaINAct(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.affine(s)
+        if fused_adain_active(x):
+            return torch.ops.maskface.fused_adain(x, gamma, beta, self.eps, self.negative_slope)
         return adain_act_reference(x, gamma, beta, self.eps, self.negative_slope)
 
 

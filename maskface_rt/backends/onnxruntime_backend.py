@@ -45,6 +45,9 @@ class OnnxRuntimeBackend(GeneratorBackend):
             raise MaskfaceError(None, f"unknown device {device!r} for onnxruntime; valid: {', '.join(DEVICES)}")
         folder = Path(folder)
         self.manifest = read_manifest(folder)
+        if self.manifest.plugin:
+            raise MaskfaceError(folder, "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
+                                        "nodes run only in TensorRT; export without --plugin for onnxruntime")
         super().__init__(self.manifest.config, str(folder))
         has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         if device == "cuda" and not has_cuda:

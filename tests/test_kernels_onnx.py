@@ -1,0 +1,163 @@
+"""The plugin-flavoured ONNX export (maskface export --plugin) and the numpy FusedAdaIN node."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from onnx.reference import ReferenceEvaluator
+
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import read_manifest
+from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE, FusedAdaIN, register_schema, single_node_model
+from maskface_rt.kernels.reference import fused_adain_reference
+
+torch = pytest.importorskip("torch")
+
+from maskface_rt.export import onnx_export  # noqa: E402
+from maskface_rt.export.onnx_export import export_onnx  # noqa: E402
+
+
+@pytest.mark.parametrize(("elem_type", "dtype"), [(TensorProto.FLOAT, np.float32), (TensorProto.FLOAT16, np.float16)])
+def test_reference_evaluator_runs_the_node(elem_type, dtype):
+    register_schema()
+    eps, slope = float(np.float32(1e-3)), float(np.float32(0.1))  # as the float attributes store them
+    model = single_node_model(elem_type, eps=eps, negative_slope=slope)
+    onnx.checker.check_model(model, full_check=True)
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.standard_normal((2, 3, 5, 6)).astype(dtype) * 3,
+             "gamma": rng.standard_normal((2, 3)).astype(dtype), "beta": rng.standard_normal((2, 3)).astype(dtype)}
+    (y,) = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run(None, feeds)
+    assert y.dtype == dtype
+    expected = fused_adain_reference(feeds["x"], feeds["gamma"], feeds["beta"], eps, slope)
+    assert np.array_equal(y, expected)
+    # The attributes reach the kernel: another slope gives another result where values are negative.
+    (other,) = ReferenceEvaluator(single_node_model(elem_type, eps=eps, negative_slope=0.3),
+                                  new_ops=[FusedAdaIN]).run(None, feeds)
+    assert not np.array_equal(y, other)
+
+
+def test_checker_rejects_a_malformed_node():
+    register_schema()
+    model = single_node_model(TensorProto.FLOAT)
+    del model.graph.node[0].input[2]
+    with pytest.raises(onnx.checker.ValidationError):
+        onnx.checker.check_model(model)
+
+
+@pytest.fixture(scope="module")
+def plugin_export(tiny_model, tmp_path_factory):
+    """The fp32 plugin export of the tiny model, made through the CLI."""
+    out = tmp_path_factory.mktemp("plugin") / "tiny64-plugin"
+    done = subprocess.run([sys.executable, "-m", "maskface_rt", "export", str(tiny_model), "--out", str(out),
+                           "--plugin", "--max-batch", "8", "--json"], capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return out, done
+
+
+def _fused_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    return [n for n in model.graph.node if n.op_type == OP_TYPE]
+
+
+def test_plugin_export_has_one_node_per_adain(plugin_export):
+    out, _ = plugin_export
+    model = onnx.load(str(out / "generator.onnx"))
+    nodes = _fused_nodes(model)
+    assert len(nodes) == 6  # tiny-64: three AdainResBlks, two AdaIN + LeakyReLU each
+    assert {(o.domain, o.version) for o in model.opset_import} >= {(DOMAIN, 1)}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in nodes:
+        assert node.domain == DOMAIN and len(node.input) == 3 and len(node.output) == 1
+        attrs = {a.name: a for a in node.attribute}
+        assert set(attrs) == {"plugin_namespace", "eps", "negative_slope"}
+        assert [attrs[k].type for k in ("plugin_namespace", "eps", "negative_slope")] == [
+            onnx.AttributeProto.STRING, onnx.AttributeProto.FLOAT, onnx.AttributeProto.FLOAT]
+        assert attrs["plugin_namespace"].s == b"maskface"
+        assert attrs["eps"].f == pytest.approx(1e-5) and attrs["negative_slope"].f == pytest.approx(0.2)
+        # gamma and beta are the two halves of the style's affine layer
+        assert producers[node.input[1]].op_type == producers[node.input[2]].op_type == "Split"
+    # No unfused AdaIN is left: the only LeakyRelus follow instance norms of the encoder and to_rgb.
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("InstanceNormalization") == ops.count("LeakyRelu")
+    portable_style = onnx.load(str(out / "style_encoder.onnx"))
+    assert not _fused_nodes(portable_style)
+
+
+def test_plugin_export_is_checked_against_the_portable_graph(plugin_export):
+    out, done = plugin_export
+    manifest = read_manifest(out)
+    assert manifest.plugin is True
+    props = {p.key: p.value for p in onnx.load(str(out / "generator.onnx")).metadata_props}
+    assert props["maskface.plugin"] == "true"
+    parity = manifest.parity
+    assert parity["generator"]["compared"] == onnx_export.PLUGIN_VS_PORTABLE
+    assert parity["generator"]["batch_sizes"] == [1, 2]
+    assert parity["generator"]["max_abs_error"] <= 1e-4
+    assert parity["generator_portable"]["max_abs_error"] <= 1e-4
+    assert set(parity) == {"generator", "generator_portable", "style_encoder", "style_decoder"}
+    summary = json.loads(done.stdout)
+    assert summary["manifest"]["plugin"] is True
+    assert "generator: max abs error" in done.stderr and "onnx.reference with FusedAdaIN" in done.stderr
+    assert "import maskface_rt.kernels.trt_plugin" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "maskface.json", "style_decoder.onnx",
+                                                      "style_encoder.onnx"]
+
+
+def test_plugin_graph_matches_torch_through_the_reference_evaluator(plugin_export, tiny_model):
+    """Independently of the export's own check: run the plugin graph in numpy and compare with torch."""
+    from maskface_rt.checkpoint import load_model
+
+    out, _ = plugin_export
+    nets = load_model(tiny_model)
+    model, pre = onnx_export.with_pre_quantization_output(onnx.load(str(out / "generator.onnx")))
+    feeds = onnx_export.sample_inputs("generator", nets.cfg, 2, seed=5)
+    _, got = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run(["image", pre], feeds)
+    with torch.no_grad():
+        want = nets.generator(torch.from_numpy(feeds["labels"]).long(), torch.from_numpy(feeds["style"]))
+    assert np.abs(got - want.numpy()).max() < 1e-4
+
+
+def test_onnxruntime_refuses_a_plugin_export(plugin_export):
+    from maskface_rt.backends import open_backend
+
+    with pytest.raises(MaskfaceError, match="is a plugin export .* run only in TensorRT"):
+        open_backend(plugin_export[0])
+
+
+def test_fp16_plugin_export(tiny_model, tmp_path):
+    result = export_onnx(tiny_model, tmp_path / "fp16", fp16=True, plugin=True, max_batch=4)
+    assert all(p.passed for p in result.parity)
+    generator = next(p for p in result.parity if p.graph == "generator")
+    assert generator.compared == onnx_export.PLUGIN_VS_PORTABLE
+    assert generator.max_abs_error <= onnx_export.GENERATOR_TOLERANCE["fp16"]
+    model = onnx.load(str(tmp_path / "fp16" / "generator.onnx"))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
+    for node in _fused_nodes(model):
+        assert {types[name] for name in [*node.input, *node.output]} == {TensorProto.FLOAT16}
+
+
+def test_a_failed_plugin_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(FusedAdaIN, "_run", lambda self, x, gamma, beta, **_: (x,))  # a wrong kernel
+    with pytest.raises(MaskfaceError, match="failed its parity check: generator: max abs error"):
+        export_onnx(tiny_model, tmp_path / "never", plugin=True, max_batch=4)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_and_onnxruntime_path_work_without_triton(tiny_export, tmp_path):
+    script = ("import sys\n"
+              "sys.modules['triton'] = None  # any 'import triton' now raises ImportError\n"
+              "from maskface_rt.cli import main\n"
+              "main()\n")
+    env = {**os.environ, "NO_COLOR": "1"}
+    info = subprocess.run([sys.executable, "-c", script, "info", str(tiny_export), "--json"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert info.returncode == 0 and json.loads(info.stdout)["plugin"] is False, info.stderr
+    ptx = subprocess.run([sys.executable, "-c", script, "plugin", "ptx", "--out", str(tmp_path / "ptx")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert ptx.returncode == 1 and "building PTX needs triton: pip install 'maskface-rt[kernels]'" in ptx.stderr
+    assert not (tmp_path / "ptx").exists()
