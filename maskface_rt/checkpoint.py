@@ -70,19 +70,20 @@ def _config_from_metadata(path: Path, meta: Mapping[str, str], expected_format: 
         raise MaskfaceError(path, f"bad model config in metadata ({e})") from None
 
 
-def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str,
+              against: str = "its config") -> None:
     """load_state_dict(strict) whose failures name the file and the first mismatching tensor."""
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise MaskfaceError(path, f"{what} does not match its config: {len(missing)} missing and "
+        raise MaskfaceError(path, f"{what} does not match {against}: {len(missing)} missing and "
                                   f"{len(unexpected)} unexpected tensors ({detail})")
     for key, value in own.items():
         if tuple(tensors[key].shape) != tuple(value.shape):
-            raise MaskfaceError(path, f"{what} does not match its config: {key} has shape "
-                                      f"{tuple(tensors[key].shape)}, the config expects {tuple(value.shape)}")
+            raise MaskfaceError(path, f"{what} does not match {against}: {key} has shape "
+                                      f"{tuple(tensors[key].shape)}, expected {tuple(value.shape)}")
     module.load_state_dict(dict(tensors))
 
 

@@ -389,6 +389,15 @@ def _split_for(data: Path, split: str) -> str:
     return "train" if (data / CELEBA_MAPPING).is_file() else "all"
 
 
+def _register_subcommands() -> None:
+    from maskface_rt.eval_cli import eval_app
+
+    app.add_typer(eval_app, name="eval", help="Evaluate a model: mask consistency, diversity, FID/KID, parity.")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     try:
         app()

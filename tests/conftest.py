@@ -38,3 +38,43 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> P
     out = tmp_path_factory.mktemp("export") / "tiny64-onnx"
     export_onnx(tiny_model, out, max_batch=16)
     return out
+
+
+@pytest.fixture(scope="session")
+def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Randomly initialised metric networks saved like the published files (same names, keys and
+    shapes, torch.save pickles), and a weights manifest with their sha256: (weights dir, manifest)."""
+    torch = pytest.importorskip("torch")
+    import json
+
+    from maskface_rt.evaluation.inception import FIDInceptionV3
+    from maskface_rt.evaluation.lpips import CHANNELS, AlexNetTrunk
+    from maskface_rt.evaluation.parsers import BiSeNet
+    from maskface_rt.evaluation.weights import REGISTRY
+    from maskface_rt.export_format import sha256_file
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("weights")
+    inception = FIDInceptionV3()
+    for module in inception.modules():
+        if isinstance(module, torch.nn.Conv2d):  # keep activations O(1) through the 94 layers
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    files = {
+        "inception": {**inception.state_dict(), "fc.weight": torch.randn(1008, 2048) * 0.01,
+                      "fc.bias": torch.zeros(1008)},
+        # torchvision's classifier is not used; zeros keep writing its 234 MB cheap.
+        "alexnet": {**AlexNetTrunk().state_dict(), "classifier.1.weight": torch.zeros(4096, 9216),
+                    "classifier.1.bias": torch.zeros(4096), "classifier.4.weight": torch.zeros(4096, 4096),
+                    "classifier.4.bias": torch.zeros(4096), "classifier.6.weight": torch.zeros(1000, 4096),
+                    "classifier.6.bias": torch.zeros(1000)},
+        "lpips-alex": {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) * 0.1 for k, c in enumerate(CHANNELS)},
+        "bisenet": BiSeNet().state_dict(),
+    }
+    manifest = {}
+    for key, tensors in files.items():
+        path = folder / REGISTRY[key].file
+        torch.save(tensors, path)
+        manifest[key] = {"sha256": sha256_file(path)}
+    manifest_path = folder / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest))
+    return folder, manifest_path
