@@ -19,6 +19,7 @@ failed check leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -299,7 +300,7 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
     precision = PRECISIONS[1] if fp16 else PRECISIONS[0]
     manifest = ExportManifest(config=reference.cfg, precision=precision, opset=opset, max_batch=max_batch,
                               source_sha256=sha256_file(model_path), package_version=__version__, plugin=plugin)
-    nets = load_model(model_path)
+    nets = copy.deepcopy(reference)  # the graphs are traced from a copy; ``reference`` stays fp32
     if fp16:
         nets = nets.half()
     out.parent.mkdir(parents=True, exist_ok=True)

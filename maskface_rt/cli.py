@@ -191,9 +191,8 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX (generator, style encoder, style decoder), checked before it is written."""
-    from maskface_rt.export.onnx_export import check_export_options, export_onnx, format_bytes
+    from maskface_rt.export.onnx_export import export_onnx, format_bytes
 
-    check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite, plugin=plugin)
     with stderr.status("exporting") as status:
         result = export_onnx(model, out, fp16=fp16, opset=opset, max_batch=max_batch, overwrite=overwrite,
                              plugin=plugin, on_stage=lambda text: status.update(text))
@@ -389,13 +388,9 @@ def _split_for(data: Path, split: str) -> str:
     return "train" if (data / CELEBA_MAPPING).is_file() else "all"
 
 
-def _register_subcommands() -> None:
-    from maskface_rt.eval_cli import eval_app
+from maskface_rt.eval_cli import eval_app  # noqa: E402  (eval_cli reaches back into this module lazily)
 
-    app.add_typer(eval_app, name="eval", help="Evaluate a model: mask consistency, diversity, FID/KID, parity.")
-
-
-_register_subcommands()
+app.add_typer(eval_app, name="eval", help="Evaluate a model: mask consistency, diversity, FID/KID, parity.")
 
 
 def main() -> None:
