@@ -2,9 +2,10 @@
 
     python benchmarks/quality.py --work out/quality --out benchmarks/results/quality.md
 
-Makes a procedural training set (256 pairs, seed 0) and a held-out set (64 pairs, seed 1) at 64 px,
-trains a tiny-64 model for --steps unless --model is given, exports it to fp32 and fp16 ONNX,
-trains the package's face parser on the training set, then runs the evaluation of
+Makes a procedural training set (256 pairs, seed 0) and a held-out set (64 pairs, seed 1) at 64 px
+unless --train-data / --held-out name existing `maskface synth` folders, trains a tiny-64 model for
+--steps unless --model is given, exports it to fp32 and fp16 ONNX, trains the package's face parser
+on the training set, then runs the evaluation of
 ``maskface eval MODEL --data HELD_OUT --parser PARSER --compare onnxruntime:FP32 --compare
 onnxruntime:FP16`` and writes its report (plus a JSON of the same results next to it). LPIPS, FID
 and KID run too when their weights are in --weights-dir; otherwise the report lists them as skipped.
@@ -13,6 +14,7 @@ and KID run too when their weights are in --weights-dir; otherwise the report li
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,9 @@ def main() -> None:
     parser.add_argument("--parser-steps", type=int, default=300)
     parser.add_argument("--limit", type=int, default=64, help="Held-out masks.")
     parser.add_argument("--weights-dir", type=Path, default=None)
+    parser.add_argument("--train-data", type=Path, default=None, help="Existing synthetic training set.")
+    parser.add_argument("--held-out", type=Path, default=None, help="Existing synthetic held-out set.")
+    parser.add_argument("--title", default="Synthetic quality benchmark")
     args = parser.parse_args()
 
     from maskface_rt.config import TrainConfig, preset
@@ -42,10 +47,12 @@ def main() -> None:
     from maskface_rt.trainer import train
 
     work = args.work
-    train_data, held_out = work / "synth-train", work / "synth-heldout"
+    train_data, held_out = args.train_data or work / "synth-train", args.held_out or work / "synth-heldout"
     for folder, count, seed in ((train_data, 256, 0), (held_out, 64, 1)):
         if not (folder / "synth.json").is_file():
             write_dataset(folder, count, 64, seed)
+    sets = {name: json.loads((folder / "synth.json").read_text()) for name, folder in
+            (("train", train_data), ("held-out", held_out))}
     model = args.model
     if model is None:
         run = work / f"tiny-64-{args.steps}"
@@ -58,7 +65,7 @@ def main() -> None:
         exports[precision] = work / f"{model.parent.name}-onnx-{precision}"
         if not exports[precision].is_dir():
             export_onnx(model, exports[precision], fp16=precision == "fp16", max_batch=16)
-    parser_file = work / f"parser-{args.parser_steps}.safetensors"
+    parser_file = work / f"parser-{train_data.name}-{args.parser_steps}.safetensors"
     if not parser_file.is_file():
         train_parser(open_dataset(train_data, size=64), parser_file, steps=args.parser_steps,
                      data_description=str(train_data))
@@ -70,12 +77,20 @@ def main() -> None:
     for line in summary(result):
         print(line)
     source = f"`--model {args.model}`" if args.model else (
-        f"a tiny-64 model trained here for {args.steps} steps on 256 procedural pairs (seed 0)")
-    notes = [f"Example output of `python benchmarks/quality.py`: {source}, not a bundled or fully trained model. "
-             f"Masks: {result.masks} held-out procedural pairs (seed 1); parser: the package's U-Net trained "
-             f"{args.parser_steps} steps on the training pairs. Parity: the same masks and seeds through "
-             "onnxruntime (fp32 and fp16 exports of the model) against torch."]
-    write_report(args.out, result, overwrite=True, title="Synthetic quality benchmark", notes=notes)
+        f"a tiny-64 model trained here for {args.steps} steps on 256 procedural pairs (seed 0), not a bundled "
+        "or fully trained model")
+    tr, ho = sets["train"], sets["held-out"]
+    notes = [f"Made by `python {' '.join(sys.argv)}`: {source}. Masks: {result.masks} held-out procedural pairs "
+             f"(seed {ho['seed']}; the training set has {tr['count']} pairs of seed {tr['seed']}); parser: the "
+             f"package's U-Net trained {args.parser_steps} steps on the training pairs. Parity: the same masks "
+             "and seeds through onnxruntime (fp32 and fp16 exports of the model) against torch."]
+    consistency = result.metrics.get("consistency")
+    if consistency:
+        ratio = consistency["generated"]["miou"] / consistency["real"]["miou"]
+        notes.append(f"Generated faces reach **{ratio:.1%}** of the real images' mIoU "
+                     f"({consistency['generated']['miou']:.4f} vs {consistency['real']['miou']:.4f}).")
+        print(f"mIoU ratio generated/real: {ratio:.3f}")
+    write_report(args.out, result, overwrite=True, title=args.title, notes=notes)
     write_result(args.out.with_suffix(".json"), {**result.to_json(), "environment": environment()})
     print(f"wrote {args.out}")
 

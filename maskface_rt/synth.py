@@ -799,11 +799,30 @@ def render_pair(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarra
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     geo = _sample_geometry(rng)
-    look = _sample_look(rng)
+    return _render(geo, _sample_look(rng), rng, size), _paint(geo, size)
+
+
+def _render(geo: _Geometry, look: _Look, rng: np.random.Generator, size: int) -> np.ndarray:
     fine = _shade(_paint(geo, size * _SUPERSAMPLE), _Shader(geo, look))
     rgb = np.asarray(Image.fromarray(np.ascontiguousarray(fine)).reduce(_SUPERSAMPLE), np.float32)
     rgb += rng.standard_normal((size, size, 1), np.float32) * look.noise  # drawn last: the same pair at every size
-    return np.clip(rgb, 0, 255).astype(np.uint8), _paint(geo, size)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def render_looks(seed: int, index: int, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mask of pair ``index`` painted with ``count`` other appearances (the "real" styles of one mask).
+
+    Returns (rgb uint8 [count, size, size, 3], labels uint8 [size, size]); appearance k is drawn from its
+    own random state (seed, index, k), so it does not depend on ``count``.
+    """
+    _check_int("count", count, 1)
+    _check_int("size", size, MIN_SIZE, MAX_SIZE)
+    geo = _sample_geometry(np.random.default_rng(np.random.SeedSequence([seed, index])))
+    faces = []
+    for k in range(count):
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index, k]))
+        faces.append(_render(geo, _sample_look(rng), rng, size))
+    return np.stack(faces), _paint(geo, size)
 
 
 # ----------------------------------------------------------------------------- data sets

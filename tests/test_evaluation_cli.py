@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -13,9 +14,11 @@ import typer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from maskface_rt.errors import MaskfaceError  # noqa: E402
+from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
 from maskface_rt.eval_cli import eval_app  # noqa: E402
 from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate, plan_metrics  # noqa: E402
 from maskface_rt.evaluation.weights import WeightStore, read_manifest  # noqa: E402
+from maskface_rt.synth import render_looks  # noqa: E402
 
 # The main CLI mounts the sub-app exactly like this.
 app = typer.Typer()
@@ -82,6 +85,9 @@ def test_identical_backends_are_exact_and_every_metric_runs(tiny_model, synth64,
     assert m["consistency"]["generated"]["pixels"] == 2 * 3 * 64 * 64
     assert m["consistency"]["real"]["pixels"] == 2 * 64 * 64
     assert m["diversity"]["pairs_per_mask"] == 3 and m["diversity"]["pixel_l1"]["mean"] > 0
+    # The synthetic set's own figure: masks 00000 and 00001 of seed 7, each in 3 appearances.
+    expected = np.mean([mean_pairwise(render_looks(7, i, 64, 3)[0][None], pixel_l1)[0] for i in (0, 1)])
+    assert m["diversity"]["real_pixel_l1"]["mean"] == pytest.approx(expected)
     assert m["fid"]["generated_images"] == 6 and m["fid"]["real_images"] == 6 and not m["fid"]["cache_hit"]
     (parity,) = result.parity
     assert parity["psnr_db"] == float("inf") and parity["max_abs_error"] == 0 and parity["identical_images"] == 6

@@ -11,7 +11,7 @@ from PIL import Image
 
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.labels import CLASS_NAMES, NUM_CLASSES
-from maskface_rt.synth import GENERATOR_VERSION, render_pair, write_dataset
+from maskface_rt.synth import GENERATOR_VERSION, render_looks, render_pair, write_dataset
 
 SKIN, HAIR = CLASS_NAMES.index("skin"), CLASS_NAMES.index("hair")
 
@@ -160,3 +160,13 @@ def test_render_pair_rejects_bad_arguments() -> None:
         render_pair(0, 0, 2048)
     with pytest.raises(MaskfaceError, match="index"):
         render_pair(0, -1, 64)
+
+
+def test_render_looks_repaints_one_mask() -> None:
+    faces, labels = render_looks(5, 2, 64, 4)
+    _, pair_labels = render_pair(5, 2, 64)
+    np.testing.assert_array_equal(labels, pair_labels)
+    assert faces.shape == (4, 64, 64, 3) and faces.dtype == np.uint8
+    fewer, _ = render_looks(5, 2, 64, 2)
+    np.testing.assert_array_equal(fewer, faces[:2])
+    assert np.abs(faces[0].astype(int) - faces[1].astype(int)).mean() > 5

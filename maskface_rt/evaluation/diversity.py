@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
@@ -27,3 +29,16 @@ def mean_pairwise(faces: np.ndarray, distance: Distance) -> np.ndarray:
     a = faces[:, i].reshape(-1, *faces.shape[2:])
     b = faces[:, j].reshape(-1, *faces.shape[2:])
     return np.asarray(distance(a, b), dtype=np.float64).reshape(len(faces), len(pairs)).mean(axis=1)
+
+
+def synthetic_real_diversity(data: Path, names: Sequence[str], size: int, styles: int) -> np.ndarray | None:
+    """The same figure for real images of a `maskface synth` set: each mask painted with ``styles``
+    appearances by the procedural renderer, mean pairwise pixel L1 per mask; None for other data sets."""
+    from maskface_rt.synth import render_looks
+
+    try:
+        info = json.loads((Path(data) / "synth.json").read_text())
+        seed, indices = int(info["seed"]), [int(name) for name in names]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return np.concatenate([mean_pairwise(render_looks(seed, i, size, styles)[0][None], pixel_l1) for i in indices])

@@ -69,6 +69,10 @@ def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[
         if "diversity" in m:
             d = m["diversity"]["pixel_l1"]
             rows.append(["pixel L1 ([0, 1] scale)", _num(d["mean"]), _num(d["std"])])
+            if "real_pixel_l1" in m["diversity"]:
+                d = m["diversity"]["real_pixel_l1"]
+                rows.append([f"pixel L1, real: each mask painted in {result.styles} synthetic appearances",
+                             _num(d["mean"]), _num(d["std"])])
         lines += _table(["distance", "mean", "std over masks"], rows) + [""]
     if "fid" in m or "kid" in m:
         info = m.get("fid") or m["kid"]
@@ -115,7 +119,9 @@ def summary(result: EvalResult) -> list[str]:
     if "lpips" in m:
         lines.append(f"diversity: LPIPS {m['lpips']['diversity']['mean']:.4f}")
     if "diversity" in m:
-        lines.append(f"diversity: pixel L1 {m['diversity']['pixel_l1']['mean']:.4f}")
+        real = m["diversity"].get("real_pixel_l1")
+        lines.append(f"diversity: pixel L1 {m['diversity']['pixel_l1']['mean']:.4f}"
+                     + (f" (real images of the same masks: {real['mean']:.4f})" if real else ""))
     if "fid" in m:
         lines.append(f"FID {m['fid']['value']:.3f}")
     if "kid" in m:

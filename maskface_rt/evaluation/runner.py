@@ -24,7 +24,7 @@ from maskface_rt.backends import BACKENDS, GeneratorBackend, open_backend
 from maskface_rt.datasets import CELEBA_MAPPING, PairedDataset, open_dataset
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix
-from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1
+from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1, synthetic_real_diversity
 from maskface_rt.evaluation.fid import FeatureCache, GaussianStats, frechet_distance, kernel_inception_distance, \
     real_set_key
 from maskface_rt.evaluation.parity import ParityAccumulator
@@ -316,6 +316,9 @@ def _run(reference: GeneratorBackend, others: list[GeneratorBackend], pairs: Pai
                                   "real": dataclasses.asdict(Consistency.of(conf_real))}
     if "diversity" in selected:
         metrics["diversity"] = {"pixel_l1": _mean_std(l1), "pairs_per_mask": k * (k - 1) // 2}
+        real_l1 = synthetic_real_diversity(options.data, [p.name for p in pairs.pairs[:result.masks]], pairs.size, k)
+        if real_l1 is not None:
+            metrics["diversity"]["real_pixel_l1"] = _mean_std(real_l1)
     if lpips is not None:
         metrics["lpips"] = {"diversity": _mean_std(lpips_div), "pairs_per_mask": k * (k - 1) // 2}
     generated = np.concatenate(features[0]) if use_fid else None
