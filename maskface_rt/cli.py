@@ -15,9 +15,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from maskface_rt import __version__
+from maskface_rt.build_cli import build
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
@@ -201,16 +203,17 @@ def export(
     stderr.print(f"wrote {out} in {result.seconds:.1f} s:")
     for name, size in result.files.items():
         stderr.print(f"  {name:24s} {format_bytes(size):>10s}")
-    if plugin:
-        stderr.print(f"next: build a TensorRT engine from {out / 'generator.onnx'} in a Python process that has run "
-                     "'import maskface_rt.kernels.trt_plugin' (see 'maskface plugin ptx --help' for the kernel's PTX)",
-                     markup=False)
-    else:
+    if fp16 or plugin:
+        stderr.print(f"next: maskface build {out} --out {out.with_suffix('.engine')}"
+                     + ("" if plugin else " --no-plugin"), markup=False)
+    if not plugin:
         stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
     if as_json:
         _emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
                     "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
 
+
+app.command("build")(build)
 
 plugin_app = typer.Typer(help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.",
                          no_args_is_help=True)
@@ -278,8 +281,8 @@ def plugin_ptx(
         if ok is False:
             stderr.print(f"    {message}", markup=False)
     stderr.print(f"wrote {len(written)} files to {out}")
-    stderr.print("next: maskface export MODEL --out DIR --plugin, then build a TensorRT engine after "
-                 "'import maskface_rt.kernels.trt_plugin'", markup=False)
+    stderr.print("next: maskface export MODEL --out DIR --plugin --fp16, then maskface build DIR --out ENGINE",
+                 markup=False)
     if as_json:
         _emit_json({"out": str(out), "files": [str(p) for p in written], "ptxas": checks,
                     "kernels": [k.launch_info() for k in kernels]})
@@ -370,7 +373,7 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON on s
         return
     for check in results:
         mark = "[green]ok[/]  " if check.ok else "[yellow]--[/]  "
-        stderr.print(f"{mark}{check.name:20s} {check.detail}")
+        stderr.print(f"{mark}{check.name:20s} {escape(check.detail)}")
 
 
 def _stored_img_size(run: Path) -> int:

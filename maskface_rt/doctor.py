@@ -35,6 +35,16 @@ def _gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+def _bundled_model() -> Check:
+    from maskface_rt.bundled import describe_bundled
+    from maskface_rt.errors import MaskfaceError
+
+    try:
+        return Check("bundled demo model", True, describe_bundled())
+    except MaskfaceError as e:
+        return Check("bundled demo model", False, str(e))
+
+
 def checks(with_torch: bool = True) -> list[Check]:
     from maskface_rt import __version__
     from maskface_rt.backends.onnxruntime_backend import available as ort_available, cpu_threads
@@ -47,6 +57,7 @@ def checks(with_torch: bool = True) -> list[Check]:
     ]
     ok, detail = ort_available()
     result.append(Check("backend onnxruntime", ok, detail))
+    result.append(_bundled_model())
     if ok:
         import onnxruntime as ort
 
@@ -57,11 +68,9 @@ def checks(with_torch: bool = True) -> list[Check]:
         from maskface_rt.backends.torch_backend import available as torch_available
 
         result.append(Check("backend torch", *torch_available()))
-    trt = _version("tensorrt")
-    result.append(Check("backend tensorrt", False,
-                        f"tensorrt {trt} installed; the TensorRT backend is not part of this build yet" if trt else
-                        "tensorrt not installed (pip install tensorrt, needs a CUDA GPU); the TensorRT backend "
-                        "is not part of this build yet"))
+    from maskface_rt.backends.tensorrt_backend import available as trt_available
+
+    result.append(Check("backend tensorrt", *trt_available()))
     for module, hint in (("triton", "pip install triton (Linux, for the fused kernel)"),
                          ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
                          ("onnx", "pip install onnx")):

@@ -84,4 +84,9 @@ def describe(model: str | Path) -> dict[str, Any]:
         return describe_checkpoint(model)
     if model.suffix == ".onnx":
         return describe_onnx(model)
-    raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, an export folder or a .onnx graph")
+    if model.suffix in (".engine", ".plan"):
+        from maskface_rt.engine_format import read_sidecar
+
+        return {"kind": "engine", "path": str(model), "bytes": model.stat().st_size, **read_sidecar(model).to_dict()}
+    raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, an export folder, a .onnx graph or a "
+                               "TensorRT .engine")

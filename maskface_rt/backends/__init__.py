@@ -1,7 +1,7 @@
 """Runtime backends behind one generator interface, and the choice among them.
 
 ``open_backend`` picks the implementation by name; modules of runtimes that are not used are never
-imported (the onnxruntime path never imports torch).
+imported (the onnxruntime and tensorrt paths never import torch).
 """
 
 from __future__ import annotations
@@ -66,7 +66,11 @@ def resolve_backend_name(kind: ModelKind, backend: str) -> str:
         raise MaskfaceError(None, "a .safetensors checkpoint needs torch (pip install 'maskface-rt[train]'), "
                                   "or export it on a machine with torch and use the onnxruntime backend")
     if backend == "tensorrt":
-        raise MaskfaceError(None, "the tensorrt backend is not part of this build yet; use onnxruntime or torch")
+        from maskface_rt.backends.tensorrt_backend import available
+
+        ok, detail = available()
+        if not ok:
+            raise MaskfaceError(None, f"the tensorrt backend cannot run here: {detail}")
     return backend
 
 
@@ -79,6 +83,10 @@ def open_backend(model: str | Path, backend: str = "auto", *, device: str = "aut
         from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model if model.is_dir() else model.parent, device=device)
+    if name == "tensorrt":
+        from maskface_rt.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(model, device=device)
     from maskface_rt.backends.torch_backend import TorchBackend
 
     return TorchBackend(model, device=device)

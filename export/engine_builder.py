@@ -1,0 +1,513 @@
+"""ONNX -> TensorRT: ``maskface build EXPORT --out ENGINE``.
+
+One engine per exported graph (generator at ENGINE, style encoder and decoder beside it, see
+``maskface_rt.engine_format``), each a strongly typed network (precision comes from the ONNX graph: an
+fp16 export gives an fp16 engine) with one optimization profile over the batch dimension. The
+generator of a plugin export (``maskface export --plugin``, the default here) runs its FusedAdaIN nodes
+as the TensorRT plugin ``maskface::FusedAdaIN``, AOT implementation (PTX embedded in the engine).
+
+Order of work: every option is checked (``check_build_options``, no TensorRT needed), then TensorRT,
+CUDA and the plugin's needs; the cache key decides whether anything is built (same key as the
+sidecar beside ENGINE: nothing changed, nothing rebuilt; ``force`` rebuilds); the engines are built,
+run against ONNX Runtime fp32 on a random batch (``PARITY_PSNR_DB``, ``STYLE_PARITY``), and only then
+written: engines first, the sidecar last.
+
+The TensorRT calls are thin (``_build_serialized``) and written against TensorRT 10.9+/11.x's
+documented API; they were not run on this project's machines. Everything else is plain code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from maskface_rt import __version__
+from maskface_rt.config import ModelConfig
+from maskface_rt.engine_format import (
+    DEFAULT_OPTIMIZATION_LEVEL, GRAPH_IO, OPTIMIZATION_LEVELS, TENSOR_DTYPES, BuildProfile, DeviceInfo,
+    EngineSidecar, cache_key, engine_files, layer_info_path, profile_shapes, read_sidecar,
+    sidecar_path, tensor_shape, verify_engine_files, write_sidecar,
+)
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.evaluation.parity import ParityAccumulator
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, MANIFEST, ExportManifest, read_manifest
+from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
+
+#: Lowest PSNR (dB) of the engine's uint8 generator images against ONNX Runtime fp32 on the same inputs.
+#: 48 dB is every pixel one level off; fp32 engines use TF32 convolutions (TensorRT's default on Ampere+).
+PARITY_PSNR_DB = {"fp32": 40.0, "fp16": 30.0}
+#: Largest max |engine - ONNX Runtime fp32| of style codes, relative to the largest |style| (at least 1).
+STYLE_PARITY = {"fp32": 1e-2, "fp16": 5e-2}
+PARITY_SEED = 0
+MAX_WORKSPACE_MIB = 1 << 20
+
+StageCallback = Callable[[str], None]
+LogCallback = Callable[[str, str], None]
+
+
+class BuildOptionError(MaskfaceError):
+    """An option value (or combination) that cannot work; the message says what would be valid."""
+
+
+class OnnxParseError(MaskfaceError):
+    """TensorRT's ONNX parser refused a graph; ``node_errors`` holds one line per error (node name, operator)."""
+
+    def __init__(self, where: str | Path, node_errors: list[str]) -> None:
+        self.node_errors = node_errors
+        first = node_errors[0] if node_errors else "no error reported"
+        more = f" (and {len(node_errors) - 1} more)" if len(node_errors) > 1 else ""
+        super().__init__(where, f"TensorRT's ONNX parser failed: {first}{more}")
+
+
+def format_parser_error(node: int, name: str, operator: str, description: str) -> str:
+    """One parser error as a line: which node (index, name, operator) and what is wrong."""
+    description = " ".join(str(description).split())
+    if node < 0:
+        return description
+    label = f"node {node}" + (f" {name!r}" if name else "") + (f" ({operator})" if operator else "")
+    return f"{label}: {description}"
+
+
+@dataclass
+class BuildOptions:
+    """``maskface build``'s options (one field per CLI option)."""
+
+    min_batch: int = 1
+    opt_batch: int | None = None  # default: 8, within min..max
+    max_batch: int | None = None  # default: 32, at most the export's max_batch
+    plugin: bool = True  # the FusedAdaIN generator of a plugin export; False: a portable export
+    timing_cache: Path | None = None  # read when present, written back after a build
+    workspace_mib: int | None = None  # TensorRT's default: the GPU's memory
+    optimization_level: int = DEFAULT_OPTIMIZATION_LEVEL
+    layer_info: bool = False  # write ENGINE.layers.json (engine inspector, per layer)
+    force: bool = False  # rebuild even when the cache key matches; replace files without a sidecar
+    device: str = "auto"  # auto, cuda, cuda:N
+
+
+@dataclass
+class BuildPlan:
+    """What a build will read and write, checked before any work."""
+
+    folder: Path
+    manifest: ExportManifest
+    out: Path
+    engines: dict[str, Path]
+    profile: BuildProfile
+    options: BuildOptions
+
+    @property
+    def onnx_files(self) -> dict[str, Path]:
+        return {g: self.folder / self.manifest.graphs[g]["file"] for g in GRAPHS}
+
+    @property
+    def onnx_sha256(self) -> dict[str, str]:
+        return {g: self.manifest.graphs[g]["sha256"] for g in GRAPHS}
+
+
+def export_folder(onnx_path: str | Path) -> Path:
+    """The export folder of a ``maskface export`` folder or of one of its .onnx graphs."""
+    path = Path(onnx_path)
+    if path.is_dir():
+        return path
+    if path.suffix == ".onnx":
+        if not path.exists():
+            raise MaskfaceError(path, "no such ONNX file")
+        if (path.parent / MANIFEST).is_file():
+            return path.parent
+        raise MaskfaceError(path, f"is not in a maskface export folder (no {MANIFEST} beside it): the build needs "
+                                  "the three graphs and their metadata; make them with 'maskface export'")
+    if not path.exists():
+        raise MaskfaceError(path, "no such export folder")
+    raise MaskfaceError(path, "expected a maskface export folder (or its generator.onnx)")
+
+
+def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOptions) -> BuildPlan:
+    """Every option and path checked before any work (no TensorRT needed)."""
+    from maskface_rt.backends.cuda_device import parse_device
+
+    try:
+        engines = engine_files(out)
+    except MaskfaceError as e:
+        raise BuildOptionError(None, f"--out {out}: {e.problem}") from None
+    out = engines["generator"]
+    if out.is_dir():
+        raise BuildOptionError(out, "--out is a folder; give the engine file to write, e.g. "
+                                    f"{out / 'faces.engine'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise BuildOptionError(out, f"cannot write here: {out.parent} is not a folder")
+    if not isinstance(options.optimization_level, int) or options.optimization_level not in OPTIMIZATION_LEVELS:
+        raise BuildOptionError(None, f"--optimization-level {options.optimization_level} is invalid; valid: "
+                                     f"{OPTIMIZATION_LEVELS[0]}..{OPTIMIZATION_LEVELS[-1]} (TensorRT's default "
+                                     f"{DEFAULT_OPTIMIZATION_LEVEL}; higher builds longer, may run faster)")
+    if options.workspace_mib is not None and not 1 <= options.workspace_mib <= MAX_WORKSPACE_MIB:
+        raise BuildOptionError(None, f"--workspace {options.workspace_mib} MiB is invalid; valid: "
+                                     f"1..{MAX_WORKSPACE_MIB} MiB, or leave it out for TensorRT's default")
+    if options.timing_cache is not None and Path(options.timing_cache).is_dir():
+        raise BuildOptionError(options.timing_cache, "--timing-cache is a folder; give a file (created when missing)")
+    try:
+        parse_device(options.device)
+    except MaskfaceError as e:
+        raise BuildOptionError(None, f"--device: {e.problem}") from None
+
+    folder = export_folder(onnx_path)
+    manifest = read_manifest(folder)
+    try:
+        profile = BuildProfile.resolve(options.min_batch, options.opt_batch, options.max_batch,
+                                       limit=manifest.max_batch)
+    except ValueError as e:
+        raise BuildOptionError(None, str(e)) from None
+    if options.plugin and not manifest.plugin:
+        raise BuildOptionError(folder, "is a portable export (no FusedAdaIN nodes); for the fused AdaIN plugin "
+                                       "export with 'maskface export MODEL --out DIR --plugin [--fp16]', or build "
+                                       "this one with --no-plugin")
+    if not options.plugin and manifest.plugin:
+        raise BuildOptionError(folder, "is a plugin export (FusedAdaIN nodes); build it without --no-plugin, or "
+                                       "build a portable export (maskface export without --plugin) with --no-plugin")
+    _check_existing_output(engines, options.force)
+    return BuildPlan(folder, manifest, out, engines, profile, options)
+
+
+def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
+    """Files at the output names are replaced only when they are a maskface build (a sidecar) or with force."""
+    out = engines["generator"]
+    present = [p for p in engines.values() if p.exists()]
+    if any(p.is_dir() for p in present):
+        folder = next(p for p in present if p.is_dir())
+        raise BuildOptionError(out, f"{folder} is a folder in the way of an engine file")
+    if force or not present:
+        return
+    if not sidecar_path(out).is_file():
+        raise BuildOptionError(out, f"{present[0].name} exists without a sidecar ({sidecar_path(out).name}), so it "
+                                    "was not written by maskface build; pass --force to replace it")
+    try:
+        read_sidecar(out)
+    except MaskfaceError as e:
+        raise BuildOptionError(out, f"its sidecar cannot be read ({e.problem}); pass --force to replace it") from None
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+@dataclass
+class EngineParity:
+    """One engine against ONNX Runtime fp32 on the same random batch."""
+
+    graph: str
+    metric: str  # "psnr_db" (generator, higher is better) or "max_rel_error" (style codes, lower is better)
+    value: float
+    bound: float
+    batch: int
+    max_uint8_diff: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.bound if self.metric == "psnr_db" else self.value <= self.bound
+
+    def line(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        if self.metric == "psnr_db":
+            return (f"{self.graph}: PSNR {self.value:.1f} dB, max diff {self.max_uint8_diff} levels at batch "
+                    f"{self.batch} (TensorRT vs ONNX Runtime fp32); bound >= {self.bound:g} dB, highest bound "
+                    f"that would pass {self.value:.1f} dB [{verdict}]")
+        return (f"{self.graph}: max relative error {self.value:.3g} at batch {self.batch} (TensorRT vs ONNX Runtime "
+                f"fp32); tolerance {self.bound:g}, minimum tolerance that would pass {self.value:.3g} [{verdict}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        value = self.value if math.isfinite(self.value) else str(self.value)  # identical images: PSNR "inf"
+        return {"graph": self.graph, "metric": self.metric, "value": value, "bound": self.bound,
+                "batch": self.batch, "max_uint8_diff": self.max_uint8_diff, "passed": self.passed}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EngineParity:
+        return cls(str(data["graph"]), str(data["metric"]), float(data["value"]), float(data["bound"]),
+                   int(data["batch"]), data.get("max_uint8_diff"))
+
+
+def random_inputs(graph: str, config: ModelConfig, batch: int, seed: int = PARITY_SEED) -> dict[str, np.ndarray]:
+    """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
+    rng = np.random.default_rng([seed, batch, GRAPHS.index(graph)])
+    feeds = {}
+    for name in GRAPH_IO[graph][0]:
+        shape = tensor_shape(name, config, batch)
+        if name == LABELS:
+            feeds[name] = rng.integers(0, config.num_classes, shape, dtype=np.uint8)
+        elif name == IMAGE:
+            feeds[name] = rng.integers(0, 256, shape, dtype=np.uint8)
+        else:
+            feeds[name] = rng.standard_normal(shape).astype(TENSOR_DTYPES[name])
+    return feeds
+
+
+def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: str) -> EngineParity:
+    """PSNR of generator images (uint8), relative max error of style codes, against their bounds."""
+    if reference.shape != engine.shape:
+        raise MaskfaceError(None, f"{graph}: engine output {engine.shape} differs in shape from ONNX Runtime's "
+                                  f"{reference.shape}")
+    if graph == "generator":
+        acc = ParityAccumulator()
+        acc.update(reference, engine)
+        parity = acc.result()
+        return EngineParity(graph, "psnr_db", parity.psnr_db, PARITY_PSNR_DB[precision], len(reference),
+                            parity.max_abs_error)
+    ref = reference.astype(np.float64)
+    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+    err = float(np.max(np.abs(ref - engine.astype(np.float64)), initial=0.0)) / scale
+    return EngineParity(graph, "max_rel_error", err, STYLE_PARITY[precision], len(reference))
+
+
+def parity_batch(profile: BuildProfile) -> int:
+    return profile.opt
+
+
+def check_parity(plan: BuildPlan, run_engine: Callable[[str, dict[str, np.ndarray]], np.ndarray]) -> list[EngineParity]:
+    """Each graph's engine (``run_engine(graph, feeds)``) against ONNX Runtime fp32 on one random batch."""
+    from maskface_rt.export.fp32_reference import reference_session
+
+    config, batch = plan.manifest.config, parity_batch(plan.profile)
+    results = []
+    for graph in GRAPHS:
+        feeds = random_inputs(graph, config, batch)
+        session = reference_session(onnx.load(str(plan.onnx_files[graph])))
+        (reference,) = session.run([GRAPH_IO[graph][1]], feeds)
+        results.append(compare(graph, reference, run_engine(graph, feeds), plan.manifest.precision))
+    return results
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+@dataclass
+class BuildResult:
+    engine: Path
+    files: dict[str, int]  # file name -> bytes, engines and sidecar
+    cache_hit: bool
+    seconds: float  # this command
+    sidecar: EngineSidecar
+    parity: list[EngineParity]  # each graph's check (read back from the sidecar on a cache hit)
+    layer_info: Path | None = None
+    timing_cache: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"engine": str(self.engine), "files": self.files, "cache_hit": self.cache_hit, "seconds": self.seconds,
+                "parity": [p.to_dict() for p in self.parity],
+                "layer_info": str(self.layer_info) if self.layer_info else None,
+                "timing_cache": str(self.timing_cache) if self.timing_cache else None, "warnings": self.warnings,
+                "sidecar": self.sidecar.to_dict()}
+
+
+def _check_plugin_needs() -> None:
+    """The AOT plugin compiles the fused AdaIN kernel to PTX at build time: triton, and torch for the GPU's arch."""
+    missing = [name for name in ("triton", "torch") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MaskfaceError(None, f"building the FusedAdaIN plugin engine needs {' and '.join(missing)} (the kernel's "
+                                  "PTX is compiled at build time): pip install 'maskface-rt[train,kernels]', or build "
+                                  "a portable export with --no-plugin")
+    try:
+        import maskface_rt.kernels.trt_plugin  # noqa: F401  (registers maskface::FusedAdaIN before parsing)
+    except ImportError as e:
+        raise MaskfaceError(None, str(e)) from None
+
+
+def _check_plugin_arch(device: DeviceInfo) -> None:
+    from maskface_rt.kernels import ptx
+
+    try:
+        ptx.arch_for_capability(*device.capability)
+    except ValueError as e:
+        raise MaskfaceError(None, f"{device.name}: {e}; build a portable export with --no-plugin") from None
+
+
+def _timing_cache(config: Any, path: Path | None, warnings: list[str]) -> Any | None:
+    """The timing cache to share between the three builds: loaded from ``path`` when it exists."""
+    if path is None:
+        return None
+    data = Path(path).read_bytes() if Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is None and data:
+        warnings.append(f"{path}: TensorRT could not read this timing cache; starting a new one")
+        cache = config.create_timing_cache(b"")
+    return cache
+
+
+def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: BuildPlan, plugin_graph: bool,
+                      timing: dict[str, Any], warnings: list[str]) -> bytes:
+    """Builder, strongly typed network, ONNX parser, profile, timing cache, serialized engine."""
+    from maskface_rt import tensorrt_compat
+
+    builder = trt.Builder(logger)
+    network = builder.create_network(tensorrt_compat.network_flags(trt, plugin_graph))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_file)):
+        raise OnnxParseError(onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)])
+    config = builder.create_builder_config()
+    tensorrt_compat.configure_builder(trt, config, workspace_mib=plan.options.workspace_mib,
+                                      optimization_level=plan.options.optimization_level)
+    shapes = builder.create_optimization_profile()
+    for name, (low, opt, high) in profile_shapes(graph, plan.manifest.config, plan.profile).items():
+        shapes.set_shape(name, low, opt, high)
+    config.add_optimization_profile(shapes)
+    if plan.options.timing_cache is not None:
+        if "cache" not in timing:
+            timing["cache"] = _timing_cache(config, plan.options.timing_cache, warnings)
+        if timing["cache"] is not None and not config.set_timing_cache(timing["cache"], False):
+            warnings.append(f"{plan.options.timing_cache}: the timing cache does not fit this GPU or TensorRT; "
+                            "building without it (it is rewritten after the build)")
+            timing["cache"] = config.create_timing_cache(b"")
+            config.set_timing_cache(timing["cache"], False)
+    blob = builder.build_serialized_network(network, config)
+    if blob is None:
+        raise MaskfaceError(onnx_file, f"TensorRT could not build the {graph} engine "
+                                       f"({tensorrt_compat.last_error(logger) or 'see the log above'})")
+    return bytes(blob)
+
+
+def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions | None = None, *,
+                 on_stage: StageCallback | None = None, on_log: LogCallback | None = None) -> BuildResult:
+    """Build (or find up to date) the engines of an export; see the module docstring for the order of work."""
+    from maskface_rt import tensorrt_compat
+    from maskface_rt.backends.cuda_device import open_cuda_device, parse_device
+
+    t0 = time.perf_counter()
+    options = options or BuildOptions()
+    stage = on_stage or (lambda _: None)
+    plan = check_build_options(onnx_path, out, options)
+    trt = tensorrt_compat.load_tensorrt()
+    if options.plugin:
+        _check_plugin_needs()
+    cuda = open_cuda_device(parse_device(options.device))
+    warnings: list[str] = []
+    runners: dict[str, Any] = {}
+    try:
+        if options.plugin:
+            _check_plugin_arch(cuda.info)
+        key = cache_key(onnx_sha256=plan.onnx_sha256, tensorrt_version=trt.__version__, device=cuda.info,
+                        profile=plan.profile, plugin=options.plugin, workspace_mib=options.workspace_mib,
+                        optimization_level=options.optimization_level, package_version=__version__)
+        logger = tensorrt_compat.make_logger(trt, on_log, "warning")
+        runtime = trt.Runtime(logger)
+        cached = None if options.force else find_cached(plan, key)
+        if cached is not None:
+            layer_path = None
+            if options.layer_info:
+                stage("writing layer information")
+                runners.update(_runners(trt, runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
+                                        cuda, logger))
+                layer_path = _write_layer_info(plan, runners)
+            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached,
+                               [EngineParity.from_dict(d) for d in cached.parity.get("results", [])], layer_path,
+                               None, warnings)
+
+        build_t0 = time.perf_counter()
+        blobs: dict[str, bytes] = {}
+        timing: dict[str, Any] = {}
+        for graph in GRAPHS:
+            plugin_graph = options.plugin and graph == "generator"
+            stage(f"building the {graph} engine ({plan.manifest.precision}"
+                  f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile})")
+            blobs[graph] = _build_serialized(trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph,
+                                             timing, warnings)
+        build_seconds = time.perf_counter() - build_t0
+
+        stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
+        runners.update(_runners(trt, runtime, plan, blobs, cuda, logger))
+        parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
+        failed = [p for p in parity if not p.passed]
+        if failed:
+            raise MaskfaceError(plan.out, "the engines failed their parity check (nothing was written): "
+                                          + "; ".join(p.line() for p in failed))
+
+        stage("writing the engines")
+        for graph, blob in blobs.items():
+            write_bytes_atomic(plan.engines[graph], blob, overwrite=True)
+        timing_path = None
+        if options.timing_cache is not None and timing.get("cache") is not None:
+            timing_path = Path(options.timing_cache)
+            write_bytes_atomic(timing_path, bytes(timing["cache"].serialize()), overwrite=True)
+        sidecar = EngineSidecar(
+            tensorrt_version=trt.__version__, device=cuda.info, onnx_sha256=plan.onnx_sha256, profile=plan.profile,
+            plugin=options.plugin, precision=plan.manifest.precision, build_seconds=build_seconds,
+            model=_model_metadata(plan.manifest), cache_key=key, package_version=__version__,
+            engines={g: {"file": plan.engines[g].name, "sha256": _sha256(blob), "bytes": len(blob)}
+                     for g, blob in blobs.items()},
+            onnx_source=str(plan.folder.resolve()),
+            options={"workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
+                     "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+                     "profiling_verbosity": "detailed"},
+            parity={"reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
+                    "results": [p.to_dict() for p in parity]})
+        write_sidecar(plan.out, sidecar)
+        layer_path = _write_layer_info(plan, runners) if options.layer_info else None
+        if layer_path is None:
+            layer_info_path(plan.out).unlink(missing_ok=True)  # an earlier build's, no longer true
+        return BuildResult(plan.out, _files(plan), False, time.perf_counter() - t0, sidecar, parity, layer_path,
+                           timing_path, warnings)
+    finally:
+        for runner in runners.values():
+            runner.close()  # TensorRT objects go before the memory they use
+        cuda.close()
+
+
+def find_cached(plan: BuildPlan, key: str) -> EngineSidecar | None:
+    """The sidecar beside the output when it has this cache key and its engine files are intact."""
+    if not sidecar_path(plan.out).is_file():
+        return None
+    try:
+        sidecar = read_sidecar(plan.out)
+        if sidecar.cache_key != key:
+            return None
+        verify_engine_files(plan.out, sidecar)
+    except MaskfaceError:
+        return None
+    return sidecar
+
+
+def _model_metadata(manifest: ExportManifest) -> dict[str, Any]:
+    """The export's manifest as the sidecar keeps it (graph files are the engines' business now)."""
+    data = manifest.to_dict()
+    data["onnx_graphs"] = data.pop("graphs")
+    data["export_parity"] = data.pop("parity")
+    return data
+
+
+def _sha256(blob: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _files(plan: BuildPlan) -> dict[str, int]:
+    paths = [*plan.engines.values(), sidecar_path(plan.out)]
+    return {p.name: p.stat().st_size for p in paths if p.is_file()}
+
+
+def _runners(trt: Any, runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: Any,
+             logger: Any) -> dict[str, Any]:
+    """The deserialized engines, run the way the tensorrt backend runs them (CUDA graphs aside)."""
+    from maskface_rt.backends.tensorrt_backend import EngineRunner
+
+    return {g: EngineRunner(trt, runtime, blob, g, plan.manifest.config, plan.profile, cuda, cuda_graphs=False,
+                            where=plan.engines[g], logger=logger) for g, blob in blobs.items()}
+
+
+def _write_layer_info(plan: BuildPlan, runners: dict[str, Any]) -> Path:
+    """The engine inspector's per-layer JSON of each engine, in one file beside ENGINE."""
+    info: dict[str, Any] = {}
+    for graph, runner in runners.items():
+        text = runner.layer_information()
+        try:
+            info[graph] = json.loads(text)
+        except ValueError:
+            info[graph] = text
+    path = layer_info_path(plan.out)
+    write_json_atomic(path, info, overwrite=True)
+    return path

@@ -1,0 +1,301 @@
+"""TensorRT backend: the engines of ``maskface build`` (generator, style encoder, style decoder) on one GPU.
+
+Per engine (``EngineRunner``):
+
+- I/O buffers for the profile's max batch: pinned host + device memory (``cuda_device``), bound once;
+- async copy-in, ``execute_async_v3``, async copy-out on one non-default stream;
+- one execution context per batch size in use, all sharing one scratch allocation (they run one after
+  another on one stream). A context's input shapes never change, so each can own a CUDA graph: the first
+  run of a batch size is a plain enqueue (TensorRT's warm-up) followed by a capture, later runs replay
+  it; where capture fails that size runs plain (``CudaGraphPolicy``);
+- calls above the profile's max batch are split, chunks below its min padded (``plan_batches``).
+
+The sidecar is checked before anything is loaded: an engine without one, or built for another GPU or
+TensorRT version, is refused with the command that rebuilds it. Never imports torch (torch tensors are
+used for buffers only when torch is already loaded, see ``cuda_device``).
+
+The TensorRT and CUDA calls here are written against the documented APIs and were not run on this
+project's machines (TensorRT cannot be installed there); the decisions around them are plain code
+tested on the CPU.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device, parse_device
+from maskface_rt.config import ModelConfig
+from maskface_rt.engine_format import (
+    GRAPH_IO, TENSOR_DTYPES, BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io,
+    plan_batches, read_sidecar, tensor_shape, verify_engine_files,
+)
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import IMAGE, LABELS, LATENT, STYLE
+
+#: MASKFACE_CUDA_GRAPHS=0 turns CUDA graphs off (plain execute_async_v3 every call).
+CUDA_GRAPHS_ENV = "MASKFACE_CUDA_GRAPHS"
+
+
+def available() -> tuple[bool, str]:
+    """Whether the tensorrt backend can run here (TensorRT and a way to make CUDA buffers), without torch."""
+    from maskface_rt.backends import cuda_device
+    from maskface_rt.tensorrt_compat import load_tensorrt
+
+    try:
+        trt = load_tensorrt()
+    except MaskfaceError as e:
+        return False, str(e)
+    ok, detail = cuda_device.available()
+    if not ok:
+        return False, f"tensorrt {trt.__version__} found, but {detail}"
+    return True, f"tensorrt {trt.__version__}, {detail}"
+
+
+def cuda_graphs_default() -> bool:
+    return os.environ.get(CUDA_GRAPHS_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class GraphStep(enum.Enum):
+    PLAIN = "plain"  # execute_async_v3
+    WARM_UP_AND_CAPTURE = "warm-up and capture"  # execute_async_v3 (its results are used), then capture
+    REPLAY = "replay"  # launch the captured graph
+
+
+class CudaGraphPolicy:
+    """When to capture and replay CUDA graphs, per batch size.
+
+    First run of a size: plain enqueue (the warm-up TensorRT needs before capture; the call uses its
+    results) followed by a capture. Later runs: replay. A size whose capture failed runs plain from
+    then on, without retrying. Disabled: always plain.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._captured: set[int] = set()
+        self._failed: set[int] = set()
+
+    def step(self, batch: int) -> GraphStep:
+        if not self.enabled or batch in self._failed:
+            return GraphStep.PLAIN
+        return GraphStep.REPLAY if batch in self._captured else GraphStep.WARM_UP_AND_CAPTURE
+
+    def record(self, batch: int, captured: bool) -> None:
+        """The outcome of the capture that a WARM_UP_AND_CAPTURE step attempted."""
+        (self._captured if captured else self._failed).add(batch)
+
+    @property
+    def captured(self) -> frozenset[int]:
+        return frozenset(self._captured)
+
+    @property
+    def failed(self) -> frozenset[int]:
+        return frozenset(self._failed)
+
+
+class _BatchContext:
+    """An execution context whose input shapes are fixed at one batch size, and its CUDA graph."""
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.graph: Any | None = None
+
+
+class EngineRunner:
+    """One deserialized engine of a graph (generator, style_encoder or style_decoder) on a CudaDevice."""
+
+    def __init__(self, trt: Any, runtime: Any, engine_bytes: bytes, graph: str, config: ModelConfig,
+                 profile: BuildProfile, cuda: CudaDevice, *, cuda_graphs: bool = True,
+                 where: str | Path = "", logger: Any = None) -> None:
+        from maskface_rt import tensorrt_compat
+
+        self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
+        self.where, self._logger, self._compat = str(where), logger, tensorrt_compat
+        self.inputs, self.output = GRAPH_IO[graph]
+        self.engine = runtime.deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise MaskfaceError(where, f"TensorRT could not deserialize the {graph} engine "
+                                       f"({tensorrt_compat.last_error(logger) or 'see the log above'})")
+        check_engine_io(graph, self._io(), config, where)
+        self._check_profile()
+        self.policy = CudaGraphPolicy(cuda_graphs)
+        self.buffers: dict[str, Any] = {}  # allocated on the first run (inspecting an engine needs none)
+        self._scratch_size = 0
+        self._scratch = 0
+        self._contexts: dict[int, _BatchContext] = {}
+
+    def _io(self) -> list[TensorInfo]:
+        engine, trt = self.engine, self.trt
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        return [TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                           np.dtype(trt.nptype(engine.get_tensor_dtype(name))), tuple(engine.get_tensor_shape(name)))
+                for name in names]
+
+    def _check_profile(self) -> None:
+        if self.engine.num_optimization_profiles < 1:
+            raise MaskfaceError(self.where, f"the {self.graph} engine has no optimization profile")
+        low, opt, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.inputs[0], 0))
+        found = BuildProfile(int(low[0]), int(opt[0]), int(high[0]))
+        if found != self.profile:
+            raise MaskfaceError(self.where, f"the {self.graph} engine's profile is {found}, its sidecar says "
+                                            f"{self.profile}: rebuild with 'maskface build'")
+
+    def _allocate(self) -> None:
+        """I/O buffers at the profile's max batch and the contexts' shared scratch memory."""
+        if self.buffers:
+            return
+        self.buffers = {name: self.cuda.buffer(tensor_shape(name, self.config, self.profile.max), TENSOR_DTYPES[name])
+                        for name in (*self.inputs, self.output)}
+        self._scratch_size = self._compat.device_memory_size(self.engine)
+        self._scratch = self.cuda.scratch(self._scratch_size)
+
+    def _context(self, batch: int) -> _BatchContext:
+        """The context for ``batch`` rows: made once, shapes and addresses set once."""
+        found = self._contexts.get(batch)
+        if found is not None:
+            return found
+        context = self._compat.create_shared_memory_context(self.trt, self.engine)
+        if context is None:
+            raise MaskfaceError(self.where, f"TensorRT could not create an execution context for the {self.graph} "
+                                            f"({self._compat.last_error(self._logger) or 'see the log above'})")
+        self._compat.set_device_memory(context, self._scratch, self._scratch_size)
+        for name in self.inputs:
+            if not context.set_input_shape(name, tensor_shape(name, self.config, batch)):
+                raise MaskfaceError(self.where, f"the {self.graph} engine refused input {name!r} at batch {batch} "
+                                                f"(profile {self.profile})")
+        for name, buf in self.buffers.items():
+            context.set_tensor_address(name, buf.device_ptr)
+        out_shape, want = tuple(context.get_tensor_shape(self.output)), tensor_shape(self.output, self.config, batch)
+        if out_shape != want:
+            raise MaskfaceError(self.where, f"the {self.graph} engine's output {self.output!r} is {list(out_shape)} at "
+                                            f"batch {batch}, expected {list(want)}")
+        self._contexts[batch] = _BatchContext(context)
+        return self._contexts[batch]
+
+    def _execute(self, batch: int) -> None:
+        ctx = self._context(batch)
+        step = self.policy.step(batch)
+        if step is GraphStep.REPLAY:
+            self.cuda.replay(ctx.graph)
+            return
+
+        def enqueue() -> bool:
+            return bool(ctx.context.execute_async_v3(self.cuda.stream_handle))
+
+        if not enqueue():
+            raise MaskfaceError(self.where, f"TensorRT failed to run the {self.graph} at batch {batch} "
+                                            f"({self._compat.last_error(self._logger) or 'see the log above'})")
+        if step is GraphStep.WARM_UP_AND_CAPTURE:
+            self.cuda.synchronize()  # the warm-up has finished (and any error surfaced) before capturing
+            ctx.graph = self.cuda.capture(enqueue)
+            self.policy.record(batch, ctx.graph is not None)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's output for any number of rows (split and padded to the profile)."""
+        count = len(feeds[self.inputs[0]])
+        for name in self.inputs:
+            want = tensor_shape(name, self.config, count)
+            if tuple(feeds[name].shape) != want:
+                raise MaskfaceError(None, f"{self.graph} input {name!r} has shape {list(feeds[name].shape)}, "
+                                          f"expected {list(want)}")
+        result = np.empty(tensor_shape(self.output, self.config, count), TENSOR_DTYPES[self.output])
+        self._allocate()
+        out = self.buffers[self.output]
+        row_bytes = {name: buf.host[0].nbytes for name, buf in self.buffers.items()}
+        for chunk in plan_batches(count, self.profile):
+            for name in self.inputs:
+                host = self.buffers[name].host
+                host[:chunk.rows] = feeds[name][chunk.start:chunk.stop]
+                host[chunk.rows:chunk.run_batch] = 0  # padding rows: valid inputs, results dropped
+                self.buffers[name].upload(chunk.run_batch * row_bytes[name])
+            self._execute(chunk.run_batch)
+            out.download(chunk.rows * row_bytes[self.output])
+            self.cuda.synchronize()
+            result[chunk.start:chunk.stop] = out.host[:chunk.rows]
+        return result
+
+    def layer_information(self) -> str:
+        return self._compat.layer_information_json(self.trt, self.engine)
+
+    def close(self) -> None:
+        self._contexts.clear()
+        self.engine = None
+
+
+class TensorRTBackend(GeneratorBackend):
+    """The engine set of ``maskface build`` (ENGINE + its style encoder and decoder engines + sidecar)."""
+
+    name = "tensorrt"
+
+    def __init__(self, engine: str | Path, *, device: str = "auto", cuda_graphs: bool | None = None,
+                 cuda_implementation: str | None = None) -> None:
+        from maskface_rt.tensorrt_compat import load_tensorrt, make_logger
+
+        engine = Path(engine)
+        index = parse_device(device)
+        self.sidecar: EngineSidecar = read_sidecar(engine)
+        super().__init__(self.sidecar.config, str(engine))
+        self.files = verify_engine_files(engine, self.sidecar)
+        self.trt = load_tensorrt()
+        self.cuda = open_cuda_device(index, cuda_implementation)
+        self._runners: dict[str, EngineRunner] = {}
+        try:
+            check_compatible(engine, self.sidecar, self.trt.__version__, self.cuda.info)
+            self.logger = make_logger(self.trt, _print_to_stderr, "error")
+            self.runtime = self.trt.Runtime(self.logger)
+            self.cuda_graphs = cuda_graphs_default() if cuda_graphs is None else cuda_graphs
+            self.device_name = self.cuda.info.name
+            self._runner("generator")  # load the generator now: its problems show at open time
+        except BaseException:
+            self.close()
+            raise
+
+    def _runner(self, graph: str) -> EngineRunner:
+        """The engine of ``graph``, loaded on first use (the style decoder only runs for reference photos)."""
+        runner = self._runners.get(graph)
+        if runner is None:
+            path = self.files[graph]
+            runner = EngineRunner(self.trt, self.runtime, path.read_bytes(), graph, self.config, self.sidecar.profile,
+                                  self.cuda, cuda_graphs=self.cuda_graphs, where=path, logger=self.logger)
+            self._runners[graph] = runner
+        return runner
+
+    @property
+    def description(self) -> str:
+        plugin = " +FusedAdaIN" if self.sidecar.plugin else ""
+        graphs = " cuda-graphs" if self.cuda_graphs else ""
+        return f"tensorrt {self.trt.__version__} {self.device_name} {self.sidecar.precision}{plugin}{graphs}"
+
+    @property
+    def max_batch(self) -> int | None:
+        return self.sidecar.profile.max
+
+    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        return self._runner("generator").run({LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                                              STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+
+    def map_latent(self, latents: np.ndarray) -> np.ndarray:
+        return self._runner("style_encoder").run({LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
+
+    def encode_style(self, images: np.ndarray) -> np.ndarray:
+        return self._runner("style_decoder").run({IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+        cuda = getattr(self, "cuda", None)
+        if cuda is not None:
+            cuda.close()
+            self.cuda = None
+
+
+def _print_to_stderr(severity: str, message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"TensorRT {severity}: {message}\n")

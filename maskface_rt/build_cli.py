@@ -1,0 +1,88 @@
+"""``maskface build ONNX --out ENGINE``: TensorRT engines from a maskface export.
+
+A plain command function, registered in ``cli.py`` with ``app.command("build")(build)``. Options are
+checked before any work (bad values exit 2 with what would be valid), progress and TensorRT's log go
+to stderr, ``--json`` prints the result on stdout. Imports neither torch nor TensorRT before it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from maskface_rt.engine_format import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_OPTIMIZATION_LEVEL
+
+
+def build(
+    onnx_path: Annotated[Path, typer.Argument(metavar="ONNX", help="A maskface export folder (or its generator.onnx); "
+                                                                   "a --plugin export unless --no-plugin.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Generator engine file (.engine); the style encoder and "
+                                                          "decoder engines and the sidecar ENGINE.json go beside it.")],
+    plugin: Annotated[bool, typer.Option("--plugin/--no-plugin", help="Build the FusedAdaIN generator of a 'maskface "
+                                                                      "export --plugin' folder (TensorRT plugin "
+                                                                      "maskface::FusedAdaIN); --no-plugin for a "
+                                                                      "portable export.")] = True,
+    min_batch: Annotated[int, typer.Option("--min-batch", help="Smallest batch of the optimization profile.")] = 1,
+    opt_batch: Annotated[Optional[int], typer.Option(
+        "--opt-batch", help=f"Batch TensorRT tunes for [{DEFAULT_OPT_BATCH}, kept within min..max].")] = None,
+    max_batch: Annotated[Optional[int], typer.Option(
+        "--max-batch", help=f"Largest batch [{DEFAULT_MAX_BATCH}, at most the export's max batch].")] = None,
+    timing_cache: Annotated[Optional[Path], typer.Option(
+        "--timing-cache", help="TensorRT timing cache: read when present, written back after a build.")] = None,
+    workspace: Annotated[Optional[int], typer.Option(
+        "--workspace", help="Builder workspace limit in MiB [TensorRT's default: the GPU's memory].")] = None,
+    optimization_level: Annotated[int, typer.Option("--optimization-level", help="Builder optimisation level "
+                                                                             "0..5.")] = DEFAULT_OPTIMIZATION_LEVEL,
+    layer_info: Annotated[bool, typer.Option("--layer-info", help="Also write ENGINE.layers.json (the engine "
+                                                                  "inspector's per-layer JSON).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed; replace files that "
+                                                        "maskface build did not write.")] = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cuda or cuda:N.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Build TensorRT engines (generator, style encoder, style decoder) from an export, checked against
+    ONNX Runtime fp32; skipped when the engines beside --out are up to date."""
+    from maskface_rt.cli import _emit_json, stderr
+    from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, OnnxParseError, build_engine
+
+    options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, plugin=plugin,
+                           timing_cache=timing_cache, workspace_mib=workspace, optimization_level=optimization_level,
+                           layer_info=layer_info, force=force, device=device)
+
+    def log(severity: str, message: str) -> None:
+        stderr.print(f"TensorRT {severity}: {message}", markup=False)
+
+    try:
+        with stderr.status("checking") as status:
+            result = build_engine(onnx_path, out, options, on_stage=status.update, on_log=log)
+    except BuildOptionError as e:
+        raise typer.BadParameter(str(e)) from None
+    except OnnxParseError as e:
+        for line in e.node_errors:
+            stderr.print(f"  {e.where}: {line}", markup=False)
+        raise
+    sidecar = result.sidecar
+    for warning in result.warnings:
+        stderr.print(f"warning: {warning}", markup=False)
+    for parity in result.parity:
+        stderr.print(parity.line(), markup=False)
+    what = (f"{sidecar.precision}{', FusedAdaIN plugin' if sidecar.plugin else ''}, {sidecar.profile}, "
+            f"TensorRT {sidecar.tensorrt_version} on {sidecar.device}")
+    if result.cache_hit:
+        stderr.print(f"up to date: {result.engine} ({what}; cache key {sidecar.cache_key[:12]}); --force rebuilds",
+                     markup=False)
+    else:
+        stderr.print(f"built {result.engine} ({what}) in {sidecar.build_seconds:.1f} s "
+                     f"({result.seconds:.1f} s with the checks):", markup=False)
+        for name, size in result.files.items():
+            stderr.print(f"  {name:40s} {size / 2**20:10.1f} MiB", markup=False)
+    if result.layer_info is not None:
+        stderr.print(f"layer information: {result.layer_info}", markup=False)
+    if result.timing_cache is not None:
+        stderr.print(f"timing cache: {result.timing_cache}", markup=False)
+    stderr.print(f"next: maskface generate MASK_DIR --out out/ --backend tensorrt --model {result.engine} "
+                 f"--batch-size {sidecar.profile.opt}", markup=False)
+    if as_json:
+        _emit_json(result.to_json())

@@ -1,0 +1,413 @@
+"""TensorRT engine files: layout, sidecar, batch profile, cache key, compatibility and batch planning.
+
+No torch, TensorRT or CUDA here: every decision about engines that is not a TensorRT call lives in
+this module, so that it is tested on any machine.
+
+``maskface build EXPORT --out faces.engine`` writes one engine per exported graph and one sidecar:
+
+    faces.engine                  generator G       (labels uint8 [B, H, W], style float32 [B, S] -> image uint8)
+    faces.style_encoder.engine    style encoder F   (latent float32 [B, Z] -> style float32 [B, S])
+    faces.style_decoder.engine    style decoder E   (image uint8 [B, H, W, 3] -> style float32 [B, S])
+    faces.engine.json             the sidecar (what was built, from what, for which GPU and TensorRT)
+
+The engine files stay raw TensorRT plans (trtexec and other tools read them); everything else is in
+the sidecar. All three engines share one batch profile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskface_rt.config import ModelConfig
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, sha256_file
+from maskface_rt.fileio import write_json_atomic
+
+ENGINE_FORMAT = "maskface-engine/1"
+ENGINE_SUFFIXES = (".engine", ".plan")
+#: Oldest TensorRT the builder and runtime are written for (AOT Python plugins, strongly typed networks).
+MIN_TENSORRT = (10, 9)
+DEFAULT_OPT_BATCH = 8
+DEFAULT_MAX_BATCH = 32
+#: TensorRT's builder optimisation levels and its default.
+OPTIMIZATION_LEVELS = range(0, 6)
+DEFAULT_OPTIMIZATION_LEVEL = 3
+
+#: Each graph's inputs and output, by name (engines bind by name).
+GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
+    "generator": ((LABELS, STYLE), IMAGE),
+    "style_encoder": ((LATENT,), STYLE),
+    "style_decoder": ((IMAGE,), STYLE),
+}
+TENSOR_DTYPES = {LABELS: np.dtype(np.uint8), STYLE: np.dtype(np.float32), IMAGE: np.dtype(np.uint8),
+                 LATENT: np.dtype(np.float32)}
+
+
+# ----------------------------------------------------------------------------- file layout
+
+
+def check_engine_path(engine: str | Path) -> Path:
+    """``engine`` as a Path, if its name ends in .engine or .plan."""
+    engine = Path(engine)
+    if engine.suffix not in ENGINE_SUFFIXES:
+        raise MaskfaceError(engine, f"an engine file name must end in {' or '.join(ENGINE_SUFFIXES)} "
+                                    f"(e.g. {engine.with_suffix('.engine').name})")
+    return engine
+
+
+def engine_files(engine: str | Path) -> dict[str, Path]:
+    """Where each graph's engine lives: the generator at ``engine``, F and E beside it."""
+    engine = check_engine_path(engine)
+    return {graph: engine if graph == "generator" else engine.with_name(f"{engine.stem}.{graph}{engine.suffix}")
+            for graph in GRAPHS}
+
+
+def sidecar_path(engine: str | Path) -> Path:
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".json")
+
+
+def layer_info_path(engine: str | Path) -> Path:
+    """Where ``--layer-info`` writes the engine inspector's per-layer JSON."""
+    engine = Path(engine)
+    return engine.with_name(engine.name + ".layers.json")
+
+
+# ----------------------------------------------------------------------------- versions and devices
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """'10.9.0.34' -> (10, 9, 0, 34); the leading numeric components only."""
+    numbers = []
+    for part in version.split("."):
+        match = re.match(r"\d+", part)
+        if match is None:
+            break
+        numbers.append(int(match.group()))
+        if match.group() != part:
+            break
+    if not numbers:
+        raise ValueError(f"not a version number: {version!r}")
+    return tuple(numbers)
+
+
+def check_tensorrt_version(version: str) -> None:
+    """Refuse a TensorRT older than MIN_TENSORRT, saying what is needed."""
+    if parse_version(version)[:2] < MIN_TENSORRT:
+        raise MaskfaceError(None, f"TensorRT {version} is too old; maskface needs TensorRT "
+                                  f"{'.'.join(map(str, MIN_TENSORRT))} or newer: pip install 'maskface-rt[tensorrt]'")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The GPU an engine is built for: TensorRT plans are specific to the GPU model."""
+
+    name: str
+    compute_capability: str  # "9.0"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
+            raise ValueError(f"compute capability must look like '9.0', got {self.compute_capability!r}")
+
+    @property
+    def capability(self) -> tuple[int, int]:
+        major, minor = self.compute_capability.split(".")
+        return int(major), int(minor)
+
+    def __str__(self) -> str:
+        return f"{self.name} (compute capability {self.compute_capability})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "compute_capability": self.compute_capability}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeviceInfo:
+        return cls(str(data["name"]), str(data["compute_capability"]))
+
+
+# ----------------------------------------------------------------------------- batch profile
+
+
+@dataclass(frozen=True)
+class BuildProfile:
+    """The optimization profile of the batch dimension, shared by the three engines."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        for name in ("min", "opt", "max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"--{name}-batch must be an integer, got {value!r}")
+        if self.min < 1:
+            raise ValueError(f"--min-batch {self.min} is invalid; valid: 1 or more")
+        if self.max < self.min:
+            raise ValueError(f"--max-batch {self.max} is below --min-batch {self.min}; valid: {self.min} or more")
+        if not self.min <= self.opt <= self.max:
+            raise ValueError(f"--opt-batch {self.opt} is outside --min-batch..--max-batch; "
+                             f"valid: {self.min}..{self.max}")
+
+    @classmethod
+    def resolve(cls, min_batch: int = 1, opt_batch: int | None = None, max_batch: int | None = None, *,
+                limit: int | None = None) -> BuildProfile:
+        """The profile from the CLI's options, defaults filled in; ``limit``: the export's largest batch.
+
+        Defaults: max = min(DEFAULT_MAX_BATCH, limit), at least min; opt = DEFAULT_OPT_BATCH within min..max.
+        """
+        if limit is not None:
+            for flag, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
+                if isinstance(value, int) and value > limit:
+                    raise ValueError(f"{flag} {value} is above the export's largest batch {limit} (max_batch in "
+                                     f"maskface.json); valid: 1..{limit}, or re-export with "
+                                     f"'maskface export MODEL --out DIR --max-batch {value}'")
+        if max_batch is None:
+            max_batch = max(DEFAULT_MAX_BATCH, min_batch)
+            if limit is not None:
+                max_batch = min(max_batch, limit)
+        if opt_batch is None:
+            opt_batch = min(max(DEFAULT_OPT_BATCH, min_batch), max_batch)
+        return cls(min_batch, opt_batch, max_batch)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BuildProfile:
+        return cls(int(data["min"]), int(data["opt"]), int(data["max"]))
+
+    def __str__(self) -> str:
+        return f"batch {self.min}..{self.max} (optimised for {self.opt})"
+
+
+def tensor_shape(name: str, config: ModelConfig, batch: int) -> tuple[int, ...]:
+    """The shape of one graph tensor at ``batch``."""
+    size = config.img_size
+    tails = {LABELS: (size, size), STYLE: (config.style_dim,), IMAGE: (size, size, 3), LATENT: (config.latent_dim,)}
+    return (batch, *tails[name])
+
+
+def profile_shapes(graph: str, config: ModelConfig,
+                   profile: BuildProfile) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+    """(min, opt, max) shape of each input of ``graph``: what the builder's optimization profile sets."""
+    inputs, _ = GRAPH_IO[graph]
+    return {name: tuple(tensor_shape(name, config, b) for b in (profile.min, profile.opt, profile.max))
+            for name in inputs}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One I/O tensor of a deserialized engine, as TensorRT reports it (-1: dynamic dimension)."""
+
+    name: str
+    is_input: bool
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def check_engine_io(graph: str, found: list[TensorInfo], config: ModelConfig, where: str | Path) -> None:
+    """Refuse an engine whose I/O is not ``graph``'s for this model config (names, modes, dtypes, shapes)."""
+    inputs, output = GRAPH_IO[graph]
+    expected = {name: True for name in inputs} | {output: False}
+    got = {t.name: t for t in found}
+    if set(got) != set(expected):
+        raise MaskfaceError(where, f"engine tensors are {sorted(got)}, expected {sorted(expected)} for the {graph}: "
+                                   "not this model's engine (rebuild with 'maskface build')")
+    for name, is_input in expected.items():
+        tensor = got[name]
+        want_shape = tensor_shape(name, config, -1)
+        problems = []
+        if tensor.is_input != is_input:
+            problems.append(f"is an {'input' if tensor.is_input else 'output'}")
+        if np.dtype(tensor.dtype) != TENSOR_DTYPES[name]:
+            problems.append(f"is {np.dtype(tensor.dtype).name}, expected {TENSOR_DTYPES[name].name}")
+        if len(tensor.shape) != len(want_shape) or tuple(tensor.shape[1:]) != want_shape[1:]:
+            problems.append(f"has shape {list(tensor.shape)}, expected {['B', *want_shape[1:]]}")
+        if problems:
+            raise MaskfaceError(where, f"engine tensor {name!r} {' and '.join(problems)}: not this model's {graph} "
+                                       "engine (rebuild with 'maskface build')")
+
+
+# ----------------------------------------------------------------------------- batch planning
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Rows start..stop of a call, run as one engine execution of ``run_batch`` rows (padded up to the
+    profile's min when fewer)."""
+
+    start: int
+    stop: int
+    run_batch: int
+
+    @property
+    def rows(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def padding(self) -> int:
+        return self.run_batch - self.rows
+
+
+def plan_batches(count: int, profile: BuildProfile) -> list[Chunk]:
+    """Split ``count`` rows into executions the profile accepts: at most max rows each, padded up to min."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}")
+    chunks = []
+    for start in range(0, count, profile.max):
+        stop = min(start + profile.max, count)
+        chunks.append(Chunk(start, stop, max(stop - start, profile.min)))
+    return chunks
+
+
+# ----------------------------------------------------------------------------- cache key
+
+
+def cache_key(*, onnx_sha256: dict[str, str], tensorrt_version: str, device: DeviceInfo, profile: BuildProfile,
+              plugin: bool, workspace_mib: int | None, optimization_level: int, package_version: str) -> str:
+    """sha256 of everything an engine set depends on: same key, same engines (the build is skipped)."""
+    identity = {
+        "format": ENGINE_FORMAT,
+        "onnx_sha256": dict(sorted(onnx_sha256.items())),
+        "tensorrt_version": tensorrt_version,
+        "device": device.to_dict(),
+        "profile": profile.to_dict(),
+        "plugin": bool(plugin),
+        "workspace_mib": workspace_mib,
+        "optimization_level": optimization_level,
+        "package_version": package_version,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- sidecar
+
+
+@dataclass
+class EngineSidecar:
+    """What ``ENGINE.json`` says about an engine set."""
+
+    tensorrt_version: str
+    device: DeviceInfo
+    onnx_sha256: dict[str, str]  # per graph, of the ONNX file the engine was built from
+    profile: BuildProfile
+    plugin: bool
+    precision: str  # of the ONNX graphs (strongly typed: the engine follows them)
+    build_seconds: float
+    model: dict[str, Any]  # the export's maskface.json (config, label order, versions, checksums)
+    engines: dict[str, dict[str, Any]]  # graph -> {"file", "sha256", "bytes"}
+    cache_key: str
+    package_version: str
+    onnx_source: str = ""  # the export folder it was built from (for messages)
+    options: dict[str, Any] = field(default_factory=dict)  # workspace_mib, optimization_level, timing_cache
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ModelConfig:
+        return ModelConfig.from_dict(self.model["config"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": ENGINE_FORMAT,
+            "tensorrt_version": self.tensorrt_version,
+            "device": self.device.to_dict(),
+            "onnx_sha256": self.onnx_sha256,
+            "onnx_source": self.onnx_source,
+            "profile": self.profile.to_dict(),
+            "plugin": self.plugin,
+            "precision": self.precision,
+            "build_seconds": self.build_seconds,
+            "model": self.model,
+            "engines": self.engines,
+            "cache_key": self.cache_key,
+            "package_version": self.package_version,
+            "options": self.options,
+            "parity": self.parity,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str | Path) -> EngineSidecar:
+        if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise MaskfaceError(where, f"not a {ENGINE_FORMAT} sidecar (format is {found!r}); "
+                                       "rebuild the engine with 'maskface build'")
+        try:
+            sidecar = cls(
+                tensorrt_version=str(data["tensorrt_version"]), device=DeviceInfo.from_dict(data["device"]),
+                onnx_sha256=dict(data["onnx_sha256"]), profile=BuildProfile.from_dict(data["profile"]),
+                plugin=bool(data["plugin"]), precision=str(data["precision"]),
+                build_seconds=float(data["build_seconds"]), model=dict(data["model"]),
+                engines={g: dict(v) for g, v in data["engines"].items()}, cache_key=str(data["cache_key"]),
+                package_version=str(data["package_version"]), onnx_source=str(data.get("onnx_source", "")),
+                options=dict(data.get("options", {})), parity=dict(data.get("parity", {})))
+            sidecar.config  # noqa: B018  (validates the model config)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise MaskfaceError(where, f"incomplete or invalid sidecar ({e}); rebuild the engine with "
+                                       "'maskface build'") from None
+        missing = [g for g in GRAPHS if g not in sidecar.engines]
+        if missing:
+            raise MaskfaceError(where, f"sidecar lists no engine for {', '.join(missing)}; rebuild with "
+                                       "'maskface build'")
+        return sidecar
+
+
+def write_sidecar(engine: str | Path, sidecar: EngineSidecar) -> Path:
+    """Write ``ENGINE.json`` atomically (replacing an earlier one)."""
+    path = sidecar_path(engine)
+    write_json_atomic(path, sidecar.to_dict(), overwrite=True)
+    return path
+
+
+def read_sidecar(engine: str | Path) -> EngineSidecar:
+    """The sidecar of ``engine``; an engine without one is refused (it cannot say what it is)."""
+    engine = Path(engine)
+    path = sidecar_path(engine)
+    if not path.is_file():
+        raise MaskfaceError(engine, f"has no sidecar {path.name}: maskface cannot tell which model, GPU and TensorRT "
+                                    "it was built for; build engines with 'maskface build EXPORT --out ENGINE'")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise MaskfaceError(path, f"unreadable sidecar ({e})") from None
+    return EngineSidecar.from_dict(data, path)
+
+
+def verify_engine_files(engine: str | Path, sidecar: EngineSidecar) -> dict[str, Path]:
+    """Each graph's engine file, checked against the sidecar's sha256 (a half-replaced set is refused)."""
+    files = engine_files(engine)
+    for graph, path in files.items():
+        info = sidecar.engines[graph]
+        if path.name != info.get("file"):
+            raise MaskfaceError(path, f"the sidecar names {info.get('file')!r} for the {graph}; engine files were "
+                                      "renamed: keep the names 'maskface build' wrote, or rebuild")
+        if not path.is_file():
+            raise MaskfaceError(path, f"missing: the {graph} engine of {Path(engine).name} (rebuild with "
+                                      "'maskface build')")
+        if sha256_file(path) != info.get("sha256"):
+            raise MaskfaceError(path, "sha256 does not match the sidecar: the file was changed or a build was "
+                                      "interrupted; rebuild with 'maskface build'")
+    return files
+
+
+def rebuild_hint(engine: str | Path, sidecar: EngineSidecar) -> str:
+    source = sidecar.onnx_source or "EXPORT"
+    return f"rebuild it here: maskface build {source} --out {engine}"
+
+
+def check_compatible(engine: str | Path, sidecar: EngineSidecar, tensorrt_version: str, device: DeviceInfo) -> None:
+    """Refuse an engine built for another TensorRT version or another GPU (TensorRT plans are specific to both)."""
+    hint = rebuild_hint(engine, sidecar)
+    if sidecar.tensorrt_version != tensorrt_version:
+        raise MaskfaceError(engine, f"was built with TensorRT {sidecar.tensorrt_version}, this is TensorRT "
+                                    f"{tensorrt_version}: engines do not move between TensorRT versions; {hint}")
+    if sidecar.device.compute_capability != device.compute_capability or sidecar.device.name != device.name:
+        raise MaskfaceError(engine, f"was built for {sidecar.device}, this GPU is {device}: TensorRT engines "
+                                    f"are specific to the GPU model; {hint}")
