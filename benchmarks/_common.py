@@ -1,28 +1,18 @@
-"""Helpers shared by the benchmark scripts: a model of a preset, its export, the environment."""
+"""Helpers shared by the benchmark scripts: a model of a preset, its export, the environment.
+
+The implementations live in the package (maskface_rt.benchmarking), which ``maskface bench`` uses too.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.models import random_model as make_model
 
-def make_model(preset_name: str, folder: Path, seed: int = 0) -> Path:
-    """A randomly initialised model file of the preset (speed does not depend on training)."""
-    import torch
-
-    from maskface_rt.checkpoint import save_model
-    from maskface_rt.config import preset
-    from maskface_rt.networks import Nets
-
-    torch.manual_seed(seed)
-    path = folder / f"{preset_name}.safetensors"
-    save_model(path, Nets(preset(preset_name), with_discriminator=False), weights="random-init")
-    return path
+__all__ = ["environment", "make_export", "make_model", "scratch", "write_result"]
 
 
 def make_export(model: Path, folder: Path, max_batch: int = 64) -> Path:
@@ -31,42 +21,6 @@ def make_export(model: Path, folder: Path, max_batch: int = 64) -> Path:
     out = folder / f"{model.stem}-onnx"
     export_onnx(model, out, max_batch=max_batch)
     return out
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def environment() -> dict[str, Any]:
-    import numpy
-    import onnxruntime
-
-    from maskface_rt import __version__
-    from maskface_rt.backends.onnxruntime_backend import cpu_threads
-
-    env: dict[str, Any] = {"cpu": cpu_model(), "cpu_threads": cpu_threads(), "python": platform.python_version(),
-                           "numpy": numpy.__version__, "onnxruntime": onnxruntime.__version__,
-                           "maskface_rt": __version__}
-    try:
-        import torch
-
-        env["torch"] = torch.__version__
-        env["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        env["torch"] = None
-    try:
-        env["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                           cwd=Path(__file__).parent, timeout=10).stdout.strip() or None
-    except OSError:
-        env["git_commit"] = None
-    env["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
-    return env
 
 
 def write_result(path: Path | None, result: dict[str, Any]) -> None:
@@ -80,7 +34,3 @@ def write_result(path: Path | None, result: dict[str, Any]) -> None:
 
 def scratch() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="maskface-bench-")
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

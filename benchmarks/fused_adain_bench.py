@@ -23,29 +23,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment, write_result  # noqa: E402
 
-#: Peak DRAM bandwidth in GB/s by a substring of torch.cuda.get_device_name(), most specific first.
-PEAK_GBS = (
-    ("H200", 4800.0),
-    ("GH200", 4000.0),
-    ("H100 NVL", 3900.0),
-    ("H100 PCIe", 2000.0),
-    ("H100", 3350.0),  # SXM: "NVIDIA H100 80GB HBM3"
-    ("A100-SXM4-80GB", 2039.0),
-    ("A100 80GB PCIe", 1935.0),
-    ("A100", 1555.0),  # 40GB, SXM4 or PCIe
-    ("L40S", 864.0),
-    ("L40", 864.0),
-    ("L4", 300.0),
-    ("A10", 600.0),
-    ("RTX 4090", 1008.0),
-)
 #: Input copies cycled through are at least this many bytes (H100/H200 L2: 50/60 MB).
 ROTATE_BYTES = 256 << 20
 TARGET_FRACTION = 0.8
 
 
 def peak_gbs(device_name: str) -> float | None:
-    return next((gbs for key, gbs in PEAK_GBS if key in device_name), None)
+    """Peak DRAM bandwidth of the card, from the package's table of GPUs."""
+    from maskface_rt.benchmarking.peaks import gpu_entry
+
+    entry = gpu_entry(device_name)
+    return entry.dram_gbs if entry is not None else None
 
 
 def adain_shapes(preset_name: str) -> dict[tuple[int, int, int], int]:

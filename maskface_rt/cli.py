@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from maskface_rt import __version__
+from maskface_rt.bench_cli import bench
 from maskface_rt.build_cli import build
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.errors import ExitCode, MaskfaceError
@@ -214,6 +215,7 @@ def export(
 
 
 app.command("build")(build)
+app.command("bench")(bench)
 
 plugin_app = typer.Typer(help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.",
                          no_args_is_help=True)

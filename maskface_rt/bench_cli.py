@@ -1,0 +1,158 @@
+"""``maskface bench``: latency, throughput, accuracy and roofline per backend and batch size.
+
+Registered in the main CLI with ``app.command("bench")(bench)``. Options are checked before any work;
+nothing heavier than typer is imported before a run starts.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from maskface_rt.benchmarking.runners import BACKEND_NAMES
+from maskface_rt.config import PRESETS
+from maskface_rt.errors import ExitCode, MaskfaceError
+
+if TYPE_CHECKING:
+    from maskface_rt.benchmarking.suite import BenchOptions
+
+ALL = "all"
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+def parse_backends(values: list[str] | None) -> tuple[tuple[str, ...], bool]:
+    """--backend values (repeatable, comma-separated) -> (backend names in report order, named explicitly)."""
+    names = [v.strip() for value in values or [ALL] for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n != ALL and n not in BACKEND_NAMES]
+    if bad or not names:
+        raise typer.BadParameter(f"unknown backend {', '.join(map(repr, bad)) or '(empty)'}; valid: {ALL}, "
+                                 f"{', '.join(BACKEND_NAMES)}", param_hint="--backend")
+    if ALL in names:
+        return BACKEND_NAMES, False
+    return tuple(n for n in BACKEND_NAMES if n in names), True
+
+
+def parse_batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise typer.BadParameter(f"{text!r} is not a comma-separated list of positive integers (e.g. 1,8,32)",
+                                 param_hint="--batch-sizes")
+    return tuple(sizes)
+
+
+def _check_outputs(paths: dict[str, Path | None], overwrite: bool) -> None:
+    given = {name: path for name, path in paths.items() if path is not None}
+    resolved = [path.resolve() for path in given.values()]
+    if len(set(resolved)) != len(resolved):
+        raise typer.BadParameter(f"{', '.join(given)} must name different files")
+    for path in given.values():
+        if path.exists() and not overwrite:
+            raise MaskfaceError(path, "already exists (pass --overwrite to replace it)")
+        if path.is_dir():
+            raise MaskfaceError(path, "is a folder; give a file name")
+
+
+def bench(
+    model: Annotated[Optional[Path], typer.Option(
+        "--model", "-m", help="A .safetensors checkpoint or an export folder (default: a randomly initialised "
+                              "model of --preset; speed does not depend on training).")] = None,
+    preset_name: Annotated[Optional[str], typer.Option(
+        "--preset", help=f"Size of the random model: {', '.join(PRESETS)} [paper-256].")] = None,
+    backend: Annotated[Optional[list[str]], typer.Option(
+        "--backend", help=f"Repeatable or comma-separated: {ALL} (default: every backend, those that cannot run "
+                          f"here listed with the reason) or {', '.join(BACKEND_NAMES)}.")] = None,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,32",
+    warmup_s: Annotated[float, typer.Option("--warmup-s", min=0.0,
+                                            help="Warm-up seconds per backend and batch size.")] = 2.0,
+    duration_s: Annotated[float, typer.Option("--duration-s", min=0.0,
+                                              help="Measured seconds per backend and batch size.")] = 5.0,
+    iterations: Annotated[int, typer.Option("--iterations", min=1,
+                                            help="Measured calls at least, however long they take.")] = 10,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N: where torch fp32 runs "
+                                                         "and whether the CUDA backends run.")] = "auto",
+    peak_tflops: Annotated[Optional[float], typer.Option(
+        "--peak-tflops", help="The device's peak TFLOPS for the roofline columns (default: the table of "
+                              "common GPUs, an estimate for the CPU).")] = None,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows, settings and environment "
+                                                                     "as JSON to this file.")] = None,
+    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
+    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
+                                                                     "size per backend to this file.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --json/--csv/--plot files.")] = False,
+) -> None:
+    """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
+    names, named = parse_backends(backend)
+    sizes = parse_batch_sizes(batch_sizes)
+    if not _DEVICE.match(device):
+        raise typer.BadParameter(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N", param_hint="--device")
+    if preset_name is not None and preset_name not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset_name!r}; valid: {', '.join(PRESETS)}", param_hint="--preset")
+    if preset_name is not None and model is not None:
+        raise typer.BadParameter("sets the size of the random model; --model has its own config", param_hint="--preset")
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise typer.BadParameter(f"must be positive, got {peak_tflops}", param_hint="--peak-tflops")
+    _check_outputs({"--json": json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
+    if model is not None:
+        from maskface_rt.backends import model_kind
+
+        model_kind(model)  # a missing or unknown model file stops here, before any work
+
+    from maskface_rt.benchmarking import report
+    from maskface_rt.benchmarking.suite import DEFAULT_PRESET, BenchOptions, run_bench
+    from maskface_rt.cli import stderr
+
+    options = BenchOptions(backends=names, batch_sizes=sizes, named=named, model=model,
+                           preset=preset_name or DEFAULT_PRESET, device=device, warmup_s=warmup_s,
+                           duration_s=duration_s, min_iterations=iterations, peak_tflops=peak_tflops, seed=seed)
+
+    def on_row(row: dict) -> None:
+        if row["status"] == "ok":
+            stderr.print(f"{row['backend']} batch {row['batch']}: {row['images_per_s']:.2f} images/s, median "
+                         f"{row['latency_median_ms']:.2f} ms", markup=False, highlight=False)
+        elif row["status"] == "failed":  # unavailable backends are listed under the table
+            batch = f" batch {row['batch']}" if row["batch"] is not None else ""
+            stderr.print(f"{row['backend']}{batch}: failed: {row['reason']}", markup=False, highlight=False)
+
+    with stderr.status("bench") as status:
+        result = run_bench(options, on_row=on_row, on_stage=lambda text: status.update(text))
+    result.meta["command"] = _command_line(options, model)
+    report.print_table(result.rows, stderr, result.meta["environment"])
+    written = []
+    if json_path is not None:
+        report.write_json(json_path, result.rows, result.meta, overwrite=overwrite)
+        written.append(json_path)
+    if csv_path is not None:
+        report.write_csv(csv_path, result.rows, overwrite=overwrite)
+        written.append(csv_path)
+    if plot_path is not None:
+        gpus = result.meta["environment"].get("gpus") or []
+        where = gpus[0].get("name", "GPU") if result.meta["device"].startswith("cuda") and gpus \
+            else result.meta["environment"]["cpu"]
+        report.write_plot(plot_path, result.rows, f"maskface bench: {result.meta['model']}, {where}",
+                          report.environment_line(result.meta["environment"]), overwrite=overwrite)
+        written.append(plot_path)
+    for path in written:
+        stderr.print(f"wrote {path}", markup=False, highlight=False)
+    if result.exit_code != ExitCode.OK:
+        raise typer.Exit(int(result.exit_code))
+
+
+def _command_line(options: BenchOptions, model: Path | None) -> str:
+    """The settings as a maskface bench command (file outputs left out)."""
+    args = ["maskface", "bench"]
+    args += ["--model", str(model)] if model is not None else ["--preset", options.preset]
+    backends = ",".join(options.backends) if options.named else ALL
+    args += ["--backend", backends, "--batch-sizes", ",".join(map(str, options.batch_sizes)),
+             "--warmup-s", f"{options.warmup_s:g}", "--duration-s", f"{options.duration_s:g}",
+             "--iterations", str(options.min_iterations), "--device", options.device, "--seed", str(options.seed)]
+    if options.peak_tflops is not None:
+        args += ["--peak-tflops", f"{options.peak_tflops:g}"]
+    return shlex.join(args)

@@ -1,0 +1,105 @@
+"""Peak memory of a benchmark row, on the host and on the GPU.
+
+Host: the process's resident-set high-water mark (VmHWM in /proc/self/status). Linux resets it to the
+current RSS on ``echo 5 > /proc/self/clear_refs``; where that is refused, the mark is the process's
+lifetime peak and the report says so. GPU: device memory in use (cudaMemGetInfo, device-wide), which
+includes the pools runtimes keep (torch's caching allocator, ONNX Runtime's arena, TensorRT's
+activation memory), so after a row it is the row's peak as far as the runtimes hold on to memory.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(key: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_bytes() -> int | None:
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def hwm_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib * 1024
+
+
+def reset_hwm() -> bool:
+    """Reset the high-water mark to the current RSS; False where the kernel does not allow it."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def gpu_memory_used(index: int = 0) -> int | None:
+    """Bytes in use on CUDA device ``index`` (all processes), or None when no CUDA API is at hand.
+
+    torch is used only when already imported; otherwise cuda-python's runtime bindings."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info(index)
+        return total - free
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart  # cuda-python < 12.6
+        except ImportError:
+            return None
+    err, current = cudart.cudaGetDevice()
+    if int(err) != 0:
+        return None
+    if current != index:
+        cudart.cudaSetDevice(index)
+    err, free, total = cudart.cudaMemGetInfo()
+    if current != index:
+        cudart.cudaSetDevice(current)
+    return None if int(err) != 0 else total - free
+
+
+class MemoryProbe:
+    """Peak memory of a runner: ``start()`` before it loads, ``begin_row()`` before each batch size,
+    ``peak()`` after it; the peak is relative to the memory in use before the runner loaded."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda_index = (int(device.split(":", 1)[1]) if ":" in device else 0) if device.startswith("cuda") else None
+        self.baseline: int | None = None
+        self.resettable = True
+
+    @property
+    def kind(self) -> str:
+        if self.cuda_index is not None:
+            return "gpu: device memory in use after the row minus before the runner loaded (cudaMemGetInfo)"
+        if self.resettable:
+            return "cpu: peak RSS during the row minus RSS before the runner loaded (VmHWM)"
+        return "cpu: process lifetime peak RSS minus RSS before the runner loaded (VmHWM not resettable here)"
+
+    def _now(self) -> int | None:
+        return gpu_memory_used(self.cuda_index) if self.cuda_index is not None else rss_bytes()
+
+    def start(self) -> None:
+        self.baseline = self._now()
+
+    def begin_row(self) -> None:
+        if self.cuda_index is None:
+            self.resettable = reset_hwm() and self.resettable
+
+    def peak(self) -> int | None:
+        now = gpu_memory_used(self.cuda_index) if self.cuda_index is not None else hwm_bytes()
+        if now is None or self.baseline is None:
+            return None
+        return max(now - self.baseline, 0)

@@ -1,0 +1,190 @@
+"""The model under test: a checkpoint, a randomly initialised model of a preset, or an export folder;
+the exports and TensorRT engines the runners need (made once, in a scratch folder); the fixed inputs
+every runner gets; the torch fp32 reference images accuracy is measured against."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from maskface_rt.backends import ModelKind, latent_for_style, model_kind
+from maskface_rt.config import ModelConfig, preset
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import MIN_MAX_BATCH, graph_file, read_manifest
+
+TORCH_MISSING = "torch is not installed (pip install 'maskface-rt[train]')"
+
+
+class Unavailable(Exception):
+    """A backend, an artefact or a measurement that cannot be had here, with the reason."""
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def random_model(preset_name: str, folder: Path, seed: int = 0) -> Path:
+    """A randomly initialised model file of the preset (speed does not depend on training)."""
+    import torch
+
+    from maskface_rt.checkpoint import save_model
+    from maskface_rt.networks import Nets
+
+    torch.manual_seed(seed)
+    path = folder / f"{preset_name}.safetensors"
+    save_model(path, Nets(preset(preset_name), with_discriminator=False), weights="random-init")
+    return path
+
+
+@dataclass
+class ModelSource:
+    """What the runners run: ``checkpoint`` (None for an export folder) and exports/engines made on demand."""
+
+    config: ModelConfig
+    checkpoint: Path | None
+    scratch: Path
+    max_batch: int
+    description: str
+    exports: dict[tuple[str, bool], Path] = field(default_factory=dict)
+    engines: dict[bool, Path] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, model: Path | None, preset_name: str, scratch: Path, max_batch: int, seed: int = 0) -> ModelSource:
+        """``model`` (a checkpoint or an export folder) or, when None, a random model of ``preset_name``."""
+        if model is None:
+            if not torch_installed():
+                raise MaskfaceError(None, f"without --model, bench makes a randomly initialised model, which needs "
+                                          f"torch: {TORCH_MISSING}; or pass --model EXPORT_DIR")
+            path = random_model(preset_name, scratch, seed)
+            return cls(preset(preset_name), path, scratch, max_batch, f"random init of {preset_name} (seed {seed})")
+        kind = model_kind(model)
+        if kind is ModelKind.CHECKPOINT:
+            if not torch_installed():
+                raise MaskfaceError(model, f"a checkpoint needs torch: {TORCH_MISSING}; or pass an export folder")
+            from maskface_rt.checkpoint import read_config
+
+            return cls(read_config(model), model, scratch, max_batch, str(model))
+        if kind is ModelKind.ONNX_EXPORT:
+            folder = model if model.is_dir() else model.parent
+            manifest = read_manifest(folder)
+            return cls(manifest.config, None, scratch, max_batch, str(folder),
+                       exports={(manifest.precision, manifest.plugin): folder})
+        raise MaskfaceError(model, "bench takes a .safetensors checkpoint or an export folder (engines are built "
+                                   "from the checkpoint)")
+
+    def can_export(self, precision: str, plugin: bool = False) -> tuple[bool, str]:
+        folder = self.exports.get((precision, plugin))
+        if folder is not None:
+            declared = read_manifest(folder, verify=False).max_batch
+            if declared < self.max_batch:
+                return False, f"{folder} declares max batch {declared}; --batch-sizes go up to {self.max_batch}"
+            return True, ""
+        if self.checkpoint is None:
+            flavour = f"{precision}{' plugin' if plugin else ''}"
+            return False, f"needs a {flavour} export, made from a checkpoint; --model is an export of another kind"
+        if not torch_installed():
+            return False, f"exporting needs {TORCH_MISSING}"
+        return True, ""
+
+    def export(self, precision: str, plugin: bool = False) -> Path:
+        """The export folder of ``precision`` (made from the checkpoint on first use)."""
+        ok, reason = self.can_export(precision, plugin)
+        if not ok:
+            raise Unavailable(reason)
+        key = (precision, plugin)
+        if key not in self.exports:
+            from maskface_rt.export.onnx_export import export_onnx
+
+            out = self.scratch / f"onnx-{precision}{'-plugin' if plugin else ''}"
+            export_onnx(self.checkpoint, out, fp16=precision == "fp16", plugin=plugin,
+                        max_batch=max(self.max_batch, MIN_MAX_BATCH))
+            self.exports[key] = out
+        return self.exports[key]
+
+    def engine(self, plugin: bool, device: str) -> Path:
+        """TensorRT fp16 engines (``maskface build``) for batch 1..max_batch, optimised for max_batch; the
+        generator's path."""
+        if plugin not in self.engines:
+            from maskface_rt.export.engine_builder import BuildOptions, build_engine
+
+            out = self.scratch / f"generator-fp16{'-plugin' if plugin else ''}.engine"
+            options = BuildOptions(min_batch=1, opt_batch=self.max_batch, max_batch=self.max_batch, plugin=plugin,
+                                   device=device)
+            self.engines[plugin] = Path(build_engine(self.export("fp16", plugin), out, options).engine)
+        return self.engines[plugin]
+
+    def flops_graph(self) -> Path | None:
+        """A generator graph to count FLOPs from: a portable export already made (ONNX shape inference
+        cannot see through a plugin graph's FusedAdaIN nodes)."""
+        portable = [folder for (_, plugin), folder in self.exports.items() if not plugin]
+        return portable[0] / graph_file("generator") if portable else None
+
+
+def fixed_inputs(source: ModelSource, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` procedural face masks and the styles of indices 0..count-1 for ``seed``, mapped by the
+    model's own style encoder (torch fp32, or ONNX Runtime for an export folder)."""
+    from maskface_rt.synth import render_pair
+
+    cfg = source.config
+    labels = np.stack([render_pair(seed, i, cfg.img_size)[1] for i in range(count)])
+    latents = np.stack([latent_for_style(seed, k, cfg.latent_dim) for k in range(count)])
+    if source.checkpoint is not None:
+        import torch
+
+        from maskface_rt.checkpoint import load_model
+
+        with torch.no_grad():
+            styles = load_model(source.checkpoint).style_encoder(torch.from_numpy(latents)).numpy()
+    else:
+        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        with OnnxRuntimeBackend(next(iter(source.exports.values())), device="cpu") as backend:
+            styles = backend.map_latent(latents)
+    return np.ascontiguousarray(labels, dtype=np.uint8), np.ascontiguousarray(styles, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def plain_fp32() -> Iterator[None]:
+    """True fp32 torch: no TF32 in cuDNN or cuBLAS, no fused AdaIN kernel (restored afterwards)."""
+    import torch
+
+    from maskface_rt import networks
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, networks._fused_adain)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    networks.set_fused_adain(False)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
+        networks.set_fused_adain(saved[2])
+
+
+def reference_images(source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str,
+                     chunk: int = 8) -> np.ndarray:
+    """uint8 images of torch fp32 (plain, see ``plain_fp32``) on ``device``: what accuracy is measured against."""
+    if source.checkpoint is None:
+        raise Unavailable("the torch fp32 reference needs a checkpoint; --model is an export folder")
+    if not torch_installed():
+        raise Unavailable(f"the torch fp32 reference needs torch: {TORCH_MISSING}")
+    import torch
+
+    from maskface_rt.checkpoint import load_model
+    from maskface_rt.networks import to_uint8_nhwc
+
+    generator = load_model(source.checkpoint).generator.to(device)
+    out = []
+    with torch.no_grad(), plain_fp32():
+        for i in range(0, len(labels), chunk):
+            x = generator(torch.from_numpy(labels[i:i + chunk]).to(device).long(),
+                          torch.from_numpy(styles[i:i + chunk]).to(device))
+            out.append(to_uint8_nhwc(x).cpu().numpy())
+    del generator
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return np.concatenate(out)

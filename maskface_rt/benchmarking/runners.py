@@ -1,0 +1,467 @@
+"""One runner per backend and precision, behind one small interface.
+
+A runner is made for the model under test and the benchmark's device, says whether it can run here
+(``available``: the reason when not), makes the files it needs (``build``: exports, engines), loads
+(``load``), binds a batch (``prepare``, which runs it once and returns its uint8 images), and runs
+it host to host (``run_once``: numpy labels and styles in, numpy uint8 images out, as ``maskface
+generate`` uses a backend). On a GPU it also runs with inputs and outputs already on the device
+(``prepare_device``, ``run_device``), which gives the GPU compute time apart from host<->device copies.
+
+torch, onnxruntime and tensorrt are imported only inside the runners that use them.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib.util
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
+from maskface_rt.export_format import IMAGE, LABELS, STYLE
+
+__all__ = ["BACKEND_NAMES", "Runner", "RunnerContext", "Unavailable", "make_runner"]
+
+
+@dataclass(frozen=True)
+class RunnerContext:
+    source: ModelSource
+    device: str  # the benchmark's device: "cpu" or "cuda:N"
+    no_cuda: str  # why CUDA-only runners cannot run ("" when device is CUDA)
+
+
+class Runner(abc.ABC):
+    family = ""  # torch, onnxruntime or tensorrt
+    precision = "fp32"
+
+    def __init__(self, ctx: RunnerContext, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.device = ctx.device
+
+    @property
+    def source(self) -> ModelSource:
+        return self.ctx.source
+
+    @property
+    def tf32(self) -> bool:
+        """Whether fp32 math may run on TF32 tensor cores (for the roofline's peak)."""
+        return False
+
+    @property
+    def notes(self) -> str:
+        """What a reader needs to know about how this runner runs."""
+        return ""
+
+    def _needs_cuda(self) -> str | None:
+        return None if self.ctx.device.startswith("cuda") else f"needs a CUDA GPU: {self.ctx.no_cuda}"
+
+    @abc.abstractmethod
+    def available(self) -> tuple[bool, str]:
+        """(True, "") or (False, why not); cheap: loads no model."""
+
+    def build(self) -> None:
+        """Make the files this runner needs (exports, engines)."""
+
+    @abc.abstractmethod
+    def load(self) -> None:
+        """Load the model into the runtime."""
+
+    @abc.abstractmethod
+    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        """Bind one batch, run it once (compiling or capturing what needs it) and return its uint8 images."""
+
+    @abc.abstractmethod
+    def run_once(self) -> np.ndarray:
+        """One call on the bound batch, host to host."""
+
+    def prepare_device(self) -> None:
+        """Put the bound batch and the outputs on the device for ``run_device``."""
+        raise Unavailable("runs on the CPU: no separate device time")
+
+    def run_device(self) -> float | None:
+        """One call on device-resident inputs and outputs, finished on return: its GPU time in seconds
+        (CUDA events), or None when the caller's host clock around the call is the measure."""
+        raise Unavailable("no device-resident run")
+
+    def close(self) -> None:
+        """Free the runtime's resources."""
+
+
+# --- torch ---------------------------------------------------------------------------------------------
+
+
+class TorchRunner(Runner):
+    """The generator in PyTorch: eager, torch.compile or a CUDA graph; optionally with the fused AdaIN kernel.
+
+    The uint8 labels go to the device as bytes and the images come back as uint8 NHWC, converted on
+    the device, as in the exported graphs."""
+
+    family = "torch"
+
+    def __init__(self, ctx: RunnerContext, name: str, precision: str, mode: str = "eager", fused: bool = False,
+                 cuda_only: bool = True) -> None:
+        super().__init__(ctx, name)
+        self.precision, self.mode, self.fused, self.cuda_only = precision, mode, fused, cuda_only
+        self.graph = None
+
+    @property
+    def tf32(self) -> bool:
+        if not self.device.startswith("cuda") or self.precision != "fp32":
+            return False
+        import torch
+
+        return bool(torch.backends.cudnn.allow_tf32)
+
+    @property
+    def notes(self) -> str:
+        parts = {"eager": "eager", "compile": "torch.compile (default mode, dynamic=False: one graph per batch size)",
+                 "cudagraphs": "one CUDA graph per batch size (torch.cuda.graphs)"}[self.mode]
+        parts += "; fused AdaIN Triton kernel" if self.fused else "; AdaIN in torch ops"
+        if not self.device.startswith("cuda"):
+            import torch
+
+            parts += f"; torch threads: {torch.get_num_threads()}"
+        if self.tf32:
+            parts += "; torch defaults: cuDNN convolutions may use TF32"
+        return parts
+
+    def available(self) -> tuple[bool, str]:
+        if not torch_installed():
+            return False, TORCH_MISSING
+        if self.source.checkpoint is None:
+            return False, "needs a .safetensors checkpoint; --model is an export folder"
+        if self.cuda_only and (reason := self._needs_cuda()):
+            return False, reason
+        on_cuda = self.device.startswith("cuda")
+        if on_cuda:
+            import torch
+
+            if not torch.cuda.is_available():
+                return False, f"torch {torch.__version__} sees no CUDA device"
+        if (self.fused or (self.mode == "compile" and on_cuda)) and importlib.util.find_spec("triton") is None:
+            return False, "triton is not installed (pip install 'maskface-rt[kernels]')"
+        if self.mode == "compile" and not on_cuda and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+            return False, "torch.compile on the CPU needs a C++ compiler (none on PATH)"
+        if self.precision == "bf16":
+            import torch
+
+            if not torch.cuda.is_bf16_supported():
+                return False, f"{torch.cuda.get_device_name()} has no bf16 support"
+        return True, ""
+
+    def load(self) -> None:
+        import torch
+
+        from maskface_rt.checkpoint import load_model
+        from maskface_rt.networks import set_fused_adain, to_uint8_nhwc
+
+        self.torch = torch
+        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
+        set_fused_adain(self.fused)
+        generator = load_model(self.source.checkpoint).generator.to(self.device, self.dtype).requires_grad_(False)
+        dtype = self.dtype
+
+        def forward(labels: Any, styles: Any) -> Any:
+            return to_uint8_nhwc(generator(labels.long(), styles.to(dtype)))
+
+        self.generator = generator
+        self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
+
+    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        from maskface_rt.networks import set_fused_adain
+
+        torch = self.torch
+        set_fused_adain(self.fused)  # read at every eager call and when compiling or capturing
+        self.labels, self.styles = labels, styles
+        self.graph = None
+        if self.mode == "compile":
+            torch._dynamo.reset()  # a fresh graph per batch size, never the recompile limit's eager fallback
+        with torch.no_grad():
+            self.labels_dev = torch.from_numpy(labels).to(self.device)
+            self.styles_dev = torch.from_numpy(styles).to(self.device)
+            if self.mode == "cudagraphs":
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):  # allocations, cuDNN autotuning and Triton compilation happen outside capture
+                        self.fn(self.labels_dev, self.styles_dev)
+                torch.cuda.current_stream().wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.out_dev = self.fn(self.labels_dev, self.styles_dev)
+        return self.run_once()
+
+    def run_once(self) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            if self.graph is not None:
+                self.labels_dev.copy_(torch.from_numpy(self.labels))
+                self.styles_dev.copy_(torch.from_numpy(self.styles))
+                self.graph.replay()
+                return self.out_dev.cpu().numpy()
+            out = self.fn(torch.from_numpy(self.labels).to(self.device), torch.from_numpy(self.styles).to(self.device))
+            return out.cpu().numpy()
+
+    def prepare_device(self) -> None:
+        if not self.device.startswith("cuda"):
+            super().prepare_device()
+        self.start = self.torch.cuda.Event(enable_timing=True)
+        self.end = self.torch.cuda.Event(enable_timing=True)
+
+    def run_device(self) -> float:
+        with self.torch.no_grad():
+            self.start.record()
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self.fn(self.labels_dev, self.styles_dev)
+            self.end.record()
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / 1e3
+
+    def close(self) -> None:
+        torch = self.torch if hasattr(self, "torch") else None
+        self.graph = self.generator = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+        if torch is not None:
+            if self.mode == "compile":
+                torch._dynamo.reset()
+            if self.device.startswith("cuda"):
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+
+
+# --- onnxruntime ---------------------------------------------------------------------------------------
+
+
+class OnnxRuntimeRunner(Runner):
+    """The exported generator in the package's onnxruntime backend (CPU, or CUDA with IOBinding)."""
+
+    family = "onnxruntime"
+
+    def __init__(self, ctx: RunnerContext, name: str, precision: str, cuda: bool) -> None:
+        super().__init__(ctx, name)
+        self.precision, self.cuda = precision, cuda
+        if not cuda:
+            self.device = "cpu"
+
+    @property
+    def tf32(self) -> bool:
+        return self.cuda and self.precision == "fp32"  # the CUDA execution provider's default (use_tf32)
+
+    @property
+    def notes(self) -> str:
+        if self.cuda:
+            return "CUDAExecutionProvider; device time: host clock around run_with_iobinding on CUDA OrtValues"
+        from maskface_rt.backends.onnxruntime_backend import cpu_threads
+
+        return f"CPUExecutionProvider, {cpu_threads()} intra-op threads"
+
+    def available(self) -> tuple[bool, str]:
+        if importlib.util.find_spec("onnxruntime") is None:
+            return False, "onnxruntime is not installed (pip install onnxruntime)"
+        if self.cuda:
+            if reason := self._needs_cuda():
+                return False, reason
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                return False, "onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
+            if self.device not in ("cuda", "cuda:0"):
+                return False, "the onnxruntime backend runs on cuda:0 only"
+        return self.source.can_export(self.precision)
+
+    def build(self) -> None:
+        self.folder = self.source.export(self.precision)
+
+    def load(self) -> None:
+        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        self.backend = OnnxRuntimeBackend(self.folder, device="cuda" if self.cuda else "cpu")
+
+    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        self.labels, self.styles = labels, styles
+        return self.run_once()
+
+    def run_once(self) -> np.ndarray:
+        return self.backend.generate(self.labels, self.styles)
+
+    def prepare_device(self) -> None:
+        if not self.cuda:
+            super().prepare_device()
+        import onnxruntime as ort
+
+        self.session = self.backend.sessions["generator"]
+        self.values = {LABELS: ort.OrtValue.ortvalue_from_numpy(self.labels, "cuda", 0),
+                       STYLE: ort.OrtValue.ortvalue_from_numpy(self.styles, "cuda", 0)}
+        shape = [len(self.labels), self.source.config.img_size, self.source.config.img_size, 3]
+        self.values[IMAGE] = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.uint8, "cuda", 0)
+        self.binding = self.session.io_binding()
+        self.binding.bind_ortvalue_input(LABELS, self.values[LABELS])
+        self.binding.bind_ortvalue_input(STYLE, self.values[STYLE])
+        self.binding.bind_ortvalue_output(IMAGE, self.values[IMAGE])
+
+    def run_device(self) -> None:
+        self.session.run_with_iobinding(self.binding)  # synchronises the device at the end of the run
+        return None
+
+    def close(self) -> None:
+        self.binding = self.values = self.session = None
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
+            self.backend = None
+
+
+# --- TensorRT ------------------------------------------------------------------------------------------
+
+
+class TensorRTRunner(Runner):
+    """A TensorRT fp16 engine (strongly typed, from the fp16 export; with ``plugin`` the generator's
+    AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) in the package's tensorrt backend."""
+
+    family = "tensorrt"
+    precision = "fp16"
+
+    def __init__(self, ctx: RunnerContext, name: str, plugin: bool) -> None:
+        super().__init__(ctx, name)
+        self.plugin = plugin
+        self.timer: _EngineOnDevice | None = None
+        self.backend_description = ""
+
+    @property
+    def notes(self) -> str:
+        backend = self.backend_description
+        return (f"one engine for batch 1..{self.source.max_batch}, optimised for {self.source.max_batch}"
+                + ("; FusedAdaIN plugin" if self.plugin else "") + (f"; {backend}" if backend else "")
+                + "; device time: execute_async_v3 on device buffers between CUDA events")
+
+    def available(self) -> tuple[bool, str]:
+        if reason := self._needs_cuda():
+            return False, reason
+        try:
+            from maskface_rt.backends.tensorrt_backend import available
+            from maskface_rt.export.engine_builder import BuildOptions, build_engine  # noqa: F401
+        except ImportError as e:
+            return False, f"the TensorRT backend or engine builder is not part of this build ({e})"
+        ok, detail = available()
+        if not ok:
+            return False, detail
+        if self.plugin:
+            missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
+            if missing:
+                return False, f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} " \
+                              "(pip install 'maskface-rt[train,kernels]')"
+        return self.source.can_export("fp16", self.plugin)
+
+    def build(self) -> None:
+        self.engine = self.source.engine(self.plugin, self.device)
+
+    def load(self) -> None:
+        from maskface_rt.backends import open_backend
+
+        self.backend = open_backend(self.engine, "tensorrt", device=self.device)
+        self.backend_description = self.backend.description  # e.g. whether it replays CUDA graphs
+
+    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        self.labels, self.styles = labels, styles
+        self.timer = None
+        return self.run_once()
+
+    def run_once(self) -> np.ndarray:
+        return self.backend.generate(self.labels, self.styles)
+
+    def prepare_device(self) -> None:
+        if not torch_installed():
+            raise Unavailable(f"timing the engine on device buffers uses torch: {TORCH_MISSING}")
+        index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
+        self.timer = _EngineOnDevice(self.engine, index, {LABELS: self.labels, STYLE: self.styles}, self.plugin)
+
+    def run_device(self) -> float:
+        return self.timer.run()
+
+    def close(self) -> None:
+        self.timer = None
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
+            self.backend = None
+
+
+class _EngineOnDevice:
+    """An engine's own execution context on torch CUDA buffers: GPU time of one enqueue, no host copies."""
+
+    def __init__(self, engine_path: Path, device_index: int, inputs: dict[str, np.ndarray], plugin: bool) -> None:
+        import torch
+
+        from maskface_rt.tensorrt_compat import load_tensorrt
+
+        trt = load_tensorrt()
+        if plugin:
+            import maskface_rt.kernels.trt_plugin  # noqa: F401  (maskface::FusedAdaIN, to deserialize the engine)
+
+        self.torch = torch
+        dtypes = {getattr(trt, name): getattr(torch, torch_name) for name, torch_name in (
+            ("float32", "float32"), ("float16", "float16"), ("bfloat16", "bfloat16"), ("int8", "int8"),
+            ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"), ("bool", "bool")) if hasattr(trt, name)}
+        device = torch.device("cuda", device_index)
+        self.runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))  # outlives the engine
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise Unavailable(f"{engine_path}: TensorRT could not deserialize the engine for device timing")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.buffers = {}
+        for name in names:
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                if name not in inputs:
+                    raise Unavailable(f"engine input {name!r} is none of {', '.join(inputs)}")
+                dtype = dtypes[self.engine.get_tensor_dtype(name)]
+                self.buffers[name] = torch.from_numpy(inputs[name]).to(device).to(dtype).contiguous()
+                self.context.set_input_shape(name, tuple(self.buffers[name].shape))
+        for name in names:
+            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
+                self.buffers[name] = torch.empty(tuple(self.context.get_tensor_shape(name)),
+                                                 dtype=dtypes[self.engine.get_tensor_dtype(name)], device=device)
+        for name, buffer in self.buffers.items():
+            self.context.set_tensor_address(name, buffer.data_ptr())
+        self.stream = torch.cuda.Stream(device)  # not the default stream, which TensorRT would synchronise
+        self.stream.wait_stream(torch.cuda.current_stream(device))  # the input copies
+        self.start = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def run(self) -> float:
+        self.start.record(self.stream)
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise RuntimeError("TensorRT execute_async_v3 failed")
+        self.end.record(self.stream)
+        self.end.synchronize()
+        return self.start.elapsed_time(self.end) / 1e3
+
+
+# --- the list ------------------------------------------------------------------------------------------
+
+#: name -> (class, keyword arguments); the order of reports and of --backend all.
+_SPECS: dict[str, tuple[type[Runner], dict[str, Any]]] = {
+    "torch-fp32": (TorchRunner, {"precision": "fp32", "cuda_only": False}),
+    "torch-fp16": (TorchRunner, {"precision": "fp16"}),
+    "torch-bf16": (TorchRunner, {"precision": "bf16"}),
+    "torch-fused-fp16": (TorchRunner, {"precision": "fp16", "fused": True}),
+    "torch-compile-fp32": (TorchRunner, {"precision": "fp32", "mode": "compile", "cuda_only": False}),
+    "torch-compile-fp16": (TorchRunner, {"precision": "fp16", "mode": "compile"}),
+    "torch-cudagraphs-fp16": (TorchRunner, {"precision": "fp16", "mode": "cudagraphs"}),
+    "torch-fused-cudagraphs-fp16": (TorchRunner, {"precision": "fp16", "mode": "cudagraphs", "fused": True}),
+    "onnxruntime-cpu-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": False}),
+    "onnxruntime-cuda-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": True}),
+    "onnxruntime-cuda-fp16": (OnnxRuntimeRunner, {"precision": "fp16", "cuda": True}),
+    "tensorrt-fp16": (TensorRTRunner, {"plugin": False}),
+    "tensorrt-plugin-fp16": (TensorRTRunner, {"plugin": True}),
+}
+BACKEND_NAMES = tuple(_SPECS)
+
+
+def make_runner(name: str, ctx: RunnerContext) -> Runner:
+    cls, kwargs = _SPECS[name]
+    return cls(ctx, name, **kwargs)

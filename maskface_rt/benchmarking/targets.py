@@ -1,0 +1,79 @@
+"""The performance targets of the benchmark issue, checked against ``maskface bench`` JSON reports.
+
+- CPU: onnxruntime-cpu-fp32 >= 1.3x torch-fp32 images/s for paper-256 and tiny-128, batch 1 and 8
+  (the target is stated for 2 cores; each verdict names the cores the report ran on).
+- GPU, paper-256, batch 32: tensorrt-plugin-fp16 >= 8x torch-fp32 and >= 1.3x torch-compile-fp16
+  images/s, and >= 50% of the card's dense fp16 tensor-core peak (on its GPU compute time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from maskface_rt.config import PRESETS
+
+CPU_PRESETS, CPU_BATCHES, CPU_RATIO = ("paper-256", "tiny-128"), (1, 8), 1.3
+GPU_PRESET, GPU_BATCH = "paper-256", 32
+GPU_RATIOS = (("torch-fp32", 8.0), ("torch-compile-fp16", 1.3))
+GPU_PEAK_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: str
+    value: float | None
+    threshold: float
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool | None:
+        """None: not measured in this report."""
+        return None if self.value is None else self.value >= self.threshold
+
+    def line(self) -> str:
+        verdict = {True: "pass", False: "FAIL", None: "not measured"}[self.passed]
+        value = "-" if self.value is None else f"{self.value:.3g}"
+        return f"[{verdict}] {self.target}: {value} (>= {self.threshold:g}){'; ' + self.detail if self.detail else ''}"
+
+
+def preset_of(report: dict[str, Any]) -> str | None:
+    return next((name for name, cfg in PRESETS.items() if cfg.to_dict() == report.get("config")), None)
+
+
+def _row(report: dict[str, Any], backend: str, batch: int, cuda: bool) -> dict[str, Any] | None:
+    for row in report.get("rows", []):
+        if (row["backend"], row["batch"], row["status"]) == (backend, batch, "ok") and \
+                row["device"].startswith("cuda") == cuda:
+            return row
+    return None
+
+
+def _ratio(report: dict[str, Any], backend: str, baseline: str, batch: int, cuda: bool) -> float | None:
+    a, b = _row(report, backend, batch, cuda), _row(report, baseline, batch, cuda)
+    return None if a is None or b is None else a["images_per_s"] / b["images_per_s"]
+
+
+def check(report: dict[str, Any]) -> list[Verdict]:
+    """The verdicts of the targets that apply to this report's preset and devices."""
+    name = preset_of(report)
+    verdicts = []
+    env = report.get("environment", {})
+    if name in CPU_PRESETS and any(row["device"] == "cpu" and row["backend"] == "torch-fp32"
+                                   for row in report.get("rows", [])):
+        cores = f"{env.get('cpu_threads')} threads of {env.get('cpu')}"
+        for batch in CPU_BATCHES:
+            verdicts.append(Verdict(f"CPU {name} batch {batch}: onnxruntime-cpu-fp32 / torch-fp32 images/s",
+                                    _ratio(report, "onnxruntime-cpu-fp32", "torch-fp32", batch, cuda=False),
+                                    CPU_RATIO, cores))
+    if name == GPU_PRESET and any(row["device"].startswith("cuda") for row in report.get("rows", [])):
+        gpu = ", ".join(g.get("name", "") for g in env.get("gpus", [])) or "GPU"
+        for baseline, threshold in GPU_RATIOS:
+            verdicts.append(Verdict(f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 / {baseline} images/s",
+                                    _ratio(report, "tensorrt-plugin-fp16", baseline, GPU_BATCH, cuda=True),
+                                    threshold, gpu))
+        row = _row(report, "tensorrt-plugin-fp16", GPU_BATCH, cuda=True)
+        verdicts.append(Verdict(f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 fraction of the dense fp16 peak "
+                                "(GPU compute time)", row and row.get("compute_peak_fraction"), GPU_PEAK_FRACTION,
+                                row["peak_source"] if row else gpu))
+    return verdicts

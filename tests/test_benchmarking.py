@@ -1,0 +1,355 @@
+"""maskface bench: timing statistics, FLOPs, peaks, reports, runner availability, the command end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from maskface_rt.bench_cli import bench
+from maskface_rt.benchmarking import environment, memory, peaks, report
+from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
+from maskface_rt.benchmarking.runners import BACKEND_NAMES, RunnerContext, make_runner
+from maskface_rt.benchmarking.suite import _exit_code, resolve_device
+from maskface_rt.benchmarking.timing import measure, summarize
+from maskface_rt.config import preset
+from maskface_rt.errors import ExitCode, MaskfaceError
+
+# The main CLI registers the command exactly like this.
+app = typer.Typer()
+app.command("bench")(bench)
+
+
+@app.callback()
+def _root() -> None:
+    """A root with a callback, as in maskface_rt.cli, so 'bench' stays a subcommand."""
+
+
+def _invoke(*args: str):
+    # A wide terminal, so that a one-line message stays on one line inside typer's error box.
+    return CliRunner().invoke(app, ["bench", *args], env={"NO_COLOR": "1", "COLUMNS": "300"})
+
+
+# --- timing ----------------------------------------------------------------------------------------------
+
+
+def test_stats_of_synthetic_samples():
+    stats = summarize([float(v) for v in range(100, 0, -1)])  # 1..100, unordered
+    assert (stats.count, stats.min, stats.mean, stats.median) == (100, 1.0, 50.5, 50.5)
+    assert stats.p90 == pytest.approx(90.1) and stats.p99 == pytest.approx(99.01)  # linear interpolation
+    one = summarize([0.25])
+    assert one.min == one.median == one.p99 == 0.25
+    assert stats.as_ms("latency")["latency_p90_ms"] == pytest.approx(90100.0)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_measure_is_time_based_with_a_minimum_of_calls():
+    clock = _FakeClock()
+
+    def call() -> None:
+        clock.now += 0.1
+
+    m = measure(call, warmup_s=0.35, duration_s=1.0, min_iterations=3, clock=clock)
+    assert m.warmup_calls == 4  # until 0.35 s have passed
+    assert len(m.samples) == 10 and m.measured_s == pytest.approx(1.0)
+    assert all(s == pytest.approx(0.1) for s in m.samples) and m.calls_per_s == pytest.approx(10.0)
+    m = measure(call, warmup_s=0.0, duration_s=0.0, min_iterations=5, clock=clock)
+    assert m.warmup_calls == 1 and len(m.samples) == 5  # at least one warm-up call, at least min_iterations
+
+    def device_timed() -> float:
+        clock.now += 0.1
+        return 0.02  # what CUDA events would say
+
+    m = measure(device_timed, warmup_s=0.0, duration_s=0.5, device_timed=True, clock=clock)
+    assert set(m.samples) == {0.02} and len(m.samples) == 5
+    m = measure(lambda: np.zeros(3), warmup_s=0.0, duration_s=0.0, min_iterations=2, clock=clock)
+    assert m.samples == (0.0, 0.0)  # without device_timed a return value is ignored
+
+
+# --- FLOPs and peaks -------------------------------------------------------------------------------------
+
+
+def test_onnx_flops_match_torch_flop_counter(tiny_export):
+    from maskface_rt.benchmarking.flops import onnx_flops, torch_flops
+
+    counted = onnx_flops(tiny_export / "generator.onnx")
+    expected = torch_flops(preset("tiny-64"))
+    assert abs(counted - expected) / expected < 0.02, (counted, expected)
+    assert torch_flops(preset("paper-256")) == pytest.approx(98.5e9, rel=1e-3)
+
+
+def test_gpu_peak_table_matches_device_names():
+    h100 = peaks.gpu_peak("NVIDIA H100 80GB HBM3", "fp16")
+    assert h100.tflops == 989.4 and "H100 SXM" in h100.source
+    assert peaks.gpu_peak("NVIDIA H100 PCIe", "tf32").tflops == 378.0
+    assert peaks.gpu_peak("NVIDIA H200", "fp16").tflops == 989.4
+    assert peaks.gpu_entry("NVIDIA GH200 480GB").label == "NVIDIA GH200"
+    assert peaks.gpu_entry("NVIDIA A100-SXM4-80GB").dram_gbs == 2039.0
+    assert peaks.gpu_entry("NVIDIA A10").label == "NVIDIA A10" and peaks.gpu_entry("NVIDIA A10G") is None
+    assert peaks.gpu_entry("NVIDIA L40S").label == "NVIDIA L40S" and peaks.gpu_entry("NVIDIA L4").label == "NVIDIA L4"
+    assert peaks.gpu_peak("Tesla T4", "tf32").tflops is None
+    assert "--peak-tflops" in peaks.gpu_peak("Some Future GPU", "fp16").source
+    assert peaks.peak_kind("cuda:0", "fp16") == "fp16" and peaks.peak_kind("cuda:0", "bf16") == "fp16"
+    assert peaks.peak_kind("cuda:0", "fp32", tf32=True) == "tf32" and peaks.peak_kind("cpu", "fp32", True) == "fp32"
+
+
+def test_cpu_peak_estimate_from_cpuinfo():
+    info = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.00GHz\n"
+            "cpu MHz\t\t: 2000.000\nsiblings\t: 8\ncpu cores\t: 4\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\n"
+            "processor\t: 1\n")
+    peak = peaks.cpu_peak(8, info)  # 8 threads = 4 cores with SMT
+    assert peak.kind == "fp32" and "estimate" in peak.source and "4 cores" in peak.source
+    clock = peak.tflops * 1e3 / (4 * 64)
+    assert clock > 0.5  # the clock comes from cpufreq where present, else the model name (2.0 GHz)
+    assert peaks.flops_per_cycle({"avx512f"}, "AuthenticAMD", 25) == 32
+    assert peaks.flops_per_cycle({"avx512f"}, "AuthenticAMD", 26) == 64
+    assert peaks.flops_per_cycle({"avx2", "fma"}, "GenuineIntel", 6) == 32
+    assert peaks.flops_per_cycle({"sse2"}, "GenuineIntel", 6) == 8
+
+
+# --- environment and memory ------------------------------------------------------------------------------
+
+
+def test_environment_names_machine_and_versions():
+    env = environment.environment()
+    for key in ("cpu", "cpu_threads", "gpus", "cuda_driver", "python", "numpy", "onnxruntime", "torch", "tensorrt",
+                "triton", "maskface_rt", "git_commit"):
+        assert key in env
+    assert env["onnxruntime"] and env["maskface_rt"] and env["cpu_threads"] >= 1
+
+
+def test_memory_probe_sees_an_allocation():
+    if memory.rss_bytes() is None:
+        pytest.skip("no /proc/self/status here")
+    probe = memory.MemoryProbe("cpu")
+    probe.start()
+    probe.begin_row()
+    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
+    assert probe.peak() >= 60 << 20
+    del block
+
+
+# --- reports ---------------------------------------------------------------------------------------------
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for name, rate in (("torch-fp32", 10.0), ("onnxruntime-cpu-fp32", 15.0)):
+        for batch in (1, 2, 8):
+            row = dict.fromkeys(report.COLUMNS)
+            row.update(backend=name, device="cpu", batch=batch, status="ok", images_per_s=rate * batch ** 0.3,
+                       latency_median_ms=1000 * batch / rate, latency_p99_ms=1100 * batch / rate, psnr_db=math.inf,
+                       max_abs_error=0)
+            rows.append(row)
+    unavailable = dict.fromkeys(report.COLUMNS)
+    unavailable.update(backend="tensorrt-fp16", device="cpu", status="unavailable", reason="needs a CUDA GPU")
+    return [*rows, unavailable]
+
+
+def test_json_csv_and_png_are_written_atomically_and_readable(tmp_path):
+    rows = _rows()
+    report.write_json(tmp_path / "r.json", rows, {"benchmark": "maskface bench"})
+    report.write_csv(tmp_path / "r.csv", rows)
+    report.write_plot(tmp_path / "r.png", rows, "test plot")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["columns"] == list(report.COLUMNS) and len(data["rows"]) == 7
+    assert data["rows"][0]["psnr_db"] == "inf" and data["rows"][-1]["reason"] == "needs a CUDA GPU"
+    with open(tmp_path / "r.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(report.COLUMNS) and len(table) == 7 and table[-1]["status"] == "unavailable"
+    with Image.open(tmp_path / "r.png") as image:
+        assert image.format == "PNG" and image.size == (report.WIDTH, report.HEIGHT)
+        pixels = np.asarray(image.convert("RGB"))
+    assert (pixels != report.BACKGROUND).any(axis=-1).mean() > 0.01
+    assert any((pixels == colour).all(axis=-1).any() for colour in report.PALETTE[:2])  # the two series
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json", "r.png"]  # no temp files left
+
+    before = (tmp_path / "r.csv").read_bytes()
+    with pytest.raises(MaskfaceError, match="already exists"):
+        report.write_csv(tmp_path / "r.csv", rows[:1])
+    assert (tmp_path / "r.csv").read_bytes() == before
+    report.write_csv(tmp_path / "r.csv", rows[:1], overwrite=True)
+    assert (tmp_path / "r.csv").read_bytes() != before
+    report.write_plot(tmp_path / "empty.png", rows[-1:], "nothing ran")  # a plot without data still says so
+    with Image.open(tmp_path / "empty.png") as image:
+        assert image.size == (report.WIDTH, report.HEIGHT)
+
+
+def test_exit_codes():
+    ok = {"status": "ok"}
+    assert _exit_code([ok, {"status": "unavailable"}], named=False) == ExitCode.OK
+    assert _exit_code([ok, {"status": "unavailable"}], named=True) == ExitCode.PARTIAL
+    assert _exit_code([ok, {"status": "failed"}], named=False) == ExitCode.PARTIAL
+    assert _exit_code([{"status": "unavailable"}], named=False) == ExitCode.NOTHING_RAN
+
+
+# --- runners ---------------------------------------------------------------------------------------------
+
+
+def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, tmp_path):
+    device, no_cuda = resolve_device("auto")
+    if device != "cpu":
+        pytest.skip("this machine has a CUDA GPU")
+    source = ModelSource(preset("tiny-64"), tiny_model, tmp_path, 2, "tiny")
+    ctx = RunnerContext(source, device, no_cuda)
+    verdicts = {name: make_runner(name, ctx).available() for name in BACKEND_NAMES}
+    for name in ("torch-fp32", "onnxruntime-cpu-fp32"):
+        assert verdicts[name] == (True, "")
+    cuda_only = [n for n in BACKEND_NAMES if n not in ("torch-fp32", "torch-compile-fp32", "onnxruntime-cpu-fp32")]
+    for name in cuda_only:
+        ok, reason = verdicts[name]
+        assert not ok and reason.startswith("needs a CUDA GPU: none found"), (name, reason)
+    forced_cpu = RunnerContext(source, "cpu", "--device cpu was given")
+    assert make_runner("tensorrt-fp16", forced_cpu).available() == (False, "needs a CUDA GPU: --device cpu was given")
+
+    exported = ModelSource.open(tiny_export, "paper-256", tmp_path, 2)
+    ctx = RunnerContext(exported, "cpu", no_cuda)
+    assert make_runner("onnxruntime-cpu-fp32", ctx).available() == (True, "")
+    ok, reason = make_runner("torch-fp32", ctx).available()
+    assert not ok and "checkpoint" in reason
+    with pytest.raises(Unavailable, match="needs a checkpoint"):
+        reference_images(exported, np.zeros((1, 64, 64), np.uint8), np.zeros((1, 32), np.float32), "cpu")
+    too_big = ModelSource.open(tiny_export, "paper-256", tmp_path, 64)
+    ok, reason = make_runner("onnxruntime-cpu-fp32", RunnerContext(too_big, "cpu", no_cuda)).available()
+    assert not ok and "declares max batch 16" in reason
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+
+def test_bench_end_to_end_on_tiny64(tmp_path):
+    out = tmp_path / "results"
+    done = _invoke("--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--backend", "torch-fp32",
+                   "--batch-sizes", "1,2", "--warmup-s", "0.2", "--duration-s", "0.5", "--iterations", "2",
+                   "--device", "cpu", "--json", str(out / "b.json"), "--csv", str(out / "b.csv"),
+                   "--plot", str(out / "b.png"))
+    assert done.exit_code == 0, (done.stderr, done.exception)
+    data = json.loads((out / "b.json").read_text())
+    rows = {(r["backend"], r["batch"]): r for r in data["rows"]}
+    assert list(rows) == [("torch-fp32", 1), ("torch-fp32", 2), ("onnxruntime-cpu-fp32", 1),
+                          ("onnxruntime-cpu-fp32", 2)]
+    for row in rows.values():
+        assert list(row) == list(report.COLUMNS)
+        assert row["status"] == "ok" and row["iterations"] >= 2 and row["images_per_s"] > 0
+        assert row["latency_min_ms"] <= row["latency_median_ms"] <= row["latency_p90_ms"] <= row["latency_p99_ms"]
+        assert row["gflops_per_image"] == pytest.approx(data["flops_per_image"] / 1e9)
+        assert row["achieved_tflops"] > 0 and row["peak_fraction"] is not None and row["peak_memory_mb"] is not None
+        assert row["gpu_compute_median_ms"] is None and row["gpu_compute_note"]
+    for batch in (1, 2):
+        assert float(rows["onnxruntime-cpu-fp32", batch]["psnr_db"]) > 40
+        assert rows["torch-fp32", batch]["psnr_db"] == "inf" and rows["torch-fp32", batch]["max_abs_error"] == 0
+    assert data["flops_per_image"] == pytest.approx(1.094e9, rel=0.01)
+    assert data["environment"]["cpu"] and data["command"].startswith("maskface bench --preset tiny-64")
+    assert "torch-fp32" in data["notes"] and data["reference"].startswith("torch fp32 on cpu")
+    with open(out / "b.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    with Image.open(out / "b.png") as image:
+        assert image.format == "PNG"
+    assert "onnxruntime-cpu-fp32" in done.stderr and "img/s" in done.stderr
+
+    again = _invoke("--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--batch-sizes", "1",
+                    "--json", str(out / "b.json"))
+    assert isinstance(again.exception, MaskfaceError) and "already exists" in str(again.exception)
+
+
+def test_bench_on_an_export_folder_and_named_unavailable_backends(tiny_export, tmp_path):
+    done = _invoke("--model", str(tiny_export), "--backend", "onnxruntime-cpu-fp32,tensorrt-fp16",
+                   "--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.1", "--iterations", "1",
+                   "--device", "cpu", "--json", str(tmp_path / "e.json"))
+    assert done.exit_code == int(ExitCode.PARTIAL), (done.stderr, done.exception)  # a named backend did not run
+    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    assert [(r["backend"], r["status"]) for r in rows] == [("onnxruntime-cpu-fp32", "ok"),
+                                                           ("tensorrt-fp16", "unavailable")]
+    assert rows[0]["psnr_db"] is None and "needs a checkpoint" in rows[0]["accuracy_note"]
+    assert rows[1]["batch"] is None and rows[1]["reason"] == "needs a CUDA GPU: --device cpu was given"
+    assert "unavailable: tensorrt-fp16: needs a CUDA GPU" in done.stderr
+
+    nothing = _invoke("--model", str(tiny_export), "--backend", "torch-fp16", "--batch-sizes", "1",
+                      "--device", "cpu")
+    assert nothing.exit_code == int(ExitCode.NOTHING_RAN)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "tensorrt"], "unknown backend 'tensorrt'; valid: all, torch-fp32,"),
+    (["--batch-sizes", "1,x"], "is not a comma-separated list of positive integers"),
+    (["--batch-sizes", "0,8"], "is not a comma-separated list of positive integers"),
+    (["--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N"),
+    (["--preset", "huge"], "unknown preset 'huge'; valid: paper-256, tiny-64, tiny-128"),
+    (["--peak-tflops", "0"], "must be positive"),
+    (["--json", "same.out", "--csv", "same.out"], "must name different files"),
+    (["--warmup-s", "-1"], "--warmup-s"),
+])
+def test_bad_options_are_one_line_usage_errors(args, message):
+    done = _invoke(*args)
+    assert done.exit_code == 2, done.stderr
+    assert any(message in line for line in done.stderr.splitlines()), done.stderr
+
+
+def test_preset_and_model_together_is_a_usage_error(tiny_export):
+    done = _invoke("--model", str(tiny_export), "--preset", "tiny-64")
+    assert done.exit_code == 2 and "--model has its own config" in done.stderr
+
+
+def test_targets_are_checked_from_reports():
+    from maskface_rt.benchmarking.targets import check
+
+    def row(backend: str, device: str, batch: int, rate: float, **extra) -> dict:
+        return {"backend": backend, "device": device, "batch": batch, "status": "ok", "images_per_s": rate, **extra}
+
+    cpu = {"config": preset("tiny-128").to_dict(), "environment": {"cpu_threads": 2, "cpu": "AMD EPYC"},
+           "rows": [row("torch-fp32", "cpu", 1, 10.0), row("onnxruntime-cpu-fp32", "cpu", 1, 14.0),
+                    row("torch-fp32", "cpu", 8, 10.0), row("onnxruntime-cpu-fp32", "cpu", 8, 12.0)]}
+    verdicts = check(cpu)
+    assert [v.passed for v in verdicts] == [True, False] and verdicts[0].value == pytest.approx(1.4)
+    assert "2 threads of AMD EPYC" in verdicts[0].line() and verdicts[1].line().startswith("[FAIL]")
+    assert check({**cpu, "config": preset("tiny-64").to_dict()}) == []
+
+    gpu = {"config": preset("paper-256").to_dict(), "environment": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]},
+           "rows": [row("torch-fp32", "cuda:0", 32, 100.0), row("torch-compile-fp16", "cuda:0", 32, 700.0),
+                    row("tensorrt-plugin-fp16", "cuda:0", 32, 1000.0, compute_peak_fraction=0.55,
+                        peak_source="datasheet: NVIDIA H100 SXM dense fp16")]}
+    assert [v.passed for v in check(gpu)] == [True, True, True]
+    gpu["rows"] = gpu["rows"][:2]
+    assert [v.passed for v in check(gpu)] == [None, None, None]  # not measured, not failed
+
+
+def test_onnxruntime_rows_run_without_torch(tiny_export, tmp_path):
+    import subprocess
+    import sys
+
+    script = f"""
+import sys
+sys.modules["torch"] = None  # as if torch were not installed: find_spec says so and importing fails
+import json, typer
+from typer.testing import CliRunner
+from maskface_rt.bench_cli import bench
+app = typer.Typer()
+app.command("bench")(bench)
+@app.callback()
+def _root(): pass
+done = CliRunner().invoke(app, ["bench", "--model", {str(tiny_export)!r}, "--backend", "all", "--batch-sizes", "1",
+                                "--warmup-s", "0", "--duration-s", "0.05", "--iterations", "1", "--device", "cpu",
+                                "--json", {str(tmp_path / "t.json")!r}])
+assert done.exit_code == 0, (done.output, done.exception)
+assert sys.modules["torch"] is None
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {r["backend"]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]}
+    assert rows["onnxruntime-cpu-fp32"]["status"] == "ok" and rows["onnxruntime-cpu-fp32"]["gflops_per_image"] > 0
+    assert rows["torch-fp32"]["status"] == "unavailable" and rows["torch-fp32"]["reason"].startswith("torch is not")
