@@ -6,6 +6,7 @@ nothing heavier than typer is imported before a run starts.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from maskface_rt.benchmarking.suite import BenchOptions
 
 ALL = "all"
+STDOUT = Path("-")
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
@@ -82,7 +84,7 @@ def bench(
                               "common GPUs, an estimate for the CPU).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows, settings and environment "
-                                                                     "as JSON to this file.")] = None,
+                                                                     "as JSON to this file ('-': stdout).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
                                                                      "size per backend to this file.")] = None,
@@ -99,7 +101,8 @@ def bench(
         raise typer.BadParameter("sets the size of the random model; --model has its own config", param_hint="--preset")
     if peak_tflops is not None and not peak_tflops > 0:
         raise typer.BadParameter(f"must be positive, got {peak_tflops}", param_hint="--peak-tflops")
-    _check_outputs({"--json": json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
+    to_stdout = json_path == STDOUT
+    _check_outputs({"--json": None if to_stdout else json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
     if model is not None:
         from maskface_rt.backends import model_kind
 
@@ -126,7 +129,9 @@ def bench(
     result.meta["command"] = _command_line(options, model)
     report.print_table(result.rows, stderr, result.meta["environment"])
     written = []
-    if json_path is not None:
+    if to_stdout:
+        typer.echo(json.dumps(report.to_json(result.rows, result.meta), indent=2))
+    elif json_path is not None:
         report.write_json(json_path, result.rows, result.meta, overwrite=overwrite)
         written.append(json_path)
     if csv_path is not None:

@@ -270,9 +270,9 @@ def test_bench_end_to_end_on_tiny64(tmp_path):
 def test_bench_on_an_export_folder_and_named_unavailable_backends(tiny_export, tmp_path):
     done = _invoke("--model", str(tiny_export), "--backend", "onnxruntime-cpu-fp32,tensorrt-fp16",
                    "--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.1", "--iterations", "1",
-                   "--device", "cpu", "--json", str(tmp_path / "e.json"))
+                   "--device", "cpu", "--json", "-")
     assert done.exit_code == int(ExitCode.PARTIAL), (done.stderr, done.exception)  # a named backend did not run
-    rows = json.loads((tmp_path / "e.json").read_text())["rows"]
+    rows = json.loads(done.stdout)["rows"]  # --json -: the result on stdout, nothing else there
     assert [(r["backend"], r["status"]) for r in rows] == [("onnxruntime-cpu-fp32", "ok"),
                                                            ("tensorrt-fp16", "unavailable")]
     assert rows[0]["psnr_db"] is None and "needs a checkpoint" in rows[0]["accuracy_note"]
