@@ -1,11 +1,13 @@
 # Two commands do all set-up on a fresh machine:
-#   make demo   the main job
+#   make demo   the main job: faces from the bundled example masks with the bundled model
+#               (onnxruntime on the CPU; the runtime install has no torch)
 #   make test   the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUN_VENV ?= .venv-run
 
-.PHONY: demo test
+.PHONY: demo test demo-model
 .DELETE_ON_ERROR:
 
 $(VENV)/.installed-test: pyproject.toml requirements-test.txt
@@ -14,13 +16,24 @@ $(VENV)/.installed-test: pyproject.toml requirements-test.txt
 	$(PY) -m pip install -q -r requirements-test.txt -e .
 	touch $@
 
+$(RUN_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RUN_VENV)/bin/python -m pip install -q .
+	touch $@
+
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
 
-# Until a trained demo model is bundled, the main job trains a tiny one first (a few minutes on 2 cores).
-demo: $(VENV)/.installed-test
-	$(VENV)/bin/maskface synth out/demo-data --count 256 --size 64 --seed 0 --overwrite
-	rm -rf out/demo-run
-	$(VENV)/bin/maskface train out/demo-data --out out/demo-run --preset tiny-64 --steps 200
-	$(VENV)/bin/maskface export out/demo-run/model.safetensors --out out/demo-run/onnx
-	$(VENV)/bin/maskface generate out/demo-data/masks --model out/demo-run/onnx --out out/demo-faces --styles 4 --grid
+demo: $(RUN_VENV)/.installed
+	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid
+
+# Rebuilds the bundled demo model from scratch (about 95 minutes on 2 idle CPU cores); see the README.
+DEMO_STEPS ?= 2500
+DEMO_RUN ?= out/demo-model-run
+demo-model: $(VENV)/.installed-test
+	$(VENV)/bin/maskface synth out/demo-model-data --count 3000 --size 64 --seed 0
+	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --preset tiny-64 --steps $(DEMO_STEPS) \
+		--checkpoint-every 250 --sample-every 250 --seed 0
+	$(VENV)/bin/maskface export $(DEMO_RUN)/model.safetensors --out out/demo-model-export
+	@echo "check it (README: demo model), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
