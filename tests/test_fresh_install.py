@@ -36,7 +36,7 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = root / "venv" / "bin" / "python"
     # A copy of the source tree without build leftovers, so the wheel is built from what git would hold.
     src = root / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "out", "build", "*.egg-info",
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv*", ".git", "out", "build", "*.egg-info",
                                                             "__pycache__", ".pytest_cache", "runs"))
     done = _run([str(python), "-m", "pip", "install", "-q", str(src)], root, timeout=900)
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
