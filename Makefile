@@ -19,7 +19,7 @@ $(VENV)/.installed-test: pyproject.toml requirements-test.txt
 $(RUN_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
-	$(RUN_VENV)/bin/python -m pip install -q .
+	$(RUN_VENV)/bin/python -m pip install -q -e .
 	touch $@
 
 test: $(VENV)/.installed-test
