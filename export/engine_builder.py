@@ -39,7 +39,7 @@ from maskface_rt.engine_format import (
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.parity import ParityAccumulator
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, MANIFEST, ExportManifest, read_manifest
+from maskface_rt.export_format import GRAPHS, MANIFEST, ExportManifest, read_manifest, sample_inputs
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
 
 #: Lowest PSNR (dB) of the engine's uint8 generator images against ONNX Runtime fp32 on the same inputs.
@@ -232,21 +232,6 @@ class EngineParity:
                    int(data["batch"]), data.get("max_uint8_diff"))
 
 
-def random_inputs(graph: str, config: ModelConfig, batch: int, seed: int = PARITY_SEED) -> dict[str, np.ndarray]:
-    """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
-    rng = np.random.default_rng([seed, batch, GRAPHS.index(graph)])
-    feeds = {}
-    for name in GRAPH_IO[graph][0]:
-        shape = tensor_shape(name, config, batch)
-        if name == LABELS:
-            feeds[name] = rng.integers(0, config.num_classes, shape, dtype=np.uint8)
-        elif name == IMAGE:
-            feeds[name] = rng.integers(0, 256, shape, dtype=np.uint8)
-        else:
-            feeds[name] = rng.standard_normal(shape).astype(TENSOR_DTYPES[name])
-    return feeds
-
-
 def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: str) -> EngineParity:
     """PSNR of generator images (uint8), relative max error of style codes, against their bounds."""
     if reference.shape != engine.shape:
@@ -275,7 +260,7 @@ def check_parity(plan: BuildPlan, run_engine: Callable[[str, dict[str, np.ndarra
     config, batch = plan.manifest.config, parity_batch(plan.profile)
     results = []
     for graph in GRAPHS:
-        feeds = random_inputs(graph, config, batch)
+        feeds = sample_inputs(graph, config, batch, seed=PARITY_SEED)
         session = reference_session(onnx.load(str(plan.onnx_files[graph])))
         (reference,) = session.run([GRAPH_IO[graph][1]], feeds)
         results.append(compare(graph, reference, run_engine(graph, feeds), plan.manifest.precision))

@@ -42,7 +42,7 @@ from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import (
     CHECK_BATCHES, DEFAULT_OPSET, GRAPHS, IMAGE, LABELS, LATENT, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET,
-    PRECISIONS, STYLE, ExportManifest, graph_file, sha256_file,
+    PRECISIONS, STYLE, ExportManifest, graph_file, sample_inputs, sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
 from maskface_rt.networks import Nets, adain_as_op, to_uint8_nhwc
@@ -101,18 +101,6 @@ SPECS = {
     "style_encoder": GraphSpec("style_encoder", StyleEncoderGraph, (LATENT,), STYLE),
     "style_decoder": GraphSpec("style_decoder", StyleDecoderGraph, (IMAGE,), STYLE),
 }
-
-
-def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random but valid inputs of one graph."""
-    rng = np.random.default_rng([seed, batch])
-    size = cfg.img_size
-    if graph == "generator":
-        return {LABELS: rng.integers(0, cfg.num_classes, (batch, size, size), dtype=np.uint8),
-                STYLE: rng.standard_normal((batch, cfg.style_dim)).astype(np.float32)}
-    if graph == "style_encoder":
-        return {LATENT: rng.standard_normal((batch, cfg.latent_dim)).astype(np.float32)}
-    return {IMAGE: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}
 
 
 @dataclass

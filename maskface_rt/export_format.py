@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
 
@@ -124,3 +126,15 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
             if sha256_file(gpath) != info["sha256"]:
                 raise MaskfaceError(gpath, "sha256 does not match maskface.json: the file was changed or truncated")
     return manifest
+
+
+def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
+    rng = np.random.default_rng([seed, batch])
+    size = cfg.img_size
+    if graph == "generator":
+        return {LABELS: rng.integers(0, cfg.num_classes, (batch, size, size), dtype=np.uint8),
+                STYLE: rng.standard_normal((batch, cfg.style_dim)).astype(np.float32)}
+    if graph == "style_encoder":
+        return {LATENT: rng.standard_normal((batch, cfg.latent_dim)).astype(np.float32)}
+    return {IMAGE: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}

@@ -22,10 +22,10 @@ from maskface_rt.engine_format import (
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export.engine_builder import (
     PARITY_PSNR_DB, STYLE_PARITY, BuildOptionError, BuildOptions, EngineParity, OnnxParseError, check_build_options,
-    check_parity, compare, find_cached, format_parser_error, random_inputs,
+    check_parity, compare, find_cached, format_parser_error,
 )
 from maskface_rt.export.fp32_reference import fp32_reference, fused_adain_function
-from maskface_rt.export_format import GRAPHS, MANIFEST, sha256_file
+from maskface_rt.export_format import GRAPHS, MANIFEST, sample_inputs, sha256_file
 from maskface_rt.kernels.onnx_op import single_node_model
 from maskface_rt.kernels.reference import fused_adain_reference
 
@@ -199,29 +199,29 @@ def test_fp32_reference_runs_a_plugin_fp16_export_on_onnxruntime(plugin_fp16_exp
     from maskface_rt.config import preset
 
     config = preset("tiny-64")
-    feeds = random_inputs("generator", config, 3)
+    feeds = sample_inputs("generator", config, 3)
     got = _run_reference(plugin_fp16_export / "generator.onnx", feeds, "image")
     want = _run_reference(tiny_export / "generator.onnx", feeds, "image")  # fp32 portable
     parity = compare("generator", want, got, "fp16")
     # Only the fp16 rounding of the weights separates them: far inside the fp16 bound.
     assert parity.passed and parity.value > PARITY_PSNR_DB["fp16"] + 10 and parity.max_uint8_diff <= 2
     for graph in ("style_encoder", "style_decoder"):
-        feeds = random_inputs(graph, config, 3)
+        feeds = sample_inputs(graph, config, 3)
         styles = compare(graph, _run_reference(tiny_export / f"{graph}.onnx", feeds, "style"),
                          _run_reference(plugin_fp16_export / f"{graph}.onnx", feeds, "style"), "fp16")
         assert styles.passed, styles.line()
 
 
-def test_random_inputs_are_valid_and_repeatable():
+def test_sample_inputs_are_valid_and_repeatable():
     from maskface_rt.config import preset
 
     config = preset("tiny-64")
-    feeds = random_inputs("generator", config, 4)
+    feeds = sample_inputs("generator", config, 4)
     assert feeds["labels"].shape == (4, 64, 64) and feeds["labels"].dtype == np.uint8
     assert feeds["labels"].max() == 18 and feeds["style"].shape == (4, 32) and feeds["style"].dtype == np.float32
-    assert all(np.array_equal(a, b) for a, b in zip(feeds.values(), random_inputs("generator", config, 4).values()))
-    assert random_inputs("style_decoder", config, 2)["image"].shape == (2, 64, 64, 3)
-    assert random_inputs("style_encoder", config, 2)["latent"].shape == (2, 16)
+    assert all(np.array_equal(a, b) for a, b in zip(feeds.values(), sample_inputs("generator", config, 4).values()))
+    assert sample_inputs("style_decoder", config, 2)["image"].shape == (2, 64, 64, 3)
+    assert sample_inputs("style_encoder", config, 2)["latent"].shape == (2, 16)
 
 
 def test_parity_measures_and_bounds():
