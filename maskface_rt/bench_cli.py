@@ -110,7 +110,7 @@ def bench(
 
     from maskface_rt.benchmarking import report
     from maskface_rt.benchmarking.suite import DEFAULT_PRESET, BenchOptions, run_bench
-    from maskface_rt.cli import stderr
+    from maskface_rt.console import stderr
 
     options = BenchOptions(backends=names, batch_sizes=sizes, named=named, model=model,
                            preset=preset_name or DEFAULT_PRESET, device=device, warmup_s=warmup_s,

@@ -44,7 +44,7 @@ def build(
 ) -> None:
     """Build TensorRT engines (generator, style encoder, style decoder) from an export, checked against
     ONNX Runtime fp32; skipped when the engines beside --out are up to date."""
-    from maskface_rt.cli import _emit_json, stderr
+    from maskface_rt.console import emit_json, stderr
     from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, OnnxParseError, build_engine
 
     options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, plugin=plugin,
@@ -85,4 +85,4 @@ def build(
     stderr.print(f"next: maskface generate MASK_DIR --out out/ --backend tensorrt --model {result.engine} "
                  f"--batch-size {sidecar.profile.opt}", markup=False)
     if as_json:
-        _emit_json(result.to_json())
+        emit_json(result.to_json())

@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import TextColumn
 
 from maskface_rt import __version__
 from maskface_rt.bench_cli import bench
 from maskface_rt.build_cli import build
+from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.eval_cli import eval_app
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
 from maskface_rt.labels import LABEL_ORDERS
@@ -34,24 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-stderr = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _progress(*extra: Any) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), *extra, TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=stderr, transient=False)
-
-
-def _stop(progress: Progress) -> None:
-    """Stop a bar that may never have started (a failed check prints no empty bar)."""
-    if progress.live.is_started:
-        progress.stop()
-
-
-def _emit_json(obj: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -77,7 +60,7 @@ def synth(
     """Write a procedural face data set (paired layout) for tests, demos and benchmarks."""
     from maskface_rt.synth import write_dataset
 
-    progress = _progress()
+    progress = progress_bar()
     task = progress.add_task("synth", total=count, rate="")
 
     def advance(n: int) -> None:
@@ -87,13 +70,13 @@ def synth(
     try:
         summary = write_dataset(out, count, size, seed, overwrite=overwrite, progress=advance)
     finally:
-        _stop(progress)
+        stop_progress(progress)
     rate = summary.count / max(summary.seconds, 1e-9)
     stderr.print(f"wrote {summary.count} pairs of {size}x{size} to {out} in {summary.seconds:.1f} s "
                  f"({rate:.0f} pairs/s)")
     stderr.print(f"next: maskface train {out} --out runs/demo --preset tiny-{'128' if size >= 128 else '64'}")
     if as_json:
-        _emit_json({**dataclasses.asdict(summary), "pairs_per_s": rate})
+        emit_json({**dataclasses.asdict(summary), "pairs_per_s": rate})
 
 
 def _train_overrides(values: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +120,7 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train the four networks; writes RUN/model.safetensors (EMA weights + config), resumable."""
-    from maskface_rt.datasets import open_dataset
+    from maskface_rt.datasets import open_dataset, resolve_split
 
     overrides = _train_overrides(locals())
     try:
@@ -148,11 +131,11 @@ def train(
     if cfg is None and not resume:
         cfg = preset("paper-256")
     img_size = cfg.img_size if cfg is not None else _stored_img_size(out)
-    pairs = open_dataset(data, size=img_size, split=_split_for(data, split), label_order=label_order)
+    pairs = open_dataset(data, size=img_size, split=resolve_split(data, split), label_order=label_order)
 
     from maskface_rt.trainer import train as run_training
 
-    progress = _progress(TextColumn("{task.fields[losses]}"))
+    progress = progress_bar(TextColumn("{task.fields[losses]}"))
     task = progress.add_task("train", total=steps, rate="", losses="", start=False)
 
     def on_start(start: int) -> None:
@@ -170,12 +153,12 @@ def train(
         result = run_training(pairs, out, cfg=cfg, tcfg=tcfg, overrides=overrides, steps=steps, resume=resume,
                               device=device, data_description=str(data), on_start=on_start, on_step=on_step)
     finally:
-        _stop(progress)
+        stop_progress(progress)
     stderr.print(f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
                  f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)")
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
     if as_json:
-        _emit_json({"run": str(result.run), "model": str(result.model), "start_step": result.start_step,
+        emit_json({"run": str(result.run), "model": str(result.model), "start_step": result.start_step,
                     "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
 
 
@@ -210,7 +193,7 @@ def export(
     if not plugin:
         stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
     if as_json:
-        _emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
+        emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
                     "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
 
 
@@ -286,7 +269,7 @@ def plugin_ptx(
     stderr.print("next: maskface export MODEL --out DIR --plugin --fp16, then maskface build DIR --out ENGINE",
                  markup=False)
     if as_json:
-        _emit_json({"out": str(out), "files": [str(p) for p in written], "ptxas": checks,
+        emit_json({"out": str(out), "files": [str(p) for p in written], "ptxas": checks,
                     "kernels": [k.launch_info() for k in kernels]})
     if any(c["ptxas_ok"] is False for c in checks.values()):
         raise typer.Exit(int(ExitCode.FAILED))
@@ -323,7 +306,7 @@ def generate(
                            references=tuple(reference or ()), label_order=label_order, recursive=recursive,
                            grid=grid, overwrite=overwrite, workers=workers)
     with open_backend(model if model is not None else default_model(), backend, device=device) as runtime:
-        progress = _progress()
+        progress = progress_bar()
         task = progress.add_task("generate", total=None, rate="", start=False)
 
         def on_total(n: int) -> None:
@@ -339,13 +322,13 @@ def generate(
         try:
             report = run_generate(runtime, mask_dir, opts, on_total=on_total, on_advance=on_advance)
         finally:
-            _stop(progress)
+            stop_progress(progress)
     for skipped in report.skipped:
         stderr.print(f"skipped {skipped.path}: {skipped.reason}", markup=False)
     stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
                  f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})")
     if as_json:
-        _emit_json(report.to_json())
+        emit_json(report.to_json())
     raise typer.Exit(int(report.exit_code))
 
 
@@ -357,7 +340,7 @@ def info(model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint
 
     described = describe(model)
     if as_json:
-        _emit_json(described)
+        emit_json(described)
         return
     for key, value in described.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else value
@@ -371,7 +354,7 @@ def doctor(as_json: Annotated[bool, typer.Option("--json", help="Print JSON on s
 
     results = checks()
     if as_json:
-        _emit_json({"checks": [dataclasses.asdict(c) for c in results]})
+        emit_json({"checks": [dataclasses.asdict(c) for c in results]})
         return
     for check in results:
         mark = "[green]ok[/]  " if check.ok else "[yellow]--[/]  "
@@ -384,16 +367,6 @@ def _stored_img_size(run: Path) -> int:
     return read_config(run / "state.safetensors").img_size
 
 
-def _split_for(data: Path, split: str) -> str:
-    """'auto': the official train split where CelebAMask-HQ's mapping file gives it, else everything."""
-    from maskface_rt.datasets import CELEBA_MAPPING
-
-    if split != "auto":
-        return split
-    return "train" if (data / CELEBA_MAPPING).is_file() else "all"
-
-
-from maskface_rt.eval_cli import eval_app  # noqa: E402  (eval_cli reaches back into this module lazily)
 
 app.add_typer(eval_app, name="eval", help="Evaluate a model: mask consistency, diversity, FID/KID, parity.")
 

@@ -69,6 +69,13 @@ class PairedDataset:
         return resize_rgb(rgb, self.size), resize_labels(labels, self.size)
 
 
+def resolve_split(data: Path, split: str) -> str:
+    """'auto': the official train split where CelebAMask-HQ's mapping file gives it, else everything."""
+    if split != "auto":
+        return split
+    return "train" if (data / CELEBA_MAPPING).is_file() else "all"
+
+
 def open_dataset(root: str | Path, *, size: int, split: str = "all",
                  label_order: str = "celebamask") -> PairedDataset:
     """The paired or CelebAMask-HQ dataset under ``root`` (layout detected), restricted to ``split``."""

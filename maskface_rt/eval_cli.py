@@ -87,7 +87,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate MODEL on held-out masks of --data: consistency, diversity, FID/KID and backend parity."""
-    from maskface_rt.cli import _emit_json, _progress, stderr
+    from maskface_rt.console import emit_json, progress_bar, stderr
 
     _require_torch()
     from maskface_rt.evaluation.fid import default_cache_dir
@@ -106,7 +106,7 @@ def run(
         real_limit=real_limit, parser=parser, compare=tuple(Comparison.parse(c) for c in compare or ()),
         stats_cache=None if no_stats_cache else (stats_cache or default_cache_dir()),
         kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, device=device)
-    with _progress() as progress:
+    with progress_bar() as progress:
         def stage(name: str, total: int) -> Callable[[int], None]:
             task = progress.add_task(name, total=total, rate="")
             return lambda n: progress.advance(task, n)
@@ -118,7 +118,7 @@ def run(
         write_report(report, result, overwrite=overwrite)
         stderr.print(f"wrote {report}", markup=False)
     if as_json:
-        _emit_json(result.to_json())
+        emit_json(result.to_json())
 
 
 @eval_app.command("train-parser")
@@ -141,18 +141,18 @@ def train_parser_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Train the package's face parser (a small U-Net) on paired data, for 'maskface eval --parser FILE'."""
-    from maskface_rt.cli import _emit_json, _progress, _split_for, stderr
+    from maskface_rt.console import emit_json, progress_bar, stderr
 
     _require_torch()
-    from maskface_rt.datasets import open_dataset
+    from maskface_rt.datasets import open_dataset, resolve_split
     from maskface_rt.evaluation.parsers import ParserConfig, train_parser
     from maskface_rt.trainer import resolve_device
 
     ParserConfig(img_size=size, width=width)  # refuse bad sizes before reading the data
     if out.exists() and not overwrite:
         raise MaskfaceError(out, "already exists (pass --overwrite to replace it)")
-    pairs = open_dataset(data, size=size, split=_split_for(data, split), label_order=label_order)
-    with _progress() as progress:
+    pairs = open_dataset(data, size=size, split=resolve_split(data, split), label_order=label_order)
+    with progress_bar() as progress:
         task = progress.add_task("train-parser", total=steps, rate="")
 
         def on_step(step: int, loss: float, accuracy: float) -> None:
@@ -165,5 +165,5 @@ def train_parser_command(
                  f"accuracy {result.pixel_accuracy:.3f}, loss {result.loss:.3f}; wrote {out}", markup=False)
     stderr.print(f"next: maskface eval MODEL --data HELD_OUT_DATA --parser {out}", markup=False)
     if as_json:
-        _emit_json({"out": str(out), "steps": result.steps, "pairs": result.pairs, "seconds": result.seconds,
+        emit_json({"out": str(out), "steps": result.steps, "pairs": result.pairs, "seconds": result.seconds,
                     "loss": result.loss, "pixel_accuracy": result.pixel_accuracy})

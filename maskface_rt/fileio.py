@@ -43,9 +43,10 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    os.chmod(tmp, publishable_mode())
     try:
         yield tmp
+        # After the writer: some (safetensors) replace the temp file, which brings back mkstemp's 0600.
+        os.chmod(tmp, publishable_mode())
         if overwrite:
             os.replace(tmp, path)
         else:

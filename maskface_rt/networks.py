@@ -88,6 +88,11 @@ def set_fused_adain(enabled: bool) -> None:
     _fused_adain = enabled
 
 
+def fused_adain_enabled() -> bool:
+    """The switch set by ``set_fused_adain`` (whether the kernel also runs depends on the input's device)."""
+    return _fused_adain
+
+
 def fused_adain_active(x: torch.Tensor) -> bool:
     """Whether AdaINAct runs torch.ops.maskface.fused_adain for this input."""
     if _adain_op_everywhere:

@@ -103,6 +103,14 @@ def test_model_file_round_trip_is_exact(tmp_path):
         save_model(path, nets)
 
 
+def test_model_file_gets_the_mode_of_a_plainly_created_file(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_model(path, Nets(TINY))
+    plain = tmp_path / "plain"
+    plain.touch()
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_checkpoint_whose_config_does_not_match(tmp_path):
     path = tmp_path / "m.safetensors"
     save_model(path, Nets(TINY))

@@ -155,7 +155,7 @@ def plain_fp32() -> Iterator[None]:
 
     from maskface_rt import networks
 
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, networks._fused_adain)
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, networks.fused_adain_enabled())
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     networks.set_fused_adain(False)
     try:
