@@ -133,15 +133,16 @@ class Trainer:
         self.ema = copy.deepcopy(self.nets)
         self.ema.discriminator = None
         self.ema.eval().requires_grad_(False)
-        self.optims = {
-            name: torch.optim.Adam(getattr(self.nets, name).parameters(),
-                                   lr=tcfg.mapping_lr if name == "style_encoder" else tcfg.lr,
-                                   betas=(tcfg.beta1, tcfg.beta2), weight_decay=tcfg.weight_decay)
-            for name in NET_NAMES
-        }
+        self.optims = {name: torch.optim.Adam(getattr(self.nets, name).parameters(), **self._adam_settings(name))
+                       for name in NET_NAMES}
         self.models = Models(**{name: self._wrap(getattr(self.nets, name)) for name in NET_NAMES})
         self.autocast_dtype = amp_dtype(tcfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
+
+    def _adam_settings(self, name: str) -> dict[str, Any]:
+        tcfg = self.tcfg
+        return {"lr": tcfg.mapping_lr if name == "style_encoder" else tcfg.lr,
+                "betas": (tcfg.beta1, tcfg.beta2), "weight_decay": tcfg.weight_decay}
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.dist.world_size == 1:
@@ -230,6 +231,8 @@ class Trainer:
             load_into(getattr(self.ema, name), state["ema"][name], path, f"EMA {name}")
         for name, opt in self.optims.items():
             opt.load_state_dict(state["optims"][name])
+            for group in opt.param_groups:  # load_state_dict restores the stored rates; --lr etc. on resume win
+                group.update(self._adam_settings(name))
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])

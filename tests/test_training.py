@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from maskface_rt.checkpoint import load_model, read_config, read_metadata, save_model  # noqa: E402
+from maskface_rt.checkpoint import load_model, load_state, read_config, read_metadata, save_model  # noqa: E402
 from maskface_rt.config import TrainConfig, preset  # noqa: E402
 from maskface_rt.datasets import open_dataset  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
@@ -70,6 +70,19 @@ def test_resume_continues_exactly(synth64, tmp_path):
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == \
         ["step_000002.safetensors", "step_000004.safetensors"]
     assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
+
+
+def test_rates_given_on_resume_reach_the_optimizers(synth64, tmp_path):
+    pairs = open_dataset(synth64, size=64)
+    train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
+    train(pairs, tmp_path / "run", cfg=None, tcfg=TrainConfig(), steps=2, resume=True,
+          overrides={"lr": 3e-4, "beta1": 0.5, "weight_decay": 0.0})
+    _, state = load_state(tmp_path / "run" / "state.safetensors")
+    groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
+    for name in ("generator", "style_decoder", "discriminator"):
+        assert groups[name]["lr"] == 3e-4, name
+    assert groups["style_encoder"]["lr"] == TrainConfig().mapping_lr
+    assert all(tuple(g["betas"]) == (0.5, 0.99) and g["weight_decay"] == 0.0 for g in groups.values())
 
 
 def test_run_folder_guards(synth64, tmp_path):
