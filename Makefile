@@ -37,6 +37,7 @@ demo-model: $(VENV)/.installed-test
 	$(VENV)/bin/maskface synth out/demo-model-data --count 3000 --size 64 --seed 0
 	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --preset tiny-64 --steps $(DEMO_STEPS) \
 		--checkpoint-every 250 --sample-every 250 --seed 0
-	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_FINAL_STEPS)  --ds-decay-steps 6000
+	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_FINAL_STEPS) \
+		--ds-decay-steps 6000
 	$(VENV)/bin/maskface export $(DEMO_RUN)/model.safetensors --out out/demo-model-export
 	@echo "check it (README: demo model), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
