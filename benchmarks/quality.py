@@ -14,6 +14,7 @@ and KID run too when their weights are in --weights-dir; otherwise the report li
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -61,8 +62,9 @@ def main() -> None:
             train(open_dataset(train_data, size=64), run, cfg=preset("tiny-64"), tcfg=TrainConfig(num_workers=0),
                   steps=args.steps, data_description=str(train_data))
     exports = {}
+    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]  # a retrained model never reuses an old export
     for precision in ("fp32", "fp16"):
-        exports[precision] = work / f"{model.parent.name}-onnx-{precision}"
+        exports[precision] = work / f"{model.stem}-{digest}-onnx-{precision}"
         if not exports[precision].is_dir():
             export_onnx(model, exports[precision], fp16=precision == "fp16", max_batch=16)
     parser_file = work / f"parser-{train_data.name}-{args.parser_steps}.safetensors"
