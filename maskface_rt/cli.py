@@ -159,7 +159,7 @@ def train(
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
     if as_json:
         emit_json({"run": str(result.run), "model": str(result.model), "start_step": result.start_step,
-                    "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
+                   "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
 
 
 @app.command()
@@ -194,7 +194,7 @@ def export(
         stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
     if as_json:
         emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
-                    "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
+                   "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
 
 
 app.command("build")(build)
@@ -270,7 +270,7 @@ def plugin_ptx(
                  markup=False)
     if as_json:
         emit_json({"out": str(out), "files": [str(p) for p in written], "ptxas": checks,
-                    "kernels": [k.launch_info() for k in kernels]})
+                   "kernels": [k.launch_info() for k in kernels]})
     if any(c["ptxas_ok"] is False for c in checks.values()):
         raise typer.Exit(int(ExitCode.FAILED))
 

@@ -166,4 +166,4 @@ def train_parser_command(
     stderr.print(f"next: maskface eval MODEL --data HELD_OUT_DATA --parser {out}", markup=False)
     if as_json:
         emit_json({"out": str(out), "steps": result.steps, "pairs": result.pairs, "seconds": result.seconds,
-                    "loss": result.loss, "pixel_accuracy": result.pixel_accuracy})
+                   "loss": result.loss, "pixel_accuracy": result.pixel_accuracy})
