@@ -14,7 +14,6 @@ and KID run too when their weights are in --weights-dir; otherwise the report li
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -44,6 +43,7 @@ def main() -> None:
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import WeightStore
     from maskface_rt.export.onnx_export import export_onnx
+    from maskface_rt.export_format import sha256_file
     from maskface_rt.synth import write_dataset
     from maskface_rt.trainer import train
 
@@ -62,7 +62,7 @@ def main() -> None:
             train(open_dataset(train_data, size=64), run, cfg=preset("tiny-64"), tcfg=TrainConfig(num_workers=0),
                   steps=args.steps, data_description=str(train_data))
     exports = {}
-    digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]  # a retrained model never reuses an old export
+    digest = sha256_file(model)[:12]  # a retrained model never reuses an old export
     for precision in ("fp32", "fp16"):
         exports[precision] = work / f"{model.stem}-{digest}-onnx-{precision}"
         if not exports[precision].is_dir():
