@@ -28,10 +28,10 @@ test: $(VENV)/.installed-test
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid
 
-# Rebuilds the bundled demo model from scratch (about 3.8 hours on 2 idle CPU cores); see the README.
+# Rebuilds the bundled demo model from scratch (about 6 hours on 2 idle CPU cores); see the README.
 # Phase 1: StarGAN v2's recipe; phase 2 resumes it with the diversity weight decaying to 0 by step 6000.
 DEMO_STEPS ?= 2500
-DEMO_FINAL_STEPS ?= 5500
+DEMO_FINAL_STEPS ?= 8750
 DEMO_RUN ?= out/demo-model-run
 demo-model: $(VENV)/.installed-test
 	$(VENV)/bin/maskface synth out/demo-model-data --count 3000 --size 64 --seed 0
