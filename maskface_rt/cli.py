@@ -99,6 +99,10 @@ def train(
                                              help=f"Label order of the masks: {', '.join(LABEL_ORDERS)}.")] = "celebamask",
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Per-process batch size [8].")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate of G, E, D [1e-4].")] = None,
+    lr_decay_start: Annotated[Optional[int], typer.Option(
+        "--lr-decay-start", help="Step where the linear decay of the rates to 0 starts [0].")] = None,
+    lr_decay_steps: Annotated[Optional[int], typer.Option(
+        "--lr-decay-steps", help="Steps of that decay; 0: constant rates [0].")] = None,
     mapping_lr: Annotated[Optional[float], typer.Option("--mapping-lr", help="Style encoder lr [1e-6].")] = None,
     beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam beta1 [0].")] = None,
     beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam beta2 [0.99].")] = None,

@@ -103,6 +103,10 @@ class TrainConfig:
 
     batch_size: int = 8
     lr: float = 1e-4
+    #: Linear decay of every learning rate to 0 over ``lr_decay_steps`` steps from step ``lr_decay_start``
+    #: (SPADE/pix2pixHD's schedule for the end of a run); ``lr_decay_steps`` 0: constant rates.
+    lr_decay_start: int = 0
+    lr_decay_steps: int = 0
     #: Learning rate of the style encoder (z -> s); StarGAN v2 uses 100x less.
     mapping_lr: float = 1e-6
     beta1: float = 0.0
@@ -133,7 +137,8 @@ class TrainConfig:
         if self.batch_size < 2:
             problems.append(f"batch_size must be >= 2 (reference styles come from other images), got {self.batch_size}")
         for name in ("lr", "mapping_lr", "weight_decay", "lambda_adv", "lambda_r1", "lambda_sty", "lambda_ds",
-                     "lambda_rec", "checkpoint_every", "sample_every", "num_workers", "ds_decay_steps"):
+                     "lambda_rec", "checkpoint_every", "sample_every", "num_workers", "ds_decay_steps",
+                     "lr_decay_start", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("beta1", "beta2", "ema_beta"):

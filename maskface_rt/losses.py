@@ -36,6 +36,14 @@ def diversity_weight(tcfg: TrainConfig, step: int) -> float:
     return tcfg.lambda_ds * max(0.0, 1.0 - step / tcfg.ds_decay_steps)
 
 
+def lr_factor(tcfg: TrainConfig, step: int) -> float:
+    """The factor on every learning rate at ``step``: 1, then linearly to 0 from ``lr_decay_start``
+    over ``lr_decay_steps`` (constant when ``lr_decay_steps`` is 0)."""
+    if tcfg.lr_decay_steps == 0:
+        return 1.0
+    return min(1.0, max(0.0, 1.0 - (step - tcfg.lr_decay_start) / tcfg.lr_decay_steps))
+
+
 def discriminator_loss(m: Models, tcfg: TrainConfig, x_real: torch.Tensor, labels: torch.Tensor,
                        style: torch.Tensor, r1_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Non-saturating loss on real vs G(labels, style), plus R1 on reals. ``style`` needs no grad."""

@@ -39,7 +39,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import write_json_atomic
 from maskface_rt.image_io import save_png
 from maskface_rt.labels import colorize
-from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss
+from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss, lr_factor
 from maskface_rt.networks import Nets, to_uint8_nhwc
 from maskface_rt.train_data import StepBatchSampler, TorchPairs, derive_seed, random_hflip
 
@@ -139,10 +139,16 @@ class Trainer:
         self.autocast_dtype = amp_dtype(tcfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
 
-    def _adam_settings(self, name: str) -> dict[str, Any]:
+    def _adam_settings(self, name: str, step: int = 0) -> dict[str, Any]:
         tcfg = self.tcfg
-        return {"lr": tcfg.mapping_lr if name == "style_encoder" else tcfg.lr,
-                "betas": (tcfg.beta1, tcfg.beta2), "weight_decay": tcfg.weight_decay}
+        lr = tcfg.mapping_lr if name == "style_encoder" else tcfg.lr
+        return {"lr": lr * lr_factor(tcfg, step), "betas": (tcfg.beta1, tcfg.beta2),
+                "weight_decay": tcfg.weight_decay}
+
+    def _schedule_rates(self, step: int) -> None:
+        for name, opt in self.optims.items():
+            for group in opt.param_groups:
+                group["lr"] = self._adam_settings(name, step)["lr"]
 
     def _wrap(self, module: nn.Module) -> nn.Module:
         if self.dist.world_size == 1:
@@ -175,6 +181,7 @@ class Trainer:
         z1, z2 = (torch.randn(batch, self.cfg.latent_dim, generator=gen, device=self.device) for _ in range(2))
         refs = (images.roll(1, 0), images.roll(-1, 0))
         lambda_ds = diversity_weight(tcfg, step)
+        self._schedule_rates(step)
         r1_scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         logs: dict[str, list[float]] = {}
 
@@ -203,6 +210,7 @@ class Trainer:
         self.update_ema(step)
         out = {k: float(np.mean(v)) for k, v in logs.items()}
         out["lambda_ds"] = lambda_ds
+        out["lr"] = self.optims["generator"].param_groups[0]["lr"]
         return out
 
     @torch.no_grad()

@@ -85,6 +85,32 @@ def test_rates_given_on_resume_reach_the_optimizers(synth64, tmp_path):
     assert all(tuple(g["betas"]) == (0.5, 0.99) and g["weight_decay"] == 0.0 for g in groups.values())
 
 
+def test_lr_decay_schedule():
+    from maskface_rt.losses import lr_factor
+
+    constant = TrainConfig()
+    assert [lr_factor(constant, t) for t in (0, 10**6)] == [1.0, 1.0]
+    decay = TrainConfig(lr_decay_start=100, lr_decay_steps=50)
+    assert [lr_factor(decay, t) for t in (0, 100, 125, 150, 10**6)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+    with pytest.raises(ValueError, match="lr_decay_steps must be >= 0"):
+        TrainConfig(lr_decay_steps=-1)
+
+
+def test_lr_decay_reaches_the_optimizers_and_the_log(synth64, tmp_path):
+    pairs = open_dataset(synth64, size=64)
+    train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
+    train(pairs, tmp_path / "run", cfg=None, tcfg=TrainConfig(), steps=3, resume=True,
+          overrides={"lr_decay_start": 1, "lr_decay_steps": 4})
+    _, state = load_state(tmp_path / "run" / "state.safetensors")
+    groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
+    base = TrainConfig()
+    for name in ("generator", "style_decoder", "discriminator"):
+        assert groups[name]["lr"] == pytest.approx(base.lr * 0.75), name  # the rate of the last step, t = 2
+    assert groups["style_encoder"]["lr"] == pytest.approx(base.mapping_lr * 0.75)
+    logged = [json.loads(line)["lr"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert logged == pytest.approx([base.lr, base.lr, base.lr * 0.75])
+
+
 def test_run_folder_guards(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     with pytest.raises(MaskfaceError, match="no training state to resume"):
