@@ -28,16 +28,20 @@ test: $(VENV)/.installed-test
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid
 
-# Rebuilds the bundled demo model from scratch (about 6 hours on 2 idle CPU cores); see the README.
-# Phase 1: StarGAN v2's recipe; phase 2 resumes it with the diversity weight decaying to 0 by step 6000.
+# Rebuilds the bundled demo model from scratch (about 7.5 hours on 2 idle CPU cores); see the README.
+# Phase 1: StarGAN v2's recipe; phase 2 resumes it with the diversity weight decaying to 0 by step 6000;
+# phase 3 decays the learning rates linearly to 0 (SPADE's end of run).
 DEMO_STEPS ?= 2500
-DEMO_FINAL_STEPS ?= 8750
+DEMO_DECAY_START ?= 10000
+DEMO_FINAL_STEPS ?= 11500
 DEMO_RUN ?= out/demo-model-run
 demo-model: $(VENV)/.installed-test
 	$(VENV)/bin/maskface synth out/demo-model-data --count 3000 --size 64 --seed 0
 	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --preset tiny-64 --steps $(DEMO_STEPS) \
 		--checkpoint-every 250 --sample-every 250 --seed 0
-	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_FINAL_STEPS) \
+	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_DECAY_START) \
 		--ds-decay-steps 6000
+	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_FINAL_STEPS) \
+		--lr-decay-start $(DEMO_DECAY_START) --lr-decay-steps $$(($(DEMO_FINAL_STEPS) - $(DEMO_DECAY_START)))
 	$(VENV)/bin/maskface export $(DEMO_RUN)/model.safetensors --out out/demo-model-export
 	@echo "check it (README: demo model), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"

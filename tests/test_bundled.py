@@ -57,9 +57,9 @@ def test_bundled_faces_follow_the_mask_about_as_much_as_real_faces() -> None:
         faces = runtime.generate(labels, runtime.styles_for_seed(0, 6))
     generated = np.mean([_explained_variance(f, m) for f, m in zip(faces, labels)])
     real = np.mean([_explained_variance(rgb, m) for rgb, m in pairs])
-    # Measured: the bundled model (step 8750) 0.71 vs 0.77 real, the step-5500 one before it 0.68; the
-    # step-2500 model 0.61 and a step-500 checkpoint 0.50, both of which this bound rejects.
-    assert generated >= 0.85 * real, f"mask explains {generated:.2f} of generated vs {real:.2f} of real variance"
+    # Measured: the bundled model (step 11500) 0.73 vs 0.77 real, the step-8750 one before it 0.71; the
+    # step-5500 model 0.68, step 2500 0.61 and a step-500 checkpoint 0.50, all of which this bound rejects.
+    assert generated >= 0.9 * real, f"mask explains {generated:.2f} of generated vs {real:.2f} of real variance"
 
 
 def test_generate_without_model_uses_the_bundled_model(tmp_path: Path) -> None:
