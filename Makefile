@@ -28,7 +28,7 @@ test: $(VENV)/.installed-test
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid
 
-# Rebuilds the bundled demo model from scratch (about 7.5 hours on 2 idle CPU cores); see the README.
+# Rebuilds the bundled demo model from scratch (about 8 hours on 2 idle CPU cores); see the README.
 # Phase 1: StarGAN v2's recipe; phase 2 resumes it with the diversity weight decaying to 0 by step 6000;
 # phase 3 decays the learning rates linearly to 0 (SPADE's end of run).
 DEMO_STEPS ?= 2500
