@@ -84,7 +84,7 @@ class StyleDecoderGraph(nn.Module):
         self.dtype = next(nets.style_decoder.parameters()).dtype
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = image.float().permute(0, 3, 1, 2) / 127.5 - 1.0  # uint8 -> float first (TensorRT: uint8 only at I/O)
         return self.style_decoder(x.to(self.dtype)).float()
 
 

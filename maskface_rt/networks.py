@@ -262,8 +262,11 @@ class Discriminator(nn.Module):
 
 
 def to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
-    """Images [B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3], rounding half up (as the exported graphs do)."""
-    return ((x.float() + 1.0) * 127.5 + 0.5).floor().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    """Images [B, 3, H, W] in [-1, 1] -> uint8 [B, H, W, 3], rounding half up (as the exported graphs do).
+
+    The layout change happens in float and the uint8 Cast comes last: TensorRT's ONNX parser accepts uint8
+    only on a graph's inputs and outputs, never on an intermediate tensor."""
+    return ((x.float() + 1.0) * 127.5 + 0.5).floor().clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 def he_init(module: nn.Module) -> None:
