@@ -10,10 +10,12 @@ Three graphs with dynamic batch, each moving as few bytes as possible at its edg
 ``fp16`` exports fp16 weights and activations; normalisation statistics stay fp32 through explicit
 casts in the graph (TensorRT's strongly typed mode takes precision from the graph). ``plugin`` writes
 a generator whose every AdaIN + LeakyReLU is one ``maskface.FusedAdaIN`` node (the TensorRT plugin
-``maskface::FusedAdaIN``, see kernels/). Every export is checked (onnx.checker, then torch vs ONNX
-Runtime at two batch sizes; a plugin generator, which ONNX Runtime cannot run, is run by
-onnx.reference with a numpy FusedAdaIN against the portable generator) before it is published; a
-failed check leaves nothing behind.
+``maskface::FusedAdaIN``, see kernels/). Every export is checked before it is published: onnx.checker;
+uint8 only at the graph's inputs and outputs, each touching one Cast (``check_uint8_io``: TensorRT
+refuses uint8 intermediates); TensorRT's own ONNX parser where ``tensorrt`` or ``tensorrt_rtx`` is
+importable (``tensorrt_parse``); then torch vs ONNX Runtime at two batch sizes (a plugin generator,
+which ONNX Runtime cannot run, is run by onnx.reference with a numpy FusedAdaIN against the portable
+generator). A failed check leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from maskface_rt import __version__
 from maskface_rt.checkpoint import load_model
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
+from maskface_rt.export.tensorrt_parse import ParseCheck, check_export
 from maskface_rt.export_format import (
     CHECK_BATCHES, DEFAULT_OPSET, GRAPHS, IMAGE, LABELS, LATENT, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET,
-    PRECISIONS, STYLE, ExportManifest, graph_file, sample_inputs, sha256_file,
+    PRECISIONS, STYLE, ExportManifest, check_uint8_io, graph_file, sample_inputs, sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
 from maskface_rt.networks import Nets, adain_as_op, to_uint8_nhwc
@@ -131,6 +134,7 @@ class ExportResult:
     parity: list[ParityResult]
     seconds: float
     manifest: ExportManifest
+    tensorrt_parse: ParseCheck = field(default_factory=ParseCheck)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -300,11 +304,12 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
             path = tmp / graph_file(graph)
             _export_graph(SPECS[graph], nets, path, opset, max_batch, plugin=plugin and graph == "generator")
             _annotate(path, manifest.metadata_props(graph), f"maskface-rt {graph} ({precision}) from {model_path.name}")
-            stage(f"checking {graph} (onnx.checker, full)")
+            stage(f"checking {graph} (onnx.checker, full; uint8 only at the graph's edges)")
             try:
                 onnx.checker.check_model(str(path), full_check=True)
             except onnx.checker.ValidationError as e:
                 raise MaskfaceError(path.name, f"onnx.checker rejected the graph: {str(e).splitlines()[0]}") from None
+            check_uint8_io(onnx.load(str(path)), path.name)
             spec = SPECS[graph]
             manifest.graphs[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
                                       "inputs": list(spec.inputs), "output": spec.output}
@@ -314,6 +319,9 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
                 stage("exporting the portable generator (for the plugin check)")
                 portable = Path(scratch) / graph_file("generator")
                 _export_graph(SPECS["generator"], nets, portable, opset, max_batch)
+                check_uint8_io(onnx.load(str(portable)), "generator.onnx (portable twin)")
+            stage("checking the graphs with TensorRT's ONNX parser (where installed)")
+            parse = check_export(tmp, GRAPHS, plugin=plugin, portable_generator=portable)
             stage("checking torch vs ONNX Runtime" + (", plugin graph vs portable graph" if plugin else ""))
             parity = check_parity(tmp, reference, precision, portable_generator=portable)
         manifest.parity = {p.graph: {"max_abs_error": p.max_abs_error, "tolerance": p.tolerance,
@@ -328,7 +336,7 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     files = {p.name: p.stat().st_size for p in sorted(out.iterdir())}
-    return ExportResult(out, files, parity, time.perf_counter() - t0, manifest)
+    return ExportResult(out, files, parity, time.perf_counter() - t0, manifest, parse)
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -188,6 +188,7 @@ def export(
                              plugin=plugin, on_stage=lambda text: status.update(text))
     for parity in result.parity:
         stderr.print(parity.line(), markup=False)
+    stderr.print(result.tensorrt_parse.line(), markup=False)
     stderr.print(f"wrote {out} in {result.seconds:.1f} s:")
     for name, size in result.files.items():
         stderr.print(f"  {name:24s} {format_bytes(size):>10s}")
@@ -198,7 +199,8 @@ def export(
         stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
     if as_json:
         emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
-                   "parity": [dataclasses.asdict(p) for p in result.parity], "manifest": result.manifest.to_dict()})
+                   "parity": [dataclasses.asdict(p) for p in result.parity],
+                   "tensorrt_parse": result.tensorrt_parse.to_dict(), "manifest": result.manifest.to_dict()})
 
 
 app.command("build")(build)

@@ -1,0 +1,112 @@
+"""TensorRT's own ONNX parser on each exported graph, where ``tensorrt`` or ``tensorrt_rtx`` is importable.
+
+The parser (onnx-tensorrt, the same code in TensorRT 10/11 and TensorRT-RTX) runs on the CPU: it needs
+no GPU and no build. Every graph must parse into a strongly typed network. A plugin generator's
+FusedAdaIN nodes are unknown to a parser without the plugin loaded (TensorRT-RTX has no plugin API at
+all): "Plugin not found" on those nodes is the one complaint accepted, and since the parser stops before
+importing any node once one is refused, the portable twin of that generator is parsed as well.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from maskface_rt import tensorrt_compat
+from maskface_rt.export.engine_builder import OnnxParseError, format_parser_error
+from maskface_rt.export_format import graph_file
+from maskface_rt.kernels.onnx_op import OP_TYPE
+
+#: (module, name shown to users), in the order they are tried.
+RUNTIMES = (("tensorrt", "TensorRT"), ("tensorrt_rtx", "TensorRT-RTX"))
+PLUGIN_NOT_FOUND = "Plugin not found"
+
+
+@dataclass
+class ParseCheck:
+    """Whether TensorRT's parser ran, which runtime it was, and what it said of each graph."""
+
+    runtime: str | None = None
+    version: str | None = None
+    graphs: dict[str, str] = field(default_factory=dict)
+    skipped: str | None = None  # why it did not run
+
+    @property
+    def ran(self) -> bool:
+        return self.runtime is not None
+
+    def line(self) -> str:
+        if not self.ran:
+            return f"TensorRT parse check: not run ({self.skipped})"
+        graphs = "; ".join(f"{graph}: {verdict}" for graph, verdict in self.graphs.items())
+        return f"TensorRT parse check ({self.runtime} {self.version}, strongly typed): {graphs}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ran": self.ran, "runtime": self.runtime, "version": self.version, "graphs": self.graphs,
+                "skipped": self.skipped}
+
+
+def _parser(trt: ModuleType) -> tuple[Any, Any, Any]:
+    """(logger, parser, builder and network to keep alive while it parses): a strongly typed network's parser."""
+    logger = tensorrt_compat.make_logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(tensorrt_compat.network_flags(trt, plugin=False))
+    return logger, trt.OnnxParser(network, logger), (builder, network)
+
+
+def find_parser() -> tuple[ModuleType | None, str, str]:
+    """(module, runtime name, '') of the first runtime whose parser can be made, or (None, '', why not)."""
+    reasons = []
+    for module, name in RUNTIMES:
+        try:
+            trt = importlib.import_module(module)
+            _parser(trt)
+        except ImportError:
+            reasons.append(f"{module} is not installed")
+            continue
+        except Exception as e:  # noqa: BLE001 -- a broken install or TensorRT without a GPU: try the next one
+            reasons.append(f"{module} could not make a parser ({' '.join(str(e).split()) or type(e).__name__})")
+            continue
+        return trt, name, ""
+    return None, "", "; ".join(reasons)
+
+
+def parse_errors(trt: ModuleType, path: Path) -> list[tuple[int, str, str, str]]:
+    """(node index, name, operator, description) of each error the parser reports on ``path`` ([]: parsed)."""
+    logger, parser, _alive = _parser(trt)
+    if parser.parse_from_file(str(path)):
+        return []
+    return tensorrt_compat.parser_errors(parser) or [(-1, "", "", tensorrt_compat.last_error(logger)
+                                                      or "the parser refused the graph and reported no error")]
+
+
+def check_graph(trt: ModuleType, path: Path, where: str, *, plugin: bool = False) -> str:
+    """Parse one graph; the verdict, or OnnxParseError naming ``where`` and the first node refused.
+    ``plugin``: "Plugin not found" on FusedAdaIN nodes is accepted (and only that)."""
+    errors = parse_errors(trt, path)
+    missing = [e for e in errors if plugin and e[2] == OP_TYPE and PLUGIN_NOT_FOUND in e[3]]
+    refused = [e for e in errors if e not in missing]
+    if refused:
+        raise OnnxParseError(where, [format_parser_error(*e) for e in refused])
+    if missing:
+        return (f"parsed up to its {len(missing)} {OP_TYPE} nodes (plugin not loaded here; the only complaint), "
+                "the rest checked on the portable twin")
+    return "parsed"
+
+
+def check_export(folder: Path, graphs: tuple[str, ...], *, plugin: bool = False,
+                 portable_generator: Path | None = None) -> ParseCheck:
+    """Parse each ``folder/<graph>.onnx`` (and, for a plugin export, the portable twin of its generator)."""
+    trt, name, why = find_parser()
+    if trt is None:
+        return ParseCheck(skipped=why)
+    result = ParseCheck(runtime=name, version=str(trt.__version__))
+    for graph in graphs:
+        path = folder / graph_file(graph)
+        result.graphs[graph] = check_graph(trt, path, path.name, plugin=plugin and graph == "generator")
+    if portable_generator is not None:
+        result.graphs["generator_portable"] = check_graph(trt, portable_generator, "generator.onnx (portable twin)")
+    return result
