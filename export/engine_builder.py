@@ -1,4 +1,4 @@
-"""ONNX -> TensorRT: ``maskface build EXPORT --out ENGINE``.
+"""ONNX -> TensorRT or TensorRT-RTX: ``maskface build EXPORT --out ENGINE [--runtime tensorrt|tensorrt-rtx]``.
 
 One engine per exported graph (generator at ENGINE, style encoder and decoder beside it, see
 ``maskface_rt.engine_format``), each a strongly typed network (precision comes from the ONNX graph: an
@@ -6,14 +6,20 @@ fp16 export gives an fp16 engine) with one optimization profile over the batch d
 generator of a plugin export (``maskface export --plugin``, the default here) runs its FusedAdaIN nodes
 as the TensorRT plugin ``maskface::FusedAdaIN``, AOT implementation (PTX embedded in the engine).
 
-Order of work: every option is checked (``check_build_options``, no TensorRT needed), then TensorRT,
+The runtime (``tensorrt_compat.RUNTIMES``) decides what differs: TensorRT builds for the GPU it runs
+on; TensorRT-RTX builds ahead of time, with no GPU needed, for the compute capabilities asked for, and
+has no Python plugin API (plugin exports are refused).
+
+Order of work: every option is checked (``check_build_options``, no TensorRT needed), then the runtime,
 CUDA and the plugin's needs; the cache key decides whether anything is built (same key as the
 sidecar beside ENGINE: nothing changed, nothing rebuilt; ``force`` rebuilds); the engines are built,
-run against ONNX Runtime fp32 on a random batch (``PARITY_PSNR_DB``, ``STYLE_PARITY``), and only then
-written: engines first, the sidecar last.
+run against ONNX Runtime fp32 on a random batch (``PARITY_PSNR_DB``, ``STYLE_PARITY``) where a GPU
+that can run them is present (else the sidecar records the check as not run, and why), and only then
+written: engines first, the sidecar last. Any exception from inside TensorRT becomes a one-line error
+naming the file.
 
-The TensorRT calls are thin (``_build_serialized``) and written against TensorRT 10.9+/11.x's
-documented API; they were not run on this project's machines. Everything else is plain code.
+The builder calls are thin (``_build_serialized``); they ran here with TensorRT-RTX 1.7.1 on the CPU
+and are written against TensorRT 10.9+/11.x's documented API, where they were not run.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import importlib.util
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.parity import ParityAccumulator
 from maskface_rt.export_format import GRAPHS, MANIFEST, ExportManifest, read_manifest, sample_inputs
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
+from maskface_rt.tensorrt_compat import PLUGIN_REFUSAL, TensorRTRuntime, resolve_runtime
 
 #: Lowest PSNR (dB) of the engine's uint8 generator images against ONNX Runtime fp32 on the same inputs.
 #: 48 dB is every pixel one level off; fp32 engines use TF32 convolutions (TensorRT's default on Ampere+).
@@ -61,11 +69,11 @@ class BuildOptionError(MaskfaceError):
 class OnnxParseError(MaskfaceError):
     """TensorRT's ONNX parser refused a graph; ``node_errors`` holds one line per error (node name, operator)."""
 
-    def __init__(self, where: str | Path, node_errors: list[str]) -> None:
+    def __init__(self, where: str | Path, node_errors: list[str], label: str = "TensorRT") -> None:
         self.node_errors = node_errors
         first = node_errors[0] if node_errors else "no error reported"
         more = f" (and {len(node_errors) - 1} more)" if len(node_errors) > 1 else ""
-        super().__init__(where, f"TensorRT's ONNX parser failed: {first}{more}")
+        super().__init__(where, f"{label}'s ONNX parser failed: {first}{more}")
 
 
 def format_parser_error(node: int, name: str, operator: str, description: str) -> str:
@@ -91,6 +99,8 @@ class BuildOptions:
     layer_info: bool = False  # write ENGINE.layers.json (engine inspector, per layer)
     force: bool = False  # rebuild even when the cache key matches; replace files without a sidecar
     device: str = "auto"  # auto, cuda, cuda:N
+    runtime: str | None = None  # tensorrt, tensorrt-rtx; None: the first installed (TensorRT first)
+    compute_capabilities: tuple[str, ...] = ()  # TensorRT-RTX targets as given ("8.6", "sm86"; comma lists too)
 
 
 @dataclass
@@ -103,6 +113,8 @@ class BuildPlan:
     engines: dict[str, Path]
     profile: BuildProfile
     options: BuildOptions
+    runtime: TensorRTRuntime
+    targets: tuple[str, ...] = ()  # TensorRT-RTX compute capabilities ("8.6"); empty for TensorRT
 
     @property
     def onnx_files(self) -> dict[str, Path]:
@@ -157,6 +169,7 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
         parse_device(options.device)
     except MaskfaceError as e:
         raise BuildOptionError(None, f"--device: {e.problem}") from None
+    runtime, targets = _check_runtime_options(options)
 
     folder = export_folder(onnx_path)
     manifest = read_manifest(folder)
@@ -173,7 +186,31 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
         raise BuildOptionError(folder, "is a plugin export (FusedAdaIN nodes); build it without --no-plugin, or "
                                        "build a portable export (maskface export without --plugin) with --no-plugin")
     _check_existing_output(engines, options.force)
-    return BuildPlan(folder, manifest, out, engines, profile, options)
+    return BuildPlan(folder, manifest, out, engines, profile, options, runtime, targets)
+
+
+def _check_runtime_options(options: BuildOptions) -> tuple[TensorRTRuntime, tuple[str, ...]]:
+    """The runtime and what it can do against the options: compute capabilities, timing cache, plugin."""
+    try:
+        runtime = resolve_runtime(options.runtime)
+    except ValueError as e:
+        raise BuildOptionError(None, str(e)) from None
+    asked = [part for value in options.compute_capabilities for part in str(value).split(",") if part.strip()]
+    if asked and not runtime.compute_capabilities:
+        raise BuildOptionError(None, f"--compute-capability is for --runtime tensorrt-rtx; {runtime.label} builds "
+                                     "for the GPU it runs on")
+    try:
+        targets = tuple(dict.fromkeys(runtime.compute_capability(value) for value in asked))
+    except ValueError as e:
+        raise BuildOptionError(None, str(e)) from None
+    if options.timing_cache is not None and not runtime.timing_cache:
+        raise BuildOptionError(options.timing_cache, f"--timing-cache: {runtime.label} has no timing cache (its "
+                                                     "timing-cache calls are no-ops, and without a GPU it cannot "
+                                                     "read one); leave the option out")
+    if options.plugin and not runtime.python_plugins:
+        raise BuildOptionError(None, f"--runtime {runtime.name}: {runtime.label} has no Python plugin API, so "
+                                     f"{PLUGIN_REFUSAL}")
+    return runtime, targets or runtime.default_compute_capabilities
 
 
 def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
@@ -253,6 +290,17 @@ def parity_batch(profile: BuildProfile) -> int:
     return profile.opt
 
 
+def parity_not_run_reason(plan: BuildPlan, device: DeviceInfo | None) -> str | None:
+    """Why the engines cannot be run against ONNX Runtime here (None: they can): no GPU, or a GPU that is not
+    among TensorRT-RTX's targets."""
+    if device is None:
+        return "no GPU"
+    if plan.targets and device.compute_capability not in plan.targets:
+        return (f"{device} is not among the engines' compute capabilities {', '.join(plan.targets)}; add "
+                f"--compute-capability {device.compute_capability} where {plan.runtime.label} targets it")
+    return None
+
+
 def check_parity(plan: BuildPlan, run_engine: Callable[[str, dict[str, np.ndarray]], np.ndarray]) -> list[EngineParity]:
     """Each graph's engine (``run_engine(graph, feeds)``) against ONNX Runtime fp32 on one random batch."""
     from maskface_rt.export.fp32_reference import reference_session
@@ -282,9 +330,17 @@ class BuildResult:
     timing_cache: Path | None = None
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def parity_status(self) -> str:
+        """'passed', or 'not run (REASON)' (no GPU able to run the engines at build time)."""
+        status = self.sidecar.parity.get("status", "passed")
+        reason = self.sidecar.parity.get("reason")
+        return f"{status} ({reason})" if reason else status
+
     def to_json(self) -> dict[str, Any]:
         return {"engine": str(self.engine), "files": self.files, "cache_hit": self.cache_hit, "seconds": self.seconds,
-                "parity": [p.to_dict() for p in self.parity],
+                "runtime": self.sidecar.runtime, "compute_capabilities": self.sidecar.compute_capabilities,
+                "parity_status": self.parity_status, "parity": [p.to_dict() for p in self.parity],
                 "layer_info": str(self.layer_info) if self.layer_info else None,
                 "timing_cache": str(self.timing_cache) if self.timing_cache else None, "warnings": self.warnings,
                 "sidecar": self.sidecar.to_dict()}
@@ -312,16 +368,17 @@ def _check_plugin_arch(device: DeviceInfo) -> None:
         raise MaskfaceError(None, f"{device.name}: {e}; build a portable export with --no-plugin") from None
 
 
-def _timing_cache(config: Any, path: Path | None, warnings: list[str]) -> Any | None:
-    """The timing cache to share between the three builds: loaded from ``path`` when it exists."""
-    if path is None:
-        return None
-    data = Path(path).read_bytes() if Path(path).is_file() else b""
-    cache = config.create_timing_cache(data)
-    if cache is None and data:
-        warnings.append(f"{path}: TensorRT could not read this timing cache; starting a new one")
-        cache = config.create_timing_cache(b"")
-    return cache
+@contextmanager
+def _reported(runtime: TensorRTRuntime, where: str | Path, what: str) -> Iterator[None]:
+    """Exceptions raised from inside TensorRT's Python bindings (RuntimeError, TypeError, AttributeError of a
+    missing enum member...) as one-line errors naming the file."""
+    try:
+        yield
+    except MaskfaceError:
+        raise
+    except Exception as e:  # noqa: BLE001  (whatever the bindings raise reaches the user as one line)
+        raise MaskfaceError(where, f"{runtime.label} failed {what}: {type(e).__name__}: "
+                                   f"{' '.join(str(e).split())}") from None
 
 
 def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: BuildPlan, plugin_graph: bool,
@@ -329,30 +386,35 @@ def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: 
     """Builder, strongly typed network, ONNX parser, profile, timing cache, serialized engine."""
     from maskface_rt import tensorrt_compat
 
+    runtime = plan.runtime
     builder = trt.Builder(logger)
-    network = builder.create_network(tensorrt_compat.network_flags(trt, plugin_graph))
+    network = builder.create_network(runtime.network_flags(trt, plugin_graph))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):
-        raise OnnxParseError(onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)])
+        raise OnnxParseError(onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)],
+                             runtime.label)
     config = builder.create_builder_config()
-    tensorrt_compat.configure_builder(trt, config, workspace_mib=plan.options.workspace_mib,
-                                      optimization_level=plan.options.optimization_level)
+    explicit = plan.targets != runtime.default_compute_capabilities  # the default is left to the runtime
+    tensorrt_compat.configure_builder(
+        trt, config, workspace_mib=plan.options.workspace_mib, optimization_level=plan.options.optimization_level,
+        compute_capabilities=tuple(runtime.compute_capabilities[cc][0] for cc in plan.targets) if explicit else ())
     shapes = builder.create_optimization_profile()
     for name, (low, opt, high) in profile_shapes(graph, plan.manifest.config, plan.profile).items():
         shapes.set_shape(name, low, opt, high)
     config.add_optimization_profile(shapes)
     if plan.options.timing_cache is not None:
         if "cache" not in timing:
-            timing["cache"] = _timing_cache(config, plan.options.timing_cache, warnings)
+            timing["cache"] = tensorrt_compat.load_timing_cache(config, Path(plan.options.timing_cache))
         if timing["cache"] is not None and not config.set_timing_cache(timing["cache"], False):
             warnings.append(f"{plan.options.timing_cache}: the timing cache does not fit this GPU or TensorRT; "
                             "building without it (it is rewritten after the build)")
             timing["cache"] = config.create_timing_cache(b"")
             config.set_timing_cache(timing["cache"], False)
+    tensorrt_compat.logged_error(logger)  # what was logged before is not this build's cause
     blob = builder.build_serialized_network(network, config)
     if blob is None:
-        raise MaskfaceError(onnx_file, f"TensorRT could not build the {graph} engine "
-                                       f"({tensorrt_compat.last_error(logger) or 'see the log above'})")
+        raise MaskfaceError(onnx_file, f"{runtime.label} could not build the {graph} engine "
+                                       f"({tensorrt_compat.logged_error(logger) or 'see the log above'})")
     return bytes(blob)
 
 
@@ -360,32 +422,37 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
                  on_stage: StageCallback | None = None, on_log: LogCallback | None = None) -> BuildResult:
     """Build (or find up to date) the engines of an export; see the module docstring for the order of work."""
     from maskface_rt import tensorrt_compat
-    from maskface_rt.backends.cuda_device import open_cuda_device, parse_device
 
     t0 = time.perf_counter()
     options = options or BuildOptions()
     stage = on_stage or (lambda _: None)
     plan = check_build_options(onnx_path, out, options)
-    trt = tensorrt_compat.load_tensorrt()
+    trt = plan.runtime.load()
     if options.plugin:
         _check_plugin_needs()
-    cuda = open_cuda_device(parse_device(options.device))
+    cuda, no_gpu = _open_gpu(plan)
+    device = cuda.info if cuda is not None else None
     warnings: list[str] = []
     runners: dict[str, Any] = {}
     try:
         if options.plugin:
             _check_plugin_arch(cuda.info)
-        key = cache_key(onnx_sha256=plan.onnx_sha256, tensorrt_version=trt.__version__, device=cuda.info,
+        skip_parity = parity_not_run_reason(plan, device)
+        if options.layer_info and skip_parity is not None:
+            raise BuildOptionError(None, f"--layer-info reads the built engines back, which needs a GPU that runs "
+                                         f"them; here: {skip_parity}")
+        key = cache_key(onnx_sha256=plan.onnx_sha256, tensorrt_version=trt.__version__, device=device,
                         profile=plan.profile, plugin=options.plugin, workspace_mib=options.workspace_mib,
-                        optimization_level=options.optimization_level, package_version=__version__)
+                        optimization_level=options.optimization_level, package_version=__version__,
+                        runtime=plan.runtime.name, compute_capabilities=plan.targets)
         logger = tensorrt_compat.make_logger(trt, on_log, "warning")
-        runtime = trt.Runtime(logger)
+        trt_runtime = trt.Runtime(logger) if skip_parity is None else None
         cached = None if options.force else find_cached(plan, key)
         if cached is not None:
             layer_path = None
             if options.layer_info:
                 stage("writing layer information")
-                runners.update(_runners(trt, runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
+                runners.update(_runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
                                         cuda, logger))
                 layer_path = _write_layer_info(plan, runners)
             return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached,
@@ -398,18 +465,22 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
         for graph in GRAPHS:
             plugin_graph = options.plugin and graph == "generator"
             stage(f"building the {graph} engine ({plan.manifest.precision}"
-                  f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile})")
-            blobs[graph] = _build_serialized(trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph,
-                                             timing, warnings)
+                  f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})")
+            with _reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
+                blobs[graph] = _build_serialized(trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph,
+                                                 timing, warnings)
         build_seconds = time.perf_counter() - build_t0
 
-        stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
-        runners.update(_runners(trt, runtime, plan, blobs, cuda, logger))
-        parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
-        failed = [p for p in parity if not p.passed]
-        if failed:
-            raise MaskfaceError(plan.out, "the engines failed their parity check (nothing was written): "
-                                          + "; ".join(p.line() for p in failed))
+        parity: list[EngineParity] = []
+        if skip_parity is None:
+            stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
+            with _reported(plan.runtime, plan.out, "running the engines for the parity check"):
+                runners.update(_runners(trt, trt_runtime, plan, blobs, cuda, logger))
+                parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
+            failed = [p for p in parity if not p.passed]
+            if failed:
+                raise MaskfaceError(plan.out, "the engines failed their parity check (nothing was written): "
+                                              + "; ".join(p.line() for p in failed))
 
         stage("writing the engines")
         for graph, blob in blobs.items():
@@ -419,7 +490,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
             timing_path = Path(options.timing_cache)
             write_bytes_atomic(timing_path, bytes(timing["cache"].serialize()), overwrite=True)
         sidecar = EngineSidecar(
-            tensorrt_version=trt.__version__, device=cuda.info, onnx_sha256=plan.onnx_sha256, profile=plan.profile,
+            tensorrt_version=trt.__version__, device=device, onnx_sha256=plan.onnx_sha256, profile=plan.profile,
             plugin=options.plugin, precision=plan.manifest.precision, build_seconds=build_seconds,
             model=_model_metadata(plan.manifest), cache_key=key, package_version=__version__,
             engines={g: {"file": plan.engines[g].name, "sha256": _sha256(blob), "bytes": len(blob)}
@@ -428,8 +499,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
             options={"workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
                      "timing_cache": str(options.timing_cache) if options.timing_cache else None,
                      "profiling_verbosity": "detailed"},
-            parity={"reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
-                    "results": [p.to_dict() for p in parity]})
+            parity={"status": "passed" if skip_parity is None else "not run", "reason": skip_parity,
+                    "no_gpu": no_gpu or None,  # why no GPU could be opened
+                    "reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
+                    "results": [p.to_dict() for p in parity]},
+            runtime=plan.runtime.name, compute_capabilities=list(plan.targets))
         write_sidecar(plan.out, sidecar)
         layer_path = _write_layer_info(plan, runners) if options.layer_info else None
         if layer_path is None:
@@ -439,7 +513,21 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
     finally:
         for runner in runners.values():
             runner.close()  # TensorRT objects go before the memory they use
-        cuda.close()
+        if cuda is not None:
+            cuda.close()
+
+
+def _open_gpu(plan: BuildPlan) -> tuple[Any | None, str]:
+    """The CUDA device of the build, and why there is none (None, reason) where the runtime builds without one
+    and ``--device`` is auto; elsewhere no GPU is an error."""
+    from maskface_rt.backends.cuda_device import open_cuda_device, parse_device
+
+    try:
+        return open_cuda_device(parse_device(plan.options.device)), ""
+    except MaskfaceError as e:
+        if plan.runtime.builds_without_gpu and plan.options.device == "auto":
+            return None, e.problem
+        raise
 
 
 def find_cached(plan: BuildPlan, key: str) -> EngineSidecar | None:

@@ -1,4 +1,5 @@
-"""``maskface build ONNX --out ENGINE``: TensorRT engines from a maskface export.
+"""``maskface build ONNX --out ENGINE [--runtime tensorrt|tensorrt-rtx]``: TensorRT or TensorRT-RTX engines
+from a maskface export.
 
 A plain command function, registered in ``cli.py`` with ``app.command("build")(build)``. Options are
 checked before any work (bad values exit 2 with what would be valid), progress and TensorRT's log go
@@ -13,6 +14,14 @@ from typing import Annotated, Optional
 import typer
 
 from maskface_rt.engine_format import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_OPTIMIZATION_LEVEL
+from maskface_rt.tensorrt_compat import RUNTIMES
+
+_RTX = RUNTIMES["tensorrt-rtx"]
+COMPUTE_CAPABILITY_HELP = (
+    "TensorRT-RTX only: the GPUs to build for, repeatable or a comma list: "
+    + "; ".join(f"{cc} {gpus}" for cc, (_, gpus) in _RTX.compute_capabilities.items())
+    + ". Hopper (H100/H200, 9.0) is not a TensorRT-RTX target: use --runtime tensorrt there. "
+    + f"Default: TensorRT-RTX's own, {', '.join(_RTX.default_compute_capabilities)}.")
 
 
 def build(
@@ -39,20 +48,28 @@ def build(
                                                                   "inspector's per-layer JSON).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed; replace files that "
                                                         "maskface build did not write.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cuda or cuda:N (TensorRT-RTX: the GPU of the "
+                                                         "parity check; auto builds without one).")] = "auto",
+    runtime: Annotated[Optional[str], typer.Option(
+        "--runtime", help="tensorrt (builds and runs on an NVIDIA GPU) or tensorrt-rtx (builds on any machine, the "
+                          "CPU included; its engines run on RTX-class GPUs). Default: the first installed, TensorRT "
+                          "first.")] = None,
+    compute_capability: Annotated[Optional[list[str]], typer.Option(
+        "--compute-capability", help=COMPUTE_CAPABILITY_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Build TensorRT engines (generator, style encoder, style decoder) from an export, checked against
-    ONNX Runtime fp32; skipped when the engines beside --out are up to date."""
+    """Build TensorRT or TensorRT-RTX engines (generator, style encoder, style decoder) from an export, checked
+    against ONNX Runtime fp32 where a GPU can run them; skipped when the engines beside --out are up to date."""
     from maskface_rt.console import emit_json, stderr
     from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, OnnxParseError, build_engine
 
     options = BuildOptions(min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch, plugin=plugin,
                            timing_cache=timing_cache, workspace_mib=workspace, optimization_level=optimization_level,
-                           layer_info=layer_info, force=force, device=device)
+                           layer_info=layer_info, force=force, device=device, runtime=runtime,
+                           compute_capabilities=tuple(compute_capability or ()))
 
     def log(severity: str, message: str) -> None:
-        stderr.print(f"TensorRT {severity}: {message}", markup=False)
+        stderr.print(f"{runtime or 'TensorRT'} {severity}: {message}", markup=False)
 
     try:
         with stderr.status("checking") as status:
@@ -68,8 +85,9 @@ def build(
         stderr.print(f"warning: {warning}", markup=False)
     for parity in result.parity:
         stderr.print(parity.line(), markup=False)
-    what = (f"{sidecar.precision}{', FusedAdaIN plugin' if sidecar.plugin else ''}, {sidecar.profile}, "
-            f"TensorRT {sidecar.tensorrt_version} on {sidecar.device}")
+    if not result.parity:
+        stderr.print(f"parity check against ONNX Runtime: {result.parity_status}", markup=False)
+    what = f"{sidecar.precision}{', FusedAdaIN plugin' if sidecar.plugin else ''}, {sidecar.profile}, {sidecar.built_with}"
     if result.cache_hit:
         stderr.print(f"up to date: {result.engine} ({what}; cache key {sidecar.cache_key[:12]}); --force rebuilds",
                      markup=False)
@@ -82,7 +100,7 @@ def build(
         stderr.print(f"layer information: {result.layer_info}", markup=False)
     if result.timing_cache is not None:
         stderr.print(f"timing cache: {result.timing_cache}", markup=False)
-    stderr.print(f"next: maskface generate MASK_DIR --out out/ --backend tensorrt --model {result.engine} "
+    stderr.print(f"next: maskface generate MASK_DIR --out out/ --backend {sidecar.runtime} --model {result.engine} "
                  f"--batch-size {sidecar.profile.opt}", markup=False)
     if as_json:
         emit_json(result.to_json())

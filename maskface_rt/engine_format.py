@@ -32,8 +32,6 @@ from maskface_rt.fileio import write_json_atomic
 
 ENGINE_FORMAT = "maskface-engine/1"
 ENGINE_SUFFIXES = (".engine", ".plan")
-#: Oldest TensorRT the builder and runtime are written for (AOT Python plugins, strongly typed networks).
-MIN_TENSORRT = (10, 9)
 DEFAULT_OPT_BATCH = 8
 DEFAULT_MAX_BATCH = 32
 #: TensorRT's builder optimisation levels and its default.
@@ -96,13 +94,6 @@ def parse_version(version: str) -> tuple[int, ...]:
     if not numbers:
         raise ValueError(f"not a version number: {version!r}")
     return tuple(numbers)
-
-
-def check_tensorrt_version(version: str) -> None:
-    """Refuse a TensorRT older than MIN_TENSORRT, saying what is needed."""
-    if parse_version(version)[:2] < MIN_TENSORRT:
-        raise MaskfaceError(None, f"TensorRT {version} is too old; maskface needs TensorRT "
-                                  f"{'.'.join(map(str, MIN_TENSORRT))} or newer: pip install 'maskface-rt[tensorrt]'")
 
 
 @dataclass(frozen=True)
@@ -271,14 +262,21 @@ def plan_batches(count: int, profile: BuildProfile) -> list[Chunk]:
 # ----------------------------------------------------------------------------- cache key
 
 
-def cache_key(*, onnx_sha256: dict[str, str], tensorrt_version: str, device: DeviceInfo, profile: BuildProfile,
-              plugin: bool, workspace_mib: int | None, optimization_level: int, package_version: str) -> str:
-    """sha256 of everything an engine set depends on: same key, same engines (the build is skipped)."""
+def cache_key(*, onnx_sha256: dict[str, str], tensorrt_version: str, device: DeviceInfo | None,
+              profile: BuildProfile, plugin: bool, workspace_mib: int | None, optimization_level: int,
+              package_version: str, runtime: str = "tensorrt", compute_capabilities: tuple[str, ...] = ()) -> str:
+    """sha256 of everything an engine set depends on: same key, same engines (the build is skipped).
+
+    ``device`` is the GPU present at build time (None: none, a TensorRT-RTX build on the CPU; a later build
+    where a GPU is present then differs, and runs the parity check); ``compute_capabilities``: TensorRT-RTX's
+    targets."""
     identity = {
         "format": ENGINE_FORMAT,
+        "runtime": runtime,
+        "compute_capabilities": list(compute_capabilities),
         "onnx_sha256": dict(sorted(onnx_sha256.items())),
         "tensorrt_version": tensorrt_version,
-        "device": device.to_dict(),
+        "device": device.to_dict() if device is not None else None,
         "profile": profile.to_dict(),
         "plugin": bool(plugin),
         "workspace_mib": workspace_mib,
@@ -295,8 +293,8 @@ def cache_key(*, onnx_sha256: dict[str, str], tensorrt_version: str, device: Dev
 class EngineSidecar:
     """What ``ENGINE.json`` says about an engine set."""
 
-    tensorrt_version: str
-    device: DeviceInfo
+    tensorrt_version: str  # of ``runtime``
+    device: DeviceInfo | None  # the GPU it was built on; None: built without one (TensorRT-RTX ahead of time)
     onnx_sha256: dict[str, str]  # per graph, of the ONNX file the engine was built from
     profile: BuildProfile
     plugin: bool
@@ -308,7 +306,18 @@ class EngineSidecar:
     package_version: str
     onnx_source: str = ""  # the export folder it was built from (for messages)
     options: dict[str, Any] = field(default_factory=dict)  # workspace_mib, optimization_level, timing_cache
-    parity: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)  # status ("passed" or "not run"), reason, results
+    runtime: str = "tensorrt"  # tensorrt or tensorrt-rtx (tensorrt_compat.RUNTIMES)
+    compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX's targets ("8.6", ...)
+
+    @property
+    def built_with(self) -> str:
+        """'tensorrt 10.9.0.34 on NVIDIA H100 ...' or 'tensorrt-rtx 1.7.1.116 for compute capabilities 8.0, 8.6'."""
+        if not self.compute_capabilities:
+            return f"{self.runtime} {self.tensorrt_version} on {self.device}"
+        where = f", built on {self.device}" if self.device is not None else ", built without a GPU"
+        return (f"{self.runtime} {self.tensorrt_version} for compute capabilities "
+                f"{', '.join(self.compute_capabilities)}{where}")
 
     @property
     def config(self) -> ModelConfig:
@@ -317,8 +326,10 @@ class EngineSidecar:
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": ENGINE_FORMAT,
+            "runtime": self.runtime,
             "tensorrt_version": self.tensorrt_version,
-            "device": self.device.to_dict(),
+            "compute_capabilities": self.compute_capabilities,
+            "device": self.device.to_dict() if self.device is not None else None,
             "onnx_sha256": self.onnx_sha256,
             "onnx_source": self.onnx_source,
             "profile": self.profile.to_dict(),
@@ -341,13 +352,16 @@ class EngineSidecar:
                                        "rebuild the engine with 'maskface build'")
         try:
             sidecar = cls(
-                tensorrt_version=str(data["tensorrt_version"]), device=DeviceInfo.from_dict(data["device"]),
+                tensorrt_version=str(data["tensorrt_version"]),
+                device=DeviceInfo.from_dict(data["device"]) if data["device"] is not None else None,
                 onnx_sha256=dict(data["onnx_sha256"]), profile=BuildProfile.from_dict(data["profile"]),
                 plugin=bool(data["plugin"]), precision=str(data["precision"]),
                 build_seconds=float(data["build_seconds"]), model=dict(data["model"]),
                 engines={g: dict(v) for g, v in data["engines"].items()}, cache_key=str(data["cache_key"]),
                 package_version=str(data["package_version"]), onnx_source=str(data.get("onnx_source", "")),
-                options=dict(data.get("options", {})), parity=dict(data.get("parity", {})))
+                options=dict(data.get("options", {})), parity=dict(data.get("parity", {})),
+                runtime=str(data.get("runtime", "tensorrt")),
+                compute_capabilities=[str(c) for c in data.get("compute_capabilities", [])])
             sidecar.config  # noqa: B018  (validates the model config)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise MaskfaceError(where, f"incomplete or invalid sidecar ({e}); rebuild the engine with "
@@ -402,12 +416,24 @@ def rebuild_hint(engine: str | Path, sidecar: EngineSidecar) -> str:
     return f"rebuild it here: maskface build {source} --out {engine}"
 
 
-def check_compatible(engine: str | Path, sidecar: EngineSidecar, tensorrt_version: str, device: DeviceInfo) -> None:
-    """Refuse an engine built for another TensorRT version or another GPU (TensorRT plans are specific to both)."""
+def check_compatible(engine: str | Path, sidecar: EngineSidecar, tensorrt_version: str, device: DeviceInfo, *,
+                     runtime: str = "tensorrt") -> None:
+    """Refuse an engine built by another runtime, another TensorRT version or for another GPU (TensorRT plans
+    are specific to the GPU model; TensorRT-RTX engines to their target compute capabilities)."""
     hint = rebuild_hint(engine, sidecar)
+    if sidecar.runtime != runtime:
+        raise MaskfaceError(engine, f"was built with {sidecar.runtime}, not {runtime}: open it with --backend "
+                                    f"{sidecar.runtime}, or {hint} --runtime {runtime}")
     if sidecar.tensorrt_version != tensorrt_version:
         raise MaskfaceError(engine, f"was built with TensorRT {sidecar.tensorrt_version}, this is TensorRT "
                                     f"{tensorrt_version}: engines do not move between TensorRT versions; {hint}")
-    if sidecar.device.compute_capability != device.compute_capability or sidecar.device.name != device.name:
+    if sidecar.compute_capabilities:
+        if device.compute_capability not in sidecar.compute_capabilities:
+            raise MaskfaceError(engine, f"was built for compute capabilities {', '.join(sidecar.compute_capabilities)}"
+                                        f", this GPU is {device}; {hint} --compute-capability "
+                                        f"{device.compute_capability}")
+        return
+    if sidecar.device is None or sidecar.device.compute_capability != device.compute_capability \
+            or sidecar.device.name != device.name:
         raise MaskfaceError(engine, f"was built for {sidecar.device}, this GPU is {device}: TensorRT engines "
                                     f"are specific to the GPU model; {hint}")

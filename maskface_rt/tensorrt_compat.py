@@ -1,36 +1,172 @@
-"""Loading TensorRT, and every call that differs between TensorRT 10.9+ and 11.x: the one place for both.
+"""Loading TensorRT or TensorRT-RTX, and every call that differs between them and between TensorRT 10.9+
+and 11.x: the one place for both.
 
-Written against the documented Python API of TensorRT 10.9 to 11.x (not run on this project's
-machines, where TensorRT cannot be installed). Nothing here imports torch.
+``RUNTIMES`` is the one table of what differs between the two runtimes (module, version rule, install
+hint, what each can do); the builder and the backends read it instead of testing names. TensorRT-RTX
+(``tensorrt_rtx`` 1.7.1) ran here, on the CPU; TensorRT itself cannot be installed on this project's
+machines, so its side is written against the documented Python API of TensorRT 10.9 to 11.x. Nothing
+here imports torch, nor TensorRT before it is asked for.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from maskface_rt.engine_format import check_tensorrt_version, parse_version
+from maskface_rt.engine_format import parse_version
 from maskface_rt.errors import MaskfaceError
 
-INSTALL_HINT = ("pip install 'maskface-rt[tensorrt]' (TensorRT 10.9+ and cuda-python; needs an NVIDIA GPU and "
-                "driver; see the README's TensorRT section)")
 SEVERITIES = ("internal error", "error", "warning", "info", "verbose")
 
 #: (severity name, message) -> None
 LogSink = Callable[[str, str], None]
 
 
+@dataclass(frozen=True)
+class TensorRTRuntime:
+    """One TensorRT flavour maskface builds engines with: what it is called, how to get it, what it can do."""
+
+    name: str  # --runtime / --backend
+    module: str  # what Python imports
+    label: str  # in messages
+    min_version: tuple[int, ...]
+    install_hint: str
+    #: builds ahead of time with no GPU present (its engines still run only on a GPU)
+    builds_without_gpu: bool
+    #: quickly deployable Python plugins (tensorrt.plugin) and NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS:
+    #: what the FusedAdaIN generator of a plugin export needs
+    python_plugins: bool
+    #: builder timing cache (TensorRT-RTX 1.2+ made its timing-cache calls no-ops, and without a GPU it cannot
+    #: read one back)
+    timing_cache: bool
+    #: pass NetworkDefinitionCreationFlag.STRONGLY_TYPED below this version (None: always, where the flag exists);
+    #: TensorRT 11 is strongly typed only and deprecates the flag
+    strongly_typed_flag_below: tuple[int, ...] | None
+    #: compute capability ("8.6") -> ComputeCapability member and the GPUs it covers; empty: a build is for
+    #: the GPU it runs on
+    compute_capabilities: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: what a build targets when none is asked for (the runtime's own default, left unset in the builder config)
+    default_compute_capabilities: tuple[str, ...] = ()
+
+    @property
+    def installed(self) -> bool:
+        """Whether ``import <module>`` would find something (without importing it)."""
+        if self.module in sys.modules:
+            return sys.modules[self.module] is not None
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+    def check_version(self, version: str) -> None:
+        """Refuse a release older than ``min_version``, saying what is needed."""
+        if parse_version(version)[:len(self.min_version)] < self.min_version:
+            raise MaskfaceError(None, f"{self.label} {version} is too old; maskface needs {self.label} "
+                                      f"{'.'.join(map(str, self.min_version))} or newer: {self.install_hint}")
+
+    def load(self) -> ModuleType:
+        """The runtime's module, checked for the version maskface needs, or a one-line error saying how to install it."""
+        try:
+            trt = importlib.import_module(self.module)
+        except ImportError as e:
+            raise MaskfaceError(None, f"{self.label} is not installed here ({e}); {self.install_hint}") from None
+        except OSError as e:  # the wheel is there but its shared libraries are not (stub or broken install)
+            raise MaskfaceError(None, f"{self.label} is installed but cannot be loaded ({e}); "
+                                      f"{self.install_hint}") from None
+        self.check_version(trt.__version__)
+        return trt
+
+    def network_flags(self, trt: ModuleType, plugin: bool) -> int:
+        """Flags of ``Builder.create_network``: strongly typed and, for the plugin graph, the AOT implementation
+        of Python plugins (the kernel's PTX is embedded in the engine, so running it needs no Python plugin code)."""
+        kinds = trt.NetworkDefinitionCreationFlag
+        flags = 0
+        below = self.strongly_typed_flag_below
+        if hasattr(kinds, "STRONGLY_TYPED") and (below is None or parse_version(trt.__version__) < below):
+            flags |= 1 << int(kinds.STRONGLY_TYPED)
+        if plugin:
+            if not self.python_plugins:
+                raise MaskfaceError(None, f"{self.label} has no Python plugin API: {PLUGIN_REFUSAL}")
+            flags |= 1 << int(kinds.PREFER_AOT_PYTHON_PLUGINS)
+        return flags
+
+    def compute_capability(self, value: str) -> str:
+        """'8.6', '86', 'sm86', 'sm_86' or 'SM86' -> '8.6', if this runtime can target it."""
+        text = value.strip().lower().removeprefix("sm").lstrip("_")
+        if text.isdigit() and len(text) >= 2:
+            text = f"{text[:-1]}.{text[-1]}"
+        if text in self.compute_capabilities:
+            return text
+        valid = ", ".join(f"{cc} ({gpus})" for cc, (_, gpus) in self.compute_capabilities.items())
+        extra = ("; Hopper (H100/H200, sm_90) is not a TensorRT-RTX target: build for it with --runtime tensorrt"
+                 if text == "9.0" else "")
+        raise ValueError(f"--compute-capability {value} is not a {self.label} target; valid: {valid}{extra}")
+
+
+PLUGIN_REFUSAL = ("the FusedAdaIN plugin generator cannot be built with it; export without --plugin "
+                  "('maskface export MODEL --out DIR [--fp16]') and build that with --no-plugin")
+
+RUNTIMES: dict[str, TensorRTRuntime] = {r.name: r for r in (
+    TensorRTRuntime(
+        name="tensorrt", module="tensorrt", label="TensorRT", min_version=(10, 9),
+        install_hint="pip install 'maskface-rt[tensorrt]' (TensorRT 10.9+ and cuda-python; needs an NVIDIA GPU "
+                     "and driver; see the README's TensorRT section)",
+        builds_without_gpu=False, python_plugins=True, timing_cache=True, strongly_typed_flag_below=(11,)),
+    TensorRTRuntime(
+        name="tensorrt-rtx", module="tensorrt_rtx", label="TensorRT-RTX", min_version=(1, 7),
+        install_hint="pip install 'maskface-rt[tensorrt-rtx]' (TensorRT for RTX 1.7+; builds on any machine, "
+                     "its engines run on RTX-class GPUs: Turing to Blackwell, not Hopper)",
+        builds_without_gpu=True, python_plugins=False, timing_cache=False, strongly_typed_flag_below=None,
+        compute_capabilities={
+            "7.5": ("SM75", "Turing: RTX 20xx, Quadro RTX, T4"),
+            "8.0": ("SM80", "Ampere: A100, A30"),
+            "8.6": ("SM86", "Ampere: RTX 30xx, RTX A-series, A10, A40"),
+            "8.9": ("SM89", "Ada: RTX 40xx, RTX Ada, L4, L40"),
+            "12.0": ("SM120", "Blackwell: RTX 50xx, RTX PRO Blackwell"),
+            "12.1": ("SM121", "Blackwell: GB10 / DGX Spark"),
+        },
+        # TensorRT-RTX's documented default: Ampere and later (8.0, 8.6, 8.9, 12.x); Turing only when asked for.
+        default_compute_capabilities=("8.0", "8.6", "8.9", "12.0", "12.1")),
+)}
+
+
+def installed_runtimes() -> list[TensorRTRuntime]:
+    """The runtimes importable here, in the table's order (TensorRT first)."""
+    return [r for r in RUNTIMES.values() if r.installed]
+
+
+def resolve_runtime(name: str | None) -> TensorRTRuntime:
+    """The runtime called ``name`` (ValueError when no such name), or, for None, the first one installed here
+    (a one-line error with how to install either when none is)."""
+    if name is not None:
+        if name not in RUNTIMES:
+            raise ValueError(f"--runtime {name} is unknown; valid: {', '.join(RUNTIMES)}")
+        return RUNTIMES[name]
+    found = installed_runtimes()
+    if not found:
+        hints = "; ".join(f"{r.label}: {r.install_hint}" for r in RUNTIMES.values())
+        raise MaskfaceError(None, f"neither TensorRT nor TensorRT-RTX is installed here. {hints}")
+    return found[0]
+
+
+def load_runtime(name: str | None) -> tuple[TensorRTRuntime, ModuleType]:
+    """The runtime (see ``resolve_runtime``) and its loaded module."""
+    try:
+        runtime = resolve_runtime(name)
+    except ValueError as e:
+        raise MaskfaceError(None, str(e)) from None
+    return runtime, runtime.load()
+
+
 def load_tensorrt() -> ModuleType:
     """``import tensorrt``, checked for the version maskface needs, or a one-line error saying how to install it."""
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise MaskfaceError(None, f"TensorRT is not installed here ({e}); {INSTALL_HINT}") from None
-    except OSError as e:  # the wheel is there but its shared libraries are not (stub or broken install)
-        raise MaskfaceError(None, f"TensorRT is installed but cannot be loaded ({e}); {INSTALL_HINT}") from None
-    check_tensorrt_version(trt.__version__)
-    return trt
+    return RUNTIMES["tensorrt"].load()
 
 
 def make_logger(trt: ModuleType, sink: LogSink | None = None, min_severity: str = "warning") -> Any:
@@ -53,23 +189,32 @@ def make_logger(trt: ModuleType, sink: LogSink | None = None, min_severity: str 
     return Logger()
 
 
-def last_error(logger: Any) -> str:
-    """The logger's last error, for a one-line message ('' when none)."""
+def logged_error(logger: Any) -> str:
+    """The error to report, as one line ('' when none), and the logger's errors forgotten: the FIRST error
+    logged since the last call. It is the cause; what follows it is consequence (TensorRT-RTX without a GPU
+    adds CUDA runtime errors after a failed engine deserialisation, e.g. 'cudaError 35: CUDA driver version
+    is insufficient')."""
     errors = getattr(logger, "errors", [])
-    return " ".join(errors[-1].split()) if errors else ""
+    first = " ".join(errors[0].split()) if errors else ""
+    more = f" (and {len(errors) - 1} more error{'s' if len(errors) > 2 else ''} in the log)" if len(errors) > 1 else ""
+    errors.clear()
+    return first + more
 
 
-def network_flags(trt: ModuleType, plugin: bool) -> int:
-    """Flags of ``Builder.create_network``: strongly typed (10.x needs the flag; 11.x is strongly typed only
-    and deprecates it) and, for the plugin graph, the AOT implementation of Python plugins (the kernel's
-    PTX is embedded in the engine, so running it needs no Python plugin code)."""
-    kinds = trt.NetworkDefinitionCreationFlag
-    flags = 0
-    if parse_version(trt.__version__)[0] < 11 and hasattr(kinds, "STRONGLY_TYPED"):
-        flags |= 1 << int(kinds.STRONGLY_TYPED)
-    if plugin:
-        flags |= 1 << int(kinds.PREFER_AOT_PYTHON_PLUGINS)
-    return flags
+def load_timing_cache(config: Any, path: Path) -> Any:
+    """The timing cache in ``path`` (an empty one when the file does not exist), or a one-line error naming the
+    file when TensorRT cannot read it: TensorRT only logs a warning and hands back an empty cache, so a
+    non-empty file whose cache serialises back to an empty cache's bytes was not read."""
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if not data:
+        return cache
+    empty = bytes(config.create_timing_cache(b"").serialize())
+    if cache is None or (data != empty and bytes(cache.serialize()) == empty):
+        raise MaskfaceError(path, "is not a timing cache TensorRT can read (corrupt, or written by another TensorRT "
+                                  "version); delete it or give another --timing-cache file (a missing file is "
+                                  "created)")
+    return cache
 
 
 def parser_errors(parser: Any) -> list[tuple[int, str, str, str]]:
@@ -83,12 +228,18 @@ def parser_errors(parser: Any) -> list[tuple[int, str, str, str]]:
     return errors
 
 
-def configure_builder(trt: ModuleType, config: Any, *, workspace_mib: int | None, optimization_level: int) -> None:
-    """Workspace limit, optimisation level and detailed profiling verbosity (for the engine inspector)."""
+def configure_builder(trt: ModuleType, config: Any, *, workspace_mib: int | None, optimization_level: int,
+                      compute_capabilities: tuple[str, ...] = ()) -> None:
+    """Workspace limit, optimisation level, detailed profiling verbosity (for the engine inspector) and, for
+    TensorRT-RTX, the target GPUs (ComputeCapability member names; none: the runtime's default)."""
     if workspace_mib is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mib) << 20)
     config.builder_optimization_level = int(optimization_level)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    if compute_capabilities:
+        config.num_compute_capabilities = len(compute_capabilities)
+        for i, member in enumerate(compute_capabilities):
+            config.set_compute_capability(getattr(trt.ComputeCapability, member), i)
 
 
 def create_shared_memory_context(trt: ModuleType, engine: Any) -> Any:

@@ -41,6 +41,16 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> P
 
 
 @pytest.fixture(scope="session")
+def tiny_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The fp16 (portable) ONNX export of ``tiny_model``."""
+    from maskface_rt.export.onnx_export import export_onnx
+
+    out = tmp_path_factory.mktemp("export-fp16") / "tiny64-onnx-fp16"
+    export_onnx(tiny_model, out, max_batch=16, fp16=True)
+    return out
+
+
+@pytest.fixture(scope="session")
 def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Randomly initialised metric networks saved like the published files (same names, keys and
     shapes, torch.save pickles), and a weights manifest with their sha256: (weights dir, manifest)."""

@@ -70,7 +70,8 @@ def test_valid_options_give_a_plan(tiny_export, tmp_path):
 ])
 def test_bad_options_are_refused_with_what_is_valid(tiny_export, tmp_path, out, options, message):
     with pytest.raises(BuildOptionError, match=message):
-        check_build_options(tiny_export, tmp_path / out, BuildOptions(**{"plugin": False, **options}))
+        check_build_options(tiny_export, tmp_path / out,
+                            BuildOptions(**{"plugin": False, "runtime": "tensorrt", **options}))
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
@@ -78,7 +79,8 @@ def test_flavour_mismatch_both_ways(plugin_flagged_export, tmp_path):
     with pytest.raises(BuildOptionError, match=r"is a plugin export \(FusedAdaIN nodes\); build it without "
                                                r"--no-plugin"):
         check_build_options(plugin_flagged_export, tmp_path / "faces.engine", BuildOptions(plugin=False))
-    assert check_build_options(plugin_flagged_export, tmp_path / "faces.engine", BuildOptions()).options.plugin
+    plan = check_build_options(plugin_flagged_export, tmp_path / "faces.engine", BuildOptions(runtime="tensorrt"))
+    assert plan.options.plugin and plan.runtime.name == "tensorrt" and plan.targets == ()
 
 
 def test_inputs_and_outputs_that_cannot_work(tiny_export, tmp_path):
@@ -134,7 +136,8 @@ def test_cli_refuses_bad_options_with_exit_2(tiny_export, tmp_path):
 
 def test_cli_without_tensorrt_says_how_to_install(tiny_export, tmp_path, monkeypatch):
     _no_tensorrt(monkeypatch)
-    done = _cli(str(tiny_export), "--out", str(tmp_path / "faces.engine"), "--no-plugin", "--json")
+    done = _cli(str(tiny_export), "--out", str(tmp_path / "faces.engine"), "--no-plugin", "--json",
+                "--runtime", "tensorrt")
     assert done.exit_code == 1 and isinstance(done.exception, MaskfaceError)  # cli.main prints it as one line
     assert "TensorRT is not installed here" in str(done.exception)
     assert "pip install 'maskface-rt[tensorrt]'" in str(done.exception)

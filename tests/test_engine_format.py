@@ -9,11 +9,12 @@ import pytest
 from maskface_rt.config import preset
 from maskface_rt.engine_format import (
     ENGINE_FORMAT, BuildProfile, DeviceInfo, EngineSidecar, TensorInfo, cache_key, check_compatible,
-    check_engine_io, check_tensorrt_version, engine_files, layer_info_path, parse_version, plan_batches,
+    check_engine_io, engine_files, layer_info_path, parse_version, plan_batches,
     profile_shapes, read_sidecar, sidecar_path, tensor_shape, verify_engine_files, write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
+from maskface_rt.tensorrt_compat import RUNTIMES
 
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")
 CONFIG = preset("tiny-64")
@@ -35,11 +36,12 @@ def test_versions():
     assert parse_version("10.9.0.34") == (10, 9, 0, 34)
     assert parse_version("11.1.0") == (11, 1, 0)
     assert parse_version("10.13.0.post1") == (10, 13, 0)
-    check_tensorrt_version("10.9.0.34")
-    check_tensorrt_version("11.4.0")
+    RUNTIMES["tensorrt"].check_version("10.9.0.34")
+    RUNTIMES["tensorrt"].check_version("11.4.0")
     with pytest.raises(MaskfaceError, match=r"TensorRT 10\.8\.0\.43 is too old; .* 10\.9 or newer: pip install "
                                             r"'maskface-rt\[tensorrt\]'"):
-        check_tensorrt_version("10.8.0.43")
+        RUNTIMES["tensorrt"].check_version("10.8.0.43")
+    RUNTIMES["tensorrt-rtx"].check_version("1.7.1.116")  # TensorRT-RTX numbers its releases 1.x
     with pytest.raises(ValueError):
         parse_version("abc")
 
@@ -142,10 +144,13 @@ def test_cache_key_is_stable_and_covers_every_input():
         "workspace_mib": 4096,
         "optimization_level": 5,
         "package_version": "0.2.0",
+        "runtime": "tensorrt-rtx",
+        "compute_capabilities": ("8.6",),
     }
     keys = {name: cache_key(**{**KEY_ARGS, name: value}) for name, value in changes.items()}
     assert key not in keys.values() and len(set(keys.values())) == len(changes)
     assert cache_key(**{**KEY_ARGS, "device": DeviceInfo(H100.name, "8.0")}) != key
+    assert cache_key(**{**KEY_ARGS, "device": None}) not in (key, *keys.values())  # TensorRT-RTX without a GPU
 
 
 def _sidecar(tmp_path, **changes):
@@ -262,3 +267,19 @@ def test_engine_io_check():
                         CONFIG, "g.engine")
     check_engine_io("style_encoder", [TensorInfo("latent", True, np.dtype(np.float32), (-1, 16)),
                                       TensorInfo("style", False, np.dtype(np.float32), (-1, 32))], CONFIG, "f.engine")
+
+
+def test_compatibility_of_tensorrt_rtx_engines(tmp_path):
+    engine, sidecar = _sidecar(tmp_path, runtime="tensorrt-rtx", tensorrt_version="1.7.1.116", device=None,
+                               compute_capabilities=["8.6", "8.9"])
+    write_sidecar(engine, sidecar)
+    assert read_sidecar(engine) == sidecar  # device None and the targets survive the round trip
+    rtx_4090 = DeviceInfo("NVIDIA GeForce RTX 4090", "8.9")
+    check_compatible(engine, sidecar, "1.7.1.116", rtx_4090, runtime="tensorrt-rtx")
+    with pytest.raises(MaskfaceError, match=r"was built with tensorrt-rtx, not tensorrt: open it with --backend "
+                                            r"tensorrt-rtx"):
+        check_compatible(engine, sidecar, "10.9.0.34", rtx_4090)
+    with pytest.raises(MaskfaceError, match=r"was built for compute capabilities 8\.6, 8\.9, this GPU is NVIDIA H100 "
+                                            r".*--compute-capability 9\.0"):
+        check_compatible(engine, sidecar, "1.7.1.116", H100, runtime="tensorrt-rtx")
+    assert "for compute capabilities 8.6, 8.9, built without a GPU" in sidecar.built_with

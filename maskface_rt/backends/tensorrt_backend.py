@@ -120,7 +120,7 @@ class EngineRunner:
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise MaskfaceError(where, f"TensorRT could not deserialize the {graph} engine "
-                                       f"({tensorrt_compat.last_error(logger) or 'see the log above'})")
+                                       f"({tensorrt_compat.logged_error(logger) or 'see the log above'})")
         check_engine_io(graph, self._io(), config, where)
         self._check_profile()
         self.policy = CudaGraphPolicy(cuda_graphs)
@@ -162,7 +162,7 @@ class EngineRunner:
         context = self._compat.create_shared_memory_context(self.trt, self.engine)
         if context is None:
             raise MaskfaceError(self.where, f"TensorRT could not create an execution context for the {self.graph} "
-                                            f"({self._compat.last_error(self._logger) or 'see the log above'})")
+                                            f"({self._compat.logged_error(self._logger) or 'see the log above'})")
         self._compat.set_device_memory(context, self._scratch, self._scratch_size)
         for name in self.inputs:
             if not context.set_input_shape(name, tensor_shape(name, self.config, batch)):
@@ -189,7 +189,7 @@ class EngineRunner:
 
         if not enqueue():
             raise MaskfaceError(self.where, f"TensorRT failed to run the {self.graph} at batch {batch} "
-                                            f"({self._compat.last_error(self._logger) or 'see the log above'})")
+                                            f"({self._compat.logged_error(self._logger) or 'see the log above'})")
         if step is GraphStep.WARM_UP_AND_CAPTURE:
             self.cuda.synchronize()  # the warm-up has finished (and any error surfaced) before capturing
             ctx.graph = self.cuda.capture(enqueue)
