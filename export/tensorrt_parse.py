@@ -9,7 +9,6 @@ importing any node once one is refused, the portable twin of that generator is p
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,8 +19,6 @@ from maskface_rt.export.engine_builder import OnnxParseError, format_parser_erro
 from maskface_rt.export_format import graph_file
 from maskface_rt.kernels.onnx_op import OP_TYPE
 
-#: (module, name shown to users), in the order they are tried.
-RUNTIMES = (("tensorrt", "TensorRT"), ("tensorrt_rtx", "TensorRT-RTX"))
 PLUGIN_NOT_FOUND = "Plugin not found"
 
 
@@ -49,44 +46,49 @@ class ParseCheck:
                 "skipped": self.skipped}
 
 
-def _parser(trt: ModuleType) -> tuple[Any, Any, Any]:
+Parser = tuple[tensorrt_compat.TensorRTRuntime, ModuleType]
+
+
+def _parser(parser: Parser) -> tuple[Any, Any, Any]:
     """(logger, parser, builder and network to keep alive while it parses): a strongly typed network's parser."""
+    runtime, trt = parser
     logger = tensorrt_compat.make_logger(trt)
     builder = trt.Builder(logger)
-    network = builder.create_network(tensorrt_compat.network_flags(trt, plugin=False))
+    network = builder.create_network(runtime.network_flags(trt, plugin=False))
     return logger, trt.OnnxParser(network, logger), (builder, network)
 
 
-def find_parser() -> tuple[ModuleType | None, str, str]:
-    """(module, runtime name, '') of the first runtime whose parser can be made, or (None, '', why not)."""
+def find_parser() -> tuple[Parser | None, str]:
+    """((runtime, module), '') of the first runtime of ``tensorrt_compat.RUNTIMES`` whose parser can be made
+    here, or (None, why not)."""
     reasons = []
-    for module, name in RUNTIMES:
+    for runtime in tensorrt_compat.RUNTIMES.values():
+        if not runtime.installed:
+            reasons.append(f"{runtime.module} is not installed")
+            continue
         try:
-            trt = importlib.import_module(module)
-            _parser(trt)
-        except ImportError:
-            reasons.append(f"{module} is not installed")
-            continue
+            parser = (runtime, runtime.load())
+            _parser(parser)
         except Exception as e:  # noqa: BLE001 -- a broken install or TensorRT without a GPU: try the next one
-            reasons.append(f"{module} could not make a parser ({' '.join(str(e).split()) or type(e).__name__})")
+            reasons.append(f"{runtime.module} could not make a parser ({' '.join(str(e).split()) or type(e).__name__})")
             continue
-        return trt, name, ""
-    return None, "", "; ".join(reasons)
+        return parser, ""
+    return None, "; ".join(reasons)
 
 
-def parse_errors(trt: ModuleType, path: Path) -> list[tuple[int, str, str, str]]:
+def parse_errors(parser: Parser, path: Path) -> list[tuple[int, str, str, str]]:
     """(node index, name, operator, description) of each error the parser reports on ``path`` ([]: parsed)."""
-    logger, parser, _alive = _parser(trt)
-    if parser.parse_from_file(str(path)):
+    logger, onnx_parser, _alive = _parser(parser)
+    if onnx_parser.parse_from_file(str(path)):
         return []
-    return tensorrt_compat.parser_errors(parser) or [(-1, "", "", tensorrt_compat.last_error(logger)
-                                                      or "the parser refused the graph and reported no error")]
+    return tensorrt_compat.parser_errors(onnx_parser) or [(-1, "", "", tensorrt_compat.logged_error(logger)
+                                                           or "the parser refused the graph and reported no error")]
 
 
-def check_graph(trt: ModuleType, path: Path, where: str, *, plugin: bool = False) -> str:
+def check_graph(parser: Parser, path: Path, where: str, *, plugin: bool = False) -> str:
     """Parse one graph; the verdict, or OnnxParseError naming ``where`` and the first node refused.
     ``plugin``: "Plugin not found" on FusedAdaIN nodes is accepted (and only that)."""
-    errors = parse_errors(trt, path)
+    errors = parse_errors(parser, path)
     missing = [e for e in errors if plugin and e[2] == OP_TYPE and PLUGIN_NOT_FOUND in e[3]]
     refused = [e for e in errors if e not in missing]
     if refused:
@@ -100,13 +102,14 @@ def check_graph(trt: ModuleType, path: Path, where: str, *, plugin: bool = False
 def check_export(folder: Path, graphs: tuple[str, ...], *, plugin: bool = False,
                  portable_generator: Path | None = None) -> ParseCheck:
     """Parse each ``folder/<graph>.onnx`` (and, for a plugin export, the portable twin of its generator)."""
-    trt, name, why = find_parser()
-    if trt is None:
+    parser, why = find_parser()
+    if parser is None:
         return ParseCheck(skipped=why)
-    result = ParseCheck(runtime=name, version=str(trt.__version__))
+    result = ParseCheck(runtime=parser[0].label, version=str(parser[1].__version__))
     for graph in graphs:
         path = folder / graph_file(graph)
-        result.graphs[graph] = check_graph(trt, path, path.name, plugin=plugin and graph == "generator")
+        result.graphs[graph] = check_graph(parser, path, path.name, plugin=plugin and graph == "generator")
     if portable_generator is not None:
-        result.graphs["generator_portable"] = check_graph(trt, portable_generator, "generator.onnx (portable twin)")
+        result.graphs["generator_portable"] = check_graph(parser, portable_generator,
+                                                          "generator.onnx (portable twin)")
     return result

@@ -131,7 +131,10 @@ def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path):
 
 @pytest.fixture
 def trt():
-    return pytest.importorskip("tensorrt_rtx")
+    """(runtime, module) of TensorRT-RTX, as ``tensorrt_parse.find_parser`` gives them."""
+    from maskface_rt.tensorrt_compat import RUNTIMES
+
+    return RUNTIMES["tensorrt-rtx"], pytest.importorskip("tensorrt_rtx")
 
 
 def test_the_parser_passes_a_clean_graph_and_refuses_a_uint8_intermediate(trt, tmp_path):
@@ -184,7 +187,7 @@ def test_the_parser_accepts_every_graph_of_the_tiny_export(trt, tiny_export):
     from maskface_rt.export.tensorrt_parse import check_export
 
     result = check_export(tiny_export, GRAPHS)
-    assert result.runtime == "TensorRT-RTX" and result.version == trt.__version__
+    assert result.runtime == "TensorRT-RTX" and result.version == trt[1].__version__
     assert result.graphs == {graph: "parsed" for graph in GRAPHS}
 
 
@@ -195,9 +198,13 @@ def test_the_parser_accepts_every_graph_of_the_bundled_demo_model(trt):
 
 
 def test_the_export_says_whether_the_parser_ran(monkeypatch):
+    import dataclasses
+
+    from maskface_rt import tensorrt_compat
     from maskface_rt.export import tensorrt_parse
 
-    monkeypatch.setattr(tensorrt_parse, "RUNTIMES", (("no_such_tensorrt_module", "TensorRT"),))
+    missing = dataclasses.replace(tensorrt_compat.RUNTIMES["tensorrt"], module="no_such_tensorrt_module")
+    monkeypatch.setattr(tensorrt_compat, "RUNTIMES", {"tensorrt": missing})
     result = tensorrt_parse.check_export(Path("unused"), GRAPHS)
     assert not result.ran and result.skipped == "no_such_tensorrt_module is not installed"
     assert result.line() == "TensorRT parse check: not run (no_such_tensorrt_module is not installed)"
