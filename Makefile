@@ -45,3 +45,11 @@ demo-model: $(VENV)/.installed-test
 		--lr-decay-start $(DEMO_DECAY_START) --lr-decay-steps $$(($(DEMO_FINAL_STEPS) - $(DEMO_DECAY_START)))
 	$(VENV)/bin/maskface export $(DEMO_RUN)/model.safetensors --out out/demo-model-export
 	@echo "check it (README: demo model), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
+
+# The GPU validation run (../shared/GPU.md): every GPU figure into $(GPU_CHECK_OUT) (summary.json, summary.md,
+# logs.tar.gz), under 8 minutes on an H100/H200; uses the python on PATH (no venv is made on that machine).
+# GPU_CHECK_DRY=1 rehearses it on the CPU.
+GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),out/gpu-check)
+.PHONY: gpu-check
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)

@@ -287,7 +287,9 @@ def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
                                                                         "(default: the bundled demo model).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto, onnxruntime, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the "
+                          "runtime that built it).")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     styles: Annotated[int, typer.Option("--styles", "-k", help="Styles per mask (indices 0..K-1).")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,

@@ -71,6 +71,7 @@ def checks(with_torch: bool = True) -> list[Check]:
     from maskface_rt.backends.tensorrt_backend import available as trt_available
 
     result.append(Check("backend tensorrt", *trt_available()))
+    result.append(Check("backend tensorrt-rtx", *trt_available("tensorrt-rtx")))
     for module, hint in (("triton", "pip install triton (Linux, for the fused kernel)"),
                          ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
                          ("onnx", "pip install onnx")):

@@ -56,7 +56,9 @@ def run(
     metrics: Annotated[Optional[str], typer.Option(
         "--metrics", help="Comma-separated: consistency, diversity, lpips, fid, kid, parity. Default: all that can "
                           "run here (missing weights skip a metric; named metrics must run).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="auto, onnxruntime, torch or tensorrt.")] = "auto",
+    backend: Annotated[str, typer.Option(
+        "--backend", help="auto, onnxruntime, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the "
+                          "runtime that built it).")] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (backend and metric networks).")] = "auto",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Masks: the first N of the split.")] = 100,
     styles: Annotated[int, typer.Option("--styles", "-k", min=2, help="Styles per mask (indices 0..K-1).")] = 10,

@@ -13,15 +13,18 @@ from maskface_rt.backends.base import GeneratorBackend, latent_for_style
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST
 
-__all__ = ["BACKENDS", "GeneratorBackend", "ModelKind", "latent_for_style", "model_kind", "open_backend"]
+__all__ = ["BACKENDS", "ENGINE_BACKENDS", "GeneratorBackend", "ModelKind", "latent_for_style", "model_kind",
+           "open_backend"]
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt", "tensorrt-rtx")
+#: Backends that run engines (maskface build), each its own runtime (the sidecar says which built them).
+ENGINE_BACKENDS = ("tensorrt", "tensorrt-rtx")
 
 
 class ModelKind(str, Enum):
     CHECKPOINT = "checkpoint"  # a .safetensors model file (maskface train)
     ONNX_EXPORT = "onnx-export"  # a folder made by maskface export
-    ENGINE = "engine"  # a TensorRT .engine file
+    ENGINE = "engine"  # a TensorRT or TensorRT-RTX .engine file
 
 
 def model_kind(model: Path) -> ModelKind:
@@ -49,44 +52,57 @@ def _torch_importable() -> bool:
     return available()[0]
 
 
-def resolve_backend_name(kind: ModelKind, backend: str) -> str:
-    """The runtime for a model: 'auto' takes the fastest that can run it here."""
+def resolve_backend_name(kind: ModelKind, backend: str, model: Path | None = None) -> str:
+    """The runtime for a model: 'auto' takes the fastest that can run it here; for an engine, the runtime its
+    sidecar names (``model``; TensorRT when it names none)."""
     if backend not in BACKENDS:
         raise MaskfaceError(None, f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
     if backend == "auto":
         backend = {ModelKind.CHECKPOINT: "torch", ModelKind.ONNX_EXPORT: "onnxruntime",
-                   ModelKind.ENGINE: "tensorrt"}[kind]
-    needs = {"torch": ModelKind.CHECKPOINT, "onnxruntime": ModelKind.ONNX_EXPORT, "tensorrt": ModelKind.ENGINE}
+                   ModelKind.ENGINE: _engine_runtime(model)}[kind]
+    needs = {"torch": ModelKind.CHECKPOINT, "onnxruntime": ModelKind.ONNX_EXPORT} | dict.fromkeys(
+        ENGINE_BACKENDS, ModelKind.ENGINE)
+    if backend not in needs:  # an engine's sidecar names a runtime this version does not know
+        raise MaskfaceError(model, f"was built for the runtime {backend!r}; this maskface runs engines of "
+                                   f"{', '.join(ENGINE_BACKENDS)}")
     if needs[backend] is not kind:
         hint = {"onnxruntime": "export it first: maskface export MODEL --out DIR",
-                "torch": "the torch backend runs .safetensors checkpoints",
-                "tensorrt": "the tensorrt backend runs .engine files"}[backend]
+                "torch": "the torch backend runs .safetensors checkpoints"}.get(
+                    backend, f"the {backend} backend runs .engine files")
         raise MaskfaceError(None, f"backend {backend} cannot run a {kind.value}; {hint}")
     if backend == "torch" and not _torch_importable():
         raise MaskfaceError(None, "a .safetensors checkpoint needs torch (pip install 'maskface-rt[train]'), "
                                   "or export it on a machine with torch and use the onnxruntime backend")
-    if backend == "tensorrt":
+    if backend in ENGINE_BACKENDS:
         from maskface_rt.backends.tensorrt_backend import available
 
-        ok, detail = available()
+        ok, detail = available(backend)
         if not ok:
-            raise MaskfaceError(None, f"the tensorrt backend cannot run here: {detail}")
+            raise MaskfaceError(None, f"the {backend} backend cannot run here: {detail}")
     return backend
+
+
+def _engine_runtime(engine: Path | None) -> str:
+    if engine is None:
+        return "tensorrt"
+    from maskface_rt.tensorrt_compat import sidecar_runtime
+
+    return sidecar_runtime(engine)
 
 
 def open_backend(model: str | Path, backend: str = "auto", *, device: str = "auto") -> GeneratorBackend:
     """Open ``model`` on the named backend ('auto': the fastest that can run it here)."""
     model = Path(model)
     kind = model_kind(model)
-    name = resolve_backend_name(kind, backend)
+    name = resolve_backend_name(kind, backend, model)
     if name == "onnxruntime":
         from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(model if model.is_dir() else model.parent, device=device)
-    if name == "tensorrt":
+    if name in ENGINE_BACKENDS:
         from maskface_rt.backends.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend(model, device=device)
+        return TensorRTBackend(model, runtime=name, device=device)
     from maskface_rt.backends.torch_backend import TorchBackend
 
     return TorchBackend(model, device=device)

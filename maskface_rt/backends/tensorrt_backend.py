@@ -1,4 +1,7 @@
-"""TensorRT backend: the engines of ``maskface build`` (generator, style encoder, style decoder) on one GPU.
+"""TensorRT backend: the engines of ``maskface build`` (generator, style encoder, style decoder) on one GPU,
+with TensorRT or TensorRT for RTX (``runtime``: "tensorrt" or "tensorrt-rtx"; what differs between the two
+lives in ``tensorrt_compat``: loading, engine checks, how execution contexts are made, who captures CUDA graphs,
+RTX's runtime cache of just-in-time compiled kernels in ENGINE.runtime-cache).
 
 Per engine (``EngineRunner``):
 
@@ -7,11 +10,13 @@ Per engine (``EngineRunner``):
 - one execution context per batch size in use, all sharing one scratch allocation (they run one after
   another on one stream). A context's input shapes never change, so each can own a CUDA graph: the first
   run of a batch size is a plain enqueue (TensorRT's warm-up) followed by a capture, later runs replay
-  it; where capture fails that size runs plain (``CudaGraphPolicy``);
+  it; where capture fails that size runs plain (``CudaGraphPolicy``). With TensorRT-RTX the runtime captures
+  and replays instead (its CUDA-graph strategy) and the backend's own capture is off;
 - calls above the profile's max batch are split, chunks below its min padded (``plan_batches``).
 
 The sidecar is checked before anything is loaded: an engine without one, or built for another GPU or
-TensorRT version, is refused with the command that rebuilds it. Never imports torch (torch tensors are
+TensorRT version, or for the other runtime, is refused with the command that rebuilds it (TensorRT-RTX engines:
+the runtime's own validity check). Never imports torch (torch tensors are
 used for buffers only when torch is already loaded, see ``cuda_device``).
 
 The TensorRT and CUDA calls here are written against the documented APIs and were not run on this
@@ -33,7 +38,7 @@ from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device, parse
 from maskface_rt.config import ModelConfig
 from maskface_rt.engine_format import (
     GRAPH_IO, TENSOR_DTYPES, BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io,
-    plan_batches, read_sidecar, tensor_shape, verify_engine_files,
+    plan_batches, read_sidecar, rebuild_hint, tensor_shape, verify_engine_files,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import IMAGE, LABELS, LATENT, STYLE
@@ -42,19 +47,20 @@ from maskface_rt.export_format import IMAGE, LABELS, LATENT, STYLE
 CUDA_GRAPHS_ENV = "MASKFACE_CUDA_GRAPHS"
 
 
-def available() -> tuple[bool, str]:
-    """Whether the tensorrt backend can run here (TensorRT and a way to make CUDA buffers), without torch."""
+def available(runtime: str = "tensorrt") -> tuple[bool, str]:
+    """Whether the backend of ``runtime`` ("tensorrt" or "tensorrt-rtx") can run here (the runtime and a way
+    to make CUDA buffers), without torch."""
     from maskface_rt.backends import cuda_device
-    from maskface_rt.tensorrt_compat import load_tensorrt
+    from maskface_rt.tensorrt_compat import load_engine_runtime, runtime_label
 
     try:
-        trt = load_tensorrt()
+        trt = load_engine_runtime(runtime)
     except MaskfaceError as e:
         return False, str(e)
     ok, detail = cuda_device.available()
     if not ok:
-        return False, f"tensorrt {trt.__version__} found, but {detail}"
-    return True, f"tensorrt {trt.__version__}, {detail}"
+        return False, f"{runtime_label(runtime, trt)} found, but {detail}"
+    return True, f"{runtime_label(runtime, trt)}, {detail}"
 
 
 def cuda_graphs_default() -> bool:
@@ -111,7 +117,8 @@ class EngineRunner:
 
     def __init__(self, trt: Any, runtime: Any, engine_bytes: bytes, graph: str, config: ModelConfig,
                  profile: BuildProfile, cuda: CudaDevice, *, cuda_graphs: bool = True,
-                 where: str | Path = "", logger: Any = None) -> None:
+                 where: str | Path = "", logger: Any = None, runtime_name: str = "tensorrt",
+                 cache_file: Any = None) -> None:
         from maskface_rt import tensorrt_compat
 
         self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
@@ -123,11 +130,14 @@ class EngineRunner:
                                        f"({tensorrt_compat.logged_error(logger) or 'see the log above'})")
         check_engine_io(graph, self._io(), config, where)
         self._check_profile()
-        self.policy = CudaGraphPolicy(cuda_graphs)
+        self.contexts = tensorrt_compat.ExecutionContexts(trt, runtime_name, self.engine, cuda_graphs=cuda_graphs,
+                                                          cache_file=cache_file)
+        self.policy = CudaGraphPolicy(self.contexts.own_cuda_graphs)
         self.buffers: dict[str, Any] = {}  # allocated on the first run (inspecting an engine needs none)
         self._scratch_size = 0
         self._scratch = 0
         self._contexts: dict[int, _BatchContext] = {}
+        self._first_run: set[int] = set()  # batch sizes whose context has not run yet
 
     def _io(self) -> list[TensorInfo]:
         engine, trt = self.engine, self.trt
@@ -159,7 +169,7 @@ class EngineRunner:
         found = self._contexts.get(batch)
         if found is not None:
             return found
-        context = self._compat.create_shared_memory_context(self.trt, self.engine)
+        context = self.contexts.create()
         if context is None:
             raise MaskfaceError(self.where, f"TensorRT could not create an execution context for the {self.graph} "
                                             f"({self._compat.logged_error(self._logger) or 'see the log above'})")
@@ -175,6 +185,7 @@ class EngineRunner:
             raise MaskfaceError(self.where, f"the {self.graph} engine's output {self.output!r} is {list(out_shape)} at "
                                             f"batch {batch}, expected {list(want)}")
         self._contexts[batch] = _BatchContext(context)
+        self._first_run.add(batch)
         return self._contexts[batch]
 
     def _execute(self, batch: int) -> None:
@@ -194,6 +205,10 @@ class EngineRunner:
             self.cuda.synchronize()  # the warm-up has finished (and any error surfaced) before capturing
             ctx.graph = self.cuda.capture(enqueue)
             self.policy.record(batch, ctx.graph is not None)
+        if batch in self._first_run:
+            self._first_run.discard(batch)
+            self.cuda.synchronize()
+            self.contexts.after_first_run()
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """The graph's output for any number of rows (split and padded to the profile)."""
@@ -224,28 +239,37 @@ class EngineRunner:
 
     def close(self) -> None:
         self._contexts.clear()
+        self.contexts.close()
         self.engine = None
 
 
 class TensorRTBackend(GeneratorBackend):
-    """The engine set of ``maskface build`` (ENGINE + its style encoder and decoder engines + sidecar)."""
+    """The engine set of ``maskface build`` (ENGINE + its style encoder and decoder engines + sidecar), run by
+    ``runtime``: "tensorrt" or "tensorrt-rtx" (what the sidecar says the engines were built for)."""
 
     name = "tensorrt"
 
-    def __init__(self, engine: str | Path, *, device: str = "auto", cuda_graphs: bool | None = None,
-                 cuda_implementation: str | None = None) -> None:
-        from maskface_rt.tensorrt_compat import load_tensorrt, make_logger
+    def __init__(self, engine: str | Path, *, runtime: str = "tensorrt", device: str = "auto",
+                 cuda_graphs: bool | None = None, cuda_implementation: str | None = None) -> None:
+        from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
 
         engine = Path(engine)
         index = parse_device(device)
         self.sidecar: EngineSidecar = read_sidecar(engine)
         super().__init__(self.sidecar.config, str(engine))
+        built_for = self.sidecar.runtime
+        if built_for != runtime:
+            raise MaskfaceError(engine, f"was built for {built_for}, not {runtime}: run it with --backend {built_for} "
+                                        f"(or auto), or {rebuild_hint(engine, self.sidecar)} --runtime {runtime}")
+        self.name = runtime
         self.files = verify_engine_files(engine, self.sidecar)
-        self.trt = load_tensorrt()
+        self.trt = load_engine_runtime(runtime)
         self.cuda = open_cuda_device(index, cuda_implementation)
         self._runners: dict[str, EngineRunner] = {}
         try:
-            check_compatible(engine, self.sidecar, self.trt.__version__, self.cuda.info)
+            # TensorRT: the GPU model; TensorRT-RTX: the target compute capabilities (and its runtime's own
+            # verdict per engine file, in _runner)
+            check_compatible(engine, self.sidecar, self.trt.__version__, self.cuda.info, runtime=runtime)
             self.logger = make_logger(self.trt, _print_to_stderr, "error")
             self.runtime = self.trt.Runtime(self.logger)
             self.cuda_graphs = cuda_graphs_default() if cuda_graphs is None else cuda_graphs
@@ -257,11 +281,19 @@ class TensorRTBackend(GeneratorBackend):
 
     def _runner(self, graph: str) -> EngineRunner:
         """The engine of ``graph``, loaded on first use (the style decoder only runs for reference photos)."""
+        from maskface_rt import tensorrt_compat
+
         runner = self._runners.get(graph)
         if runner is None:
             path = self.files[graph]
-            runner = EngineRunner(self.trt, self.runtime, path.read_bytes(), graph, self.config, self.sidecar.profile,
-                                  self.cuda, cuda_graphs=self.cuda_graphs, where=path, logger=self.logger)
+            blob = path.read_bytes()
+            if self.name == tensorrt_compat.TENSORRT_RTX:
+                tensorrt_compat.check_engine_validity(self.trt, self.runtime, blob, path,
+                                                      rebuild_hint(self.model_path, self.sidecar), _warn)
+            cache = tensorrt_compat.RuntimeCacheFile(tensorrt_compat.runtime_cache_path(path), _warn)
+            runner = EngineRunner(self.trt, self.runtime, blob, graph, self.config, self.sidecar.profile,
+                                  self.cuda, cuda_graphs=self.cuda_graphs, where=path, logger=self.logger,
+                                  runtime_name=self.name, cache_file=cache)
             self._runners[graph] = runner
         return runner
 
@@ -269,7 +301,7 @@ class TensorRTBackend(GeneratorBackend):
     def description(self) -> str:
         plugin = " +FusedAdaIN" if self.sidecar.plugin else ""
         graphs = " cuda-graphs" if self.cuda_graphs else ""
-        return f"tensorrt {self.trt.__version__} {self.device_name} {self.sidecar.precision}{plugin}{graphs}"
+        return f"{self.name} {self.trt.__version__} {self.device_name} {self.sidecar.precision}{plugin}{graphs}"
 
     @property
     def max_batch(self) -> int | None:
@@ -299,3 +331,9 @@ def _print_to_stderr(severity: str, message: str) -> None:
     import sys
 
     sys.stderr.write(f"TensorRT {severity}: {message}\n")
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    sys.stderr.write(f"warning: {message}\n")

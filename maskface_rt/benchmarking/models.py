@@ -51,7 +51,7 @@ class ModelSource:
     max_batch: int
     description: str
     exports: dict[tuple[str, bool], Path] = field(default_factory=dict)
-    engines: dict[bool, Path] = field(default_factory=dict)
+    engines: dict[tuple[str, bool], Path] = field(default_factory=dict)  # (runtime, plugin) -> engine
 
     @classmethod
     def open(cls, model: Path | None, preset_name: str, scratch: Path, max_batch: int, seed: int = 0) -> ModelSource:
@@ -106,17 +106,19 @@ class ModelSource:
             self.exports[key] = out
         return self.exports[key]
 
-    def engine(self, plugin: bool, device: str) -> Path:
-        """TensorRT fp16 engines (``maskface build``) for batch 1..max_batch, optimised for max_batch; the
-        generator's path."""
-        if plugin not in self.engines:
+    def engine(self, plugin: bool, device: str, runtime: str = "tensorrt") -> Path:
+        """TensorRT (or TensorRT-RTX) fp16 engines (``maskface build``) for batch 1..max_batch, optimised for
+        max_batch; the generator's path."""
+        key = (runtime, plugin)
+        if key not in self.engines:
             from maskface_rt.export.engine_builder import BuildOptions, build_engine
 
-            out = self.scratch / f"generator-fp16{'-plugin' if plugin else ''}.engine"
+            out = self.scratch / f"generator-{runtime}-fp16{'-plugin' if plugin else ''}.engine"
+            chosen = {"runtime": runtime} if runtime != "tensorrt" else {}  # the builder's default: TensorRT
             options = BuildOptions(min_batch=1, opt_batch=self.max_batch, max_batch=self.max_batch, plugin=plugin,
-                                   device=device)
-            self.engines[plugin] = Path(build_engine(self.export("fp16", plugin), out, options).engine)
-        return self.engines[plugin]
+                                   device=device, **chosen)
+            self.engines[key] = Path(build_engine(self.export("fp16", plugin), out, options).engine)
+        return self.engines[key]
 
     def flops_graph(self) -> Path | None:
         """A generator graph to count FLOPs from: a portable export already made (ONNX shape inference

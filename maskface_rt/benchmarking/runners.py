@@ -13,6 +13,7 @@ torch, onnxruntime and tensorrt are imported only inside the runners that use th
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib.util
 import shutil
 from dataclasses import dataclass
@@ -321,14 +322,15 @@ class OnnxRuntimeRunner(Runner):
 
 class TensorRTRunner(Runner):
     """A TensorRT fp16 engine (strongly typed, from the fp16 export; with ``plugin`` the generator's
-    AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) in the package's tensorrt backend."""
+    AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) in the package's tensorrt backend; with
+    ``runtime="tensorrt-rtx"`` a TensorRT-RTX engine of the portable graph."""
 
     family = "tensorrt"
     precision = "fp16"
 
-    def __init__(self, ctx: RunnerContext, name: str, plugin: bool) -> None:
+    def __init__(self, ctx: RunnerContext, name: str, plugin: bool, runtime: str = "tensorrt") -> None:
         super().__init__(ctx, name)
-        self.plugin = plugin
+        self.plugin, self.runtime = plugin, runtime
         self.timer: _EngineOnDevice | None = None
         self.backend_description = ""
 
@@ -347,7 +349,9 @@ class TensorRTRunner(Runner):
             from maskface_rt.export.engine_builder import BuildOptions, build_engine  # noqa: F401
         except ImportError as e:
             return False, f"the TensorRT backend or engine builder is not part of this build ({e})"
-        ok, detail = available()
+        if self.runtime != "tensorrt" and "runtime" not in {f.name for f in dataclasses.fields(BuildOptions)}:
+            return False, f"this version's engine builder cannot make {self.runtime} engines"
+        ok, detail = available(self.runtime)
         if not ok:
             return False, detail
         if self.plugin:
@@ -358,12 +362,12 @@ class TensorRTRunner(Runner):
         return self.source.can_export("fp16", self.plugin)
 
     def build(self) -> None:
-        self.engine = self.source.engine(self.plugin, self.device)
+        self.engine = self.source.engine(self.plugin, self.device, self.runtime)
 
     def load(self) -> None:
         from maskface_rt.backends import open_backend
 
-        self.backend = open_backend(self.engine, "tensorrt", device=self.device)
+        self.backend = open_backend(self.engine, self.runtime, device=self.device)
         self.backend_description = self.backend.description  # e.g. whether it replays CUDA graphs
 
     def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
@@ -378,7 +382,8 @@ class TensorRTRunner(Runner):
         if not torch_installed():
             raise Unavailable(f"timing the engine on device buffers uses torch: {TORCH_MISSING}")
         index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
-        self.timer = _EngineOnDevice(self.engine, index, {LABELS: self.labels, STYLE: self.styles}, self.plugin)
+        self.timer = _EngineOnDevice(self.engine, index, {LABELS: self.labels, STYLE: self.styles}, self.plugin,
+                                     self.runtime)
 
     def run_device(self) -> float:
         return self.timer.run()
@@ -393,12 +398,13 @@ class TensorRTRunner(Runner):
 class _EngineOnDevice:
     """An engine's own execution context on torch CUDA buffers: GPU time of one enqueue, no host copies."""
 
-    def __init__(self, engine_path: Path, device_index: int, inputs: dict[str, np.ndarray], plugin: bool) -> None:
+    def __init__(self, engine_path: Path, device_index: int, inputs: dict[str, np.ndarray], plugin: bool,
+                 runtime: str = "tensorrt") -> None:
         import torch
 
-        from maskface_rt.tensorrt_compat import load_tensorrt
+        from maskface_rt.tensorrt_compat import load_engine_runtime
 
-        trt = load_tensorrt()
+        trt = load_engine_runtime(runtime)
         if plugin:
             import maskface_rt.kernels.trt_plugin  # noqa: F401  (maskface::FusedAdaIN, to deserialize the engine)
 
@@ -458,6 +464,7 @@ _SPECS: dict[str, tuple[type[Runner], dict[str, Any]]] = {
     "onnxruntime-cuda-fp16": (OnnxRuntimeRunner, {"precision": "fp16", "cuda": True}),
     "tensorrt-fp16": (TensorRTRunner, {"plugin": False}),
     "tensorrt-plugin-fp16": (TensorRTRunner, {"plugin": True}),
+    "tensorrt-rtx-fp16": (TensorRTRunner, {"plugin": False, "runtime": "tensorrt-rtx"}),
 }
 BACKEND_NAMES = tuple(_SPECS)
 
