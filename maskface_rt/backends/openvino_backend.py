@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.onnxruntime_backend import cpu_threads
+from maskface_rt.backends.onnxruntime_backend import cpu_threads, portable_manifest
 from maskface_rt.console import stderr
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, read_manifest
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -91,10 +91,7 @@ class OpenVinoBackend(GeneratorBackend):
             raise MaskfaceError(None, f"the openvino backend runs on the CPU only; --device {device} is not valid "
                                       "with it (valid: auto, cpu)")
         folder = Path(folder)
-        self.manifest = read_manifest(folder)
-        if self.manifest.plugin:
-            raise MaskfaceError(folder, "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
-                                        "nodes run only in TensorRT; export without --plugin for openvino")
+        self.manifest = portable_manifest(folder, "openvino")
         super().__init__(self.manifest.config, str(folder))
         self.precision = resolve_precision(precision)
         self.native = native_bf16()
