@@ -23,7 +23,7 @@ from maskface_rt.build_cli import build
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.errors import ExitCode, MaskfaceError
-from maskface_rt.eval_cli import eval_app
+from maskface_rt.eval_cli import BACKEND_HELP, PRECISION_HELP, eval_app
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
 from maskface_rt.labels import LABEL_ORDERS
@@ -287,10 +287,9 @@ def generate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
                                                                         "(default: the bundled demo model).")] = None,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto, onnxruntime, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the "
-                          "runtime that built it).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
     styles: Annotated[int, typer.Option("--styles", "-k", help="Styles per mask (indices 0..K-1).")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per backend call.")] = 8,
@@ -304,16 +303,19 @@ def generate(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
-    from maskface_rt.backends import open_backend
+    from maskface_rt.backends import open_backend, precision_problem
     from maskface_rt.bundled import default_model
     from maskface_rt.generate import GenerateOptions, run_generate
 
     if label_order not in LABEL_ORDERS:
         raise typer.BadParameter(f"unknown label order {label_order!r}; valid: {', '.join(LABEL_ORDERS)}")
+    model = model if model is not None else default_model()
+    if problem := precision_problem(model, backend, precision):
+        raise typer.BadParameter(problem, param_hint="--precision")
     opts = GenerateOptions(out=out, styles=styles, seed=seed, batch_size=batch_size,
                            references=tuple(reference or ()), label_order=label_order, recursive=recursive,
                            grid=grid, overwrite=overwrite, workers=workers)
-    with open_backend(model if model is not None else default_model(), backend, device=device) as runtime:
+    with open_backend(model, backend, device=device, precision=precision) as runtime:
         progress = progress_bar()
         task = progress.add_task("generate", total=None, rate="", start=False)
 

@@ -64,6 +64,9 @@ def checks(with_torch: bool = True) -> list[Check]:
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             result.append(Check("onnxruntime CUDA", False, "CPU build; for GPUs: pip uninstall onnxruntime && "
                                                            "pip install onnxruntime-gpu"))
+    from maskface_rt.backends.openvino_backend import available as ov_available
+
+    result.append(Check("backend openvino", *ov_available()))
     if with_torch:
         from maskface_rt.backends.torch_backend import available as torch_available
 

@@ -18,6 +18,11 @@ from typer.core import TyperGroup
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.labels import LABEL_ORDERS
 
+BACKEND_HELP = ("auto, onnxruntime, openvino, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the runtime "
+                "that built it).")
+PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
+                  "else fp32); other backends run the model's own precision.")
+
 
 class DefaultCommandGroup(TyperGroup):
     """A group that hands its arguments to the ``run`` command unless the first one names a subcommand,
@@ -56,10 +61,9 @@ def run(
     metrics: Annotated[Optional[str], typer.Option(
         "--metrics", help="Comma-separated: consistency, diversity, lpips, fid, kid, parity. Default: all that can "
                           "run here (missing weights skip a metric; named metrics must run).")] = None,
-    backend: Annotated[str, typer.Option(
-        "--backend", help="auto, onnxruntime, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the "
-                          "runtime that built it).")] = "auto",
+    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (backend and metric networks).")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Masks: the first N of the split.")] = 100,
     styles: Annotated[int, typer.Option("--styles", "-k", min=2, help="Styles per mask (indices 0..K-1).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
@@ -99,6 +103,10 @@ def run(
 
     if label_order not in LABEL_ORDERS:
         raise typer.BadParameter(f"unknown label order {label_order!r}; valid: {', '.join(LABEL_ORDERS)}")
+    from maskface_rt.backends import precision_problem
+
+    if problem := precision_problem(model, backend, precision):
+        raise typer.BadParameter(problem, param_hint="--precision")
     if report is not None and report.exists() and not overwrite:
         raise MaskfaceError(report, "already exists (pass --overwrite to replace it)")
     store = WeightStore(weights_dir, read_manifest(weights_manifest) if weights_manifest else REGISTRY)
@@ -113,7 +121,7 @@ def run(
             task = progress.add_task(name, total=total, rate="")
             return lambda n: progress.advance(task, n)
 
-        result = evaluate(model, options, backend=backend, store=store, progress=stage)
+        result = evaluate(model, options, backend=backend, precision=precision, store=store, progress=stage)
     for line in summary(result):
         stderr.print(line, markup=False)
     if report is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 
@@ -122,6 +123,22 @@ def test_cpu_peak_estimate_from_cpuinfo():
     assert peaks.flops_per_cycle({"sse2"}, "GenuineIntel", 6) == 8
 
 
+def test_cpu_bf16_peak_comes_from_the_bf16_units():
+    def info(flags: str) -> str:
+        return ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) @ 2.00GHz\n"
+                f"siblings\t: 2\ncpu cores\t: 2\nflags\t\t: avx2 fma avx512f {flags}\n")
+
+    assert peaks.peak_kind("cpu", "bf16") == "bf16"
+    fp32 = peaks.cpu_peak(2, info(""), kind="fp32")
+    emulated = peaks.cpu_peak(2, info(""), kind="bf16")
+    avx512_bf16 = peaks.cpu_peak(2, info("avx512_bf16"), kind="bf16")
+    amx = peaks.cpu_peak(2, info("avx512_bf16 amx_tile amx_bf16"), kind="bf16")
+    assert emulated.kind == "bf16" and emulated.tflops == fp32.tflops and "emulated" in emulated.source
+    assert avx512_bf16.tflops == 2 * fp32.tflops and "AVX512-BF16" in avx512_bf16.source
+    assert amx.tflops == 16 * fp32.tflops and "AMX-BF16" in amx.source
+    assert peaks.bf16_flops_per_cycle({"avx512_bf16"}, "AuthenticAMD", 25) == (64, "AVX512-BF16")
+
+
 # --- environment and memory ------------------------------------------------------------------------------
 
 
@@ -210,7 +227,11 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
     verdicts = {name: make_runner(name, ctx).available() for name in BACKEND_NAMES}
     for name in ("torch-fp32", "onnxruntime-cpu-fp32"):
         assert verdicts[name] == (True, "")
-    cuda_only = [n for n in BACKEND_NAMES if n not in ("torch-fp32", "torch-compile-fp32", "onnxruntime-cpu-fp32")]
+    openvino = importlib.util.find_spec("openvino") is not None
+    for name in ("openvino-cpu-fp32", "openvino-cpu-bf16"):
+        assert verdicts[name][0] is openvino and (openvino or "pip install" in verdicts[name][1]), verdicts[name]
+    cpu = ("torch-fp32", "torch-compile-fp32", "onnxruntime-cpu-fp32", "openvino-cpu-fp32", "openvino-cpu-bf16")
+    cuda_only = [n for n in BACKEND_NAMES if n not in cpu]
     for name in cuda_only:
         ok, reason = verdicts[name]
         assert not ok and reason.startswith("needs a CUDA GPU: none found"), (name, reason)

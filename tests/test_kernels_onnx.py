@@ -135,11 +135,14 @@ def test_plugin_graph_matches_torch_through_the_reference_evaluator(plugin_expor
     assert np.abs(got - want.numpy()).max() < 1e-4
 
 
-def test_onnxruntime_refuses_a_plugin_export(plugin_export):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_onnx_runtimes_refuse_a_plugin_export(plugin_export, backend):
     from maskface_rt.backends import open_backend
 
-    with pytest.raises(MaskfaceError, match="is a plugin export .* run only in TensorRT"):
-        open_backend(plugin_export[0])
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    with pytest.raises(MaskfaceError, match=f"is a plugin export .* run only in TensorRT; .* for {backend}"):
+        open_backend(plugin_export[0], backend)
 
 
 def test_fp16_plugin_export(tiny_model, tmp_path):

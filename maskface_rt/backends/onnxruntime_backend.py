@@ -12,7 +12,7 @@ import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, read_manifest
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, ExportManifest, read_manifest
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -33,6 +33,15 @@ def available() -> tuple[bool, str]:
     return True, f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}"
 
 
+def portable_manifest(folder: Path, runtime: str) -> ExportManifest:
+    """The verified manifest of an export that ``runtime`` can run: any but a plugin export."""
+    manifest = read_manifest(folder)
+    if manifest.plugin:
+        raise MaskfaceError(folder, "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
+                                    f"nodes run only in TensorRT; export without --plugin for {runtime}")
+    return manifest
+
+
 class OnnxRuntimeBackend(GeneratorBackend):
     """The three exported graphs of a ``maskface export`` folder in ONNX Runtime sessions."""
 
@@ -44,10 +53,7 @@ class OnnxRuntimeBackend(GeneratorBackend):
         if device not in DEVICES:
             raise MaskfaceError(None, f"unknown device {device!r} for onnxruntime; valid: {', '.join(DEVICES)}")
         folder = Path(folder)
-        self.manifest = read_manifest(folder)
-        if self.manifest.plugin:
-            raise MaskfaceError(folder, "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
-                                        "nodes run only in TensorRT; export without --plugin for onnxruntime")
+        self.manifest = portable_manifest(folder, "onnxruntime")
         super().__init__(self.manifest.config, str(folder))
         has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         if device == "cuda" and not has_cuda:

@@ -24,6 +24,7 @@ DISTRIBUTIONS = {
     "numpy": ("numpy",),
     "onnx": ("onnx",),
     "onnxruntime": ("onnxruntime", "onnxruntime-gpu"),
+    "openvino": ("openvino",),
     "torch": ("torch",),
     "tensorrt": ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"),
     "triton": ("triton",),
@@ -43,6 +44,20 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+#: The /proc/cpuinfo flags that decide the CPU rows' speed and peak (fp32 SIMD width, int8 and bf16 units).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def cpu_isa() -> list[str]:
+    """Which of ISA_FLAGS this CPU has (empty where /proc/cpuinfo is missing)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return [flag for flag in ISA_FLAGS if flag in flags]
 
 
 def package_version(key: str) -> str | None:
@@ -119,6 +134,7 @@ def environment() -> dict[str, Any]:
     """Everything a result needs to be compared with another: machine, versions, commit."""
     env: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "cpu_threads": cpu_threads(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),

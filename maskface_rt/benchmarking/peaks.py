@@ -3,8 +3,10 @@
 GPUs: dense (no structured sparsity) peaks from the vendors' datasheets, per math mode: fp32 on CUDA
 cores, TF32 and fp16/bf16 on tensor cores (fp32 accumulate where the datasheet gives both), and the
 peak DRAM bandwidth (for the fused AdaIN kernel's benchmark). CPUs: an
-estimate, usable cores x clock x fp32 FLOPs per cycle and core from the SIMD flags of /proc/cpuinfo
-(two FMA units assumed; AMD Zen 2-4 run AVX-512 on 256-bit units). ``--peak-tflops`` overrides both.
+estimate, usable cores x clock x FLOPs per cycle and core from the SIMD flags of /proc/cpuinfo
+(two FMA units assumed; AMD Zen 2-4 run AVX-512 on 256-bit units); bf16 rows take the bf16 matrix
+instructions' rate (AMX-BF16 tiles, else AVX512-BF16 dot products) and, without either, the fp32 peak
+(bf16 is then emulated on the fp32 units). ``--peak-tflops`` overrides both.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Math modes a row's peak is taken for.
-KINDS = ("fp32", "tf32", "fp16")
+#: Math modes a row's peak is taken for (bf16: CPU rows; bf16 on a GPU runs at its fp16 tensor-core peak).
+KINDS = ("fp32", "tf32", "fp16", "bf16")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def peak_kind(device: str, precision: str, tf32: bool = False) -> str:
     """The math mode a row's FLOPs run in: fp16/bf16 -> fp16 tensor cores; fp32 on CUDA with TF32 allowed -> tf32."""
     if precision in ("fp16", "bf16") and device.startswith("cuda"):
         return "fp16"
+    if precision == "bf16":
+        return "bf16"
     return "tf32" if tf32 and device.startswith("cuda") else "fp32"
 
 
@@ -103,6 +107,16 @@ def flops_per_cycle(flags: set[str], vendor: str, family: int) -> int:
     return 8
 
 
+def bf16_flops_per_cycle(flags: set[str], vendor: str, family: int) -> tuple[int, str] | None:
+    """bf16 FLOPs per cycle and core of the CPU's bf16 matrix instructions, or None without any."""
+    if "amx_bf16" in flags:
+        return 1024, "AMX-BF16"  # one TMUL: a 16x32 by 32x16 bf16 tile product (16 KFLOP) per 16 cycles
+    if "avx512_bf16" in flags:
+        # VDPBF16PS: 16 lanes x 2 products x 2 FLOPs, on two units (one 256-bit-wide pair on Zen 4).
+        return (64 if vendor == "AuthenticAMD" and family < 26 else 128), "AVX512-BF16"
+    return None
+
+
 def _clock_ghz(fields: dict[str, str]) -> float | None:
     max_freq = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
     try:
@@ -118,23 +132,27 @@ def _clock_ghz(fields: dict[str, str]) -> float | None:
         return None
 
 
-def cpu_peak(threads: int, cpuinfo: str | None = None) -> Peak:
-    """An estimate of the fp32 peak of ``threads`` hardware threads (SMT siblings share a core's units)."""
+def cpu_peak(threads: int, cpuinfo: str | None = None, kind: str = "fp32") -> Peak:
+    """An estimate of the fp32 (or bf16) peak of ``threads`` hardware threads (SMT siblings share a core's units)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
-            return Peak(None, "fp32", "no /proc/cpuinfo to estimate the CPU peak from; pass --peak-tflops")
+            return Peak(None, kind, "no /proc/cpuinfo to estimate the CPU peak from; pass --peak-tflops")
     fields = _cpuinfo_fields(cpuinfo)
     clock = _clock_ghz(fields)
     if clock is None:
-        return Peak(None, "fp32", "no CPU clock in /proc/cpuinfo; pass --peak-tflops")
+        return Peak(None, kind, "no CPU clock in /proc/cpuinfo; pass --peak-tflops")
     try:
         per_core = int(fields.get("siblings", 1)) // max(int(fields.get("cpu cores", 1)), 1)
         family = int(fields.get("cpu family", 0))
     except ValueError:
         per_core, family = 1, 0
     cores = max(threads // max(per_core, 1), 1)
-    flops = flops_per_cycle(set(fields.get("flags", "").split()), fields.get("vendor_id", ""), family)
-    return Peak(cores * clock * flops / 1e3, "fp32",
-                f"estimate: {cores} cores x {clock:.2f} GHz x {flops} fp32 FLOP/cycle")
+    flags, vendor = set(fields.get("flags", "").split()), fields.get("vendor_id", "")
+    flops, unit = flops_per_cycle(flags, vendor, family), "fp32"
+    if kind == "bf16":
+        native = bf16_flops_per_cycle(flags, vendor, family)
+        flops, unit = native if native else (flops, "fp32 (no AMX-BF16/AVX512-BF16: bf16 emulated)")
+    return Peak(cores * clock * flops / 1e3, kind,
+                f"estimate: {cores} cores x {clock:.2f} GHz x {flops} {unit} FLOP/cycle")

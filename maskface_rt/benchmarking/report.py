@@ -67,9 +67,10 @@ def environment_line(env: dict[str, Any]) -> str:
     cuda = f", CUDA {env.get('torch_cuda') or '-'} (driver supports {env.get('cuda_driver') or '-'})" \
         if env.get("gpus") else ""
     versions = ", ".join(f"{name} {env.get(key) or '-'}" for key, name in (
-        ("torch", "torch"), ("onnxruntime", "onnxruntime"), ("tensorrt", "TensorRT"), ("triton", "triton"),
-        ("maskface_rt", "maskface-rt")))
-    return (f"CPU {env.get('cpu')} ({env.get('cpu_threads')} threads); GPU {gpus}{cuda}; {versions}; "
+        ("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "OpenVINO"), ("tensorrt", "TensorRT"),
+        ("triton", "triton"), ("maskface_rt", "maskface-rt")))
+    isa = f" [{' '.join(env['cpu_isa'])}]" if env.get("cpu_isa") else ""
+    return (f"CPU {env.get('cpu')}{isa} ({env.get('cpu_threads')} threads); GPU {gpus}{cuda}; {versions}; "
             f"commit {env.get('git_commit') or '-'}")
 
 

@@ -7,7 +7,7 @@ it host to host (``run_once``: numpy labels and styles in, numpy uint8 images ou
 generate`` uses a backend). On a GPU it also runs with inputs and outputs already on the device
 (``prepare_device``, ``run_device``), which gives the GPU compute time apart from host<->device copies.
 
-torch, onnxruntime and tensorrt are imported only inside the runners that use them.
+torch, onnxruntime, openvino and tensorrt are imported only inside the runners that use them.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class RunnerContext:
 
 
 class Runner(abc.ABC):
-    family = ""  # torch, onnxruntime or tensorrt
+    family = ""  # torch, onnxruntime, openvino or tensorrt
     precision = "fp32"
 
     def __init__(self, ctx: RunnerContext, name: str) -> None:
@@ -317,6 +317,38 @@ class OnnxRuntimeRunner(Runner):
             self.backend = None
 
 
+class OpenVinoRunner(OnnxRuntimeRunner):
+    """The fp32 export compiled by the package's openvino backend at the row's precision (CPU only)."""
+
+    family = "openvino"
+
+    def __init__(self, ctx: RunnerContext, name: str, precision: str) -> None:
+        super().__init__(ctx, name, precision, cuda=False)
+        self.executed = ""
+
+    @property
+    def notes(self) -> str:
+        from maskface_rt.backends.onnxruntime_backend import cpu_threads
+
+        return f"OpenVINO CPU plugin, {cpu_threads()} threads, 1 stream, LATENCY hint; runs: {self.executed}"
+
+    def available(self) -> tuple[bool, str]:
+        from maskface_rt.backends.openvino_backend import available
+
+        ok, detail = available()
+        return (self.source.can_export("fp32") if ok else (False, detail))
+
+    def build(self) -> None:
+        self.folder = self.source.export("fp32")
+
+    def load(self) -> None:
+        from maskface_rt.backends.openvino_backend import OpenVinoBackend
+
+        # No compiled-model cache: the bench's exports live in a scratch folder, their blobs would be litter.
+        self.backend = OpenVinoBackend(self.folder, precision=self.precision, cache=False)
+        self.executed = self.backend.description
+
+
 # --- TensorRT ------------------------------------------------------------------------------------------
 
 
@@ -462,6 +494,8 @@ _SPECS: dict[str, tuple[type[Runner], dict[str, Any]]] = {
     "onnxruntime-cpu-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": False}),
     "onnxruntime-cuda-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": True}),
     "onnxruntime-cuda-fp16": (OnnxRuntimeRunner, {"precision": "fp16", "cuda": True}),
+    "openvino-cpu-fp32": (OpenVinoRunner, {"precision": "fp32"}),
+    "openvino-cpu-bf16": (OpenVinoRunner, {"precision": "bf16"}),
     "tensorrt-fp16": (TensorRTRunner, {"plugin": False}),
     "tensorrt-plugin-fp16": (TensorRTRunner, {"plugin": True}),
     "tensorrt-rtx-fp16": (TensorRTRunner, {"plugin": False, "runtime": "tensorrt-rtx"}),

@@ -167,7 +167,7 @@ def _count_flops(source: ModelSource) -> tuple[int | None, str]:
 def _roofline(rows: list[dict[str, Any]], flops_per_image: int | None, options: BenchOptions,
               runners: dict[str, Runner]) -> None:
     gpu_names = env.gpu_names()
-    cpu = peaks.cpu_peak(env.cpu_threads())
+    cpu = {kind: peaks.cpu_peak(env.cpu_threads(), kind=kind) for kind in ("fp32", "bf16")}
     for row in rows:
         if row["status"] != "ok":
             continue
@@ -179,7 +179,7 @@ def _roofline(rows: list[dict[str, Any]], flops_per_image: int | None, options: 
             index = int(device.split(":", 1)[1]) if ":" in device else 0
             peak = peaks.gpu_peak(gpu_names[index] if index < len(gpu_names) else "unknown GPU", kind)
         else:
-            peak = cpu
+            peak = cpu[kind]
         row.update(peak_tflops=peak.tflops, peak_kind=peak.kind, peak_source=peak.source)
         if flops_per_image is None:
             continue

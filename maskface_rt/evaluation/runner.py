@@ -206,9 +206,9 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", store: WeightStore | None = None,
-             progress: Progress = _no_progress) -> EvalResult:
-    """Run the selected metrics on ``model`` (through ``backend``) and the data set of ``options``."""
+def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", precision: str = "auto",
+             store: WeightStore | None = None, progress: Progress = _no_progress) -> EvalResult:
+    """Run the selected metrics on ``model`` (through ``backend`` at ``precision``) and the data set of ``options``."""
     from maskface_rt.trainer import resolve_device
 
     t0 = time.perf_counter()
@@ -219,7 +219,7 @@ def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", 
         raise MaskfaceError(None, "--limit and --batch-size must be positive")
     selected, skipped = plan_metrics(options, store)
     device = resolve_device(options.device)
-    with open_backend(model, backend, device=options.device) as reference:
+    with open_backend(model, backend, device=options.device, precision=precision) as reference:
         size = reference.config.img_size
         split = eval_split(options.data, options.split)
         pairs = open_dataset(options.data, size=size, split=split, label_order=options.label_order)

@@ -1,0 +1,141 @@
+"""OpenVINO backend: the exported ONNX graphs compiled by OpenVINO's CPU plugin, in fp32 or bf16.
+
+bf16 is fast only where the CPU has bf16 matrix instructions (AVX512-BF16, AMX-BF16); elsewhere
+OpenVINO still accepts the bf16 hint but emulates it, slower than fp32. ``--precision auto`` takes
+bf16 exactly where OpenVINO reports the CPU's "BF16" optimisation capability. Compiled models are
+cached by OpenVINO itself (CACHE_DIR). Never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.backends.onnxruntime_backend import cpu_threads, portable_manifest
+from maskface_rt.console import stderr
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE
+
+PRECISIONS = ("auto", "fp32", "bf16")
+_HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT
+_EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # OpenVINO's element type names -> ours
+
+
+def available() -> tuple[bool, str]:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        return False, f"openvino is not installed ({e}); pip install 'maskface-rt[openvino]'"
+    return True, f"openvino {ov.get_version().split('-')[0]}: {cpu_capabilities_line()}"
+
+
+def native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX-BF16)."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def cpu_capabilities_line() -> str:
+    """The CPU's OpenVINO optimisation capabilities and what --precision auto resolves to."""
+    import openvino as ov
+
+    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    auto = resolve_precision("auto")
+    why = "native bf16" if auto == "bf16" else "no native bf16 (AVX512-BF16/AMX): bf16 would be emulated, slower"
+    return f"CPU capabilities {', '.join(caps)}; --precision auto -> {auto} ({why})"
+
+
+def resolve_precision(precision: str) -> str:
+    """'auto' -> bf16 where the CPU executes it natively, else fp32; fp32/bf16 stay as asked."""
+    if precision not in PRECISIONS:
+        raise MaskfaceError(None, f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return precision
+
+
+def cache_dir() -> Path | None:
+    """The compiled-model cache ($XDG_CACHE_HOME/maskface/openvino), or None (one warning) if not writable.
+
+    OpenVINO keys its blobs itself: a changed graph file at the same path is recompiled (the blob
+    records the model's content), a blob of another OpenVINO version is not loaded, and the precision
+    hint is applied when the blob is imported (one blob serves fp32 and bf16)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    folder = base / "maskface" / "openvino"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        stderr.print(f"warning: {folder}: not writable ({e.strerror}); OpenVINO runs without its compiled-model "
+                     "cache", markup=False, highlight=False)
+        return None
+    return folder
+
+
+class OpenVinoBackend(GeneratorBackend):
+    """The three exported graphs of a ``maskface export`` folder compiled for OpenVINO's CPU plugin."""
+
+    name = "openvino"
+
+    def __init__(self, folder: str | Path, *, device: str = "auto", precision: str = "auto",
+                 threads: int | None = None, cache: bool = True) -> None:
+        import openvino as ov
+
+        if device not in ("auto", "cpu"):
+            raise MaskfaceError(None, f"the openvino backend runs on the CPU only; --device {device} is not valid "
+                                      "with it (valid: auto, cpu)")
+        folder = Path(folder)
+        self.manifest = portable_manifest(folder, "openvino")
+        super().__init__(self.manifest.config, str(folder))
+        self.precision = resolve_precision(precision)
+        self.native = native_bf16()
+        config = {"INFERENCE_NUM_THREADS": threads or cpu_threads(), "NUM_STREAMS": 1,
+                  "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _HINTS[self.precision]}
+        self.cache = cache_dir() if cache else None
+        if self.cache is not None:
+            config["CACHE_DIR"] = str(self.cache)
+        core = ov.Core()
+        self.models, self.requests = {}, {}
+        for graph in GRAPHS:
+            path = folder / self.manifest.graphs[graph]["file"]
+            try:
+                self.models[graph] = core.compile_model(str(path), "CPU", config)
+            except Exception as e:  # OpenVINO raises RuntimeError with multi-line text per failure
+                raise MaskfaceError(path, f"openvino cannot compile the graph ({str(e).strip().splitlines()[0]})") \
+                    from None
+            self.requests[graph] = self.models[graph].create_infer_request()
+
+    @property
+    def executed_precision(self) -> str:
+        """What the compiled generator really runs in (OpenVINO's INFERENCE_PRECISION_HINT after compiling)."""
+        hint = self.models["generator"].get_property("INFERENCE_PRECISION_HINT")
+        return _EXECUTED.get(hint.get_type_name(), hint.get_type_name())
+
+    @property
+    def description(self) -> str:
+        executed = self.executed_precision
+        note = " (emulated: no AVX512-BF16/AMX)" if executed == "bf16" and not self.native else ""
+        return f"openvino CPU {executed}{note}, {self.manifest.precision} export"
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.requests[graph].infer(feeds)[0]  # share_outputs=False: a fresh array per call
+
+    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        return self._run("generator", {LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                                       STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+
+    def map_latent(self, latents: np.ndarray) -> np.ndarray:
+        return self._run("style_encoder", {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
+
+    def encode_style(self, images: np.ndarray) -> np.ndarray:
+        return self._run("style_decoder", {IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
+
+    def close(self) -> None:
+        self.requests.clear()
+        self.models.clear()
