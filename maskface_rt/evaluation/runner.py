@@ -209,7 +209,7 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", store: WeightStore | None = None,
              progress: Progress = _no_progress) -> EvalResult:
     """Run the selected metrics on ``model`` (through ``backend``) and the data set of ``options``."""
-    from maskface_rt.trainer import resolve_device
+    from maskface_rt.devices import resolve_device
 
     t0 = time.perf_counter()
     store = store or WeightStore()
