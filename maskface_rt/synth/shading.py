@@ -10,7 +10,6 @@ from maskface_rt.labels import NUM_CLASSES
 from maskface_rt.synth.appearance import _Look
 from maskface_rt.synth.geometry import _K, _Geometry
 
-
 # Colours of N pixels are [3, N] arrays: channel-first keeps numpy's inner loops long.
 
 
