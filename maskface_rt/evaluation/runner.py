@@ -247,7 +247,8 @@ def _open_networks(selected: list[str], options: EvalOptions, store: WeightStore
     """The metric networks the selection needs, loaded from verified files."""
     nets: dict[str, Any] = {}
     if "consistency" in selected:
-        from maskface_rt.evaluation.parsers import BiSeNetParser, TrainedParser
+        from maskface_rt.evaluation.bisenet import BiSeNetParser
+        from maskface_rt.evaluation.unet_parser import TrainedParser
 
         if options.parser in (None, BISENET):
             nets["parser"] = BiSeNetParser(store, device)
