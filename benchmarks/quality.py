@@ -38,7 +38,7 @@ def main() -> None:
 
     from maskface_rt.config import TrainConfig, preset
     from maskface_rt.datasets import open_dataset
-    from maskface_rt.evaluation.parsers import train_parser
+    from maskface_rt.evaluation.unet_parser import train_parser
     from maskface_rt.evaluation.report import summary, write_report
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import WeightStore

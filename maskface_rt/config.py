@@ -25,7 +25,7 @@ class ModelConfig:
     #: Width of the first conv; None means StarGAN v2's 2**14 // img_size.
     base_dim: int | None = None
     max_conv_dim: int = 512
-    #: Hidden width of the style encoder's MLP (z -> s).
+    #: Hidden width of the style encoder's MLP (F: z -> s, StarGAN v2's mapping network).
     mapping_hidden: int = 512
     #: Spatial size where the generator's encoder stops downsampling.
     bottleneck_size: int = 16
@@ -107,7 +107,7 @@ class TrainConfig:
     #: (SPADE/pix2pixHD's schedule for the end of a run); ``lr_decay_steps`` 0: constant rates.
     lr_decay_start: int = 0
     lr_decay_steps: int = 0
-    #: Learning rate of the style encoder (z -> s); StarGAN v2 uses 100x less.
+    #: Learning rate of the style encoder (F: z -> s, StarGAN v2's mapping network); StarGAN v2 uses 100x less.
     mapping_lr: float = 1e-6
     beta1: float = 0.0
     beta2: float = 0.99

@@ -155,8 +155,8 @@ def train_parser_command(
 
     _require_torch()
     from maskface_rt.datasets import open_dataset, resolve_split
-    from maskface_rt.evaluation.parsers import ParserConfig, train_parser
-    from maskface_rt.trainer import resolve_device
+    from maskface_rt.devices import resolve_device
+    from maskface_rt.evaluation.unet_parser import ParserConfig, train_parser
 
     ParserConfig(img_size=size, width=width)  # refuse bad sizes before reading the data
     if out.exists() and not overwrite:

@@ -201,7 +201,8 @@ class Generator(nn.Module):
 
 
 class StyleEncoder(nn.Module):
-    """F(z): latent [B, latent_dim] -> style [B, style_dim] (StarGAN v2's mapping network, one domain)."""
+    """F(z): latent [B, latent_dim] -> style [B, style_dim]: the paper's style encoder, StarGAN v2's mapping
+    network (one domain), not StarGAN v2's style encoder (that is ``StyleDecoder``)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -234,7 +235,8 @@ def _downsampling_trunk(cfg: ModelConfig, in_channels: int) -> tuple[list[nn.Mod
 
 
 class StyleDecoder(nn.Module):
-    """E(x): image [B, 3, H, W] -> style [B, style_dim] (StarGAN v2's style encoder, one domain)."""
+    """E(x): image [B, 3, H, W] -> style [B, style_dim]: the paper's style decoder, StarGAN v2's style encoder
+    (one domain); it gives the style of a reference image."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()

@@ -2,14 +2,8 @@
 
 Each iteration makes four updates, as in StarGAN v2: D with a latent-guided and with a
 reference-guided fake, then G (with F and E) latent-guided and G reference-guided. EMA copies of
-G, F and E are the inference weights. Several GPUs: launch with torchrun (DistributedDataParallel).
-
-A run folder holds::
-
-    config.json             model and training config, data path
-    model.safetensors       the latest inference model (EMA weights, config in its metadata)
-    state.safetensors       everything --resume needs
-    checkpoints/step_N.safetensors, samples/step_N.png, log.jsonl
+G, F and E are the inference weights. Several GPUs: launch with torchrun (DistributedDataParallel,
+see ``ddp``). The run folder's files are named in ``run_layout``.
 """
 
 from __future__ import annotations
@@ -17,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,83 +28,20 @@ from maskface_rt import __version__
 from maskface_rt.checkpoint import INFERENCE_NETS, load_into, load_state, save_model, save_state
 from maskface_rt.config import ModelConfig, TrainConfig
 from maskface_rt.datasets import PairedDataset
+from maskface_rt.ddp import DistInfo, init_distributed
+from maskface_rt.devices import resolve_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import write_json_atomic
 from maskface_rt.image_io import save_png
 from maskface_rt.labels import colorize
 from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss, lr_factor
 from maskface_rt.networks import Nets, to_uint8_nhwc
+from maskface_rt.run_layout import RunPaths, prepare_run
 from maskface_rt.train_data import StepBatchSampler, TorchPairs, derive_seed, random_hflip
 
 NET_NAMES = (*INFERENCE_NETS, "discriminator")
 SAMPLE_MASKS = 6
 SAMPLE_STYLES = 4
-
-
-@dataclass(frozen=True)
-class RunPaths:
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.safetensors"
-
-    @property
-    def state(self) -> Path:
-        return self.root / "state.safetensors"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "log.jsonl"
-
-    def checkpoint(self, step: int) -> Path:
-        return self.root / "checkpoints" / f"step_{step:06d}.safetensors"
-
-    def samples(self, step: int) -> Path:
-        return self.root / "samples" / f"step_{step:06d}.png"
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group that torchrun describes in the environment (no-op for one process)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a device, with torchrun's LOCAL_RANK choosing the GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MaskfaceError(None, f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MaskfaceError(None, f"device {name!r} asked for, but no CUDA GPU is available")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    elif device.type != "cpu":
-        raise MaskfaceError(None, f"unsupported device {name!r}; valid: auto, cpu, cuda, cuda:N")
-    return device
 
 
 def amp_dtype(tcfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -272,15 +202,6 @@ class TrainResult:
     steps: int
     seconds: float
     last_losses: dict[str, float]
-
-
-def prepare_run(run: RunPaths, *, resume: bool) -> None:
-    """Refuse to start a new run over an existing one, or to resume a run that is not there."""
-    if resume and not run.state.exists():
-        raise MaskfaceError(run.state, "no training state to resume from (start without --resume)")
-    if not resume and (run.state.exists() or run.model.exists()):
-        raise MaskfaceError(run.root, "already holds a training run (pass --resume to continue it, "
-                                      "or choose another --out)")
 
 
 def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcfg: TrainConfig,

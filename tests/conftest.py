@@ -57,9 +57,9 @@ def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     torch = pytest.importorskip("torch")
     import json
 
+    from maskface_rt.evaluation.bisenet import BiSeNet
     from maskface_rt.evaluation.inception import FIDInceptionV3
     from maskface_rt.evaluation.lpips import CHANNELS, AlexNetTrunk
-    from maskface_rt.evaluation.parsers import BiSeNet
     from maskface_rt.evaluation.weights import REGISTRY
     from maskface_rt.export_format import sha256_file
 

@@ -101,7 +101,7 @@ def test_pickled_code_is_never_run(tmp_path, capsys):
 
     path = tmp_path / REGISTRY["bisenet"].file
     path.write_bytes(pickle.dumps({"x": Boom()}, protocol=2))
-    from maskface_rt.evaluation.parsers import BiSeNetParser
+    from maskface_rt.evaluation.bisenet import BiSeNetParser
     from maskface_rt.export_format import sha256_file
 
     spec = dataclasses.replace(REGISTRY["bisenet"], sha256=sha256_file(path))
@@ -223,7 +223,7 @@ def test_lpips_is_zero_for_equal_images_and_symmetric(store, photos):
 
 
 def test_bisenet_loads_the_published_layout_and_predicts_canonical_labels(store, photos):
-    from maskface_rt.evaluation.parsers import BiSeNetParser
+    from maskface_rt.evaluation.bisenet import BiSeNetParser
 
     parser = BiSeNetParser(store, CPU)
     labels = parser.predict(photos[0][:2])
@@ -239,7 +239,7 @@ def test_bisenet_loads_the_published_layout_and_predicts_canonical_labels(store,
 
 
 def test_a_parser_trained_for_a_few_steps_beats_chance(synth64, tmp_path):
-    from maskface_rt.evaluation.parsers import TrainedParser, train_parser
+    from maskface_rt.evaluation.unet_parser import TrainedParser, train_parser
 
     pairs = open_dataset(synth64, size=64)
     out = tmp_path / "parser.safetensors"

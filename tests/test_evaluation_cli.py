@@ -33,7 +33,7 @@ def _root() -> None:
 @pytest.fixture(scope="module")
 def parser_file(synth64, tmp_path_factory):
     from maskface_rt.datasets import open_dataset
-    from maskface_rt.evaluation.parsers import train_parser
+    from maskface_rt.evaluation.unet_parser import train_parser
 
     out = tmp_path_factory.mktemp("parser") / "parser.safetensors"
     train_parser(open_dataset(synth64, size=64), out, steps=5, batch_size=4, width=8)

@@ -44,11 +44,12 @@ class GeneratorBackend(abc.ABC):
 
     @abc.abstractmethod
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
-        """Style encoder F: latents [B, latent_dim] -> styles [B, style_dim]."""
+        """Style encoder F (StarGAN v2's mapping network): latents [B, latent_dim] -> styles [B, style_dim]."""
 
     @abc.abstractmethod
     def encode_style(self, images: np.ndarray) -> np.ndarray:
-        """Style decoder E: uint8 RGB [B, H, W, 3] at the model's size -> styles [B, style_dim]."""
+        """Style decoder E (StarGAN v2's style encoder): uint8 RGB [B, H, W, 3] at the model's size -> styles
+        [B, style_dim]."""
 
     def styles_for_seed(self, seed: int, count: int) -> np.ndarray:
         """The styles of indices 0..count-1 for ``seed`` (float32 [count, style_dim])."""

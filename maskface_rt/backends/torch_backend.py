@@ -30,7 +30,7 @@ class TorchBackend(GeneratorBackend):
         import torch
 
         from maskface_rt.checkpoint import load_model
-        from maskface_rt.trainer import resolve_device
+        from maskface_rt.devices import resolve_device
 
         if precision not in PRECISIONS:
             raise MaskfaceError(None, f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")

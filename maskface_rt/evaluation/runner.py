@@ -209,7 +209,7 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", precision: str = "auto",
              store: WeightStore | None = None, progress: Progress = _no_progress) -> EvalResult:
     """Run the selected metrics on ``model`` (through ``backend`` at ``precision``) and the data set of ``options``."""
-    from maskface_rt.trainer import resolve_device
+    from maskface_rt.devices import resolve_device
 
     t0 = time.perf_counter()
     store = store or WeightStore()
@@ -247,7 +247,8 @@ def _open_networks(selected: list[str], options: EvalOptions, store: WeightStore
     """The metric networks the selection needs, loaded from verified files."""
     nets: dict[str, Any] = {}
     if "consistency" in selected:
-        from maskface_rt.evaluation.parsers import BiSeNetParser, TrainedParser
+        from maskface_rt.evaluation.bisenet import BiSeNetParser
+        from maskface_rt.evaluation.unet_parser import TrainedParser
 
         if options.parser in (None, BISENET):
             nets["parser"] = BiSeNetParser(store, device)
