@@ -13,7 +13,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from maskface_rt.bench_cli import bench
+from maskface_rt.cli.bench import bench
 from maskface_rt.benchmarking import environment, memory, peaks, report
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
 from maskface_rt.benchmarking.runners import BACKEND_NAMES, RunnerContext, make_runner
@@ -358,7 +358,7 @@ import sys
 sys.modules["torch"] = None  # as if torch were not installed: find_spec says so and importing fails
 import json, typer
 from typer.testing import CliRunner
-from maskface_rt.bench_cli import bench
+from maskface_rt.cli.bench import bench
 app = typer.Typer()
 app.command("bench")(bench)
 @app.callback()

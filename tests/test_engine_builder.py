@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from maskface_rt.build_cli import build
+from maskface_rt.cli.build import build
 from maskface_rt.engine_format import (
     BuildProfile, DeviceInfo, EngineSidecar, cache_key, engine_files, read_sidecar, sidecar_path, write_sidecar,
 )

@@ -15,7 +15,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from maskface_rt.errors import MaskfaceError  # noqa: E402
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
-from maskface_rt.eval_cli import eval_app  # noqa: E402
+from maskface_rt.cli.eval import eval_app  # noqa: E402
 from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate, plan_metrics  # noqa: E402
 from maskface_rt.evaluation.weights import WeightStore, read_manifest  # noqa: E402
 from maskface_rt.synth import render_looks  # noqa: E402

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from maskface_rt.build_cli import build
+from maskface_rt.cli.build import build
 from maskface_rt.bundled import BUNDLED_MODEL
 from maskface_rt.engine_format import engine_files, read_sidecar
 from maskface_rt.errors import MaskfaceError

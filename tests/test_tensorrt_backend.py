@@ -89,7 +89,7 @@ def test_tensorrt_runtime_path_never_imports_torch(tmp_path):
         from maskface_rt.backends import tensorrt_backend, cuda_device
         from maskface_rt import engine_format, tensorrt_compat
         from maskface_rt.errors import MaskfaceError
-        import maskface_rt.build_cli, maskface_rt.export.engine_builder, maskface_rt.export.fp32_reference
+        import maskface_rt.cli.build, maskface_rt.export.engine_builder, maskface_rt.export.fp32_reference
         try:
             open_backend({str(engine)!r}, "tensorrt")
         except MaskfaceError as e:

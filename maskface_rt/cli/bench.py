@@ -1,19 +1,21 @@
 """``maskface bench``: latency, throughput, accuracy and roofline per backend and batch size.
 
-Registered in the main CLI with ``app.command("bench")(bench)``. Options are checked before any work;
-nothing heavier than typer is imported before a run starts.
+A plain command function (``command``, registered by ``maskface_rt.cli``). Options are checked before any
+work; nothing heavier than typer is imported before a run starts. ``--json`` prints the report on stdout, as
+in the other commands; ``--json-file FILE`` writes it to a file (the old ``--json FILE`` / ``--json -``
+still work, with a deprecation note on stderr).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from maskface_rt.cli.options import device_option
 from maskface_rt.benchmarking.runners import BACKEND_NAMES
 from maskface_rt.config import PRESETS
 from maskface_rt.errors import ExitCode, MaskfaceError
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
 ALL = "all"
 STDOUT = Path("-")
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+_JSON_FLAG = "\0stdout"  # what a bare --json stands for, told apart from the old --json FILE / --json -
 
 
 def parse_backends(values: list[str] | None) -> tuple[tuple[str, ...], bool]:
@@ -77,14 +79,17 @@ def bench(
                                               help="Measured seconds per backend and batch size.")] = 5.0,
     iterations: Annotated[int, typer.Option("--iterations", min=1,
                                             help="Measured calls at least, however long they take.")] = 10,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N: where torch fp32 runs "
+    device: Annotated[str, device_option("auto, cpu, cuda or cuda:N: where torch fp32 runs "
                                                          "and whether the CUDA backends run.")] = "auto",
     peak_tflops: Annotated[Optional[float], typer.Option(
         "--peak-tflops", help="The device's peak TFLOPS for the roofline columns (default: the table of "
                               "common GPUs, an estimate for the CPU).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the rows, settings and environment "
-                                                                     "as JSON to this file ('-': stdout).")] = None,
+    as_json: Annotated[Optional[str], typer.Option(
+        "--json", is_flag=False, flag_value=_JSON_FLAG, metavar="",
+        help="Print the rows, settings and environment as JSON on stdout.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option("--json-file", help="Write that JSON to this file "
+                                                                          "('-': stdout).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
                                                                      "size per backend to this file.")] = None,
@@ -93,16 +98,15 @@ def bench(
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)
     sizes = parse_batch_sizes(batch_sizes)
-    if not _DEVICE.match(device):
-        raise typer.BadParameter(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N", param_hint="--device")
     if preset_name is not None and preset_name not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset_name!r}; valid: {', '.join(PRESETS)}", param_hint="--preset")
     if preset_name is not None and model is not None:
         raise typer.BadParameter("sets the size of the random model; --model has its own config", param_hint="--preset")
     if peak_tflops is not None and not peak_tflops > 0:
         raise typer.BadParameter(f"must be positive, got {peak_tflops}", param_hint="--peak-tflops")
+    json_path = _json_destination(as_json, json_path)
     to_stdout = json_path == STDOUT
-    _check_outputs({"--json": None if to_stdout else json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
+    _check_outputs({"--json-file": None if to_stdout else json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
     if model is not None:
         from maskface_rt.backends import model_kind
 
@@ -150,6 +154,20 @@ def bench(
         raise typer.Exit(int(result.exit_code))
 
 
+def _json_destination(as_json: str | None, json_path: Path | None) -> Path | None:
+    """--json (stdout) and --json-file FILE -> the one destination; the old --json FILE still works, with a note."""
+    if as_json is not None and as_json != _JSON_FLAG:
+        from maskface_rt.console import stderr
+
+        stderr.print(f"note: --json {as_json} is deprecated: --json prints on stdout, --json-file FILE writes a "
+                     "file", markup=False, highlight=False)
+    if as_json is not None and json_path is not None:
+        raise typer.BadParameter("give --json or --json-file, not both", param_hint="--json")
+    if as_json is None:
+        return json_path
+    return STDOUT if as_json == _JSON_FLAG else Path(as_json)
+
+
 def _command_line(options: BenchOptions, model: Path | None) -> str:
     """The settings as a maskface bench command (file outputs left out)."""
     args = ["maskface", "bench"]
@@ -161,3 +179,6 @@ def _command_line(options: BenchOptions, model: Path | None) -> str:
     if options.peak_tflops is not None:
         args += ["--peak-tflops", f"{options.peak_tflops:g}"]
     return shlex.join(args)
+
+
+command = bench

@@ -1,7 +1,7 @@
 """``maskface build ONNX --out ENGINE [--runtime tensorrt|tensorrt-rtx]``: TensorRT or TensorRT-RTX engines
 from a maskface export.
 
-A plain command function, registered in ``cli.py`` with ``app.command("build")(build)``. Options are
+A plain command function (``command``, registered by ``maskface_rt.cli``). Options are
 checked before any work (bad values exit 2 with what would be valid), progress and TensorRT's log go
 to stderr, ``--json`` prints the result on stdout. Imports neither torch nor TensorRT before it runs.
 """
@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from maskface_rt.cli.options import device_option, json_option
 from maskface_rt.engine_format import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_OPTIMIZATION_LEVEL
 from maskface_rt.tensorrt_compat import RUNTIMES
 
@@ -48,7 +49,7 @@ def build(
                                                                   "inspector's per-layer JSON).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed; replace files that "
                                                         "maskface build did not write.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cuda or cuda:N (TensorRT-RTX: the GPU of the "
+    device: Annotated[str, device_option("auto, cuda or cuda:N (TensorRT-RTX: the GPU of the "
                                                          "parity check; auto builds without one).")] = "auto",
     runtime: Annotated[Optional[str], typer.Option(
         "--runtime", help="tensorrt (builds and runs on an NVIDIA GPU) or tensorrt-rtx (builds on any machine, the "
@@ -56,7 +57,7 @@ def build(
                           "first.")] = None,
     compute_capability: Annotated[Optional[list[str]], typer.Option(
         "--compute-capability", help=COMPUTE_CAPABILITY_HELP)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Build TensorRT or TensorRT-RTX engines (generator, style encoder, style decoder) from an export, checked
     against ONNX Runtime fp32 where a GPU can run them; skipped when the engines beside --out are up to date."""
@@ -104,3 +105,6 @@ def build(
                  f"--batch-size {sidecar.profile.opt}", markup=False)
     if as_json:
         emit_json(result.to_json())
+
+
+command = build

@@ -1,4 +1,4 @@
-"""``maskface eval``: evaluation commands, a typer sub-app mounted with ``app.add_typer(eval_app, name="eval")``.
+"""``maskface eval``: evaluation commands, a typer sub-app (``command``, registered as ``maskface eval``).
 
     maskface eval MODEL --data DIR [options]      evaluate (the default command, also ``maskface eval run``)
     maskface eval train-parser DATA --out FILE     train the package's face parser for mask consistency
@@ -15,13 +15,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from maskface_rt.cli.options import backend_option, device_option, json_option, label_order_option, precision_option
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.labels import LABEL_ORDERS
-
-BACKEND_HELP = ("auto, onnxruntime, openvino, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the runtime "
-                "that built it).")
-PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
-                  "else fp32); other backends run the model's own precision.")
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -61,16 +56,16 @@ def run(
     metrics: Annotated[Optional[str], typer.Option(
         "--metrics", help="Comma-separated: consistency, diversity, lpips, fid, kid, parity. Default: all that can "
                           "run here (missing weights skip a metric; named metrics must run).")] = None,
-    backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda (backend and metric networks).")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help=PRECISION_HELP)] = "auto",
+    backend: Annotated[str, backend_option()] = "auto",
+    device: Annotated[str, device_option("auto, cpu or cuda (backend and metric networks).")] = "auto",
+    precision: Annotated[str, precision_option()] = "auto",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Masks: the first N of the split.")] = 100,
     styles: Annotated[int, typer.Option("--styles", "-k", min=2, help="Styles per mask (indices 0..K-1).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per network call.")] = 8,
     split: Annotated[str, typer.Option("--split", help="auto (CelebAMask-HQ: test, else all), all, train, val, "
                                                        "test.")] = "auto",
-    label_order: Annotated[str, typer.Option("--label-order", help="celebamask or faceparsing.")] = "celebamask",
+    label_order: Annotated[str, label_order_option()] = "celebamask",
     real_limit: Annotated[Optional[int], typer.Option("--real-limit", min=2, help="Real photos for FID/KID "
                                                                                   "[whole split].")] = None,
     parser: Annotated[Optional[str], typer.Option(
@@ -90,7 +85,7 @@ def run(
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID subset size.")] = 1000,
     report: Annotated[Optional[Path], typer.Option("--report", help="Write a markdown report here.")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --report file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout.")] = False,
+    as_json: Annotated[bool, json_option("Print the results as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate MODEL on held-out masks of --data: consistency, diversity, FID/KID and backend parity."""
     from maskface_rt.console import emit_json, progress_bar, stderr
@@ -101,8 +96,6 @@ def run(
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest
 
-    if label_order not in LABEL_ORDERS:
-        raise typer.BadParameter(f"unknown label order {label_order!r}; valid: {', '.join(LABEL_ORDERS)}")
     from maskface_rt.backends import precision_problem
 
     if problem := precision_problem(model, backend, precision):
@@ -144,11 +137,11 @@ def train_parser_command(
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Pairs held in memory for training.")] = 4000,
     split: Annotated[str, typer.Option("--split", help="auto (CelebAMask-HQ: train, else all), all, train, val, "
                                                        "test.")] = "auto",
-    label_order: Annotated[str, typer.Option("--label-order", help="celebamask or faceparsing.")] = "celebamask",
+    label_order: Annotated[str, label_order_option()] = "celebamask",
     seed: Annotated[int, typer.Option("--seed", help="Seed of init and batch order.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, device_option()] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Train the package's face parser (a small U-Net) on paired data, for 'maskface eval --parser FILE'."""
     from maskface_rt.console import emit_json, progress_bar, stderr
@@ -177,3 +170,6 @@ def train_parser_command(
     if as_json:
         emit_json({"out": str(out), "steps": result.steps, "pairs": result.pairs, "seconds": result.seconds,
                    "loss": result.loss, "pixel_accuracy": result.pixel_accuracy})
+
+
+command = eval_app

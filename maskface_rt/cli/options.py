@@ -1,0 +1,60 @@
+"""Option types shared by the commands. Each checks its value while the command line is parsed, before
+any work: a bad value exits 2 with one line naming the flag and the valid values.
+
+Use them as ``device: Annotated[str, device_option("where it runs")] = "auto"``; the help text is the
+command's own, the check is the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import typer
+
+from maskface_rt.backends import BACKENDS, PRECISIONS
+from maskface_rt.labels import LABEL_ORDERS
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+BACKEND_HELP = (f"{', '.join(BACKENDS)} (auto: an engine runs on the runtime that built it; an export on the fastest "
+                "that runs it here).")
+PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
+                  "else fp32); other backends run the model's own precision.")
+
+
+def _checker(what: str, valid: Sequence[str], ok: Callable[[str], bool]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if not ok(value):
+            raise typer.BadParameter(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+        return value
+
+    return check
+
+
+check_device = _checker("device", DEVICES, lambda v: bool(_DEVICE.match(v)))
+check_backend = _checker("backend", BACKENDS, lambda v: v in BACKENDS)
+check_precision = _checker("precision", PRECISIONS, lambda v: v in PRECISIONS)
+check_label_order = _checker("label order", tuple(LABEL_ORDERS), lambda v: v in LABEL_ORDERS)
+
+
+def device_option(help: str = "auto, cpu, cuda or cuda:N.") -> Any:
+    return typer.Option("--device", help=help, callback=check_device)
+
+
+def backend_option(help: str = BACKEND_HELP) -> Any:
+    return typer.Option("--backend", help=help, callback=check_backend)
+
+
+def precision_option(help: str = PRECISION_HELP) -> Any:
+    return typer.Option("--precision", help=help, callback=check_precision)
+
+
+def label_order_option(help: str = f"Label order of the masks: {', '.join(LABEL_ORDERS)}.") -> Any:
+    return typer.Option("--label-order", help=help, callback=check_label_order)
+
+
+def json_option(help: str = "Print a JSON summary on stdout.") -> Any:
+    return typer.Option("--json", help=help)
