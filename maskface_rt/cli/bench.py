@@ -93,7 +93,7 @@ def bench(
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
                                                                      "size per backend to this file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --json/--csv/--plot files.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --json-file/--csv/--plot files.")] = False,
 ) -> None:
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)
