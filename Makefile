@@ -31,7 +31,7 @@ test: $(VENV)/.installed-test
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid
 
-# Rebuilds the bundled demo model from scratch (about 8 hours on 2 idle CPU cores); see the README.
+# Rebuilds the bundled demo model from scratch (about 8 hours on 2 idle CPU cores); see docs/demo-model.md.
 # Phase 1: StarGAN v2's recipe; phase 2 resumes it with the diversity weight decaying to 0 by step 6000;
 # phase 3 decays the learning rates linearly to 0 (SPADE's end of run).
 DEMO_STEPS ?= 2500
@@ -47,7 +47,7 @@ demo-model: $(VENV)/.installed-test
 	$(VENV)/bin/maskface train out/demo-model-data --out $(DEMO_RUN) --resume --steps $(DEMO_FINAL_STEPS) \
 		--lr-decay-start $(DEMO_DECAY_START) --lr-decay-steps $$(($(DEMO_FINAL_STEPS) - $(DEMO_DECAY_START)))
 	$(VENV)/bin/maskface export $(DEMO_RUN)/model.safetensors --out out/demo-model-export
-	@echo "check it (README: demo model), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
+	@echo "check it (docs/demo-model.md), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
 
 # The GPU validation run (../shared/GPU.md): every GPU figure into $(GPU_CHECK_OUT) (summary.json, summary.md,
 # logs.tar.gz), under 8 minutes on an H100/H200; uses the python on PATH (no venv is made on that machine).

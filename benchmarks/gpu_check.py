@@ -79,9 +79,9 @@ def plan(work: Path, dry: bool) -> list[Step]:
                              "--json", str(work / "fused_adain.json")]
              + (["--batches", "1", "--no-compile"] if dry else []), 120, "fused_adain.json"),
         Step("bench-paper-256", ["-m", "maskface_rt", "bench", "--preset", big, "--backend", rows, *bench_common,
-                                 "--json", str(work / "bench_paper-256.json")], 150, "bench_paper-256.json"),
+                                 "--json-file", str(work / "bench_paper-256.json")], 150, "bench_paper-256.json"),
         Step("bench-tiny-64", ["-m", "maskface_rt", "bench", "--preset", "tiny-64", "--backend", rows,
-                               *bench_common, "--json", str(work / "bench_tiny-64.json")], 90, "bench_tiny-64.json"),
+                               *bench_common, "--json-file", str(work / "bench_tiny-64.json")], 90, "bench_tiny-64.json"),
     ]
     for preset, size, steps_n, batch in (("tiny-64", 64, 40, 8), ("paper-256", 256, 30, 8)):
         preset_run = "tiny-64" if dry else preset
@@ -97,7 +97,7 @@ def plan(work: Path, dry: bool) -> list[Step]:
             "--sample-every", "0", "--checkpoint-every", "0", "--num-workers", "0", "--seed", "0"], 150))
     steps.append(Step("bench-paper-256-compile", [
         "-m", "maskface_rt", "bench", "--preset", big, "--backend", "torch-compile-fp32" if dry else
-        BENCH_COMPILE_ROWS, *bench_common, "--json", str(work / "bench_paper-256_compile.json")], 150,
+        BENCH_COMPILE_ROWS, *bench_common, "--json-file", str(work / "bench_paper-256_compile.json")], 150,
         "bench_paper-256_compile.json"))
     if dry:  # the CPU rehearsal runs on small shared machines: time matters less than finishing
         for step in steps:

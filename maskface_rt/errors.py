@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
-    """Exit codes of the ``maskface`` command (documented in the README)."""
+    """Exit codes of the ``maskface`` command (documented in docs/exit-codes.md)."""
 
     OK = 0
     FAILED = 1  # bad input, a failed check, or an error that stopped the command

@@ -116,7 +116,7 @@ RUNTIMES: dict[str, TensorRTRuntime] = {r.name: r for r in (
     TensorRTRuntime(
         name="tensorrt", module="tensorrt", label="TensorRT", min_version=(10, 9),
         install_hint="pip install 'maskface-rt[tensorrt]' (TensorRT 10.9+ and cuda-python; needs an NVIDIA GPU "
-                     "and driver; see the README's TensorRT section)",
+                     "and driver; see docs/export-and-engines.md)",
         builds_without_gpu=False, python_plugins=True, timing_cache=True, strongly_typed_flag_below=(11,)),
     TensorRTRuntime(
         name="tensorrt-rtx", module="tensorrt_rtx", label="TensorRT-RTX", min_version=(1, 7),
