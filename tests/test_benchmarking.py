@@ -13,7 +13,7 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from maskface_rt.cli.bench import bench
+from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.benchmarking import environment, memory, peaks, report
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
 from maskface_rt.benchmarking.runners import BACKEND_NAMES, RunnerContext, make_runner
@@ -24,7 +24,7 @@ from maskface_rt.errors import ExitCode, MaskfaceError
 
 # The main CLI registers the command exactly like this.
 app = typer.Typer()
-app.command("bench")(bench)
+app.command("bench", cls=BenchCommand)(bench)
 
 
 @app.callback()
@@ -358,9 +358,9 @@ import sys
 sys.modules["torch"] = None  # as if torch were not installed: find_spec says so and importing fails
 import json, typer
 from typer.testing import CliRunner
-from maskface_rt.cli.bench import bench
+from maskface_rt.cli.bench import BenchCommand, bench
 app = typer.Typer()
-app.command("bench")(bench)
+app.command("bench", cls=BenchCommand)(bench)
 @app.callback()
 def _root(): pass
 done = CliRunner().invoke(app, ["bench", "--model", {str(tiny_export)!r}, "--backend", "all", "--batch-sizes", "1",
@@ -374,3 +374,24 @@ assert sys.modules["torch"] is None
     rows = {r["backend"]: r for r in json.loads((tmp_path / "t.json").read_text())["rows"]}
     assert rows["onnxruntime-cpu-fp32"]["status"] == "ok" and rows["onnxruntime-cpu-fp32"]["gflops_per_image"] > 0
     assert rows["torch-fp32"]["status"] == "unavailable" and rows["torch-fp32"]["reason"].startswith("torch is not")
+
+
+def test_json_is_a_stdout_flag_and_json_file_writes_a_file(tiny_export, tmp_path):
+    common = ("--model", str(tiny_export), "--backend", "onnxruntime-cpu-fp32", "--batch-sizes", "1",
+              "--warmup-s", "0", "--duration-s", "0.05", "--iterations", "1", "--device", "cpu")
+    flag = _invoke(*common, "--json", "--csv", str(tmp_path / "b.csv"))  # a bare --json before another option
+    assert flag.exit_code == 0, (flag.stderr, flag.exception)
+    assert [r["backend"] for r in json.loads(flag.stdout)["rows"]] == ["onnxruntime-cpu-fp32"]
+    assert "deprecated" not in flag.stderr and (tmp_path / "b.csv").is_file()
+
+    to_file = _invoke(*common, "--json-file", str(tmp_path / "b.json"))
+    assert to_file.exit_code == 0 and to_file.stdout == "", to_file.stderr
+    assert json.loads((tmp_path / "b.json").read_text())["rows"][0]["status"] == "ok"
+
+    old = _invoke(*common, "--json", str(tmp_path / "old.json"))  # the old spelling still writes the file
+    assert old.exit_code == 0 and (tmp_path / "old.json").is_file(), old.stderr
+    notes = [line for line in old.stderr.splitlines() if "deprecated" in line]
+    assert len(notes) == 1 and "--json-file FILE" in notes[0]
+
+    both = _invoke(*common, "--json", "--json-file", str(tmp_path / "c.json"))
+    assert both.exit_code == 2 and "not both" in both.stderr and not (tmp_path / "c.json").exists()

@@ -5,8 +5,9 @@ problem); 2 bad usage (an invalid option); 3 some inputs were skipped; 4 nothing
 130 interrupted. Progress goes to stderr; ``--json`` results go to stdout.
 
 One module per command, all registered the same way: ``maskface_rt/cli/<name>.py`` defines
-``command``, a command function (registered with ``app.command(name)``) or a ``typer.Typer`` of
-subcommands (``app.add_typer(command, name=name)``), and ``<name>`` is listed in ``COMMANDS``.
+``command``, a command function (registered with ``app.command(name)``, with the module's
+``command_class`` when it needs its own click command class) or a ``typer.Typer`` of subcommands
+(``app.add_typer(command, name=name)``), and ``<name>`` is listed in ``COMMANDS``.
 Shared option types (--device, --backend, --precision, --label-order, --json) live in ``options.py``.
 """
 
@@ -48,11 +49,11 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version_c
 
 def register(name: str) -> None:
     """Add the command defined by ``maskface_rt.cli.<name>`` to ``app``."""
-    command = importlib.import_module(f"{__name__}.{name}").command
-    if isinstance(command, typer.Typer):
-        app.add_typer(command, name=name)
+    module = importlib.import_module(f"{__name__}.{name}")
+    if isinstance(module.command, typer.Typer):
+        app.add_typer(module.command, name=name)
     else:
-        app.command(name)(command)
+        app.command(name, cls=getattr(module, "command_class", None))(module.command)
 
 
 for _name in COMMANDS:

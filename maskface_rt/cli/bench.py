@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
-from maskface_rt.cli.options import device_option
+from maskface_rt.cli.options import device_option, json_option
 from maskface_rt.benchmarking.runners import BACKEND_NAMES
 from maskface_rt.config import PRESETS
 from maskface_rt.errors import ExitCode, MaskfaceError
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 ALL = "all"
 STDOUT = Path("-")
-_JSON_FLAG = "\0stdout"  # what a bare --json stands for, told apart from the old --json FILE / --json -
 
 
 def parse_backends(values: list[str] | None) -> tuple[tuple[str, ...], bool]:
@@ -85,9 +85,7 @@ def bench(
         "--peak-tflops", help="The device's peak TFLOPS for the roofline columns (default: the table of "
                               "common GPUs, an estimate for the CPU).")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
-    as_json: Annotated[Optional[str], typer.Option(
-        "--json", is_flag=False, flag_value=_JSON_FLAG, metavar="",
-        help="Print the rows, settings and environment as JSON on stdout.")] = None,
+    as_json: Annotated[bool, json_option("Print the rows, settings and environment as JSON on stdout.")] = False,
     json_path: Annotated[Optional[Path], typer.Option("--json-file", help="Write that JSON to this file "
                                                                           "('-': stdout).")] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
@@ -154,18 +152,38 @@ def bench(
         raise typer.Exit(int(result.exit_code))
 
 
-def _json_destination(as_json: str | None, json_path: Path | None) -> Path | None:
-    """--json (stdout) and --json-file FILE -> the one destination; the old --json FILE still works, with a note."""
-    if as_json is not None and as_json != _JSON_FLAG:
+def _json_destination(as_json: bool, json_path: Path | None) -> Path | None:
+    """--json (stdout) and --json-file FILE ('-': stdout) -> the one destination."""
+    if as_json and json_path is not None:
+        raise typer.BadParameter("give --json or --json-file, not both", param_hint="--json")
+    return STDOUT if as_json else json_path
+
+
+def _old_json_spelling(args: list[str]) -> list[str]:
+    """The old ``--json FILE`` / ``--json -`` / ``--json=FILE`` -> ``--json-file FILE``, with a note on stderr."""
+    rewritten, rest = [], list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg.startswith("--json="):
+            value = arg.removeprefix("--json=")
+        elif arg == "--json" and rest and (rest[0] == "-" or not rest[0].startswith("-")):
+            value = rest.pop(0)
+        else:
+            rewritten.append(arg)
+            continue
         from maskface_rt.console import stderr
 
-        stderr.print(f"note: --json {as_json} is deprecated: --json prints on stdout, --json-file FILE writes a "
-                     "file", markup=False, highlight=False)
-    if as_json is not None and json_path is not None:
-        raise typer.BadParameter("give --json or --json-file, not both", param_hint="--json")
-    if as_json is None:
-        return json_path
-    return STDOUT if as_json == _JSON_FLAG else Path(as_json)
+        stderr.print(f"note: --json {value} is deprecated: --json prints on stdout, --json-file FILE writes a file",
+                     markup=False, highlight=False)
+        rewritten += ["--json-file", value]
+    return rewritten
+
+
+class BenchCommand(TyperCommand):
+    """Accepts the old ``--json FILE`` spelling (bench has no arguments, so a word after --json is a file)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, _old_json_spelling(args))
 
 
 def _command_line(options: BenchOptions, model: Path | None) -> str:
@@ -182,3 +200,4 @@ def _command_line(options: BenchOptions, model: Path | None) -> str:
 
 
 command = bench
+command_class = BenchCommand

@@ -1,0 +1,45 @@
+"""The maskface CLI package: every command registered, shared options checked the same way everywhere."""
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from maskface_rt.cli import COMMANDS, app
+
+
+def _invoke(*args: str):
+    # A wide terminal, so that a one-line message stays on one line inside typer's error box.
+    return CliRunner().invoke(app, list(args), env={"NO_COLOR": "1", "COLUMNS": "300"})
+
+
+def test_every_command_module_is_registered_and_listed():
+    listed = _invoke("--help")
+    assert listed.exit_code == 0
+    for name in COMMANDS:
+        assert f" {name} " in listed.stdout, name
+        assert _invoke(name, "--help").exit_code == 0, name
+
+
+def test_python_dash_m_and_the_entry_point_module_run():
+    done = subprocess.run([sys.executable, "-m", "maskface_rt", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("maskface-rt ")
+
+
+@pytest.mark.parametrize(("args", "flag", "valid"), [
+    (["train", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
+    (["generate", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
+    (["eval", "train-parser", "nowhere", "--out", "x", "--label-order", "x"], "--label-order", "celebamask"),
+    (["generate", "nowhere", "--out", "x", "--device", "gpu"], "--device", "auto, cpu, cuda, cuda:N"),
+    (["train", "nowhere", "--out", "x", "--device", "cuda:x"], "--device", "auto, cpu, cuda, cuda:N"),
+    (["build", "nowhere", "--out", "x.engine", "--device", "tpu"], "--device", "auto, cpu, cuda, cuda:N"),
+    (["generate", "nowhere", "--out", "x", "--backend", "tvm"], "--backend", "onnxruntime, openvino, torch"),
+    (["eval", "nowhere", "--data", "x", "--backend", "tvm"], "--backend", "tensorrt-rtx"),
+    (["generate", "nowhere", "--out", "x", "--precision", "fp8"], "--precision", "auto, fp32, bf16"),
+])
+def test_shared_options_exit_2_with_one_line_naming_the_flag_and_the_valid_values(args, flag, valid):
+    done = _invoke(*args)
+    assert done.exit_code == 2, (done.stderr, done.exception)
+    lines = [line for line in done.stderr.splitlines() if flag in line and valid in line]
+    assert len(lines) == 1, done.stderr
