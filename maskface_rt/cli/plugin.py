@@ -12,7 +12,6 @@ from maskface_rt.console import emit_json, stderr
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
 
-
 plugin_app = typer.Typer(help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.",
                          no_args_is_help=True)
 
