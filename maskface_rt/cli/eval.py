@@ -91,12 +91,11 @@ def run(
     from maskface_rt.console import emit_json, progress_bar, stderr
 
     _require_torch()
+    from maskface_rt.backends import precision_problem
     from maskface_rt.evaluation.fid import default_cache_dir
     from maskface_rt.evaluation.report import summary, write_report
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest
-
-    from maskface_rt.backends import precision_problem
 
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
