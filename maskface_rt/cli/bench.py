@@ -80,7 +80,7 @@ def bench(
     iterations: Annotated[int, typer.Option("--iterations", min=1,
                                             help="Measured calls at least, however long they take.")] = 10,
     device: Annotated[str, device_option("auto, cpu, cuda or cuda:N: where torch fp32 runs "
-                                                         "and whether the CUDA backends run.")] = "auto",
+                                         "and whether the CUDA backends run.")] = "auto",
     peak_tflops: Annotated[Optional[float], typer.Option(
         "--peak-tflops", help="The device's peak TFLOPS for the roofline columns (default: the table of "
                               "common GPUs, an estimate for the CPU).")] = None,
@@ -91,7 +91,8 @@ def bench(
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
     plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
                                                                      "size per backend to this file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --json-file/--csv/--plot files.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite",
+                                            help="Replace existing --json-file/--csv/--plot files.")] = False,
 ) -> None:
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)

@@ -50,7 +50,7 @@ def build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even when nothing changed; replace files that "
                                                         "maskface build did not write.")] = False,
     device: Annotated[str, device_option("auto, cuda or cuda:N (TensorRT-RTX: the GPU of the "
-                                                         "parity check; auto builds without one).")] = "auto",
+                                         "parity check; auto builds without one).")] = "auto",
     runtime: Annotated[Optional[str], typer.Option(
         "--runtime", help="tensorrt (builds and runs on an NVIDIA GPU) or tensorrt-rtx (builds on any machine, the "
                           "CPU included; its engines run on RTX-class GPUs). Default: the first installed, TensorRT "
