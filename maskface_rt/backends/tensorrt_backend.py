@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device, parse_device
+from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device
 from maskface_rt.config import ModelConfig
+from maskface_rt.devices import cuda_index
 from maskface_rt.engine_format import (
     GRAPH_IO, TENSOR_DTYPES, BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io,
     plan_batches, read_sidecar, rebuild_hint, tensor_shape, verify_engine_files,
@@ -254,7 +255,7 @@ class TensorRTBackend(GeneratorBackend):
         from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
 
         engine = Path(engine)
-        index = parse_device(device)
+        index = cuda_index(device, runtime)
         self.sidecar: EngineSidecar = read_sidecar(engine)
         super().__init__(self.sidecar.config, str(engine))
         built_for = self.sidecar.runtime
