@@ -7,7 +7,6 @@ nothing heavier than typer is imported before a run starts.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -16,6 +15,7 @@ import typer
 
 from maskface_rt.benchmarking.runners import BACKEND_NAMES
 from maskface_rt.config import PRESETS
+from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 ALL = "all"
 STDOUT = Path("-")
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 
 def parse_backends(values: list[str] | None) -> tuple[tuple[str, ...], bool]:
@@ -93,8 +92,10 @@ def bench(
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)
     sizes = parse_batch_sizes(batch_sizes)
-    if not _DEVICE.match(device):
-        raise typer.BadParameter(f"unknown device {device!r}; valid: auto, cpu, cuda, cuda:N", param_hint="--device")
+    try:
+        parse_device(device)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--device") from None
     if preset_name is not None and preset_name not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset_name!r}; valid: {', '.join(PRESETS)}", param_hint="--preset")
     if preset_name is not None and model is not None:

@@ -22,6 +22,7 @@ from maskface_rt.bench_cli import bench
 from maskface_rt.build_cli import build
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.config import PRESETS, TrainConfig, preset
+from maskface_rt.devices import DEVICE_HELP
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.eval_cli import BACKEND_HELP, PRECISION_HELP, eval_app
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
@@ -92,7 +93,7 @@ def train(
         "--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored).")] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total training steps (also when resuming).")] = 100_000,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     split: Annotated[str, typer.Option("--split", help="auto, all, train, val or test (CelebAMask-HQ; auto: train "
                                                        "where the split is known, else all).")] = "auto",
     label_order: Annotated[str, typer.Option("--label-order",

@@ -15,11 +15,11 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
+from maskface_rt.backends.registry import BACKEND_HELP
+from maskface_rt.devices import DEVICE_HELP
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.labels import LABEL_ORDERS
 
-BACKEND_HELP = ("auto, onnxruntime, openvino, torch, tensorrt or tensorrt-rtx (auto: an engine runs on the runtime "
-                "that built it).")
 PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
                   "else fp32); other backends run the model's own precision.")
 
@@ -146,7 +146,7 @@ def train_parser_command(
                                                        "test.")] = "auto",
     label_order: Annotated[str, typer.Option("--label-order", help="celebamask or faceparsing.")] = "celebamask",
     seed: Annotated[int, typer.Option("--seed", help="Seed of init and batch order.")] = 0,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
