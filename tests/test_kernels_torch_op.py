@@ -69,6 +69,22 @@ def test_adain_act_uses_the_op_only_where_asked_on_the_cpu():
     assert torch.ops.aten.leaky_relu.default not in targets
 
 
+def test_the_adain_implementation_is_a_setting_of_each_network():
+    cfg = preset("tiny-64")
+    first, second = networks.Generator(cfg), networks.Generator(cfg)
+
+    def impls(net):
+        return {m.impl for m in net.modules() if isinstance(m, networks.AdaINAct)}
+
+    assert impls(first) == impls(second) == {networks.DEFAULT_ADAIN_IMPL}
+    first.set_adain_impl("torch")
+    with networks.adain_as_op(second):
+        assert impls(first) == {"torch"} and impls(second) == {"op"}
+    assert impls(second) == {networks.DEFAULT_ADAIN_IMPL} and impls(first) == {"torch"}
+    with pytest.raises(ValueError, match="valid: fused, torch, op"):
+        first.set_adain_impl("triton")
+
+
 def test_torch_compile_sees_through_the_op():
     cfg = preset("tiny-64")
     generator = networks.Generator(cfg).eval()

@@ -7,6 +7,9 @@ it host to host (``run_once``: numpy labels and styles in, numpy uint8 images ou
 generate`` uses a backend). On a GPU it also runs with inputs and outputs already on the device
 (``prepare_device``, ``run_device``), which gives the GPU compute time apart from host<->device copies.
 
+Every runner runs the generator through the package's backend (maskface_rt/backends: what ``maskface
+generate`` runs) and keeps only what timing needs: torch.compile or a CUDA graph around the torch backend's
+``generate_on_device``, ONNX Runtime's IOBinding on device values, the TensorRT backend's ``bind_generator``.
 torch, onnxruntime, openvino and tensorrt are imported only inside the runners that use them.
 """
 
