@@ -48,6 +48,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.parity import ParityAccumulator
 from maskface_rt.export_format import GRAPHS, MANIFEST, ExportManifest, read_manifest, sample_inputs
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
+from maskface_rt.model_kind import ModelKind, classify, export_folder_of
 from maskface_rt.tensorrt_compat import PLUGIN_REFUSAL, TensorRTRuntime, resolve_runtime
 
 #: Lowest PSNR (dB) of the engine's uint8 generator images against ONNX Runtime fp32 on the same inputs.
@@ -129,22 +130,21 @@ def export_folder(onnx_path: str | Path) -> Path:
     """The export folder of a ``maskface export`` folder or of one of its .onnx graphs."""
     path = Path(onnx_path)
     if path.is_dir():
-        return path
-    if path.suffix == ".onnx":
-        if not path.exists():
-            raise MaskfaceError(path, "no such ONNX file")
-        if (path.parent / MANIFEST).is_file():
-            return path.parent
+        return path  # its manifest is read (and checked) next
+    if not path.exists():
+        raise MaskfaceError(path, "no such ONNX file" if path.suffix == ".onnx" else "no such export folder")
+    kind = classify(path)
+    if kind is ModelKind.ONNX_EXPORT:
+        return export_folder_of(path)
+    if kind is ModelKind.ONNX_GRAPH:
         raise MaskfaceError(path, f"is not in a maskface export folder (no {MANIFEST} beside it): the build needs "
                                   "the three graphs and their metadata; make them with 'maskface export'")
-    if not path.exists():
-        raise MaskfaceError(path, "no such export folder")
     raise MaskfaceError(path, "expected a maskface export folder (or its generator.onnx)")
 
 
 def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOptions) -> BuildPlan:
     """Every option and path checked before any work (no TensorRT needed)."""
-    from maskface_rt.backends.cuda_device import parse_device
+    from maskface_rt.devices import cuda_index
 
     try:
         engines = engine_files(out)
@@ -166,7 +166,7 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
         raise BuildOptionError(options.timing_cache, "--timing-cache is a folder; give a file (created when missing)")
     try:
-        parse_device(options.device)
+        cuda_index(options.device)
     except MaskfaceError as e:
         raise BuildOptionError(None, f"--device: {e.problem}") from None
     runtime, targets = _check_runtime_options(options)
@@ -520,10 +520,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
 def _open_gpu(plan: BuildPlan) -> tuple[Any | None, str]:
     """The CUDA device of the build, and why there is none (None, reason) where the runtime builds without one
     and ``--device`` is auto; elsewhere no GPU is an error."""
-    from maskface_rt.backends.cuda_device import open_cuda_device, parse_device
+    from maskface_rt.backends.cuda_device import open_cuda_device
+    from maskface_rt.devices import cuda_index
 
     try:
-        return open_cuda_device(parse_device(plan.options.device)), ""
+        return open_cuda_device(cuda_index(plan.options.device)), ""
     except MaskfaceError as e:
         if plan.runtime.builds_without_gpu and plan.options.device == "auto":
             return None, e.problem

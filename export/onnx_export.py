@@ -164,7 +164,7 @@ def _export_graph(spec: GraphSpec, nets: Nets, path: Path, opset: int, max_batch
         from maskface_rt.kernels.onnx_op import translation_table
 
         translations = translation_table()
-    with torch.no_grad(), _quiet(), adain_as_op() if plugin else contextlib.nullcontext():
+    with torch.no_grad(), _quiet(), adain_as_op(module) if plugin else contextlib.nullcontext():
         program = torch.onnx.export(module, tuple(example[n] for n in spec.inputs), dynamo=True,
                                     input_names=list(spec.inputs), output_names=[spec.output],
                                     dynamic_shapes=dynamic, opset_version=opset, external_data=False,

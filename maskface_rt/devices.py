@@ -1,12 +1,15 @@
-"""Device strings ('auto', 'cpu', 'cuda', 'cuda:N'): the one place they are parsed.
+"""Device strings ('auto', 'cpu', 'cuda', 'cuda:N'): the one place they are parsed and checked.
 
-Torch-free at import, so the deployed runtime can import it; torch is imported only by the
-functions that return a torch device.
+``parse_device`` turns a --device value into a ``Device`` (or a one-line error naming what is valid);
+``backend_device`` checks it against the spellings one backend runs on (the registry's ``devices``);
+``cuda_index`` is the GPU ordinal of the CUDA-only backends; ``resolve_device`` makes a torch device.
+Torch-free at import, so the deployed runtime can import it; torch is imported only by ``resolve_device``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from maskface_rt.errors import MaskfaceError
@@ -14,22 +17,80 @@ from maskface_rt.errors import MaskfaceError
 if TYPE_CHECKING:
     import torch
 
+#: Every spelling --device takes, in the order error messages list them.
+DEVICE_SPELLINGS = ("auto", "cpu", "cuda", "cuda:N")
+#: The --device help text of the CLI.
+DEVICE_HELP = "auto, cpu, cuda or cuda:N."
+
+
+class DeviceError(MaskfaceError, ValueError):
+    """A --device value that is not valid (where it is checked), as the user's one line."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(None, problem)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A parsed --device: ``kind`` auto, cpu or cuda; ``index`` the GPU of 'cuda:N' (None: not given)."""
+
+    kind: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.index is None else f"{self.kind}:{self.index}"
+
+    @property
+    def spelling(self) -> str:
+        """Which of DEVICE_SPELLINGS this is ('cuda:N' for any indexed GPU)."""
+        return self.kind if self.index is None else "cuda:N"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+
+def parse_device(text: str) -> Device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a Device; anything else raises DeviceError (a ValueError)."""
+    if text in ("auto", "cpu", "cuda"):
+        return Device(text)
+    if text.startswith("cuda:") and text[5:].isdigit():
+        return Device("cuda", int(text[5:]))
+    raise DeviceError(f"unknown device {text!r}; valid: {', '.join(DEVICE_SPELLINGS)}")
+
+
+def backend_device(text: str, backend: str, valid: tuple[str, ...]) -> Device:
+    """``text`` parsed and checked against ``valid``, the spellings ``backend`` runs on (DEVICE_SPELLINGS' subset)."""
+    try:
+        device = parse_device(text)
+    except DeviceError:
+        device = None
+    if device is not None and device.spelling in valid:
+        return device
+    if device is not None and device.kind == "cpu":
+        raise DeviceError(f"the {backend} backend runs on a CUDA GPU; for the CPU use an export folder with "
+                          "--backend onnxruntime")
+    if device is not None and "cuda" not in valid:
+        raise DeviceError(f"the {backend} backend runs on the CPU only; --device {text} is not valid with it "
+                          f"(valid: {', '.join(valid)})")
+    raise DeviceError(f"unknown device {text!r} for {backend}; valid: {', '.join(valid)}")
+
+
+def cuda_index(text: str, backend: str = "tensorrt") -> int:
+    """The GPU ordinal of a CUDA-only backend's --device: 'auto' or 'cuda' -> 0, 'cuda:N' -> N."""
+    return backend_device(text, backend, ("auto", "cuda", "cuda:N")).index or 0
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a torch device, with torchrun's LOCAL_RANK choosing the GPU."""
     import torch
 
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MaskfaceError(None, f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MaskfaceError(None, f"device {name!r} asked for, but no CUDA GPU is available")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    elif device.type != "cpu":
-        raise MaskfaceError(None, f"unsupported device {name!r}; valid: auto, cpu, cuda, cuda:N")
-    return device
+    device = parse_device(name)
+    if device.kind == "auto":
+        device = Device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.kind == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise MaskfaceError(None, f"device {name!r} asked for, but no CUDA GPU is available")
+    index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device("cuda", index)

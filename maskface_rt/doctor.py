@@ -47,7 +47,7 @@ def _bundled_model() -> Check:
 
 def checks(with_torch: bool = True) -> list[Check]:
     from maskface_rt import __version__
-    from maskface_rt.backends.onnxruntime_backend import available as ort_available, cpu_threads
+    from maskface_rt.backends.onnxruntime_backend import cpu_threads
 
     gpus = _gpus()
     result = [
@@ -55,26 +55,19 @@ def checks(with_torch: bool = True) -> list[Check]:
         Check("python", True, f"{platform.python_version()} on {platform.machine()}, {cpu_threads()} CPU threads"),
         Check("CUDA GPUs", bool(gpus), "; ".join(gpus) if gpus else "none found (nvidia-smi absent or no device)"),
     ]
-    ok, detail = ort_available()
-    result.append(Check("backend onnxruntime", ok, detail))
+    from maskface_rt.backends.registry import REGISTRY
+
+    rows = {spec.name: Check(f"backend {spec.name}", *spec.available()) for spec in REGISTRY.values()
+            if with_torch or "torch" not in spec.needs}
+    result.append(rows.pop("onnxruntime"))  # the CPU default first, then what depends on it
     result.append(_bundled_model())
-    if ok:
+    if result[-2].ok:
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             result.append(Check("onnxruntime CUDA", False, "CPU build; for GPUs: pip uninstall onnxruntime && "
                                                            "pip install onnxruntime-gpu"))
-    from maskface_rt.backends.openvino_backend import available as ov_available
-
-    result.append(Check("backend openvino", *ov_available()))
-    if with_torch:
-        from maskface_rt.backends.torch_backend import available as torch_available
-
-        result.append(Check("backend torch", *torch_available()))
-    from maskface_rt.backends.tensorrt_backend import available as trt_available
-
-    result.append(Check("backend tensorrt", *trt_available()))
-    result.append(Check("backend tensorrt-rtx", *trt_available("tensorrt-rtx")))
+    result.extend(rows.values())
     for module, hint in (("triton", "pip install triton (Linux, for the fused kernel)"),
                          ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
                          ("onnx", "pip install onnx")):

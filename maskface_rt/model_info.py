@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file
+from maskface_rt.export_format import read_manifest, sha256_file
+from maskface_rt.model_kind import ModelKind, classify
 
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
@@ -74,19 +75,25 @@ def describe_export(folder: Path) -> dict[str, Any]:
             "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}}
 
 
+def describe_engine(path: Path) -> dict[str, Any]:
+    from maskface_rt.engine_format import read_sidecar
+
+    return {"kind": "engine", "path": str(path), "bytes": path.stat().st_size, **read_sidecar(path).to_dict()}
+
+
+#: How a model file of each kind is described (an export folder: describe_export).
+_DESCRIBE_FILE = {ModelKind.CHECKPOINT: describe_checkpoint, ModelKind.ONNX_EXPORT: describe_onnx,
+                  ModelKind.ONNX_GRAPH: describe_onnx, ModelKind.ENGINE: describe_engine}
+
+
 def describe(model: str | Path) -> dict[str, Any]:
     model = Path(model)
-    if model.is_dir() and (model / MANIFEST).is_file():
+    kind = classify(model)
+    if model.is_dir() and kind is ModelKind.ONNX_EXPORT:
         return describe_export(model)
     if not model.is_file():
         raise MaskfaceError(model, "no such model file or export folder")
-    if model.suffix == ".safetensors":
-        return describe_checkpoint(model)
-    if model.suffix == ".onnx":
-        return describe_onnx(model)
-    if model.suffix in (".engine", ".plan"):
-        from maskface_rt.engine_format import read_sidecar
-
-        return {"kind": "engine", "path": str(model), "bytes": model.stat().st_size, **read_sidecar(model).to_dict()}
-    raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, an export folder, a .onnx graph or a "
-                               "TensorRT .engine")
+    if kind is None:
+        raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, an export folder, a .onnx "
+                                   "graph or a TensorRT .engine")
+    return _DESCRIBE_FILE[kind](model)

@@ -76,52 +76,59 @@ class ResBlk(nn.Module):
         return (self._shortcut(x) + self._residual(x)) / math.sqrt(2)
 
 
-_fused_adain = os.environ.get("MASKFACE_FUSED_ADAIN", "1") != "0"
-_adain_op_everywhere = False
+#: AdaINAct's implementations: "fused" the Triton kernel on CUDA (torch ops elsewhere), "torch" torch ops only,
+#: "op" torch.ops.maskface.fused_adain on any device (its reference on the CPU), so that a trace (torch.export,
+#: the plugin-flavoured ONNX export) records one op per AdaIN + LeakyReLU.
+ADAIN_IMPLS = ("fused", "torch", "op")
+#: What new AdaINAct modules use (env MASKFACE_FUSED_ADAIN=0: "torch").
+DEFAULT_ADAIN_IMPL = "fused" if os.environ.get("MASKFACE_FUSED_ADAIN", "1") != "0" else "torch"
 #: Located, not imported: triton is imported at the first CUDA call of the op.
 _triton_installed = importlib.util.find_spec("triton") is not None
 
 
-def set_fused_adain(enabled: bool) -> None:
-    """Turn the fused Triton kernel for AdaINAct on CUDA on or off (default on; env MASKFACE_FUSED_ADAIN=0: off)."""
-    global _fused_adain
-    _fused_adain = enabled
-
-
-def fused_adain_enabled() -> bool:
-    """The switch set by ``set_fused_adain`` (whether the kernel also runs depends on the input's device)."""
-    return _fused_adain
-
-
-def fused_adain_active(x: torch.Tensor) -> bool:
-    """Whether AdaINAct runs torch.ops.maskface.fused_adain for this input."""
-    if _adain_op_everywhere:
-        return True
-    return _fused_adain and _triton_installed and x.is_cuda
+def set_adain_impl(net: nn.Module, impl: str) -> dict[AdaINAct, str]:
+    """Set the implementation of every AdaINAct in ``net`` (one of ADAIN_IMPLS); returns what each had."""
+    if impl not in ADAIN_IMPLS:
+        raise ValueError(f"unknown AdaIN implementation {impl!r}; valid: {', '.join(ADAIN_IMPLS)}")
+    before = {m: m.impl for m in net.modules() if isinstance(m, AdaINAct)}
+    for module in before:
+        module.impl = impl
+    return before
 
 
 @contextlib.contextmanager
-def adain_as_op() -> Iterator[None]:
-    """Route every AdaINAct through torch.ops.maskface.fused_adain on any device (its reference on the CPU),
-    so that a trace (torch.export, the plugin-flavoured ONNX export) records one op per AdaIN + LeakyReLU."""
-    global _adain_op_everywhere
-    before, _adain_op_everywhere = _adain_op_everywhere, True
+def adain_impl(net: nn.Module, impl: str) -> Iterator[None]:
+    """``set_adain_impl`` for the ``with`` block, each module's own setting restored afterwards."""
+    before = set_adain_impl(net, impl)
     try:
         yield
     finally:
-        _adain_op_everywhere = before
+        for module, previous in before.items():
+            module.impl = previous
+
+
+def adain_as_op(net: nn.Module) -> contextlib.AbstractContextManager[None]:
+    """Every AdaINAct of ``net`` through torch.ops.maskface.fused_adain on any device, for a trace."""
+    return adain_impl(net, "op")
 
 
 class AdaINAct(nn.Module):
     """AdaIN (style -> per-channel gamma, beta) followed by LeakyReLU: one module, so that a fused
-    kernel can replace its body (on CUDA, see ``set_fused_adain``)."""
+    kernel can replace its body (``impl``, one of ADAIN_IMPLS; see ``set_adain_impl``)."""
 
     def __init__(self, style_dim: int, num_features: int, *, eps: float = 1e-5, negative_slope: float = 0.2) -> None:
         super().__init__()
         self.num_features = num_features
         self.eps = eps
         self.negative_slope = negative_slope
+        self.impl = DEFAULT_ADAIN_IMPL
         self.fc = nn.Linear(style_dim, num_features * 2)
+
+    def fused_active(self, x: torch.Tensor) -> bool:
+        """Whether this module runs torch.ops.maskface.fused_adain for input ``x``."""
+        if self.impl == "op":
+            return True
+        return self.impl == "fused" and _triton_installed and x.is_cuda
 
     def affine(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (gamma, beta), each [B, C]."""
@@ -130,7 +137,7 @@ class AdaINAct(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.affine(s)
-        if fused_adain_active(x):
+        if self.fused_active(x):
             return torch.ops.maskface.fused_adain(x, gamma, beta, self.eps, self.negative_slope)
         return adain_act_reference(x, gamma, beta, self.eps, self.negative_slope)
 
@@ -190,6 +197,10 @@ class Generator(nn.Module):
             nn.LeakyReLU(slope),
             nn.Conv2d(cfg.first_dim, 3, 1, 1, 0),
         )
+
+    def set_adain_impl(self, impl: str) -> None:
+        """The AdaIN implementation of every decoder block (one of ADAIN_IMPLS)."""
+        set_adain_impl(self, impl)
 
     def forward(self, labels: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         x = self.from_mask(one_hot_labels(labels, self.num_classes, s.dtype))

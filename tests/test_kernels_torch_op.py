@@ -57,23 +57,39 @@ def test_adain_act_uses_the_op_only_where_asked_on_the_cpu():
     torch.manual_seed(0)
     module = networks.AdaINAct(style_dim=8, num_features=3)
     x, s = torch.randn(2, 3, 8, 8), torch.randn(2, 8)
-    assert not networks.fused_adain_active(x)  # CPU: the reference math, as before
-    with networks.adain_as_op():
-        assert networks.fused_adain_active(x)
+    assert not module.fused_active(x)  # CPU: the reference math, as before
+    with networks.adain_as_op(module):
+        assert module.fused_active(x)
         via_op = module(x, s)
         program = torch.export.export(module, (x, s))
-    assert not networks.fused_adain_active(x)
+    assert not module.fused_active(x)
     assert torch.equal(via_op, module(x, s))
     targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
     assert targets.count(torch.ops.maskface.fused_adain.default) == 1
     assert torch.ops.aten.leaky_relu.default not in targets
 
 
+def test_the_adain_implementation_is_a_setting_of_each_network():
+    cfg = preset("tiny-64")
+    first, second = networks.Generator(cfg), networks.Generator(cfg)
+
+    def impls(net):
+        return {m.impl for m in net.modules() if isinstance(m, networks.AdaINAct)}
+
+    assert impls(first) == impls(second) == {networks.DEFAULT_ADAIN_IMPL}
+    first.set_adain_impl("torch")
+    with networks.adain_as_op(second):
+        assert impls(first) == {"torch"} and impls(second) == {"op"}
+    assert impls(second) == {networks.DEFAULT_ADAIN_IMPL} and impls(first) == {"torch"}
+    with pytest.raises(ValueError, match="valid: fused, torch, op"):
+        first.set_adain_impl("triton")
+
+
 def test_torch_compile_sees_through_the_op():
     cfg = preset("tiny-64")
     generator = networks.Generator(cfg).eval()
     labels, s = torch.randint(0, cfg.num_classes, (1, 64, 64)), torch.randn(1, cfg.style_dim)
-    with torch.no_grad(), networks.adain_as_op():
+    with torch.no_grad(), networks.adain_as_op(generator):
         compiled = torch.compile(generator, backend="aot_eager", fullgraph=True)
         assert torch.allclose(compiled(labels, s), generator(labels, s), atol=1e-6)
 
@@ -135,16 +151,13 @@ def test_cuda_adain_act_switch_and_backward():
     module = networks.AdaINAct(style_dim=8, num_features=16).cuda()
     x = torch.randn(4, 16, 32, 32, device="cuda", requires_grad=True)
     s = torch.randn(4, 8, device="cuda")
-    assert networks.fused_adain_active(x)
+    assert module.fused_active(x)
     fused = module(x, s)
     (gx_fused,) = torch.autograd.grad(fused.square().sum(), x)
-    networks.set_fused_adain(False)
-    try:
-        assert not networks.fused_adain_active(x)
+    with networks.adain_impl(module, "torch"):
+        assert not module.fused_active(x)
         plain = module(x, s)
         (gx_plain,) = torch.autograd.grad(plain.square().sum(), x)
-    finally:
-        networks.set_fused_adain(True)
     assert (fused - plain).abs().max().item() < 1e-4
     assert (gx_fused - gx_plain).abs().max().item() < 1e-3 * max(1.0, gx_plain.abs().max().item())
 
@@ -156,14 +169,11 @@ def test_cuda_generator_with_the_kernel_matches_without_and_compiles():
     generator = networks.Generator(cfg).cuda().half().eval()
     labels = torch.randint(0, cfg.num_classes, (2, 64, 64), device="cuda")
     s = torch.randn(2, cfg.style_dim, device="cuda", dtype=torch.float16)
-    assert networks.fused_adain_active(s)
+    assert generator.decode[0].act1.fused_active(s)
     with torch.no_grad():
         eager = generator(labels, s)
         compiled = torch.compile(generator, fullgraph=True)(labels, s)
-        networks.set_fused_adain(False)
-        try:
+        with networks.adain_impl(generator, "torch"):
             plain = generator(labels, s)
-        finally:
-            networks.set_fused_adain(True)
     assert (compiled.float() - eager.float()).abs().max().item() < 2e-2
     assert (eager.float() - plain.float()).abs().max().item() < 2e-2

@@ -16,8 +16,9 @@ import pytest
 
 from maskface_rt.backends import open_backend
 from maskface_rt.backends.cuda_device import (
-    CUDA_PYTHON, TORCH, CudaDevice, HostDeviceBuffer, cuda_implementation, open_cuda_device, parse_device,
+    CUDA_PYTHON, TORCH, CudaDevice, HostDeviceBuffer, cuda_implementation, open_cuda_device,
 )
+from maskface_rt.devices import cuda_index
 from maskface_rt.backends.tensorrt_backend import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
 from maskface_rt.engine_format import GRAPH_IO, BuildProfile, DeviceInfo, tensor_shape
 from maskface_rt.errors import MaskfaceError
@@ -37,12 +38,12 @@ def test_graph_policy_warms_up_captures_once_then_replays():
 
 
 def test_device_names():
-    assert parse_device("auto") == 0 and parse_device("cuda") == 0 and parse_device("cuda:3") == 3
+    assert cuda_index("auto") == 0 and cuda_index("cuda") == 0 and cuda_index("cuda:3") == 3
     with pytest.raises(MaskfaceError, match="runs on a CUDA GPU; for the CPU use an export folder with --backend "
                                             "onnxruntime"):
-        parse_device("cpu")
+        cuda_index("cpu")
     with pytest.raises(MaskfaceError, match="valid: auto, cuda, cuda:N"):
-        parse_device("gpu0")
+        cuda_index("gpu0")
 
 
 def test_cuda_implementation_choice():

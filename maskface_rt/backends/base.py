@@ -1,4 +1,4 @@
-"""The generator interface: one implementation per runtime (torch, onnxruntime, tensorrt)."""
+"""The generator interface: one implementation per backend (the rows of ``registry.REGISTRY``)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ Two implementations of one small interface:
   imports torch itself.
 
 Written against the documented cuda-python 12.6+/13.x and torch APIs; not run on this project's
-machines (no GPU). The choice between them (``cuda_implementation``) and ``parse_device`` are plain code.
+machines (no GPU). The choice between them (``cuda_implementation``) is plain code; device strings are
+``maskface_rt.devices.cuda_index``'s.
 """
 
 from __future__ import annotations
@@ -28,18 +29,6 @@ from maskface_rt.errors import MaskfaceError
 
 CUDA_PYTHON, TORCH = "cuda-python", "torch"
 CUDA_PYTHON_HINT = "pip install 'maskface-rt[tensorrt]' (installs cuda-python)"
-
-
-def parse_device(device: str) -> int:
-    """'auto' or 'cuda' -> 0, 'cuda:N' -> N; anything else is refused with what is valid."""
-    if device in ("auto", "cuda"):
-        return 0
-    if device.startswith("cuda:") and device[5:].isdigit():
-        return int(device[5:])
-    if device == "cpu":
-        raise MaskfaceError(None, "the tensorrt backend runs on a CUDA GPU; for the CPU use an export folder with "
-                                  "--backend onnxruntime")
-    raise MaskfaceError(None, f"unknown device {device!r} for tensorrt; valid: auto, cuda, cuda:N")
 
 
 def _cuda_python_importable() -> bool:

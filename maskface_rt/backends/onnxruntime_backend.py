@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.backends.registry import REGISTRY
+from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, ExportManifest, read_manifest
-
-DEVICES = ("auto", "cpu", "cuda")
-
 
 def cpu_threads() -> int:
     """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
@@ -50,8 +49,7 @@ class OnnxRuntimeBackend(GeneratorBackend):
     def __init__(self, folder: str | Path, *, device: str = "auto", threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        if device not in DEVICES:
-            raise MaskfaceError(None, f"unknown device {device!r} for onnxruntime; valid: {', '.join(DEVICES)}")
+        backend_device(device, self.name, REGISTRY[self.name].devices)
         folder = Path(folder)
         self.manifest = portable_manifest(folder, "onnxruntime")
         super().__init__(self.manifest.config, str(folder))

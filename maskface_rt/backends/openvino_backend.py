@@ -15,7 +15,9 @@ import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.backends.onnxruntime_backend import cpu_threads, portable_manifest
+from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.console import stderr
+from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
@@ -87,9 +89,7 @@ class OpenVinoBackend(GeneratorBackend):
                  threads: int | None = None, cache: bool = True) -> None:
         import openvino as ov
 
-        if device not in ("auto", "cpu"):
-            raise MaskfaceError(None, f"the openvino backend runs on the CPU only; --device {device} is not valid "
-                                      "with it (valid: auto, cpu)")
+        backend_device(device, self.name, REGISTRY[self.name].devices)
         folder = Path(folder)
         self.manifest = portable_manifest(folder, "openvino")
         super().__init__(self.manifest.config, str(folder))

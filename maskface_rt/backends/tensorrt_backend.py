@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device, parse_device
+from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device
 from maskface_rt.config import ModelConfig
+from maskface_rt.devices import cuda_index
 from maskface_rt.engine_format import (
     GRAPH_IO, TENSOR_DTYPES, BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io,
     plan_batches, read_sidecar, rebuild_hint, tensor_shape, verify_engine_files,
@@ -210,29 +212,53 @@ class EngineRunner:
             self.cuda.synchronize()
             self.contexts.after_first_run()
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        """The graph's output for any number of rows (split and padded to the profile)."""
+    def _check_feeds(self, feeds: dict[str, np.ndarray]) -> int:
+        """The number of rows of ``feeds``, their shapes checked; the buffers allocated."""
         count = len(feeds[self.inputs[0]])
         for name in self.inputs:
             want = tensor_shape(name, self.config, count)
             if tuple(feeds[name].shape) != want:
                 raise MaskfaceError(None, f"{self.graph} input {name!r} has shape {list(feeds[name].shape)}, "
                                           f"expected {list(want)}")
-        result = np.empty(tensor_shape(self.output, self.config, count), TENSOR_DTYPES[self.output])
         self._allocate()
+        return count
+
+    def _upload(self, feeds: dict[str, np.ndarray], chunk: Any) -> None:
+        for name in self.inputs:
+            buf = self.buffers[name]
+            buf.host[:chunk.rows] = feeds[name][chunk.start:chunk.stop]
+            buf.host[chunk.rows:chunk.run_batch] = 0  # padding rows: valid inputs, results dropped
+            buf.upload(chunk.run_batch * buf.host[0].nbytes)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph's output for any number of rows (split and padded to the profile)."""
+        count = self._check_feeds(feeds)
+        result = np.empty(tensor_shape(self.output, self.config, count), TENSOR_DTYPES[self.output])
         out = self.buffers[self.output]
-        row_bytes = {name: buf.host[0].nbytes for name, buf in self.buffers.items()}
         for chunk in plan_batches(count, self.profile):
-            for name in self.inputs:
-                host = self.buffers[name].host
-                host[:chunk.rows] = feeds[name][chunk.start:chunk.stop]
-                host[chunk.rows:chunk.run_batch] = 0  # padding rows: valid inputs, results dropped
-                self.buffers[name].upload(chunk.run_batch * row_bytes[name])
+            self._upload(feeds, chunk)
             self._execute(chunk.run_batch)
-            out.download(chunk.rows * row_bytes[self.output])
+            out.download(chunk.rows * out.host[0].nbytes)
             self.cuda.synchronize()
             result[chunk.start:chunk.stop] = out.host[:chunk.rows]
         return result
+
+    def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
+        """Put one batch (at most the profile's max rows) on the device once; returns a call that runs the graph
+        on it with no host copies, finished on return (what the bench times as device time)."""
+        chunks = plan_batches(self._check_feeds(feeds), self.profile)
+        if len(chunks) != 1:
+            raise MaskfaceError(self.where, f"bind takes 1..{self.profile.max} rows (the {self.graph} engine's "
+                                            "profile)")
+        (chunk,) = chunks
+        self._upload(feeds, chunk)
+        self.cuda.synchronize()
+
+        def run() -> None:
+            self._execute(chunk.run_batch)
+            self.cuda.synchronize()
+
+        return run
 
     def layer_information(self) -> str:
         return self._compat.layer_information_json(self.trt, self.engine)
@@ -254,7 +280,7 @@ class TensorRTBackend(GeneratorBackend):
         from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
 
         engine = Path(engine)
-        index = parse_device(device)
+        index = cuda_index(device, runtime)
         self.sidecar: EngineSidecar = read_sidecar(engine)
         super().__init__(self.sidecar.config, str(engine))
         built_for = self.sidecar.runtime
@@ -310,6 +336,11 @@ class TensorRTBackend(GeneratorBackend):
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
         return self._runner("generator").run({LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
                                               STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+
+    def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]:
+        """The generator on one batch already on the device: a call that runs it without host copies."""
+        return self._runner("generator").bind({LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                                               STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
         return self._runner("style_encoder").run({LATENT: np.ascontiguousarray(latents, dtype=np.float32)})

@@ -22,11 +22,15 @@ def available() -> tuple[bool, str]:
 
 
 class TorchBackend(GeneratorBackend):
-    """The EMA networks of a ``.safetensors`` model file in eager PyTorch."""
+    """The EMA networks of a ``.safetensors`` model file in eager PyTorch.
+
+    ``adain`` sets the generator's AdaIN implementation (networks.ADAIN_IMPLS; None: its default, the fused
+    kernel on CUDA); ``generator_only`` loads the generator alone (the bench, which runs nothing else)."""
 
     name = "torch"
 
-    def __init__(self, model_path: str | Path, *, device: str = "auto", precision: str = "fp32") -> None:
+    def __init__(self, model_path: str | Path, *, device: str = "auto", precision: str = "fp32",
+                 adain: str | None = None, generator_only: bool = False) -> None:
         import torch
 
         from maskface_rt.checkpoint import load_model
@@ -40,7 +44,12 @@ class TorchBackend(GeneratorBackend):
             raise MaskfaceError(None, f"{precision} needs a CUDA device for the torch backend; use fp32 on the CPU")
         self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
         self.precision = precision
-        self.nets = load_model(model_path).to(self.device, self.dtype)
+        nets = load_model(model_path)
+        if adain is not None:
+            nets.generator.set_adain_impl(adain)
+        if generator_only:
+            nets.style_encoder = nets.style_decoder = None
+        self.nets = nets.to(self.device, self.dtype).requires_grad_(False)
         super().__init__(self.nets.cfg, str(model_path))
 
     @property
@@ -50,18 +59,28 @@ class TorchBackend(GeneratorBackend):
     def _tensor(self, array: np.ndarray):
         return self.torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
-    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+    def _net(self, name: str):
+        net = getattr(self.nets, name)
+        if net is None:
+            raise MaskfaceError(self.model_path, f"opened with the generator only: no {name}")
+        return net
+
+    def generate_on_device(self, labels, styles):
+        """G on tensors already on the device: labels uint8/int [B, H, W], styles [B, style_dim] -> uint8 NHWC
+        on the device (what ``generate`` runs; the bench compiles or captures it)."""
         from maskface_rt.networks import to_uint8_nhwc
 
+        return to_uint8_nhwc(self.nets.generator(labels.long(), styles.to(self.dtype)))
+
+    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            x = self.nets.generator(self._tensor(labels).long(), self._tensor(styles).to(self.dtype))
-            return to_uint8_nhwc(x).cpu().numpy()
+            return self.generate_on_device(self._tensor(labels), self._tensor(styles)).cpu().numpy()
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            return self.nets.style_encoder(self._tensor(latents).to(self.dtype)).float().cpu().numpy()
+            return self._net("style_encoder")(self._tensor(latents).to(self.dtype)).float().cpu().numpy()
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
             x = self._tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-            return self.nets.style_decoder(x.to(self.dtype)).float().cpu().numpy()
+            return self._net("style_decoder")(x.to(self.dtype)).float().cpu().numpy()

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.backends import ModelKind, latent_for_style, model_kind
+from maskface_rt.backends import open_backend
 from maskface_rt.config import ModelConfig, preset
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MIN_MAX_BATCH, graph_file, read_manifest
+from maskface_rt.model_kind import ModelKind, export_folder_of, model_kind
 
 TORCH_MISSING = "torch is not installed (pip install 'maskface-rt[train]')"
 
@@ -70,7 +71,7 @@ class ModelSource:
 
             return cls(read_config(model), model, scratch, max_batch, str(model))
         if kind is ModelKind.ONNX_EXPORT:
-            folder = model if model.is_dir() else model.parent
+            folder = export_folder_of(model)
             manifest = read_manifest(folder)
             return cls(manifest.config, None, scratch, max_batch, str(folder),
                        exports={(manifest.precision, manifest.plugin): folder})
@@ -134,59 +135,42 @@ def fixed_inputs(source: ModelSource, count: int, seed: int = 0) -> tuple[np.nda
 
     cfg = source.config
     labels = np.stack([render_pair(seed, i, cfg.img_size)[1] for i in range(count)])
-    latents = np.stack([latent_for_style(seed, k, cfg.latent_dim) for k in range(count)])
-    if source.checkpoint is not None:
-        import torch
-
-        from maskface_rt.checkpoint import load_model
-
-        with torch.no_grad():
-            styles = load_model(source.checkpoint).style_encoder(torch.from_numpy(latents)).numpy()
-    else:
-        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        with OnnxRuntimeBackend(next(iter(source.exports.values())), device="cpu") as backend:
-            styles = backend.map_latent(latents)
+    model, backend = (source.checkpoint, "torch") if source.checkpoint is not None else \
+        (next(iter(source.exports.values())), "onnxruntime")
+    with open_backend(model, backend, device="cpu") as runtime:
+        styles = runtime.styles_for_seed(seed, count)
     return np.ascontiguousarray(labels, dtype=np.uint8), np.ascontiguousarray(styles, dtype=np.float32)
 
 
 @contextlib.contextmanager
-def plain_fp32() -> Iterator[None]:
-    """True fp32 torch: no TF32 in cuDNN or cuBLAS, no fused AdaIN kernel (restored afterwards)."""
+def no_tf32() -> Iterator[None]:
+    """True fp32 torch: no TF32 in cuDNN or cuBLAS (restored afterwards)."""
     import torch
 
-    from maskface_rt import networks
-
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, networks.fused_adain_enabled())
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    networks.set_fused_adain(False)
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved[:2]
-        networks.set_fused_adain(saved[2])
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def reference_images(source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str,
                      chunk: int = 8) -> np.ndarray:
-    """uint8 images of torch fp32 (plain, see ``plain_fp32``) on ``device``: what accuracy is measured against."""
+    """uint8 images of plain torch fp32 on ``device`` (the torch backend with AdaIN in torch ops, no TF32):
+    what accuracy is measured against."""
     if source.checkpoint is None:
         raise Unavailable("the torch fp32 reference needs a checkpoint; --model is an export folder")
     if not torch_installed():
         raise Unavailable(f"the torch fp32 reference needs torch: {TORCH_MISSING}")
-    import torch
+    from maskface_rt.backends.torch_backend import TorchBackend
 
-    from maskface_rt.checkpoint import load_model
-    from maskface_rt.networks import to_uint8_nhwc
-
-    generator = load_model(source.checkpoint).generator.to(device)
-    out = []
-    with torch.no_grad(), plain_fp32():
-        for i in range(0, len(labels), chunk):
-            x = generator(torch.from_numpy(labels[i:i + chunk]).to(device).long(),
-                          torch.from_numpy(styles[i:i + chunk]).to(device))
-            out.append(to_uint8_nhwc(x).cpu().numpy())
-    del generator
+    backend = TorchBackend(source.checkpoint, device=device, adain="torch", generator_only=True)
+    with backend, no_tf32():
+        out = [backend.generate(labels[i:i + chunk], styles[i:i + chunk]) for i in range(0, len(labels), chunk)]
+    del backend
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.empty_cache()
     return np.concatenate(out)

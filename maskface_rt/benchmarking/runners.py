@@ -7,6 +7,9 @@ it host to host (``run_once``: numpy labels and styles in, numpy uint8 images ou
 generate`` uses a backend). On a GPU it also runs with inputs and outputs already on the device
 (``prepare_device``, ``run_device``), which gives the GPU compute time apart from host<->device copies.
 
+Every runner runs the generator through the package's backend (maskface_rt/backends: what ``maskface
+generate`` runs) and keeps only what timing needs: torch.compile or a CUDA graph around the torch backend's
+``generate_on_device``, ONNX Runtime's IOBinding on device values, the TensorRT backend's ``bind_generator``.
 torch, onnxruntime, openvino and tensorrt are imported only inside the runners that use them.
 """
 
@@ -17,11 +20,11 @@ import dataclasses
 import importlib.util
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
 from maskface_rt.export_format import IMAGE, LABELS, STYLE
 
@@ -158,26 +161,16 @@ class TorchRunner(Runner):
     def load(self) -> None:
         import torch
 
-        from maskface_rt.checkpoint import load_model
-        from maskface_rt.networks import set_fused_adain, to_uint8_nhwc
+        from maskface_rt.backends.torch_backend import TorchBackend
 
         self.torch = torch
-        self.dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
-        set_fused_adain(self.fused)
-        generator = load_model(self.source.checkpoint).generator.to(self.device, self.dtype).requires_grad_(False)
-        dtype = self.dtype
-
-        def forward(labels: Any, styles: Any) -> Any:
-            return to_uint8_nhwc(generator(labels.long(), styles.to(dtype)))
-
-        self.generator = generator
+        self.backend = TorchBackend(self.source.checkpoint, device=self.device, precision=self.precision,
+                                    adain="fused" if self.fused else "torch", generator_only=True)
+        forward = self.backend.generate_on_device
         self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
 
     def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        from maskface_rt.networks import set_fused_adain
-
         torch = self.torch
-        set_fused_adain(self.fused)  # read at every eager call and when compiling or capturing
         self.labels, self.styles = labels, styles
         self.graph = None
         if self.mode == "compile":
@@ -227,7 +220,10 @@ class TorchRunner(Runner):
 
     def close(self) -> None:
         torch = self.torch if hasattr(self, "torch") else None
-        self.graph = self.generator = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+        self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+        if getattr(self, "backend", None) is not None:
+            self.backend.close()
+            self.backend = None
         if torch is not None:
             if self.mode == "compile":
                 torch._dynamo.reset()
@@ -263,8 +259,9 @@ class OnnxRuntimeRunner(Runner):
         return f"CPUExecutionProvider, {cpu_threads()} intra-op threads"
 
     def available(self) -> tuple[bool, str]:
-        if importlib.util.find_spec("onnxruntime") is None:
-            return False, "onnxruntime is not installed (pip install onnxruntime)"
+        ok, detail = REGISTRY["onnxruntime"].available()
+        if not ok:
+            return False, detail
         if self.cuda:
             if reason := self._needs_cuda():
                 return False, reason
@@ -333,9 +330,7 @@ class OpenVinoRunner(OnnxRuntimeRunner):
         return f"OpenVINO CPU plugin, {cpu_threads()} threads, 1 stream, LATENCY hint; runs: {self.executed}"
 
     def available(self) -> tuple[bool, str]:
-        from maskface_rt.backends.openvino_backend import available
-
-        ok, detail = available()
+        ok, detail = REGISTRY["openvino"].available()
         return (self.source.can_export("fp32") if ok else (False, detail))
 
     def build(self) -> None:
@@ -363,7 +358,7 @@ class TensorRTRunner(Runner):
     def __init__(self, ctx: RunnerContext, name: str, plugin: bool, runtime: str = "tensorrt") -> None:
         super().__init__(ctx, name)
         self.plugin, self.runtime = plugin, runtime
-        self.timer: _EngineOnDevice | None = None
+        self.run_bound = None
         self.backend_description = ""
 
     @property
@@ -371,19 +366,19 @@ class TensorRTRunner(Runner):
         backend = self.backend_description
         return (f"one engine for batch 1..{self.source.max_batch}, optimised for {self.source.max_batch}"
                 + ("; FusedAdaIN plugin" if self.plugin else "") + (f"; {backend}" if backend else "")
-                + "; device time: execute_async_v3 on device buffers between CUDA events")
+                + "; device time: host clock around the backend's run (its CUDA graph where captured) on "
+                  "device-resident buffers")
 
     def available(self) -> tuple[bool, str]:
         if reason := self._needs_cuda():
             return False, reason
         try:
-            from maskface_rt.backends.tensorrt_backend import available
             from maskface_rt.export.engine_builder import BuildOptions, build_engine  # noqa: F401
         except ImportError as e:
             return False, f"the TensorRT backend or engine builder is not part of this build ({e})"
         if self.runtime != "tensorrt" and "runtime" not in {f.name for f in dataclasses.fields(BuildOptions)}:
             return False, f"this version's engine builder cannot make {self.runtime} engines"
-        ok, detail = available(self.runtime)
+        ok, detail = REGISTRY[self.runtime].available()
         if not ok:
             return False, detail
         if self.plugin:
@@ -404,79 +399,24 @@ class TensorRTRunner(Runner):
 
     def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
         self.labels, self.styles = labels, styles
-        self.timer = None
+        self.run_bound = None
         return self.run_once()
 
     def run_once(self) -> np.ndarray:
         return self.backend.generate(self.labels, self.styles)
 
     def prepare_device(self) -> None:
-        if not torch_installed():
-            raise Unavailable(f"timing the engine on device buffers uses torch: {TORCH_MISSING}")
-        index = int(self.device.split(":", 1)[1]) if ":" in self.device else 0
-        self.timer = _EngineOnDevice(self.engine, index, {LABELS: self.labels, STYLE: self.styles}, self.plugin,
-                                     self.runtime)
+        self.run_bound = self.backend.bind_generator(self.labels, self.styles)
 
-    def run_device(self) -> float:
-        return self.timer.run()
+    def run_device(self) -> None:
+        self.run_bound()  # synchronises the stream before returning
+        return None
 
     def close(self) -> None:
-        self.timer = None
+        self.run_bound = None
         if getattr(self, "backend", None) is not None:
             self.backend.close()
             self.backend = None
-
-
-class _EngineOnDevice:
-    """An engine's own execution context on torch CUDA buffers: GPU time of one enqueue, no host copies."""
-
-    def __init__(self, engine_path: Path, device_index: int, inputs: dict[str, np.ndarray], plugin: bool,
-                 runtime: str = "tensorrt") -> None:
-        import torch
-
-        from maskface_rt.tensorrt_compat import load_engine_runtime
-
-        trt = load_engine_runtime(runtime)
-        if plugin:
-            import maskface_rt.kernels.trt_plugin  # noqa: F401  (maskface::FusedAdaIN, to deserialize the engine)
-
-        self.torch = torch
-        dtypes = {getattr(trt, name): getattr(torch, torch_name) for name, torch_name in (
-            ("float32", "float32"), ("float16", "float16"), ("bfloat16", "bfloat16"), ("int8", "int8"),
-            ("uint8", "uint8"), ("int32", "int32"), ("int64", "int64"), ("bool", "bool")) if hasattr(trt, name)}
-        device = torch.device("cuda", device_index)
-        self.runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))  # outlives the engine
-        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
-        if self.engine is None:
-            raise Unavailable(f"{engine_path}: TensorRT could not deserialize the engine for device timing")
-        self.context = self.engine.create_execution_context()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.buffers = {}
-        for name in names:
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                if name not in inputs:
-                    raise Unavailable(f"engine input {name!r} is none of {', '.join(inputs)}")
-                dtype = dtypes[self.engine.get_tensor_dtype(name)]
-                self.buffers[name] = torch.from_numpy(inputs[name]).to(device).to(dtype).contiguous()
-                self.context.set_input_shape(name, tuple(self.buffers[name].shape))
-        for name in names:
-            if self.engine.get_tensor_mode(name) == trt.TensorIOMode.OUTPUT:
-                self.buffers[name] = torch.empty(tuple(self.context.get_tensor_shape(name)),
-                                                 dtype=dtypes[self.engine.get_tensor_dtype(name)], device=device)
-        for name, buffer in self.buffers.items():
-            self.context.set_tensor_address(name, buffer.data_ptr())
-        self.stream = torch.cuda.Stream(device)  # not the default stream, which TensorRT would synchronise
-        self.stream.wait_stream(torch.cuda.current_stream(device))  # the input copies
-        self.start = torch.cuda.Event(enable_timing=True)
-        self.end = torch.cuda.Event(enable_timing=True)
-
-    def run(self) -> float:
-        self.start.record(self.stream)
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
-        self.end.record(self.stream)
-        self.end.synchronize()
-        return self.start.elapsed_time(self.end) / 1e3
 
 
 # --- the list ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from maskface_rt.benchmarking.models import ModelSource, Unavailable, fixed_inpu
 from maskface_rt.benchmarking.report import COLUMNS
 from maskface_rt.benchmarking.runners import Runner, RunnerContext, make_runner
 from maskface_rt.benchmarking.timing import measure
+from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.evaluation.parity import ParityAccumulator
 
@@ -54,13 +55,14 @@ class BenchResult:
 
 
 def resolve_device(name: str) -> tuple[str, str]:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> (device, why CUDA-only runners cannot run here or '')."""
-    if name == "cpu":
+    """A --device value -> (the bench's device, "cpu" or "cuda:N"; why CUDA-only runners cannot run here or '')."""
+    device = parse_device(name)
+    if device.kind == "cpu":
         return "cpu", "--device cpu was given"
     found = env.gpu_names()
-    if name == "auto":
+    if device.kind == "auto":
         return ("cuda:0", "") if found else ("cpu", "none found (neither nvidia-smi nor torch sees one)")
-    index = int(name.split(":", 1)[1]) if ":" in name else 0
+    index = device.index or 0
     if index >= len(found):
         raise MaskfaceError(None, f"--device {name}: this machine has {len(found)} CUDA GPU(s)")
     return f"cuda:{index}", ""

@@ -7,20 +7,16 @@ command's own, the check is the same everywhere.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import typer
 
 from maskface_rt.backends import BACKENDS, PRECISIONS
+from maskface_rt.backends.registry import BACKEND_HELP
+from maskface_rt.devices import DEVICE_HELP, DeviceError, parse_device
 from maskface_rt.labels import LABEL_ORDERS
 
-DEVICES = ("auto", "cpu", "cuda", "cuda:N")
-_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-
-BACKEND_HELP = (f"{', '.join(BACKENDS)} (auto: an engine runs on the runtime that built it; an export on the fastest "
-                "that runs it here).")
 PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
                   "else fp32); other backends run the model's own precision.")
 
@@ -34,13 +30,20 @@ def _checker(what: str, valid: Sequence[str], ok: Callable[[str], bool]) -> Call
     return check
 
 
-check_device = _checker("device", DEVICES, lambda v: bool(_DEVICE.match(v)))
+def check_device(value: str) -> str:
+    try:
+        parse_device(value)
+    except DeviceError as e:
+        raise typer.BadParameter(e.problem) from None
+    return value
+
+
 check_backend = _checker("backend", BACKENDS, lambda v: v in BACKENDS)
 check_precision = _checker("precision", PRECISIONS, lambda v: v in PRECISIONS)
 check_label_order = _checker("label order", tuple(LABEL_ORDERS), lambda v: v in LABEL_ORDERS)
 
 
-def device_option(help: str = "auto, cpu, cuda or cuda:N.") -> Any:
+def device_option(help: str = DEVICE_HELP) -> Any:
     return typer.Option("--device", help=help, callback=check_device)
 
 
