@@ -27,6 +27,7 @@ from maskface_rt.eval_cli import BACKEND_HELP, PRECISION_HELP, eval_app
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
 from maskface_rt.labels import LABEL_ORDERS
+from maskface_rt.serve.cli import serve
 
 app = typer.Typer(
     name="maskface",
@@ -205,6 +206,7 @@ def export(
 
 app.command("build")(build)
 app.command("bench")(bench)
+app.command("serve")(serve)
 
 plugin_app = typer.Typer(help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.",
                          no_args_is_help=True)
