@@ -110,15 +110,16 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         indices = _style_indices(styles)
         _check_label_order(label_order)
         labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
-        if reference is not None and reference.filename:
+        from_photo = reference is not None and bool(reference.filename)
+        if from_photo:
             photo = await _decoded(reference, "reference", lambda p: resize_rgb(read_rgb(p), size))
-            style_rows = await batcher.call(backend.encode_style, photo[None])
+            codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
             names: list[int | str] = ["reference"]
         else:
-            style_rows = await batcher.call(_seed_styles, backend, seed, indices)
+            codes = _latents(seed, indices, backend.config.latent_dim)
             names = list(indices)
         try:
-            images = await _unless_gone(request, batcher.generate(labels, np.asarray(style_rows, np.float32)))
+            images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
         except Overloaded as e:
             raise BadRequest(503, str(e), {"Retry-After": str(settings.retry_after_s)}) from None
         pngs = await asyncio.to_thread(lambda: [encode_png(image) for image in images])
@@ -183,10 +184,9 @@ def _style_indices(text: str) -> list[int]:
     return indices
 
 
-def _seed_styles(backend: GeneratorBackend, seed: int, indices: list[int]) -> np.ndarray:
-    """Styles of indices k for ``seed``: the same latents, through the same mapping, as generate's."""
-    latents = np.stack([latent_for_style(seed, k, backend.config.latent_dim) for k in indices])
-    return backend.map_latent(latents)
+def _latents(seed: int, indices: list[int], latent_dim: int) -> np.ndarray:
+    """Latents of style indices k for ``seed``: the same as generate's (the batcher maps them to styles)."""
+    return np.stack([latent_for_style(seed, k, latent_dim) for k in indices])
 
 
 async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:

@@ -30,8 +30,10 @@ class Overloaded(Exception):
 @dataclass
 class _Job:
     labels: np.ndarray  # uint8 [H, W], canonical
-    style: np.ndarray  # float32 [style_dim]
+    code: np.ndarray  # float32: a style [style_dim], or a latent [latent_dim] when is_latent
+    is_latent: bool
     result: asyncio.Future[np.ndarray]
+    taken: bool = False  # off the queue, into a batch
 
 
 class Batcher:
@@ -43,36 +45,41 @@ class Batcher:
         self.max_batch = min(max_batch, backend.max_batch or max_batch)
         self.max_delay_s, self.max_queue = max_delay_s, max_queue
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._waiting = 0  # queued faces whose client is still there (the queue also holds dropped ones)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="maskface-backend")
 
     @property
     def queued(self) -> int:
         """Faces waiting for the backend."""
-        return self._queue.qsize()
+        return self._waiting
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the backend thread (style mapping and encoding share it with generation)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    async def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        """Faces uint8 [n, H, W, 3] of one mask [H, W] with n styles [n, style_dim].
+    async def generate(self, labels: np.ndarray, codes: np.ndarray, *, latents: bool = False) -> np.ndarray:
+        """Faces uint8 [n, H, W, 3] of one mask [H, W] with n styles [n, style_dim], or with the styles of n
+        latents [n, latent_dim] (``latents=True``: mapped in the batch's own backend call, one mapping per batch
+        instead of one trip to the backend thread per request).
 
         Raises Overloaded when the queue cannot take n more faces (a request larger than the whole queue is
         still taken when the queue is empty). Cancelling the caller drops its faces that are still queued.
         """
-        n = len(styles)
+        n = len(codes)
         if self.queued and self.queued + n > self.max_queue:
             raise Overloaded(f"the queue is full ({self.queued} faces waiting, limit {self.max_queue})")
         loop = asyncio.get_running_loop()
-        jobs = [_Job(labels, styles[i], loop.create_future()) for i in range(n)]
+        jobs = [_Job(labels, codes[i], latents, loop.create_future()) for i in range(n)]
         for job in jobs:
             self._queue.put_nowait(job)
-        self.metrics.queue_length.set(self.queued)
+        self._waiting += n
+        self.metrics.queue_length.set(self._waiting)
         try:
             return np.stack(await asyncio.gather(*(job.result for job in jobs)))
         except asyncio.CancelledError:
             for job in jobs:
                 job.result.cancel()
+            self._take(jobs)
             raise
 
     async def run(self) -> None:
@@ -96,17 +103,23 @@ class Batcher:
                     break
             else:
                 jobs.append(self._queue.get_nowait())
-        self.metrics.queue_length.set(self.queued)
+        self._take(jobs)
         live = [job for job in jobs if not job.result.done()]  # done here = cancelled: the client has gone
         self.metrics.dropped_images.inc(len(jobs) - len(live))
         return live
 
+    def _take(self, jobs: list[_Job]) -> None:
+        """Stop counting jobs as waiting: taken into a batch, or dropped with their request."""
+        for job in jobs:
+            if not job.taken:
+                job.taken = True
+                self._waiting -= 1
+        self.metrics.queue_length.set(self._waiting)
+
     async def _run_batch(self, jobs: list[_Job]) -> None:
-        labels = np.stack([job.labels for job in jobs])
-        styles = np.stack([job.style for job in jobs]).astype(np.float32, copy=False)
         self.metrics.batch_size.observe(len(jobs))
         try:
-            images = await self.call(self._generate, labels, styles)
+            images = await self.call(self._generate, jobs)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the backend's failure
             for job in jobs:
                 if not job.result.done():
@@ -117,9 +130,16 @@ class Batcher:
             if not job.result.done():
                 job.result.set_result(image)
 
-    def _generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+    def _generate(self, jobs: list[_Job]) -> np.ndarray:
+        """On the backend thread: map the batch's latents (one call), then generate."""
+        styles = [job.code for job in jobs]
+        if mapped := [i for i, job in enumerate(jobs) if job.is_latent]:
+            for i, style in zip(mapped, self.backend.map_latent(np.stack([styles[i] for i in mapped]))):
+                styles[i] = style
+        labels = np.stack([job.labels for job in jobs])
+        images = self.backend.generate(labels, np.stack(styles).astype(np.float32, copy=False))
         # A copy: a backend may reuse its output buffer on the next call while faces are still being encoded.
-        return np.array(self.backend.generate(labels, styles), dtype=np.uint8, copy=True)
+        return np.array(images, dtype=np.uint8, copy=True)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True, cancel_futures=True)
