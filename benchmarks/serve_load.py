@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, write_result  # noqa: E402
+from _common import environment, write_result
 
 ROOT = Path(__file__).parent.parent
 MASK = ROOT / "examples" / "masks" / "hand01_smile_color.png"

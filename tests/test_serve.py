@@ -16,13 +16,13 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from maskface_rt.backends import open_backend  # noqa: E402
-from maskface_rt.bundled import default_model  # noqa: E402
-from maskface_rt.labels import CLASS_NAMES, PALETTE  # noqa: E402
-from maskface_rt.mask_io import read_mask  # noqa: E402
-from maskface_rt.serve.app import MAX_STYLES, ServeSettings, create_app  # noqa: E402
+from serve_support import SlowBackend, running
 
-from serve_support import SlowBackend, running  # noqa: E402
+from maskface_rt.backends import open_backend
+from maskface_rt.bundled import default_model
+from maskface_rt.labels import CLASS_NAMES, PALETTE
+from maskface_rt.mask_io import read_mask
+from maskface_rt.serve.app import MAX_STYLES, ServeSettings, create_app
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "masks"
 MASK = EXAMPLES / "hand01_smile_color.png"
@@ -65,7 +65,8 @@ def test_faces_are_byte_identical_to_generate(url: str, tmp_path: Path) -> None:
         (masks / name).write_bytes((EXAMPLES / name).read_bytes())
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out),
-                           "--styles", "4", "--seed", "7", "--backend", "onnxruntime"], capture_output=True, text=True)
+                           "--styles", "4", "--seed", "7", "--backend", "onnxruntime"], check=False,
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     # Concurrent requests, so the server batches faces of different masks and styles together.
     answers: dict[tuple[str, str], httpx.Response] = {}
@@ -218,7 +219,7 @@ def test_overload_gets_503_with_retry_after_and_disconnects_cost_nothing(backend
     slow = SlowBackend(backend, delay_s=0.5)
     with running(create_app(slow, ServeSettings(max_batch=1, max_delay_ms=0, max_queue=2))) as url:
         results: list[httpx.Response] = []
-        threads = [threading.Thread(target=lambda: results.append(post_faces(url))) for _ in range(6)]
+        threads = [threading.Thread(target=lambda: results.append(post_faces(url))) for _ in range(8)]
         for t in threads:
             t.start()
         for t in threads:
@@ -256,7 +257,7 @@ def test_serve_options_are_checked_before_any_work() -> None:
     for args, flag in ((["--port", "0"], "--port"), (["--max-batch", "0"], "--max-batch"),
                        (["--host", "example.com"], "--host"), (["--max-queue", "0"], "--max-queue"),
                        (["--precision", "bf16", "--backend", "onnxruntime"], "--precision")):
-        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", *args], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", *args], check=False, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 2 and flag in done.stderr, (args, done.stderr)
 
@@ -267,6 +268,6 @@ def test_serve_without_the_extra_says_how_to_install(tmp_path: Path) -> None:
             "import importlib.util\n_find = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda n, *a: None if n in ('fastapi', 'uvicorn') else _find(n, *a)\n"
             "from maskface_rt.cli import main\nsys.argv = ['maskface', 'serve']\nmain()\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "pip install 'maskface-rt[serve]'" in done.stderr and "Traceback" not in done.stderr

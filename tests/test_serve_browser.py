@@ -18,13 +18,13 @@ import pytest
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from maskface_rt.backends import open_backend  # noqa: E402
-from maskface_rt.bundled import default_model  # noqa: E402
-from maskface_rt.labels import CLASS_NAMES  # noqa: E402
-from maskface_rt.mask_io import read_mask  # noqa: E402
-from maskface_rt.serve.app import ServeSettings, create_app  # noqa: E402
+from serve_support import running
 
-from serve_support import running  # noqa: E402
+from maskface_rt.backends import open_backend
+from maskface_rt.bundled import default_model
+from maskface_rt.labels import CLASS_NAMES
+from maskface_rt.mask_io import read_mask
+from maskface_rt.serve.app import ServeSettings, create_app
 
 CHROMIUM = os.environ.get("MASKFACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -27,7 +27,7 @@ def missing_serve_modules() -> list[str]:
 
 
 def serve(
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
                                                                         "(default: the bundled demo model).")] = None,
     backend: Annotated[str, typer.Option("--backend", help=BACKEND_HELP)] = "auto",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
