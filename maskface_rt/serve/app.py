@@ -109,16 +109,17 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         start = time.perf_counter()
         indices = _style_indices(styles)
         _check_label_order(label_order)
-        labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
-        from_photo = reference is not None and bool(reference.filename)
-        if from_photo:
-            photo = await _decoded(reference, "reference", lambda p: resize_rgb(read_rgb(p), size))
-            codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
-            names: list[int | str] = ["reference"]
-        else:
-            codes = _latents(seed, indices, backend.config.latent_dim)
-            names = list(indices)
         try:
+            batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
+            labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
+            from_photo = reference is not None and bool(reference.filename)
+            if from_photo:
+                photo = await _decoded(reference, "reference", lambda p: resize_rgb(read_rgb(p), size))
+                codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
+                names: list[int | str] = ["reference"]
+            else:
+                codes = _latents(seed, indices, backend.config.latent_dim)
+                names = list(indices)
             images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
         except Overloaded as e:
             raise BadRequest(503, str(e), {"Retry-After": str(settings.retry_after_s)}) from None

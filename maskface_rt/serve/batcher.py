@@ -57,6 +57,11 @@ class Batcher:
         """Run ``fn(*args)`` on the backend thread (style mapping and encoding share it with generation)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
+    def check_room(self, n: int) -> None:
+        """Overloaded unless the queue can take n more faces (any number when it is empty)."""
+        if self.queued and self.queued + n > self.max_queue:
+            raise Overloaded(f"the queue is full ({self.queued} faces waiting, limit {self.max_queue})")
+
     async def generate(self, labels: np.ndarray, codes: np.ndarray, *, latents: bool = False) -> np.ndarray:
         """Faces uint8 [n, H, W, 3] of one mask [H, W] with n styles [n, style_dim], or with the styles of n
         latents [n, latent_dim] (``latents=True``: mapped in the batch's own backend call, one mapping per batch
@@ -66,8 +71,7 @@ class Batcher:
         still taken when the queue is empty). Cancelling the caller drops its faces that are still queued.
         """
         n = len(codes)
-        if self.queued and self.queued + n > self.max_queue:
-            raise Overloaded(f"the queue is full ({self.queued} faces waiting, limit {self.max_queue})")
+        self.check_room(n)
         loop = asyncio.get_running_loop()
         jobs = [_Job(labels, codes[i], latents, loop.create_future()) for i in range(n)]
         for job in jobs:
