@@ -73,9 +73,9 @@ def test_serve_without_its_extra_says_how_to_install_it(fresh_venv: Path) -> Non
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "pip install 'maskface-rt[serve]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     # The editor ships in the wheel: static files and example masks as package data.
-    probe = _run([str(fresh_venv), "-c", "import importlib.resources as r; s = r.files('maskface_rt.serve') / "
-                  "'static'; print(sorted(p.name for p in s.iterdir()), len(list((s / 'examples').iterdir())))"],
-                 ROOT, timeout=60)
+    code = ("import importlib.resources as r; s = r.files('maskface_rt.serve') / 'static'; "
+            "print(sorted(p.name for p in s.iterdir()), len(list((s / 'examples').iterdir())))")
+    probe = _run([str(fresh_venv), "-c", code], ROOT, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split("]")[0] + "]" == str(["editor.css", "editor.js", "examples", "index.html"])
     assert int(probe.stdout.split()[-1]) >= 3

@@ -112,3 +112,26 @@ def test_paint_hair_and_hat_then_download_the_mask(page: object, tmp_path: Path)
     if target := os.environ.get("MASKFACE_EDITOR_SCREENSHOT"):
         page.wait_for_function("document.querySelectorAll('#faces img').length === 4")
         page.screenshot(path=target)
+
+
+def test_reference_photo_and_example_masks(page: object, tmp_path: Path) -> None:
+    import base64
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(base64.b64decode(_faces(page)[1].split(",", 1)[1]))  # a face is a photo of a face
+    version = page.evaluate("document.body.dataset.facesVersion")
+    page.set_input_files("#upload-reference", str(photo))
+    page.wait_for_function(f"document.body.dataset.facesVersion !== '{version}'", timeout=60000)
+    assert page.eval_on_selector_all("#faces img", "imgs => imgs.map(i => i.dataset.style)") == ["reference"]
+    page.click("#clear-reference")
+    page.wait_for_function("document.querySelectorAll('#faces img').length === 4", timeout=60000)
+
+    page.select_option("#examples", "hand03_hat_color.png")
+    page.wait_for_function("document.getElementById('status').textContent.includes('hand03_hat_color')",
+                           timeout=60000)
+    with page.expect_download() as download:
+        page.click("#download-labels")
+    labels_png = tmp_path / "labels.png"
+    download.value.save_as(labels_png)
+    example = Path(__file__).parent.parent / "examples" / "masks" / "hand03_hat_color.png"
+    assert np.array_equal(read_mask(labels_png), read_mask(example))

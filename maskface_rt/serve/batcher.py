@@ -54,7 +54,7 @@ class Batcher:
         return self._waiting
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(*args)`` on the backend thread (style mapping and encoding share it with generation)."""
+        """Run ``fn(*args)`` on the backend thread (a reference photo's style encoding shares it with generation)."""
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def check_room(self, n: int) -> None:
