@@ -260,3 +260,15 @@ def test_serve_options_are_checked_before_any_work() -> None:
         done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", *args], check=False, capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 2 and flag in done.stderr, (args, done.stderr)
+
+
+def test_serve_refuses_a_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", "--port", str(port)], check=False,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"127.0.0.1:{port}: cannot listen there" in done.stderr, done.stderr

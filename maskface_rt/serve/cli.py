@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -60,6 +61,7 @@ def serve(
     if missing := missing_serve_modules():
         raise MaskfaceError(None, f"maskface serve needs {', '.join(missing)}: pip install 'maskface-rt[serve]'")
 
+    _check_bind(host, port)
     import uvicorn
 
     from maskface_rt.serve.app import ServeSettings, create_app
@@ -71,4 +73,20 @@ def serve(
             stderr.print(f"listening on {host}: put a reverse proxy with TLS and auth in front (README: serve)")
         stderr.print(f"maskface serve: {runtime.description}, editor and API at http://{host}:{port}/ "
                      f"(API docs /docs)", markup=False)
-        uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level="warning")
+        try:
+            uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level="warning")
+        except SystemExit as e:  # uvicorn's startup failure (3) is not the README's "some inputs skipped"
+            if e.code:
+                raise MaskfaceError(f"{host}:{port}", "the server could not start (see the line above)") from None
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Refuse an address that cannot be listened on before the model is loaded."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise MaskfaceError(f"{host}:{port}", f"cannot listen there ({e.strerror or e}); pick another "
+                                                  "--port or --host") from None
