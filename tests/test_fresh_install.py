@@ -66,3 +66,16 @@ def test_readme_generate_command_uses_the_bundled_model(fresh_venv: Path, tmp_pa
         assert images[0].ndim == 3 and images[0].shape[2] == 3 and images[0].std() > 10
         assert np.abs(images[0].astype(int) - images[1].astype(int)).mean() > 1, f"{mask.name}: styles identical"
     assert report["backend"].startswith("onnxruntime CPUExecutionProvider") and report["exit_code"] == 0
+
+
+def test_serve_without_its_extra_says_how_to_install_it(fresh_venv: Path) -> None:
+    done = _run([str(fresh_venv.parent / "maskface"), "serve"], ROOT, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "pip install 'maskface-rt[serve]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    # The editor ships in the wheel: static files and example masks as package data.
+    code = ("import importlib.resources as r; s = r.files('maskface_rt.serve') / 'static'; "
+            "print(sorted(p.name for p in s.iterdir()), len(list((s / 'examples').iterdir())))")
+    probe = _run([str(fresh_venv), "-c", code], ROOT, timeout=60)
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split("]")[0] + "]" == str(["editor.css", "editor.js", "examples", "index.html"])
+    assert int(probe.stdout.split()[-1]) >= 3

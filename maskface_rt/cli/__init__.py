@@ -24,7 +24,7 @@ from maskface_rt.console import stderr
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 # In the order `maskface --help` lists them.
-COMMANDS = ("synth", "train", "export", "build", "bench", "plugin", "generate", "info", "doctor", "eval")
+COMMANDS = ("synth", "train", "export", "build", "bench", "plugin", "generate", "serve", "info", "doctor", "eval")
 
 app = typer.Typer(
     name="maskface",

@@ -1,0 +1,301 @@
+"""The HTTP API and the editor page, on one opened backend.
+
+Every problem with a request is a 4xx whose JSON body ``{"detail": "<one line>"}`` names the field and the
+problem; the backend runs only on the batcher's thread; uploads are decoded by mask_io / image_io, the same
+code (and decompression-bomb guard) as ``maskface generate``, so a (mask, seed, k) gives the same PNG bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from maskface_rt import __version__
+from maskface_rt.backends.base import GeneratorBackend, latent_for_style
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
+from maskface_rt.labels import CLASS_NAMES, LABEL_ORDERS, PALETTE
+from maskface_rt.mask_io import mask_to_png, read_mask
+from maskface_rt.serve.batcher import Batcher, Overloaded
+from maskface_rt.serve.metrics import Metrics
+
+STATIC = Path(__file__).parent / "static"
+EXAMPLES = STATIC / "examples"
+#: Most style indices one request may ask for.
+MAX_STYLES = 16
+#: Largest label map /v1/labels returns (the editor paints at the examples' 256).
+MAX_LABEL_SIZE = 1024
+_ROUTES = ("/", "/v1/faces", "/v1/labels", "/v1/model", "/v1/examples", "/healthz", "/metrics", "/docs",
+           "/openapi.json")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """The service's limits (one field per ``maskface serve`` option)."""
+
+    max_batch: int = 8
+    max_delay_ms: float = 5.0
+    max_queue: int = 64
+    max_body_bytes: int = 8 * 2**20
+    retry_after_s: int = 1
+
+
+class BadRequest(Exception):
+    """A request the service refuses: status code and one line."""
+
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, " ".join(detail.split()), headers
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSettings()) -> FastAPI:
+    """The FastAPI app serving ``backend``; the batcher runs for the app's lifespan."""
+    metrics = Metrics()
+    batcher = Batcher(backend, max_batch=settings.max_batch, max_delay_s=settings.max_delay_ms / 1000,
+                      max_queue=settings.max_queue, metrics=metrics)
+    size = backend.config.img_size
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(batcher.run(), name="maskface-batcher")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            batcher.close()
+
+    app = FastAPI(title="maskface", version=__version__, lifespan=lifespan,
+                  description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
+                              "a reference photo. The editor is at /.")
+    app.state.metrics, app.state.batcher = metrics, batcher
+    app.add_middleware(_Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    _add_error_handlers(app, metrics)
+
+    @app.post("/v1/faces", summary="Faces of one mask", response_class=Response, responses={
+        200: {"content": {"image/png": {}, "application/json": {}},
+              "description": "One face: PNG bytes; several (or Accept: application/json): JSON, base64 PNGs."},
+        400: {"description": "Bad input (one line)"}, 413: {"description": "Request too large"},
+        503: {"description": "Queue full; retry after Retry-After seconds"}})
+    async def faces(
+        request: Request,
+        mask: Annotated[UploadFile, File(description="A mask in any format maskface generate reads")],
+        styles: Annotated[str, Form(description=f"Comma-separated style indices (at most {MAX_STYLES})")] = "0",
+        seed: Annotated[int, Form(ge=0, lt=2**63, description="Style k depends only on (seed, k)")] = 0,
+        label_order: Annotated[str, Form(description=", ".join(LABEL_ORDERS))] = "celebamask",
+        reference: Annotated[UploadFile | None, File(description="A photo: its style replaces the "
+                                                                 "seeds'")] = None,
+    ) -> Response:
+        start = time.perf_counter()
+        indices = _style_indices(styles)
+        _check_label_order(label_order)
+        try:
+            batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
+            labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
+            from_photo = reference is not None and bool(reference.filename)
+            if from_photo:
+                photo = await _decoded(reference, "reference", lambda p: resize_rgb(read_rgb(p), size))
+                codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
+                names: list[int | str] = ["reference"]
+            else:
+                codes = _latents(seed, indices, backend.config.latent_dim)
+                names = list(indices)
+            images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
+        except Overloaded as e:
+            raise BadRequest(503, str(e), {"Retry-After": str(settings.retry_after_s)}) from None
+        pngs = await asyncio.to_thread(lambda: [encode_png(image) for image in images])
+        metrics.latency.observe(time.perf_counter() - start)
+        if len(pngs) == 1 and "application/json" not in request.headers.get("accept", ""):
+            return Response(pngs[0], media_type="image/png", headers={"X-Maskface-Style": str(names[0])})
+        return JSONResponse({"seed": seed, "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()}
+                                                     for k, png in zip(names, pngs)]})
+
+    @app.post("/v1/labels", summary="A mask as a canonical label PNG", response_class=Response,
+              responses={200: {"content": {"image/png": {}}, "description": "Single-channel PNG, value = label"}})
+    async def labels_png(
+        mask: Annotated[UploadFile, File(description="A mask in any format maskface generate reads")],
+        label_order: Annotated[str, Form(description=", ".join(LABEL_ORDERS))] = "celebamask",
+        size: Annotated[int | None, Form(ge=1, le=MAX_LABEL_SIZE, description="Resize (nearest) to "
+                                                                               "size x size")] = None,
+    ) -> Response:
+        _check_label_order(label_order)
+        labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
+        return Response(mask_to_png(labels), media_type="image/png")
+
+    @app.get("/v1/model", summary="The model and the service's limits")
+    async def model() -> dict[str, Any]:
+        config = backend.config
+        return {"backend": backend.description, "model": Path(backend.model_path).name,
+                "img_size": config.img_size, "style_dim": config.style_dim, "latent_dim": config.latent_dim,
+                "classes": [{"label": i, "name": n, "color": PALETTE[i].tolist()} for i, n in enumerate(CLASS_NAMES)],
+                "label_orders": list(LABEL_ORDERS), "max_styles": MAX_STYLES, "max_batch": batcher.max_batch,
+                "max_delay_ms": settings.max_delay_ms, "max_queue": settings.max_queue,
+                "max_body_bytes": settings.max_body_bytes, "version": __version__}
+
+    @app.get("/v1/examples", summary="Names of the example masks under /static/examples/")
+    async def examples() -> list[str]:
+        return sorted(p.name for p in EXAMPLES.glob("*.png"))
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "queued": batcher.queued}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def editor() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _style_indices(text: str) -> list[int]:
+    try:
+        indices = [int(v) for v in text.split(",")]
+    except ValueError:
+        indices = []
+    if not indices or min(indices) < 0 or max(indices) >= 2**31:
+        raise BadRequest(400, f"styles: {text[:40]!r} is not a comma-separated list of style indices >= 0 "
+                              "(e.g. 0,1,2)")
+    if len(indices) > MAX_STYLES:
+        raise BadRequest(400, f"styles: {len(indices)} styles asked, at most {MAX_STYLES} per request")
+    return indices
+
+
+def _latents(seed: int, indices: list[int], latent_dim: int) -> np.ndarray:
+    """Latents of style indices k for ``seed``: the same as generate's (the batcher maps them to styles)."""
+    return np.stack([latent_for_style(seed, k, latent_dim) for k in indices])
+
+
+async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
+    """Decode an upload with ``read(path)`` off the event loop; its problems name the form field."""
+    data = await upload.read()
+
+    def decode() -> T:
+        with tempfile.TemporaryDirectory(prefix="maskface-serve-") as tmp:
+            path = Path(tmp) / "upload"
+            path.write_bytes(data)
+            return read(path)
+
+    try:
+        return await asyncio.to_thread(decode)
+    except MaskfaceError as e:
+        raise BadRequest(400, f"{field} ({upload.filename or 'upload'}): {e.problem}") from None
+
+
+def _check_label_order(label_order: str) -> None:
+    if label_order not in LABEL_ORDERS:
+        raise BadRequest(400, f"label_order: unknown label order {label_order[:40]!r}; valid: "
+                              f"{', '.join(LABEL_ORDERS)}")
+
+
+async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """``work``'s result, or ClientGone (and ``work`` cancelled) as soon as the client disconnects."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    raise ClientGone
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _one_line(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": " ".join(str(detail).split())}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, e: BadRequest) -> JSONResponse:
+        return _one_line(e.status, e.detail, e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())[1:]) or "request"
+        return _one_line(400, f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        return _one_line(e.status_code, e.detail, getattr(e, "headers", None))
+
+    @app.exception_handler(ClientGone)
+    async def gone(_: Request, e: ClientGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
+
+class _Guard:
+    """ASGI middleware: the request-size limit, and request / error / status counts per route."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
+                       send: Callable[..., Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal:
+                await refusal(scope, receive, send_status)
+            else:
+                await self.app(scope, receive, send_status)
+        finally:
+            path = scope["path"] if scope["path"] in _ROUTES else "other"
+            self.metrics.requests.labels(path, str(status)).inc()
+            if status >= 400:
+                self.metrics.errors.labels(str(status)).inc()
+
+    def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
+        """A 411/413 answer for a body that is too large or of unknown length (read before any of it)."""
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return None
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is None:
+            return _one_line(411, "a Content-Length header is required (bodies of unknown length are refused)")
+        if not length.isdigit():
+            return _one_line(400, f"Content-Length {length[:20].decode(errors='replace')!r} is not a number")
+        if int(length) > self.max_body_bytes:
+            return _one_line(413, f"request body of {int(length)} bytes is larger than the limit of "
+                                  f"{self.max_body_bytes} bytes")
+        return None

@@ -1,0 +1,274 @@
+"""maskface serve's API on a real server (uvicorn on 127.0.0.1) and the bundled model."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+httpx = pytest.importorskip("httpx")
+
+from serve_support import SlowBackend, running
+
+from maskface_rt.backends import open_backend
+from maskface_rt.bundled import default_model
+from maskface_rt.labels import CLASS_NAMES, PALETTE
+from maskface_rt.mask_io import read_mask
+from maskface_rt.serve.app import MAX_STYLES, ServeSettings, create_app
+
+EXAMPLES = Path(__file__).parent.parent / "examples" / "masks"
+MASK = EXAMPLES / "hand01_smile_color.png"
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[object]:
+    with open_backend(default_model(), "onnxruntime") as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def url(backend: object) -> Iterator[str]:
+    with running(create_app(backend, ServeSettings(max_batch=8, max_delay_ms=20, max_body_bytes=2**20))) as u:
+        yield u
+
+
+def post_faces(url: str, mask: Path | bytes = MASK, name: str = "mask.png", **fields: object) -> httpx.Response:
+    data = mask.read_bytes() if isinstance(mask, Path) else mask
+    files = {"mask": (name, data)}
+    if "reference" in fields:
+        files["reference"] = ("photo.png", fields.pop("reference"))
+    headers = fields.pop("headers", None)
+    return httpx.post(f"{url}/v1/faces", files=files, data={k: str(v) for k, v in fields.items()},
+                      headers=headers, timeout=60)
+
+
+def metric(url: str, name: str) -> float:
+    """The value of one sample (name with labels, as printed) of /metrics, 0 when absent."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_faces_are_byte_identical_to_generate(url: str, tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for name in ("hand01_smile_color.png", "synth02_palette.png", "synth03_label16.png"):
+        (masks / name).write_bytes((EXAMPLES / name).read_bytes())
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out),
+                           "--styles", "4", "--seed", "7", "--backend", "onnxruntime"], check=False,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    # Concurrent requests, so the server batches faces of different masks and styles together.
+    answers: dict[tuple[str, str], httpx.Response] = {}
+
+    def ask(name: str, styles: str) -> None:
+        answers[name, styles] = post_faces(url, masks / name, styles=styles, seed=7)
+
+    asks = [(n, s) for n in sorted(p.name for p in masks.iterdir()) for s in ("2", "0,1,2,3", "3,1")]
+    threads = [threading.Thread(target=ask, args=a) for a in asks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (name, styles), answer in answers.items():
+        stem = Path(name).stem
+        assert answer.status_code == 200, answer.text
+        if styles == "2":
+            assert answer.headers["content-type"] == "image/png"
+            assert answer.content == (out / f"{stem}_s2.png").read_bytes()
+            continue
+        faces = answer.json()["faces"]
+        assert [f["style"] for f in faces] == [int(k) for k in styles.split(",")]
+        for face in faces:
+            assert base64.b64decode(face["png_base64"]) == (out / f"{stem}_s{face['style']}.png").read_bytes()
+
+
+def test_one_face_as_json_on_accept(url: str) -> None:
+    answer = post_faces(url, styles=1, headers={"Accept": "application/json"})
+    assert answer.status_code == 200 and answer.json()["faces"][0]["style"] == 1
+    png = base64.b64decode(answer.json()["faces"][0]["png_base64"])
+    assert png == post_faces(url, styles=1).content
+
+
+def test_reference_photo_sets_the_style(url: str, backend: object) -> None:
+    from PIL import Image
+
+    photo = post_faces(url, styles=3, seed=11).content  # any photo; a generated face is one
+    with_ref = post_faces(url, reference=photo)
+    assert with_ref.status_code == 200 and with_ref.headers["x-maskface-style"] == "reference"
+    rgb = np.asarray(Image.open(io.BytesIO(photo)).convert("RGB"))
+    style = backend.encode_style(rgb[None])
+    labels = read_mask(MASK, size=backend.config.img_size)
+    expected = backend.generate(labels[None], style)[0]
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(with_ref.content))), expected)
+    assert with_ref.content != post_faces(url, styles=0).content
+
+
+@pytest.mark.parametrize("files, fields, status, words", [
+    ({"mask": ("notes.txt", b"hello")}, {}, 400, "not an image"),
+    ({"mask": ("m.png", None)}, {"styles": "a,b"}, 400, "styles"),
+    ({"mask": ("m.png", None)}, {"styles": ",".join(["0"] * (MAX_STYLES + 1))}, 400, f"at most {MAX_STYLES}"),
+    ({"mask": ("m.png", None)}, {"styles": "-1"}, 400, "styles"),
+    ({"mask": ("m.png", None)}, {"seed": "-3"}, 400, "seed"),
+    ({"mask": ("m.png", None)}, {"seed": "x"}, 400, "seed"),
+    ({"mask": ("m.png", None)}, {"label_order": "bisenet"}, 400, "label order"),
+    ({}, {}, 400, "mask"),
+    ({"mask": ("m.png", None), "reference": ("r.png", b"\x89PNG junk")}, {}, 400, "reference"),
+])
+def test_bad_input_is_one_line_4xx(url: str, files: dict, fields: dict, status: int, words: str) -> None:
+    files = {k: (name, MASK.read_bytes() if data is None else data) for k, (name, data) in files.items()}
+    answer = httpx.post(f"{url}/v1/faces", files=files or {"other": ("x", b"1")}, data=fields, timeout=60)
+    assert answer.status_code == status, answer.text
+    detail = answer.json()["detail"]
+    assert words in detail and "\n" not in detail
+
+
+def _png(array: np.ndarray) -> bytes:
+    from maskface_rt.image_io import encode_png
+
+    return encode_png(array)
+
+
+def test_bad_masks_are_one_line_400(url: str) -> None:
+    colours = PALETTE[np.zeros((16, 16), np.uint8)].copy()
+    colours[3, 5] = (1, 2, 3)
+    answer = post_faces(url, _png(colours))
+    assert answer.status_code == 400 and "colour (1, 2, 3) at (x=5, y=3)" in answer.json()["detail"]
+    answer = post_faces(url, _png(np.full((8, 8), 42, np.uint8)))
+    assert answer.status_code == 400 and "largest label value is 42" in answer.json()["detail"]
+    jpeg = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(colours).save(jpeg, format="JPEG")
+    answer = post_faces(url, jpeg.getvalue())
+    assert answer.status_code == 400 and "JPEG is lossy" in answer.json()["detail"]
+
+
+def test_decompression_bomb_is_refused(url: str) -> None:
+    from PIL import Image
+
+    bomb = io.BytesIO()  # 20000 x 20000 grey: a few KiB compressed, 400 MB decoded
+    Image.new("L", (20000, 20000)).save(bomb, format="PNG")
+    assert len(bomb.getvalue()) < 2**20
+    answer = post_faces(url, bomb.getvalue())
+    assert answer.status_code == 400 and "decompression bomb" in answer.json()["detail"]
+
+
+def test_request_size_limit(url: str) -> None:
+    answer = post_faces(url, b"\0" * (2**20 + 1))
+    assert answer.status_code == 413 and "limit of 1048576 bytes" in answer.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:
+        yield b"x" * 100
+
+    answer = httpx.post(f"{url}/v1/faces", content=chunks(), headers={"content-type": "multipart/form-data"})
+    assert answer.status_code == 411
+
+
+def test_model_healthz_examples_docs_editor(url: str, backend: object) -> None:
+    model = httpx.get(f"{url}/v1/model").json()
+    assert model["img_size"] == backend.config.img_size and model["backend"] == backend.description
+    assert [c["name"] for c in model["classes"]] == list(CLASS_NAMES)
+    assert model["classes"][13]["color"] == PALETTE[13].tolist()
+    assert httpx.get(f"{url}/healthz").json()["status"] == "ok"
+    examples = httpx.get(f"{url}/v1/examples").json()
+    assert "hand03_hat_color.png" in examples
+    example = httpx.get(f"{url}/static/examples/{examples[0]}")
+    assert example.status_code == 200 and example.content.startswith(b"\x89PNG")
+    assert "/v1/faces" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    assert httpx.get(f"{url}/docs").status_code == 200
+    page = httpx.get(f"{url}/").text
+    assert "<canvas" in page and "http://" not in page and "https://" not in page
+    assert httpx.get(f"{url}/nothing-here").status_code == 404
+
+
+def test_labels_endpoint_returns_canonical_label_png(url: str) -> None:
+    from PIL import Image
+
+    answer = httpx.post(f"{url}/v1/labels", files={"mask": ("m.png", MASK.read_bytes())}, data={"size": "64"})
+    assert answer.status_code == 200
+    image = Image.open(io.BytesIO(answer.content))
+    assert image.mode == "L" and image.size == (64, 64)
+    assert np.array_equal(np.asarray(image), read_mask(MASK, size=64))
+
+
+def test_metrics_count_requests_errors_and_batches(url: str) -> None:
+    before = {n: metric(url, n) for n in ('maskface_requests_total{route="/v1/faces",status="200"}',
+                                          'maskface_errors_total{status="400"}', "maskface_images_total",
+                                          "maskface_batch_size_count", "maskface_request_latency_seconds_count")}
+    post_faces(url, styles="0,1,2")
+    post_faces(url, b"junk")
+    after = {n: metric(url, n) for n in before}
+    deltas = [after[n] - before[n] for n in before]
+    assert deltas[0] == 1 and deltas[1] == 1 and deltas[2] == 3 and deltas[3] >= 1 and deltas[4] == 1
+    text = httpx.get(f"{url}/metrics").text
+    assert "maskface_queue_images" in text and 'maskface_batch_size_bucket{le="4.0"}' in text
+
+
+def test_overload_gets_503_with_retry_after_and_disconnects_cost_nothing(backend: object) -> None:
+    slow = SlowBackend(backend, delay_s=0.5)
+    with running(create_app(slow, ServeSettings(max_batch=1, max_delay_ms=0, max_queue=2))) as url:
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: results.append(post_faces(url))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        codes = sorted(r.status_code for r in results)
+        assert 200 in codes and 503 in codes, codes
+        refused = next(r for r in results if r.status_code == 503)
+        assert refused.headers["retry-after"] == "1" and "queue is full" in refused.json()["detail"]
+        assert metric(url, 'maskface_errors_total{status="503"}') == codes.count(503)
+        made = slow.generated
+        # Three clients that give up while the first face is being generated: their queued faces are dropped.
+        outcomes: list[str] = []
+        quitters = [threading.Thread(target=_give_up, args=(url, outcomes)) for _ in range(3)]
+        for t in quitters:
+            t.start()
+        for t in quitters:
+            t.join()
+        assert outcomes == ["gave up"] * 3
+        assert httpx.get(f"{url}/healthz").json()["queued"] == 0  # the dropped faces hold no queue places
+        assert post_faces(url).status_code == 200  # waits for everything queued before it
+        assert metric(url, "maskface_dropped_images_total") >= 1
+        assert slow.generated - made < 4  # the last request, and at most the faces already running
+
+
+def _give_up(url: str, outcomes: list[str]) -> None:
+    """A client that waits 0.2 s for its face, then closes the connection."""
+    try:
+        answer = httpx.post(f"{url}/v1/faces", files={"mask": ("m.png", MASK.read_bytes())}, timeout=0.2)
+        outcomes.append(f"answered {answer.status_code}")
+    except httpx.ReadTimeout:
+        outcomes.append("gave up")
+
+
+def test_serve_options_are_checked_before_any_work() -> None:
+    for args, flag in ((["--port", "0"], "--port"), (["--max-batch", "0"], "--max-batch"),
+                       (["--host", "example.com"], "--host"), (["--max-queue", "0"], "--max-queue"),
+                       (["--precision", "bf16", "--backend", "onnxruntime"], "--precision")):
+        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", *args], check=False, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2 and flag in done.stderr, (args, done.stderr)
+
+
+def test_serve_refuses_a_port_in_use() -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", "--port", str(port)], check=False,
+                              capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and f"127.0.0.1:{port}: cannot listen there" in done.stderr, done.stderr
