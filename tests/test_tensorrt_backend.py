@@ -19,8 +19,9 @@ from maskface_rt.backends.cuda_device import (
     CUDA_PYTHON, TORCH, CudaDevice, HostDeviceBuffer, cuda_implementation, open_cuda_device, parse_device,
 )
 from maskface_rt.backends.tensorrt_backend import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
-from maskface_rt.engine_format import GRAPH_IO, BuildProfile, DeviceInfo, tensor_shape
+from maskface_rt.engine_format import BuildProfile, DeviceInfo
 from maskface_rt.errors import MaskfaceError
+from maskface_rt.graph_contract import GRAPH_IO, tensor_shape
 
 
 def test_graph_policy_warms_up_captures_once_then_replays():

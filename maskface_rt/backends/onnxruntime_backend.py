@@ -12,7 +12,8 @@ import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, ExportManifest, read_manifest
+from maskface_rt.export_format import ExportManifest, read_manifest
+from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -26,7 +26,7 @@ from maskface_rt.benchmarking.report import COLUMNS
 from maskface_rt.benchmarking.runners import Runner, RunnerContext, make_runner
 from maskface_rt.benchmarking.timing import measure
 from maskface_rt.errors import ExitCode, MaskfaceError
-from maskface_rt.evaluation.parity import ParityAccumulator
+from maskface_rt.parity import ParityAccumulator
 
 DEFAULT_PRESET = "paper-256"
 
