@@ -48,9 +48,7 @@ from maskface_rt.export_format import (
     graph_file, sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
-from maskface_rt.graph_contract import (
-    GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io, sample_inputs,
-)
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io, sample_inputs
 from maskface_rt.networks import Nets, adain_as_op, from_uint8_nhwc, to_uint8_nhwc
 from maskface_rt.parity import (
     GENERATOR_TOLERANCE, STYLE_TOLERANCE, ParityCheck, max_abs_error, max_rel_error, max_uint8_diff,
