@@ -412,8 +412,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
                 runners.update(_runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
                                         cuda, logger))
                 layer_path = _write_layer_info(plan, runners)
-            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached,
-                               [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])], layer_path,
+            checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
+            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path,
                                None, warnings)
 
         build_t0 = time.perf_counter()
