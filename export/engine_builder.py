@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,25 +37,20 @@ import numpy as np
 import onnx
 
 from maskface_rt import __version__
-from maskface_rt.config import ModelConfig
 from maskface_rt.engine_format import (
-    DEFAULT_OPTIMIZATION_LEVEL, GRAPH_IO, OPTIMIZATION_LEVELS, TENSOR_DTYPES, BuildProfile, DeviceInfo,
-    EngineSidecar, cache_key, engine_files, layer_info_path, profile_shapes, read_sidecar,
-    sidecar_path, tensor_shape, verify_engine_files, write_sidecar,
+    DEFAULT_OPTIMIZATION_LEVEL, OPTIMIZATION_LEVELS, BuildProfile, DeviceInfo, EngineSidecar, cache_key,
+    engine_files, layer_info_path, profile_shapes, read_sidecar, sidecar_path, verify_engine_files, write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.evaluation.parity import ParityAccumulator
-from maskface_rt.export_format import GRAPHS, MANIFEST, ExportManifest, read_manifest, sample_inputs
+from maskface_rt.export_format import MANIFEST, ExportManifest, read_manifest
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, sample_inputs
 from maskface_rt.model_kind import ModelKind, classify, export_folder_of
+from maskface_rt.parity import PARITY_PSNR_DB, STYLE_PARITY, ParityAccumulator, ParityCheck, max_rel_error
 from maskface_rt.tensorrt_compat import PLUGIN_REFUSAL, TensorRTRuntime, resolve_runtime
 
-#: Lowest PSNR (dB) of the engine's uint8 generator images against ONNX Runtime fp32 on the same inputs.
-#: 48 dB is every pixel one level off; fp32 engines use TF32 convolutions (TensorRT's default on Ampere+).
-PARITY_PSNR_DB = {"fp32": 40.0, "fp16": 30.0}
-#: Largest max |engine - ONNX Runtime fp32| of style codes, relative to the largest |style| (at least 1).
-STYLE_PARITY = {"fp32": 1e-2, "fp16": 5e-2}
 PARITY_SEED = 0
+TENSORRT_VS_ORT = "TensorRT vs ONNX Runtime fp32"
 MAX_WORKSPACE_MIB = 1 << 20
 
 StageCallback = Callable[[str], None]
@@ -234,42 +228,7 @@ def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
 # ----------------------------------------------------------------------------- parity
 
 
-@dataclass
-class EngineParity:
-    """One engine against ONNX Runtime fp32 on the same random batch."""
-
-    graph: str
-    metric: str  # "psnr_db" (generator, higher is better) or "max_rel_error" (style codes, lower is better)
-    value: float
-    bound: float
-    batch: int
-    max_uint8_diff: int | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.value >= self.bound if self.metric == "psnr_db" else self.value <= self.bound
-
-    def line(self) -> str:
-        verdict = "ok" if self.passed else "FAILED"
-        if self.metric == "psnr_db":
-            return (f"{self.graph}: PSNR {self.value:.1f} dB, max diff {self.max_uint8_diff} levels at batch "
-                    f"{self.batch} (TensorRT vs ONNX Runtime fp32); bound >= {self.bound:g} dB, highest bound "
-                    f"that would pass {self.value:.1f} dB [{verdict}]")
-        return (f"{self.graph}: max relative error {self.value:.3g} at batch {self.batch} (TensorRT vs ONNX Runtime "
-                f"fp32); tolerance {self.bound:g}, minimum tolerance that would pass {self.value:.3g} [{verdict}]")
-
-    def to_dict(self) -> dict[str, Any]:
-        value = self.value if math.isfinite(self.value) else str(self.value)  # identical images: PSNR "inf"
-        return {"graph": self.graph, "metric": self.metric, "value": value, "bound": self.bound,
-                "batch": self.batch, "max_uint8_diff": self.max_uint8_diff, "passed": self.passed}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EngineParity:
-        return cls(str(data["graph"]), str(data["metric"]), float(data["value"]), float(data["bound"]),
-                   int(data["batch"]), data.get("max_uint8_diff"))
-
-
-def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: str) -> EngineParity:
+def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: str) -> ParityCheck:
     """PSNR of generator images (uint8), relative max error of style codes, against their bounds."""
     if reference.shape != engine.shape:
         raise MaskfaceError(None, f"{graph}: engine output {engine.shape} differs in shape from ONNX Runtime's "
@@ -278,12 +237,10 @@ def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: st
         acc = ParityAccumulator()
         acc.update(reference, engine)
         parity = acc.result()
-        return EngineParity(graph, "psnr_db", parity.psnr_db, PARITY_PSNR_DB[precision], len(reference),
-                            parity.max_abs_error)
-    ref = reference.astype(np.float64)
-    scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
-    err = float(np.max(np.abs(ref - engine.astype(np.float64)), initial=0.0)) / scale
-    return EngineParity(graph, "max_rel_error", err, STYLE_PARITY[precision], len(reference))
+        return ParityCheck(graph, "psnr_db", parity.psnr_db, PARITY_PSNR_DB[precision], (len(reference),),
+                           TENSORRT_VS_ORT, parity.max_abs_error)
+    return ParityCheck(graph, "max_rel_error", max_rel_error(reference, engine), STYLE_PARITY[precision],
+                       (len(reference),), TENSORRT_VS_ORT)
 
 
 def parity_batch(profile: BuildProfile) -> int:
@@ -301,7 +258,7 @@ def parity_not_run_reason(plan: BuildPlan, device: DeviceInfo | None) -> str | N
     return None
 
 
-def check_parity(plan: BuildPlan, run_engine: Callable[[str, dict[str, np.ndarray]], np.ndarray]) -> list[EngineParity]:
+def check_parity(plan: BuildPlan, run_engine: Callable[[str, dict[str, np.ndarray]], np.ndarray]) -> list[ParityCheck]:
     """Each graph's engine (``run_engine(graph, feeds)``) against ONNX Runtime fp32 on one random batch."""
     from maskface_rt.export.fp32_reference import reference_session
 
@@ -325,7 +282,7 @@ class BuildResult:
     cache_hit: bool
     seconds: float  # this command
     sidecar: EngineSidecar
-    parity: list[EngineParity]  # each graph's check (read back from the sidecar on a cache hit)
+    parity: list[ParityCheck]  # each graph's check (read back from the sidecar on a cache hit)
     layer_info: Path | None = None
     timing_cache: Path | None = None
     warnings: list[str] = field(default_factory=list)
@@ -455,8 +412,8 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
                 runners.update(_runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
                                         cuda, logger))
                 layer_path = _write_layer_info(plan, runners)
-            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached,
-                               [EngineParity.from_dict(d) for d in cached.parity.get("results", [])], layer_path,
+            checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
+            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path,
                                None, warnings)
 
         build_t0 = time.perf_counter()
@@ -471,7 +428,7 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
                                                  timing, warnings)
         build_seconds = time.perf_counter() - build_t0
 
-        parity: list[EngineParity] = []
+        parity: list[ParityCheck] = []
         if skip_parity is None:
             stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
             with _reported(plan.runtime, plan.out, "running the engines for the parity check"):

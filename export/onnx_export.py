@@ -44,16 +44,16 @@ from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export.tensorrt_parse import ParseCheck, check_export
 from maskface_rt.export_format import (
-    CHECK_BATCHES, DEFAULT_OPSET, GRAPHS, IMAGE, LABELS, LATENT, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET,
-    PRECISIONS, STYLE, ExportManifest, check_uint8_io, graph_file, sample_inputs, sha256_file,
+    CHECK_BATCHES, DEFAULT_OPSET, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET, PRECISIONS, ExportManifest,
+    graph_file, sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
-from maskface_rt.networks import Nets, adain_as_op, to_uint8_nhwc
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io, sample_inputs
+from maskface_rt.networks import Nets, adain_as_op, from_uint8_nhwc, to_uint8_nhwc
+from maskface_rt.parity import (
+    GENERATOR_TOLERANCE, STYLE_TOLERANCE, ParityCheck, max_abs_error, max_rel_error, max_uint8_diff,
+)
 
-#: Largest accepted max |torch - ONNX Runtime| on the generator's [-1, 1] output, before uint8 rounding.
-GENERATOR_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
-#: Same for style codes, relative to the largest |style| of the batch.
-STYLE_TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
 #: onnx.reference runs the plugin generator in numpy (seconds per image): batch 2 still mixes styles.
 PLUGIN_CHECK_BATCHES = (1, 2)
 TORCH_VS_ORT = "torch vs onnxruntime"
@@ -87,51 +87,20 @@ class StyleDecoderGraph(nn.Module):
         self.dtype = next(nets.style_decoder.parameters()).dtype
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.float().permute(0, 3, 1, 2) / 127.5 - 1.0  # uint8 -> float first (TensorRT: uint8 only at I/O)
-        return self.style_decoder(x.to(self.dtype)).float()
+        return self.style_decoder(from_uint8_nhwc(image).to(self.dtype)).float()
 
 
-@dataclass(frozen=True)
-class GraphSpec:
-    name: str
-    module: type[nn.Module]
-    inputs: tuple[str, ...]
-    output: str
-
-
-SPECS = {
-    "generator": GraphSpec("generator", GeneratorGraph, (LABELS, STYLE), IMAGE),
-    "style_encoder": GraphSpec("style_encoder", StyleEncoderGraph, (LATENT,), STYLE),
-    "style_decoder": GraphSpec("style_decoder", StyleDecoderGraph, (IMAGE,), STYLE),
+#: The torch module traced for each graph (its I/O: graph_contract.GRAPH_IO).
+MODULES: dict[str, type[nn.Module]] = {
+    "generator": GeneratorGraph, "style_encoder": StyleEncoderGraph, "style_decoder": StyleDecoderGraph,
 }
-
-
-@dataclass
-class ParityResult:
-    graph: str
-    max_abs_error: float
-    tolerance: float
-    batch_sizes: tuple[int, ...]
-    max_uint8_diff: int | None = None
-    compared: str = TORCH_VS_ORT
-
-    @property
-    def passed(self) -> bool:
-        return self.max_abs_error <= self.tolerance
-
-    def line(self) -> str:
-        extra = f", uint8 max diff {self.max_uint8_diff}" if self.max_uint8_diff is not None else ""
-        verdict = "ok" if self.passed else "FAILED"
-        return (f"{self.graph}: max abs error {self.max_abs_error:.3g} at batch {'/'.join(map(str, self.batch_sizes))}"
-                f"{extra} ({self.compared}); tolerance {self.tolerance:g}, minimum tolerance that would pass "
-                f"{self.max_abs_error:.3g} [{verdict}]")
 
 
 @dataclass
 class ExportResult:
     out: Path
     files: dict[str, int]
-    parity: list[ParityResult]
+    parity: list[ParityCheck]
     seconds: float
     manifest: ExportManifest
     tensorrt_parse: ParseCheck = field(default_factory=ParseCheck)
@@ -153,20 +122,21 @@ def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, o
     del fp16, plugin  # any value is valid
 
 
-def _export_graph(spec: GraphSpec, nets: Nets, path: Path, opset: int, max_batch: int, plugin: bool = False) -> None:
+def _export_graph(graph: str, nets: Nets, path: Path, opset: int, max_batch: int, plugin: bool = False) -> None:
     """torch.onnx.export of one graph; ``plugin``: every AdaINAct becomes one FusedAdaIN node."""
-    module = spec.module(nets).eval()
-    example = {k: torch.from_numpy(v) for k, v in sample_inputs(spec.name, nets.cfg, 2).items()}
+    module = MODULES[graph](nets).eval()
+    inputs, output = GRAPH_IO[graph]
+    example = {k: torch.from_numpy(v) for k, v in sample_inputs(graph, nets.cfg, 2).items()}
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    dynamic = {name: {0: batch} for name in spec.inputs}
+    dynamic = {name: {0: batch} for name in inputs}
     translations = None
     if plugin:
         from maskface_rt.kernels.onnx_op import translation_table
 
         translations = translation_table()
     with torch.no_grad(), _quiet(), adain_as_op(module) if plugin else contextlib.nullcontext():
-        program = torch.onnx.export(module, tuple(example[n] for n in spec.inputs), dynamo=True,
-                                    input_names=list(spec.inputs), output_names=[spec.output],
+        program = torch.onnx.export(module, tuple(example[n] for n in inputs), dynamo=True,
+                                    input_names=list(inputs), output_names=[output],
                                     dynamic_shapes=dynamic, opset_version=opset, external_data=False,
                                     custom_translation_table=translations)
     program.save(str(path))
@@ -209,10 +179,6 @@ def with_pre_quantization_output(model: onnx.ModelProto) -> tuple[onnx.ModelProt
     return augmented, tanh[0].output[0]
 
 
-def _max_err(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-
-
 def _ort_session(model: onnx.ModelProto):
     import onnxruntime as ort
 
@@ -239,7 +205,7 @@ def _run_generator(path: Path, batches: tuple[int, ...], cfg: ModelConfig,
 
 @torch.no_grad()
 def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[int, ...] = CHECK_BATCHES,
-                 portable_generator: Path | None = None) -> list[ParityResult]:
+                 portable_generator: Path | None = None) -> list[ParityCheck]:
     """torch fp32 (``reference``) vs ONNX Runtime on the exported graphs, at several batch sizes.
 
     With ``portable_generator`` (a plugin export), ``folder``'s generator is the plugin graph: it is run by
@@ -253,15 +219,16 @@ def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[i
     for batch, (got_u8, got) in zip(batches, _run_generator(portable, batches, cfg), strict=True):
         feeds = sample_inputs("generator", cfg, batch, seed=1)
         ref = reference.generator(torch.from_numpy(feeds[LABELS]).long(), torch.from_numpy(feeds[STYLE]))
-        err = max(err, _max_err(got, ref.numpy()))
-        u8 = max(u8, int(np.abs(got_u8.astype(np.int16) - to_uint8_nhwc(ref).numpy()).max()))
-    results = [ParityResult("generator" if portable_generator is None else "generator_portable", err, tol, batches, u8)]
+        err = max(err, max_abs_error(got, ref.numpy()))
+        u8 = max(u8, max_uint8_diff(got_u8, to_uint8_nhwc(ref).numpy()))
+    results = [ParityCheck("generator" if portable_generator is None else "generator_portable", "max_abs_error", err,
+                           tol, batches, TORCH_VS_ORT, u8)]
     if portable_generator is not None:
         pairs = list(zip(_run_generator(folder / graph_file("generator"), PLUGIN_CHECK_BATCHES, cfg, plugin=True),
                          _run_generator(portable_generator, PLUGIN_CHECK_BATCHES, cfg), strict=True))
-        results.insert(0, ParityResult(
-            "generator", max(_max_err(got[1], want[1]) for got, want in pairs), tol, PLUGIN_CHECK_BATCHES,
-            max(int(np.abs(got[0].astype(np.int16) - want[0]).max()) for got, want in pairs), PLUGIN_VS_PORTABLE))
+        results.insert(0, ParityCheck(
+            "generator", "max_abs_error", max(max_abs_error(got[1], want[1]) for got, want in pairs), tol,
+            PLUGIN_CHECK_BATCHES, PLUGIN_VS_PORTABLE, max(max_uint8_diff(got[0], want[0]) for got, want in pairs)))
     for graph in GRAPHS[1:]:
         session = _ort_session(onnx.load(str(folder / graph_file(graph))))
         err = 0.0
@@ -269,10 +236,10 @@ def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[i
             feeds = sample_inputs(graph, cfg, batch, seed=1)
             t = {k: torch.from_numpy(v) for k, v in feeds.items()}
             ref = (reference.style_encoder(t[LATENT]) if graph == "style_encoder"
-                   else reference.style_decoder(t[IMAGE].permute(0, 3, 1, 2).float() / 127.5 - 1.0))
+                   else reference.style_decoder(from_uint8_nhwc(t[IMAGE])))
             (got,) = session.run([STYLE], feeds)
-            err = max(err, _max_err(got, ref.numpy()) / max(1.0, float(ref.abs().max())))
-        results.append(ParityResult(graph, err, STYLE_TOLERANCE[precision], batches))
+            err = max(err, max_rel_error(ref.numpy(), got))
+        results.append(ParityCheck(graph, "max_abs_error", err, STYLE_TOLERANCE[precision], batches, TORCH_VS_ORT))
     return results
 
 
@@ -302,7 +269,7 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
         for graph in GRAPHS:
             stage(f"exporting {graph}{' (FusedAdaIN plugin nodes)' if plugin and graph == 'generator' else ''}")
             path = tmp / graph_file(graph)
-            _export_graph(SPECS[graph], nets, path, opset, max_batch, plugin=plugin and graph == "generator")
+            _export_graph(graph, nets, path, opset, max_batch, plugin=plugin and graph == "generator")
             _annotate(path, manifest.metadata_props(graph), f"maskface-rt {graph} ({precision}) from {model_path.name}")
             stage(f"checking {graph} (onnx.checker, full; uint8 only at the graph's edges)")
             try:
@@ -310,21 +277,21 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
             except onnx.checker.ValidationError as e:
                 raise MaskfaceError(path.name, f"onnx.checker rejected the graph: {str(e).splitlines()[0]}") from None
             check_uint8_io(onnx.load(str(path)), path.name)
-            spec = SPECS[graph]
+            inputs, output = GRAPH_IO[graph]
             manifest.graphs[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                                      "inputs": list(spec.inputs), "output": spec.output}
+                                      "inputs": list(inputs), "output": output}
         with tempfile.TemporaryDirectory(prefix="maskface-portable-") as scratch:
             portable = None
             if plugin:
                 stage("exporting the portable generator (for the plugin check)")
                 portable = Path(scratch) / graph_file("generator")
-                _export_graph(SPECS["generator"], nets, portable, opset, max_batch)
+                _export_graph("generator", nets, portable, opset, max_batch)
                 check_uint8_io(onnx.load(str(portable)), "generator.onnx (portable twin)")
             stage("checking the graphs with TensorRT's ONNX parser (where installed)")
             parse = check_export(tmp, GRAPHS, plugin=plugin, portable_generator=portable)
             stage("checking torch vs ONNX Runtime" + (", plugin graph vs portable graph" if plugin else ""))
             parity = check_parity(tmp, reference, precision, portable_generator=portable)
-        manifest.parity = {p.graph: {"max_abs_error": p.max_abs_error, "tolerance": p.tolerance,
+        manifest.parity = {p.graph: {"max_abs_error": p.value, "tolerance": p.bound,
                                      "batch_sizes": list(p.batch_sizes), "max_uint8_diff": p.max_uint8_diff,
                                      "compared": p.compared}
                            for p in parity}

@@ -20,11 +20,11 @@ from maskface_rt import __version__
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import atomic_path
+from maskface_rt.graph_contract import GRAPHS
 from maskface_rt.networks import Nets
 
 MODEL_FORMAT = "maskface-model/1"
 STATE_FORMAT = "maskface-train-state/1"
-INFERENCE_NETS = ("generator", "style_encoder", "style_decoder")
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -90,7 +90,7 @@ def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path
 def save_model(path: str | Path, nets: Nets, *, weights: str = "ema", step: int | None = None,
                overwrite: bool = False, extra: Mapping[str, str] | None = None) -> None:
     """Write the inference networks (generator, style encoder, style decoder) of ``nets``."""
-    tensors = {f"{name}.{k}": v for name in INFERENCE_NETS for k, v in getattr(nets, name).state_dict().items()}
+    tensors = {f"{name}.{k}": v for name in GRAPHS for k, v in getattr(nets, name).state_dict().items()}
     metadata = {"format": MODEL_FORMAT, "config": nets.cfg.to_json(), "weights": weights,
                 "maskface_version": __version__, **(extra or {})}
     if step is not None:

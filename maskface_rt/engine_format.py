@@ -27,8 +27,9 @@ import numpy as np
 
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, sha256_file
+from maskface_rt.export_format import sha256_file
 from maskface_rt.fileio import write_json_atomic
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, tensor_shape
 
 ENGINE_FORMAT = "maskface-engine/1"
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -37,15 +38,6 @@ DEFAULT_MAX_BATCH = 32
 #: TensorRT's builder optimisation levels and its default.
 OPTIMIZATION_LEVELS = range(0, 6)
 DEFAULT_OPTIMIZATION_LEVEL = 3
-
-#: Each graph's inputs and output, by name (engines bind by name).
-GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
-    "generator": ((LABELS, STYLE), IMAGE),
-    "style_encoder": ((LATENT,), STYLE),
-    "style_decoder": ((IMAGE,), STYLE),
-}
-TENSOR_DTYPES = {LABELS: np.dtype(np.uint8), STYLE: np.dtype(np.float32), IMAGE: np.dtype(np.uint8),
-                 LATENT: np.dtype(np.float32)}
 
 
 # ----------------------------------------------------------------------------- file layout
@@ -177,13 +169,6 @@ class BuildProfile:
 
     def __str__(self) -> str:
         return f"batch {self.min}..{self.max} (optimised for {self.opt})"
-
-
-def tensor_shape(name: str, config: ModelConfig, batch: int) -> tuple[int, ...]:
-    """The shape of one graph tensor at ``batch``."""
-    size = config.img_size
-    tails = {LABELS: (size, size), STYLE: (config.style_dim,), IMAGE: (size, size, 3), LATENT: (config.latent_dim,)}
-    return (batch, *tails[name])
 
 
 def profile_shapes(graph: str, config: ModelConfig,

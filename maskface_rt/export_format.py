@@ -13,22 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
+from maskface_rt.graph_contract import GRAPHS
 
 EXPORT_FORMAT = "maskface-onnx/1"
 MANIFEST = "maskface.json"
-GRAPHS = ("generator", "style_encoder", "style_decoder")
 PRECISIONS = ("fp32", "fp16")
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
 #: Exports are checked at batch 1 and 3, so they must declare at least 3.
 CHECK_BATCHES = (1, 3)
 MIN_MAX_BATCH = max(CHECK_BATCHES)
-
-#: Graph I/O names (the runtime binds by name).
-LABELS, STYLE, IMAGE, LATENT = "labels", "style", "image", "latent"
 
 
 def graph_file(graph: str) -> str:
@@ -126,50 +121,3 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
             if sha256_file(gpath) != info["sha256"]:
                 raise MaskfaceError(gpath, "sha256 does not match maskface.json: the file was changed or truncated")
     return manifest
-
-
-def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
-    rng = np.random.default_rng([seed, batch])
-    size = cfg.img_size
-    if graph == "generator":
-        return {LABELS: rng.integers(0, cfg.num_classes, (batch, size, size), dtype=np.uint8),
-                STYLE: rng.standard_normal((batch, cfg.style_dim)).astype(np.float32)}
-    if graph == "style_encoder":
-        return {LATENT: rng.standard_normal((batch, cfg.latent_dim)).astype(np.float32)}
-    return {IMAGE: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)}
-
-
-
-def check_uint8_io(model: Any, where: str | Path) -> None:
-    """uint8 only on the graph's inputs and outputs, each touching exactly one Cast; everything between is
-    float or integer (TensorRT's ONNX parser refuses uint8 on any intermediate tensor). ``model`` is an
-    ``onnx.ModelProto``; a violation is a one-line error naming ``where``, the node and the tensor."""
-    import onnx
-
-    uint8 = onnx.TensorProto.UINT8
-    graph = onnx.shape_inference.infer_shapes(model).graph
-    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.output, *graph.value_info]}
-    types.update({t.name: t.data_type for t in graph.initializer})
-    inputs = {v.name for v in graph.input if v.type.tensor_type.elem_type == uint8}
-    outputs = {v.name for v in graph.output if v.type.tensor_type.elem_type == uint8}
-    for name in sorted(inputs):
-        nodes = [n for n in graph.node if name in n.input]
-        if [n.op_type for n in nodes] != ["Cast"]:
-            found = ", ".join(f"{n.name!r} ({n.op_type})" for n in nodes) or "no node"
-            raise MaskfaceError(where, f"uint8 input {name!r} must feed exactly one Cast node; it feeds {found}")
-    for name in sorted(outputs - {o for n in graph.node for o in n.output}):
-        raise MaskfaceError(where, f"uint8 output {name!r} must come from a Cast node; no node produces it")
-    for node in graph.node:
-        label = f"node {node.name!r} ({node.op_type})"
-        to = next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
-        for name in node.output:
-            if name in outputs and node.op_type != "Cast":
-                raise MaskfaceError(where, f"{label} produces the uint8 output {name!r}; only a Cast may")
-            if name not in outputs and uint8 in (types.get(name), to):
-                raise MaskfaceError(where, f"{label} produces the uint8 intermediate {name!r} (TensorRT accepts "
-                                           "uint8 only as a graph input or output)")
-        for name in node.input:
-            if name not in inputs and types.get(name) == uint8:
-                raise MaskfaceError(where, f"{label} takes the uint8 intermediate {name!r} (TensorRT accepts "
-                                           "uint8 only as a graph input or output)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -69,3 +70,17 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False
 
 def write_json_atomic(path: str | Path, obj: Any, *, overwrite: bool = False) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), overwrite=overwrite)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with what JSON cannot hold made plain: infinities as the strings "inf" / "-inf" (identical
+    images have PSNR inf), NaN as null, tuples as lists, paths as strings."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -282,6 +282,13 @@ def to_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
     return ((x.float() + 1.0) * 127.5 + 0.5).floor().clamp(0, 255).permute(0, 2, 3, 1).to(torch.uint8)
 
 
+def from_uint8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images [B, H, W, 3] -> float32 [B, 3, H, W] in [-1, 1] (as the exported graphs do).
+
+    The uint8 Cast comes first, the layout change after it in float (TensorRT: uint8 only at a graph's edges)."""
+    return x.float().permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
 def he_init(module: nn.Module) -> None:
     """Kaiming-normal weights (fan_in, ReLU gain) and zero biases for every conv and linear layer."""
     for m in module.modules():

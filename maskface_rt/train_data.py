@@ -15,6 +15,7 @@ from torch.utils.data import Dataset, Sampler
 
 from maskface_rt.datasets import PairedDataset
 from maskface_rt.labels import HFLIP_SWAP
+from maskface_rt.networks import from_uint8_nhwc
 
 
 def derive_seed(*parts: int) -> int:
@@ -33,7 +34,7 @@ class TorchPairs(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         rgb, labels = self.pairs[i]
-        image = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+        image = from_uint8_nhwc(torch.from_numpy(np.array(rgb))[None])[0]
         return image, torch.from_numpy(labels.astype(np.int64))
 
 

@@ -25,13 +25,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from maskface_rt import __version__
-from maskface_rt.checkpoint import INFERENCE_NETS, load_into, load_state, save_model, save_state
+from maskface_rt.checkpoint import load_into, load_state, save_model, save_state
 from maskface_rt.config import ModelConfig, TrainConfig
 from maskface_rt.datasets import PairedDataset
 from maskface_rt.ddp import DistInfo, init_distributed
 from maskface_rt.devices import resolve_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import write_json_atomic
+from maskface_rt.graph_contract import GRAPHS
 from maskface_rt.image_io import save_png
 from maskface_rt.labels import colorize
 from maskface_rt.losses import Models, discriminator_loss, diversity_weight, generator_loss, lr_factor
@@ -39,7 +40,7 @@ from maskface_rt.networks import Nets, to_uint8_nhwc
 from maskface_rt.run_layout import RunPaths, prepare_run
 from maskface_rt.train_data import StepBatchSampler, TorchPairs, derive_seed, random_hflip
 
-NET_NAMES = (*INFERENCE_NETS, "discriminator")
+NET_NAMES = (*GRAPHS, "discriminator")
 SAMPLE_MASKS = 6
 SAMPLE_STYLES = 4
 
@@ -129,7 +130,7 @@ class Trainer:
 
         latent = (lambda: m.style_encoder(z1), lambda: m.style_encoder(z2))
         reference = (lambda: m.style_decoder(refs[0]), lambda: m.style_decoder(refs[1]))
-        for (style1_of, style2_of), updated in ((latent, INFERENCE_NETS), (reference, ("generator",))):
+        for (style1_of, style2_of), updated in ((latent, GRAPHS), (reference, ("generator",))):
             with self._autocast():
                 with torch.no_grad():
                     style2 = style2_of()
@@ -147,7 +148,7 @@ class Trainer:
     def update_ema(self, step: int) -> None:
         """EMA with a warm-up (beta_t = min(beta, (1 + t) / (10 + t))), so short runs are not mostly init."""
         beta = min(self.tcfg.ema_beta, (1 + step) / (10 + step))
-        for name in INFERENCE_NETS:
+        for name in GRAPHS:
             for p_ema, p in zip(getattr(self.ema, name).parameters(), getattr(self.nets, name).parameters()):
                 p_ema.lerp_(p.detach(), 1.0 - beta)
 
@@ -156,7 +157,7 @@ class Trainer:
             "step": step,
             "train_config": self.tcfg.to_dict(),
             "nets": {name: getattr(self.nets, name).state_dict() for name in NET_NAMES},
-            "ema": {name: getattr(self.ema, name).state_dict() for name in INFERENCE_NETS},
+            "ema": {name: getattr(self.ema, name).state_dict() for name in GRAPHS},
             "optims": {name: opt.state_dict() for name, opt in self.optims.items()},
             "scaler": self.scaler.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
@@ -165,7 +166,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any], path: Path) -> int:
         for name in NET_NAMES:
             load_into(getattr(self.nets, name), state["nets"][name], path, name)
-        for name in INFERENCE_NETS:
+        for name in GRAPHS:
             load_into(getattr(self.ema, name), state["ema"][name], path, f"EMA {name}")
         for name, opt in self.optims.items():
             opt.load_state_dict(state["optims"][name])

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from maskface_rt.backends import open_backend
 from maskface_rt.bundled import BUNDLED_MODEL, default_model
 from maskface_rt.cli import app
-from maskface_rt.export_format import GRAPHS, read_manifest
+from maskface_rt.export_format import read_manifest
+from maskface_rt.graph_contract import GRAPHS
 from maskface_rt.mask_io import discover_masks
 from maskface_rt.synth import render_pair
 

@@ -21,11 +21,14 @@ from maskface_rt.engine_format import (
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export.engine_builder import (
-    PARITY_PSNR_DB, STYLE_PARITY, BuildOptionError, BuildOptions, EngineParity, OnnxParseError, check_build_options,
-    check_parity, compare, find_cached, format_parser_error,
+    BuildOptionError, BuildOptions, OnnxParseError, check_build_options, check_parity, compare, find_cached,
+    format_parser_error,
 )
 from maskface_rt.export.fp32_reference import fp32_reference, fused_adain_function
-from maskface_rt.export_format import GRAPHS, MANIFEST, sample_inputs, sha256_file
+from maskface_rt.export_format import MANIFEST, sha256_file
+from maskface_rt.graph_contract import GRAPHS, sample_inputs
+from maskface_rt.parity import PARITY_PSNR_DB, STYLE_PARITY
+from maskface_rt.parity import ParityCheck as EngineParity
 from maskface_rt.kernels.onnx_op import single_node_model
 from maskface_rt.kernels.reference import fused_adain_reference
 

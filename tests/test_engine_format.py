@@ -10,10 +10,11 @@ from maskface_rt.config import preset
 from maskface_rt.engine_format import (
     ENGINE_FORMAT, BuildProfile, DeviceInfo, EngineSidecar, TensorInfo, cache_key, check_compatible,
     check_engine_io, engine_files, layer_info_path, parse_version, plan_batches,
-    profile_shapes, read_sidecar, sidecar_path, tensor_shape, verify_engine_files, write_sidecar,
+    profile_shapes, read_sidecar, sidecar_path, verify_engine_files, write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
+from maskface_rt.graph_contract import tensor_shape
 from maskface_rt.tensorrt_compat import RUNTIMES
 
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")

@@ -17,9 +17,9 @@ from maskface_rt.evaluation.consistency import Consistency, confusion_matrix  # 
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
 from maskface_rt.evaluation.fid import FeatureCache, GaussianStats, frechet_distance, kernel_inception_distance, \
     real_set_key  # noqa: E402
-from maskface_rt.evaluation.parity import ParityAccumulator  # noqa: E402
 from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest  # noqa: E402
 from maskface_rt.labels import CLASS_NAMES, FACEPARSING_TO_CELEBAMASK, NUM_CLASSES  # noqa: E402
+from maskface_rt.parity import ParityAccumulator  # noqa: E402
 
 CPU = torch.device("cpu")
 

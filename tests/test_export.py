@@ -14,7 +14,8 @@ from maskface_rt.config import preset  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
 from maskface_rt.export import onnx_export  # noqa: E402
 from maskface_rt.export.onnx_export import export_onnx  # noqa: E402
-from maskface_rt.export_format import GRAPHS, MANIFEST, read_manifest, sha256_file  # noqa: E402
+from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file  # noqa: E402
+from maskface_rt.graph_contract import GRAPHS  # noqa: E402
 
 
 def test_fp32_export_passes_its_checks_and_records_metadata(tiny_model, tiny_export):

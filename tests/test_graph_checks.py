@@ -15,7 +15,8 @@ from onnx import TensorProto, helper
 
 from maskface_rt.bundled import BUNDLED_MODEL
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, check_uint8_io, graph_file
+from maskface_rt.export_format import graph_file
+from maskface_rt.graph_contract import GRAPHS, check_uint8_io
 
 U8, F32 = TensorProto.UINT8, TensorProto.FLOAT
 

@@ -24,8 +24,8 @@ from maskface_rt.bundled import default_model  # noqa: E402
 from maskface_rt.cli import app  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix  # noqa: E402
-from maskface_rt.evaluation.parity import ParityAccumulator  # noqa: E402
 from maskface_rt.labels import NUM_CLASSES  # noqa: E402
+from maskface_rt.parity import ParityAccumulator  # noqa: E402
 from maskface_rt.synth import render_pair  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "masks"

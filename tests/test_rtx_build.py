@@ -16,7 +16,8 @@ from maskface_rt.cli.build import build
 from maskface_rt.bundled import BUNDLED_MODEL
 from maskface_rt.engine_format import engine_files, read_sidecar
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, MANIFEST, sha256_file
+from maskface_rt.export_format import MANIFEST, sha256_file
+from maskface_rt.graph_contract import GRAPHS
 from maskface_rt.tensorrt_compat import RUNTIMES, installed_runtimes, load_timing_cache, logged_error, make_logger
 
 trt_rtx = pytest.importorskip("tensorrt_rtx", reason="needs TensorRT for RTX: pip install 'maskface-rt[tensorrt-rtx]'")

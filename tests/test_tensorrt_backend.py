@@ -20,8 +20,9 @@ from maskface_rt.backends.cuda_device import (
 )
 from maskface_rt.devices import cuda_index
 from maskface_rt.backends.tensorrt_backend import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
-from maskface_rt.engine_format import GRAPH_IO, BuildProfile, DeviceInfo, tensor_shape
+from maskface_rt.engine_format import BuildProfile, DeviceInfo
 from maskface_rt.errors import MaskfaceError
+from maskface_rt.graph_contract import GRAPH_IO, tensor_shape
 
 
 def test_graph_policy_warms_up_captures_once_then_replays():

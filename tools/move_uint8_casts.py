@@ -29,10 +29,9 @@ import onnx
 import onnxruntime as ort
 
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import (
-    IMAGE, LABELS, LATENT, MANIFEST, STYLE, check_uint8_io, graph_file, read_manifest, sha256_file,
-)
+from maskface_rt.export_format import MANIFEST, graph_file, read_manifest, sha256_file
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
+from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io
 from maskface_rt.mask_io import discover_masks
 
 #: graph -> (op of the first node of the pair, op of the second): the pair whose order is swapped.
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = read_manifest(args.folder)
-        old = {g: onnx.load(str(args.folder / graph_file(g))) for g in ("generator", "style_encoder", "style_decoder")}
+        old = {g: onnx.load(str(args.folder / graph_file(g))) for g in GRAPHS}
         new = dict(old)
         for graph, (first, second) in PAIRS.items():
             new[graph] = swap_pair(old[graph], first, second)

@@ -14,7 +14,8 @@ from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE, ExportManifest, read_manifest
+from maskface_rt.export_format import ExportManifest, read_manifest
+from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
 def cpu_threads() -> int:
     """Cores this process may run on (cgroup/affinity aware where the OS tells)."""

@@ -19,7 +19,7 @@ from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.console import stderr
 from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import GRAPHS, IMAGE, LABELS, LATENT, STYLE
+from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT

@@ -39,11 +39,11 @@ from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device
 from maskface_rt.config import ModelConfig
 from maskface_rt.devices import cuda_index
 from maskface_rt.engine_format import (
-    GRAPH_IO, TENSOR_DTYPES, BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io,
-    plan_batches, read_sidecar, rebuild_hint, tensor_shape, verify_engine_files,
+    BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io, plan_batches, read_sidecar,
+    rebuild_hint, verify_engine_files,
 )
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import IMAGE, LABELS, LATENT, STYLE
+from maskface_rt.graph_contract import GRAPH_IO, IMAGE, LABELS, LATENT, STYLE, TENSOR_DTYPES, tensor_shape
 
 #: MASKFACE_CUDA_GRAPHS=0 turns CUDA graphs off (plain execute_async_v3 every call).
 CUDA_GRAPHS_ENV = "MASKFACE_CUDA_GRAPHS"

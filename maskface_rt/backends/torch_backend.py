@@ -81,6 +81,8 @@ class TorchBackend(GeneratorBackend):
             return self._net("style_encoder")(self._tensor(latents).to(self.dtype)).float().cpu().numpy()
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
+        from maskface_rt.networks import from_uint8_nhwc
+
         with self.torch.inference_mode():
-            x = self._tensor(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            x = from_uint8_nhwc(self._tensor(images))
             return self._net("style_decoder")(x.to(self.dtype)).float().cpu().numpy()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from maskface_rt.benchmarking.timing import STATS
-from maskface_rt.fileio import atomic_path, write_bytes_atomic
+from maskface_rt.fileio import atomic_path, json_safe, write_bytes_atomic
 
 #: Every row of every report has these keys, in this order (None where a value does not apply).
 COLUMNS: tuple[str, ...] = (
@@ -38,19 +38,6 @@ TABLE = (
     ("psnr_db", "PSNR dB", "{:.1f}"), ("max_abs_error", "max err", "{}"),
 )
 GPU_ONLY = ("gpu_compute_median_ms", "compute_peak_fraction")
-
-
-def _jsonable(value: Any) -> Any:
-    """inf/nan as strings ("inf"), as in maskface eval's JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _cell(value: Any, fmt: str) -> str:
@@ -99,7 +86,7 @@ def print_table(rows: Sequence[dict[str, Any]], console: Any, env: dict[str, Any
 
 
 def to_json(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
-    return _jsonable({**meta, "columns": list(COLUMNS), "rows": [{c: row.get(c) for c in COLUMNS} for row in rows]})
+    return json_safe({**meta, "columns": list(COLUMNS), "rows": [{c: row.get(c) for c in COLUMNS} for row in rows]})
 
 
 def write_json(path: str | Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any], *,
@@ -113,7 +100,7 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], *, overwrite: bo
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({c: "" if row.get(c) is None else _jsonable(row.get(c)) for c in COLUMNS})
+        writer.writerow({c: "" if row.get(c) is None else json_safe(row.get(c)) for c in COLUMNS})
     write_bytes_atomic(path, buffer.getvalue().encode(), overwrite=overwrite)
 
 

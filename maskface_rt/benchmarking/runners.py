@@ -26,7 +26,7 @@ import numpy as np
 
 from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
-from maskface_rt.export_format import IMAGE, LABELS, STYLE
+from maskface_rt.graph_contract import IMAGE, LABELS, STYLE
 
 __all__ = ["BACKEND_NAMES", "Runner", "RunnerContext", "Unavailable", "make_runner"]
 

@@ -27,7 +27,7 @@ from maskface_rt.benchmarking.runners import Runner, RunnerContext, make_runner
 from maskface_rt.benchmarking.timing import measure
 from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
-from maskface_rt.evaluation.parity import ParityAccumulator
+from maskface_rt.parity import ParityAccumulator
 
 DEFAULT_PRESET = "paper-256"
 

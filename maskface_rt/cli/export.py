@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -45,7 +44,7 @@ def export(
         stderr.print(f"next: maskface generate MASK_DIR --model {out} --out out/")
     if as_json:
         emit_json({"out": str(out), "files": result.files, "seconds": result.seconds,
-                   "parity": [dataclasses.asdict(p) for p in result.parity],
+                   "parity": [{"graph": graph, **check} for graph, check in result.manifest.parity.items()],
                    "tensorrt_parse": result.tensorrt_parse.to_dict(), "manifest": result.manifest.to_dict()})
 
 

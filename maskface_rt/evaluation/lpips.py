@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from maskface_rt.evaluation.weights import WeightStore
+from maskface_rt.networks import from_uint8_nhwc
 
 CHANNELS = (64, 192, 384, 256, 256)
 #: Index in ``features`` of the ReLU after each of the five convolutions.
@@ -83,7 +84,7 @@ class LPIPS:
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return from_uint8_nhwc(x)
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Distances between uint8 RGB images a[i] and b[i] ([N, H, W, 3] each) -> float64 [N]."""

@@ -27,10 +27,11 @@ from maskface_rt.evaluation.consistency import Consistency, confusion_matrix
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1, synthetic_real_diversity
 from maskface_rt.evaluation.fid import FeatureCache, GaussianStats, frechet_distance, kernel_inception_distance, \
     real_set_key
-from maskface_rt.evaluation.parity import ParityAccumulator
 from maskface_rt.evaluation.weights import WeightStore
+from maskface_rt.fileio import json_safe
 from maskface_rt.image_io import read_rgb, resize_rgb
 from maskface_rt.labels import NUM_CLASSES
+from maskface_rt.parity import ParityAccumulator
 
 if TYPE_CHECKING:
     import torch
@@ -108,22 +109,11 @@ class EvalResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return _json_safe({"model": self.model, "backend": self.backend, "data": self.data, "split": self.split,
+        return json_safe({"model": self.model, "backend": self.backend, "data": self.data, "split": self.split,
                            "img_size": self.img_size, "masks": self.masks, "styles": self.styles,
                            "images": self.masks * self.styles, "seed": self.seed, "metrics": self.metrics,
                            "parity": self.parity, "skipped": self.skipped, "weights": self.weights,
                            "seconds": self.seconds})
-
-
-def _json_safe(obj: Any) -> Any:
-    """Infinities as the string 'inf' (JSON has no infinity), NaN as null."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
-    return obj
 
 
 def eval_split(data: Path, split: str) -> str:

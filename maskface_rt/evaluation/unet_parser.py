@@ -21,6 +21,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.parsers import FaceParser
 from maskface_rt.fileio import atomic_path
 from maskface_rt.labels import HFLIP_SWAP, NUM_CLASSES
+from maskface_rt.networks import from_uint8_nhwc
 
 PARSER_FORMAT = "maskface-parser/1"
 
@@ -138,7 +139,7 @@ def train_parser(pairs: PairedDataset, out: str | Path, *, steps: int = 600, bat
         rgb, lab = images[idx], labels[idx]
         flip = rng.random(batch_size) < 0.5
         rgb[flip], lab[flip] = rgb[flip][:, :, ::-1], HFLIP_SWAP[lab[flip][:, :, ::-1]]
-        x = torch.from_numpy(rgb).to(device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        x = from_uint8_nhwc(torch.from_numpy(rgb).to(device))
         y = torch.from_numpy(lab).to(device).long()
         logits = net(x)
         loss = F.cross_entropy(logits, y)
