@@ -10,7 +10,7 @@ RUN_VENV ?= .venv-run
 # The OpenVINO extra where its bf16 path is native (--backend auto then picks it); elsewhere it is no faster.
 RUN_EXTRAS := $(if $(shell grep -m1 -wE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null),[openvino])
 
-.PHONY: demo test demo-model
+.PHONY: demo test test-fast demo-model
 .DELETE_ON_ERROR:
 
 $(VENV)/.installed-test: pyproject.toml requirements-test.txt
@@ -32,6 +32,10 @@ test: $(VENV)/.installed-test
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the editor's browser test will skip"
 	$(PY) -m pytest -q
+
+# The edit loop: everything but the tests marked slow (exports, training, installs, the browser).
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m "not slow"
 
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid

@@ -51,6 +51,15 @@ def tiny_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path)
 
 
 @pytest.fixture(scope="session")
+def tiny_plugin_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path):
+    """The fp16 plugin export (FusedAdaIN nodes) of ``tiny_model``: its ExportResult, made once per session."""
+    from maskface_rt.export.onnx_export import export_onnx
+
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("plugin16") / "export", fp16=True, plugin=True,
+                       max_batch=4)
+
+
+@pytest.fixture(scope="session")
 def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Randomly initialised metric networks saved like the published files (same names, keys and
     shapes, torch.save pickles), and a weights manifest with their sha256: (weights dir, manifest)."""

@@ -85,6 +85,7 @@ def test_measure_is_time_based_with_a_minimum_of_calls():
 # --- FLOPs and peaks -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_onnx_flops_match_torch_flop_counter(tiny_export):
     from maskface_rt.benchmarking.flops import onnx_flops, torch_flops
 
@@ -253,6 +254,7 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
 # --- the command -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_end_to_end_on_tiny64(tmp_path):
     out = tmp_path / "results"
     done = _invoke("--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--backend", "torch-fp32",

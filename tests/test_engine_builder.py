@@ -182,10 +182,8 @@ def test_fused_adain_function_matches_the_numpy_reference(elem_type, dtype):
 
 
 @pytest.fixture(scope="module")
-def plugin_fp16_export(tiny_model, tmp_path_factory):
-    from maskface_rt.export.onnx_export import export_onnx
-
-    return export_onnx(tiny_model, tmp_path_factory.mktemp("p16") / "export", fp16=True, plugin=True, max_batch=4).out
+def plugin_fp16_export(tiny_plugin_export_fp16):
+    return tiny_plugin_export_fp16.out
 
 
 def _run_reference(path, feeds, output):

@@ -120,6 +120,7 @@ def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians():
     assert frechet_distance(a, b) == pytest.approx(3 + 1 + 1 + 9)
 
 
+@pytest.mark.slow
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(store, photos):
     from maskface_rt.evaluation.inception import InceptionFeatures
 
@@ -238,6 +239,7 @@ def test_bisenet_loads_the_published_layout_and_predicts_canonical_labels(store,
     np.testing.assert_array_equal(labels, FACEPARSING_TO_CELEBAMASK[raw])
 
 
+@pytest.mark.slow
 def test_a_parser_trained_for_a_few_steps_beats_chance(synth64, tmp_path):
     from maskface_rt.evaluation.unet_parser import TrainedParser, train_parser
 

@@ -72,6 +72,7 @@ def test_named_metrics_that_cannot_run_are_errors(tmp_path, synth64):
         Comparison.parse("runs/model.safetensors")
 
 
+@pytest.mark.slow
 def test_identical_backends_are_exact_and_every_metric_runs(tiny_model, synth64, store, parser_file, tmp_path):
     options = EvalOptions(data=synth64, limit=2, styles=3, batch_size=6, parser=str(parser_file), real_limit=6,
                           compare=(Comparison("torch", tiny_model),), stats_cache=tmp_path / "cache",

@@ -40,6 +40,7 @@ def test_generator_graph_moves_uint8_at_its_edges(tiny_export):
                      "image": onnx.TensorProto.UINT8}
 
 
+@pytest.mark.slow
 def test_fp16_export_keeps_statistics_in_fp32(tiny_model, tmp_path):
     result = export_onnx(tiny_model, tmp_path / "fp16", fp16=True, max_batch=8)
     assert all(p.passed for p in result.parity)
@@ -83,6 +84,7 @@ def test_torch_and_onnxruntime_agree(tiny_model, tiny_export):
         assert np.abs(ref.encode_style(photo) - ort.encode_style(photo)).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_failed_parity_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setitem(onnx_export.GENERATOR_TOLERANCE, "fp32", 0.0)
     out = tmp_path / "never"

@@ -108,6 +108,7 @@ def test_the_bundled_demo_model_is_tensorrt_clean():
         check_uint8_io(onnx.load(str(BUNDLED_MODEL / graph_file(graph))), graph_file(graph))
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path):
     """The generator of before issue 15 (uint8 Cast before the NHWC Transpose): one line, exit 1, nothing written."""
     script = (

@@ -121,6 +121,7 @@ def test_plugin_export_passes_tensorrts_parser_but_for_the_plugin(plugin_export)
     assert f"TensorRT parse check (TensorRT-RTX {trt.__version__}, strongly typed)" in done.stderr.replace("\n", " ")
 
 
+@pytest.mark.slow
 def test_plugin_graph_matches_torch_through_the_reference_evaluator(plugin_export, tiny_model):
     """Independently of the export's own check: run the plugin graph in numpy and compare with torch."""
     from maskface_rt.checkpoint import load_model
@@ -145,18 +146,20 @@ def test_onnx_runtimes_refuse_a_plugin_export(plugin_export, backend):
         open_backend(plugin_export[0], backend)
 
 
-def test_fp16_plugin_export(tiny_model, tmp_path):
-    result = export_onnx(tiny_model, tmp_path / "fp16", fp16=True, plugin=True, max_batch=4)
+@pytest.mark.slow
+def test_fp16_plugin_export(tiny_plugin_export_fp16):
+    result = tiny_plugin_export_fp16
     assert all(p.passed for p in result.parity)
     generator = next(p for p in result.parity if p.graph == "generator")
     assert generator.compared == onnx_export.PLUGIN_VS_PORTABLE
     assert generator.max_abs_error <= onnx_export.GENERATOR_TOLERANCE["fp16"]
-    model = onnx.load(str(tmp_path / "fp16" / "generator.onnx"))
+    model = onnx.load(str(result.out / "generator.onnx"))
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.output]}
     for node in _fused_nodes(model):
         assert {types[name] for name in [*node.input, *node.output]} == {TensorProto.FLOAT16}
 
 
+@pytest.mark.slow
 def test_a_failed_plugin_check_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(FusedAdaIN, "_run", lambda self, x, gamma, beta, **_: (x,))  # a wrong kernel
     with pytest.raises(MaskfaceError, match="failed its parity check: generator: max abs error"):

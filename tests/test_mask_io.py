@@ -129,7 +129,7 @@ def test_read_mask_non_square(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_mask(path, size=16), nearest(labels, 16))
 
 
-def test_read_mask_fast_at_1024(tmp_path: Path) -> None:
+def test_read_mask_exact_at_1024(tmp_path: Path) -> None:
     labels = np.kron(make_labels(), np.ones((16, 16), dtype=np.uint8))
     path = tmp_path / "big.png"
     Image.fromarray(PALETTE[labels]).save(path, compress_level=1)

@@ -28,6 +28,7 @@ def test_shapes_per_preset(name):
     assert nets.discriminator(x, labels).shape == (2,)
 
 
+@pytest.mark.slow
 def test_paper_256_matches_the_published_size():
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -86,6 +87,7 @@ def test_adain_matches_instance_norm_formula():
     assert torch.allclose(module(x, s), expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradients_reach_all_four_networks():
     cfg = preset("tiny-64")
     nets = Nets(cfg)

@@ -25,6 +25,8 @@ trt_rtx = pytest.importorskip("tensorrt_rtx", reason="needs TensorRT for RTX: pi
 RTX = RUNTIMES["tensorrt-rtx"]
 
 
+pytestmark = pytest.mark.slow  # real TensorRT-RTX builds of fresh exports
+
 def _cli(*args):
     app = typer.Typer(add_completion=False)
     app.command("build")(build)

@@ -26,6 +26,8 @@ from maskface_rt.labels import CLASS_NAMES
 from maskface_rt.mask_io import read_mask
 from maskface_rt.serve.app import ServeSettings, create_app
 
+pytestmark = pytest.mark.slow  # a real browser
+
 CHROMIUM = os.environ.get("MASKFACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -39,6 +39,7 @@ def _reconstruction_error(trainer: Trainer, images: torch.Tensor, labels: torch.
     return float((nets.generator(labels, nets.style_decoder(images)) - images).abs().mean())
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_reconstruction_loss(synth64):
     pairs = open_dataset(synth64, size=64)
     data = TorchPairs(pairs)
@@ -53,6 +54,7 @@ def test_a_few_steps_lower_the_reconstruction_loss(synth64):
     assert after < 0.8 * before, (before, after)
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     straight = train(pairs, tmp_path / "straight", cfg=TINY, tcfg=_fast(), steps=4)
@@ -72,6 +74,7 @@ def test_resume_continues_exactly(synth64, tmp_path):
     assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
 
 
+@pytest.mark.slow
 def test_rates_given_on_resume_reach_the_optimizers(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
@@ -96,6 +99,7 @@ def test_lr_decay_schedule():
         TrainConfig(lr_decay_steps=-1)
 
 
+@pytest.mark.slow
 def test_lr_decay_reaches_the_optimizers_and_the_log(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
@@ -179,6 +183,7 @@ def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subpro
                           cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
     run = tmp_path / "run"
     args = ["train", str(synth64), "--out", str(run), "--preset", "tiny-64", "--steps", "2", "--batch-size", "2",
