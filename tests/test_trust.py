@@ -1,0 +1,131 @@
+"""Issue 17: hostile model folders, checkpoints, option values and outputs, made by the tests themselves.
+
+Every case must end in one named line and the documented exit code, never a traceback, and
+nothing written when the problem is found before any work.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maskface_rt.bundled import default_model
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file
+from maskface_rt.synth import write_dataset
+
+
+def _cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
+    env = {"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(home or Path.home()),
+           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
+    return subprocess.run([sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def _one_line_error(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:") or "Invalid value" in line]
+    assert len(lines) == 1, done.stderr
+    for needle in needles:
+        assert needle in lines[0], done.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def model_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "model"
+    shutil.copytree(default_model(), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def masks(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("masks")
+    write_dataset(root / "data", 2, 64, seed=3)
+    return root / "data" / "masks"
+
+
+def _edit_manifest(folder: Path, edit) -> None:
+    path = folder / MANIFEST
+    data = json.loads(path.read_text())
+    data = edit(data)
+    path.write_text(json.dumps(data))
+
+
+# ----------------------------------------------------------------------------- (a) model folders
+
+
+@pytest.mark.parametrize("name", ["/etc/hostname", "../outside.onnx", "/proc/self/mem", "sub/generator.onnx", ".."])
+def test_graph_file_must_be_a_plain_name_inside_the_folder(model_copy, tmp_path, name):
+    outside = tmp_path / "outside.onnx"
+    shutil.copy(model_copy / "generator.onnx", outside)
+    (model_copy / "sub").mkdir()
+    shutil.copy(model_copy / "generator.onnx", model_copy / "sub" / "generator.onnx")
+
+    def edit(data):
+        data["graphs"]["generator"]["file"] = name
+        data["graphs"]["generator"]["sha256"] = sha256_file(outside)
+        return data
+
+    _edit_manifest(model_copy, edit)
+    with pytest.raises(MaskfaceError, match="plain file name|outside the export folder"):
+        read_manifest(model_copy)
+
+
+def test_symlink_out_of_the_folder_is_refused(model_copy, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.move(model_copy / "generator.onnx", outside)
+    (model_copy / "generator.onnx").symlink_to(outside)
+    with pytest.raises(MaskfaceError, match="outside the export folder"):
+        read_manifest(model_copy)
+
+
+def test_external_data_is_refused(model_copy):
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    path = model_copy / "style_encoder.onnx"
+    model = onnx.load(str(path))
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+    onnx.save(model, str(path))
+    assert (model_copy / "weights.bin").is_file()
+    _edit_manifest(model_copy, lambda d: (d["graphs"]["style_encoder"].update(sha256=sha256_file(path)), d)[1])
+    with pytest.raises(MaskfaceError, match="external data"):
+        read_manifest(model_copy)
+
+
+BAD_MANIFESTS = {
+    "list": lambda d: [1, 2, 3],
+    "string": lambda d: "maskface",
+    "graph-is-string": lambda d: {**d, "graphs": {**d["graphs"], "generator": "generator.onnx"}},
+    "graph-lacks-file": lambda d: {**d, "graphs": {**d["graphs"], "generator": {"sha256": "0" * 64}}},
+    "graphs-list": lambda d: {**d, "graphs": ["generator.onnx"]},
+    "graphs-list-of-pairs": lambda d: {**d, "graphs": ["ge"]},
+    "config-list": lambda d: {**d, "config": [64]},
+    "sha-number": lambda d: {**d, "graphs": {**d["graphs"], "generator": {"file": "generator.onnx", "sha256": 1}}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_malformed_manifest_is_one_line_in_generate_and_info(model_copy, masks, tmp_path, case):
+    _edit_manifest(model_copy, BAD_MANIFESTS[case])
+    with pytest.raises(MaskfaceError):
+        read_manifest(model_copy, verify=False)
+    out = tmp_path / "out"
+    _one_line_error(_cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1, MANIFEST)
+    assert not out.exists()
+    _one_line_error(_cli("info", str(model_copy)), 1, MANIFEST)
+
+
+def test_image_size_disagreeing_with_the_graph_is_found_before_any_work(model_copy, masks, tmp_path):
+    _edit_manifest(model_copy, lambda d: {**d, "img_size": 128, "config": {**d["config"], "img_size": 128}})
+    out = tmp_path / "out"
+    line = _one_line_error(_cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1,
+                           "img_size 128")
+    assert "generator.onnx" in line or "style_" in line
+    assert not out.exists()
