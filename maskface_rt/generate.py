@@ -159,12 +159,31 @@ def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOption
 # ----------------------------------------------------------------------------- checks and planning
 
 
+#: Upper limits of the numeric options (the plan holds masks x styles output names in memory).
+MAX_STYLES = 1000
+MAX_BATCH_SIZE = 1024
+MAX_WORKERS = 64
+#: option field -> (CLI flag, lowest, highest or None)
+_LIMITS = {"styles": ("--styles", 1, MAX_STYLES), "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
+           "workers": ("--workers", 1, MAX_WORKERS), "seed": ("--seed", 0, 2**63 - 1)}
+
+
+def options_problem(opts: GenerateOptions) -> str | None:
+    """What is wrong with the option values, naming the flag and the valid range (None: nothing).
+
+    Checked by the CLI before the model is loaded (a usage error, exit 2) and again by run_generate.
+    """
+    for name, (flag, low, high) in _LIMITS.items():
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{flag} must be an integer in {low}..{high}, got {value!r}"
+    return None
+
+
 def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     """Refuse bad option values and an output folder that cannot work, before anything is written."""
-    for name, low in (("styles", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
-        value = getattr(opts, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MaskfaceError(None, f"{name} must be an integer >= {low}, got {value!r}")
+    if problem := options_problem(opts):
+        raise MaskfaceError(None, problem)
     check_label_order(opts.label_order)
     if not mask_dir.exists():
         raise MaskfaceError(mask_dir, "no such file or folder")

@@ -129,3 +129,61 @@ def test_image_size_disagreeing_with_the_graph_is_found_before_any_work(model_co
                            "img_size 128")
     assert "generator.onnx" in line or "style_" in line
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- (c) options and memory
+
+
+@pytest.mark.parametrize("flag,value", [("--styles", "0"), ("--batch-size", "0"), ("--seed", "-1"),
+                                        ("--workers", "0"), ("--styles", "1001"), ("--batch-size", "1000000000")])
+def test_bad_option_values_exit_2_naming_the_flag_before_the_model_is_loaded(masks, tmp_path, flag, value):
+    out = tmp_path / "out"
+    # A model that does not exist: the option must be refused before anyone looks at it.
+    done = _cli("generate", str(masks), "--out", str(out), "--model", str(tmp_path / "no-model"), flag, value)
+    line = _one_line_error(done, 2, flag)
+    assert "no-model" not in done.stderr and "Traceback" not in done.stderr, line
+    assert not out.exists()
+
+
+def test_batch_size_is_split_by_the_models_max_batch(masks, tmp_path):
+    from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    class Recording(OnnxRuntimeBackend):
+        def generate(self, labels, styles):
+            self.batches.append(len(labels))
+            return super().generate(labels, styles)
+
+    backend = Recording(default_model(), device="cpu")
+    backend.batches = []
+    declared = read_manifest(default_model()).max_batch
+    report = run_generate(backend, masks, GenerateOptions(out=tmp_path / "out", styles=declared + 5,
+                                                          batch_size=1024))
+    assert report.images_written == 2 * (declared + 5)
+    assert max(backend.batches) == declared
+
+
+def test_colour_mask_decodes_within_a_fixed_budget_per_pixel(tmp_path):
+    import tracemalloc
+
+    import numpy as np
+    from PIL import Image
+
+    from maskface_rt.labels import PALETTE
+    from maskface_rt.mask_io import read_mask
+
+    side = 4096
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, len(PALETTE), (side, side), dtype=np.uint8)
+    path = tmp_path / "big.png"
+    Image.fromarray(PALETTE[labels].astype(np.uint8)).save(path, compress_level=1)
+    del labels
+    tracemalloc.start()
+    try:
+        decoded = read_mask(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decoded.shape == (side, side)
+    # The decoded RGB (3 bytes a pixel), the label map (1) and fixed-size lookup steps; ~25 bytes before.
+    assert peak < 5 * side * side + (64 << 20), peak / (side * side)
