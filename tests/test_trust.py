@@ -187,3 +187,65 @@ def test_colour_mask_decodes_within_a_fixed_budget_per_pixel(tmp_path):
     assert decoded.shape == (side, side)
     # The decoded RGB (3 bytes a pixel), the label map (1) and fixed-size lookup steps; ~25 bytes before.
     assert peak < 5 * side * side + (64 << 20), peak / (side * side)
+
+
+# ----------------------------------------------------------------------------- (b) checkpoints
+
+
+def _safetensors(path: Path, header: object, data: bytes = b"") -> Path:
+    import struct
+
+    text = header if isinstance(header, str) else json.dumps(header)
+    raw = text.encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def _model_meta(**config) -> dict:
+    from maskface_rt.config import ModelConfig
+
+    return {"format": "maskface-model/1", "config": json.dumps({**ModelConfig(img_size=64).to_dict(), **config})}
+
+
+def test_small_checkpoint_asking_for_wide_networks_allocates_nothing(tmp_path):
+    tensor = {"generator.x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
+    narrow = _safetensors(tmp_path / "narrow.safetensors", {"__metadata__": _model_meta(), **tensor}, bytes(16))
+    path = _safetensors(tmp_path / "wide.safetensors",
+                        {"__metadata__": _model_meta(max_conv_dim=1024, base_dim=1024), **tensor}, bytes(16))
+    assert path.stat().st_size < 1024
+    # The narrow file first, so that lazy imports are not counted against the wide one.
+    script = ("import resource, sys\nfrom maskface_rt.checkpoint import load_model\nfrom maskface_rt.errors import "
+              "MaskfaceError\nfor i, p in enumerate(sys.argv[1:]):\n    before = resource.getrusage("
+              "resource.RUSAGE_SELF).ru_maxrss\n    try:\n        load_model(p)\n    except MaskfaceError as e:\n"
+              "        print(e)\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    done = subprocess.run([sys.executable, "-c", script, str(narrow), str(path)], capture_output=True, text=True,
+                          timeout=300)
+    message, grown_kb = done.stdout.splitlines()[1:]
+    assert "does not match its config" in message and str(path) in message
+    assert int(grown_kb) < 50 * 1024, f"{int(grown_kb) >> 10} MB for a {path.stat().st_size}-byte file"
+
+
+def test_config_widths_beyond_sane_limits_are_refused(tmp_path):
+    from maskface_rt.checkpoint import load_model
+
+    path = _safetensors(tmp_path / "huge.safetensors", {"__metadata__": _model_meta(max_conv_dim=100000)})
+    with pytest.raises(MaskfaceError, match=r"max_conv_dim must be an integer in 1\.\.4096"):
+        load_model(path)
+
+
+BAD_HEADERS = {
+    "nested": "[" * 100000 + "]" * 100000,
+    "nested-object": {"a": json.loads("[" * 200 + "]" * 200)},
+    "shapeless": {"generator.w": {"dtype": "F32", "data_offsets": [0, 0]}},
+    "bad-shape": {"generator.w": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 0]}},
+    "offsets-past-end": {"generator.w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}},
+    "bad-config-json": {"__metadata__": {"format": "maskface-model/1", "config": "{not json"}},
+    "bad-config-value": {"__metadata__": {"format": "maskface-model/1", "config": "[1, 2]"}},
+    "metadata-list": {"__metadata__": [1]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HEADERS))
+def test_info_on_hostile_safetensors_is_one_line(tmp_path, case):
+    path = _safetensors(tmp_path / f"{case}.safetensors", BAD_HEADERS[case])
+    _one_line_error(_cli("info", str(path)), 1, str(path))
