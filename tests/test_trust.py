@@ -249,3 +249,105 @@ BAD_HEADERS = {
 def test_info_on_hostile_safetensors_is_one_line(tmp_path, case):
     path = _safetensors(tmp_path / f"{case}.safetensors", BAD_HEADERS[case])
     _one_line_error(_cli("info", str(path)), 1, str(path))
+
+
+# ----------------------------------------------------------------------------- (d) outputs
+
+
+class _Counting:
+    """The bundled model on onnxruntime, counting generator calls."""
+
+    def __new__(cls):
+        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        class Counting(OnnxRuntimeBackend):
+            calls = 0
+
+            def generate(self, labels, styles):
+                self.calls += 1
+                return super().generate(labels, styles)
+
+        return Counting(default_model(), device="cpu")
+
+
+def test_unwritable_output_folder_is_found_before_inference(masks):
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    out = Path("/sys/kernel")  # exists, and refuses new files even to root
+    try:
+        (out / "probe").touch()
+    except OSError:
+        pass
+    else:
+        pytest.skip(f"{out} is writable here")
+    backend = _Counting()
+    with pytest.raises(MaskfaceError, match="cannot write in this folder") as info:
+        run_generate(backend, masks, GenerateOptions(out=out, styles=1))
+    assert info.value.where == str(out) and backend.calls == 0
+
+
+def test_resume_remakes_outputs_that_are_not_complete_pngs(masks, tmp_path):
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    out = tmp_path / "out"
+    opts = GenerateOptions(out=out, styles=2)
+    first = run_generate(_Counting(), masks, opts)
+    assert first.images_written == 4
+    files = sorted(out.glob("*.png"))
+    good = {p.name: p.read_bytes() for p in files}
+    files[0].write_bytes(b"")  # zero bytes
+    files[1].write_bytes(good[files[1].name][:-20])  # truncated
+    files[2].write_bytes(good[files[2].name][:-12] + b"\x00" * 12)  # same size, no IEND
+    again = run_generate(_Counting(), masks, opts)
+    assert again.images_written == 3 and again.images_existing == 1 and again.exit_code == 0
+    assert {p.name: p.read_bytes() for p in files} == good
+
+
+def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    from maskface_rt import fileio
+
+    events = []
+    real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(os, "link", lambda a, b: (events.append(("publish", str(b))), real_link(a, b))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("publish", str(b))), real_replace(a, b))[1])
+    target = tmp_path / "a.png"
+    fileio.write_bytes_atomic(target, b"data")
+    fileio.write_bytes_atomic(target, b"more", overwrite=True)
+    for write in (events[:3], events[3:]):
+        (kind0, tmp), (kind1, published), (kind2, folder) = write
+        assert (kind0, kind1, kind2) == ("fsync", "publish", "fsync")
+        assert Path(tmp).parent == tmp_path and tmp.endswith(".tmp") and published == str(target)
+        assert folder == str(tmp_path)
+
+
+def test_stale_temp_files_of_dead_runs_are_removed_at_start(masks, tmp_path):
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = out / f".mf{dead_pid}-abcd_123.tmp"
+    alive = out / f".mf{os.getppid()}-abcd_123.tmp"  # a running process's write in progress
+    other = out / f".mf{dead_pid}-abcd_123.tmp.keep"  # not exactly the pattern
+    for path in (stale, alive, other):
+        path.write_bytes(b"")
+    run_generate(_Counting(), masks, GenerateOptions(out=out, styles=1))
+    assert not stale.exists() and alive.exists() and other.exists()
+
+
+def test_a_240_character_mask_name_works(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from maskface_rt.generate import GenerateOptions, run_generate
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    name = "m" * 240
+    Image.fromarray(np.ones((64, 64), np.uint8)).save(folder / f"{name}.png")
+    report = run_generate(_Counting(), folder, GenerateOptions(out=tmp_path / "out", styles=2))
+    assert report.exit_code == 0 and report.images_written == 2
+    assert (tmp_path / "out" / f"{name}_s1.png").is_file()
