@@ -336,7 +336,7 @@ def generate(
         finally:
             stop_progress(progress)
     for skipped in report.skipped:
-        stderr.print(f"skipped {skipped.path}: {skipped.reason}", markup=False)
+        stderr.print(f"skipped {skipped}", markup=False)
     stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
                  f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})")
     if as_json:

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.errors import ExitCode, MaskfaceError, printable
 from maskface_rt.fileio import check_writable, remove_stale_temps, write_bytes_atomic
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import colorize
-from maskface_rt.mask_io import MaskSource, check_label_order, discover_masks
+from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
 
 #: Mask rows per contact sheet.
 GRID_ROWS = 16
@@ -61,6 +61,10 @@ class Skipped:
 
     path: str
     reason: str
+
+    def __str__(self) -> str:
+        """``<path>: <reason>`` on one line, whatever characters the file name holds."""
+        return f"{printable(self.path)}: {printable(self.reason)}"
 
 
 @dataclass
@@ -188,8 +192,7 @@ def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     if problem := options_problem(opts):
         raise MaskfaceError(None, problem)
     check_label_order(opts.label_order)
-    if not mask_dir.exists():
-        raise MaskfaceError(mask_dir, "no such file or folder")
+    check_input(mask_dir)
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise MaskfaceError(out, "the output folder exists and is not a folder")

@@ -19,8 +19,10 @@ losing masks.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +113,18 @@ def merge_parts(parts: Sequence[Path], *, size: int | None = None) -> np.ndarray
     return _resized(labels, size)
 
 
+def check_input(path: Path) -> None:
+    """A mask path must be a folder or a regular file (one line naming it: missing, a symlink loop, a FIFO...)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise MaskfaceError(path, "no such file or folder" if e.errno == errno.ENOENT else
+                            "symlink loop" if e.errno == errno.ELOOP else f"cannot read ({e.strerror or e})") from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise MaskfaceError(path, f"is a {kind}, not a mask file or a folder of masks")
+
+
 def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSource]:
     """List the masks under ``root`` (a folder, or one file), sorted by name.
 
@@ -122,8 +136,7 @@ def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSou
     skipped. Two sources with the same name are an error.
     """
     root = Path(root)
-    if not root.exists():
-        raise MaskfaceError(root, "no such file or folder")
+    check_input(root)
     if root.is_file():
         return [MaskSource(name=root.stem, path=root)]
     singles: list[MaskSource] = []

@@ -351,3 +351,39 @@ def test_a_240_character_mask_name_works(tmp_path):
     report = run_generate(_Counting(), folder, GenerateOptions(out=tmp_path / "out", styles=2))
     assert report.exit_code == 0 and report.images_written == 2
     assert (tmp_path / "out" / f"{name}_s1.png").is_file()
+
+
+# ----------------------------------------------------------------------------- (e) messages
+
+
+def test_a_newline_in_a_file_name_stays_on_one_line(masks, tmp_path):
+    folder = tmp_path / "masks"
+    shutil.copytree(masks, folder)
+    (folder / "bad\nname.png").write_bytes(b"not a png")
+    done = _cli("generate", str(folder), "--out", str(tmp_path / "out"), "--styles", "1")
+    assert done.returncode == 3, done.stderr
+    skipped = [line for line in done.stderr.splitlines() if "bad" in line]
+    assert skipped == [f"skipped {folder}/bad\\nname.png: not an image file (or an unsupported format)"]
+    assert MaskfaceError(folder / "a\nb\tc.png", "x").__str__() == f"{folder}/a\\nb\\tc.png: x"
+
+
+def test_a_fifo_as_mask_dir_is_one_named_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    _one_line_error(_cli("generate", str(fifo), "--out", str(tmp_path / "out")), 1, f"{fifo}: is a FIFO")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_symlink_loop_is_not_called_missing(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    _one_line_error(_cli("generate", str(tmp_path / "a"), "--out", str(tmp_path / "out")), 1,
+                    f"{tmp_path / 'a'}: symlink loop")
+
+
+def test_onnxruntime_writes_no_usage_events_under_home(masks, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    done = _cli("generate", str(masks), "--out", str(tmp_path / "out"), "--styles", "1", home=home)
+    assert done.returncode == 0, done.stderr
+    assert not (home / ".cache" / "Microsoft").exists(), sorted(home.rglob("*"))
