@@ -90,10 +90,10 @@ class ExportManifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: Path) -> ExportManifest:
-        if not isinstance(data.get("graphs", {}), dict) or not isinstance(data.get("config"), dict):
-            raise MaskfaceError(where, "invalid manifest: 'config' and 'graphs' must be JSON objects")
         if data.get("format") != EXPORT_FORMAT:
             raise MaskfaceError(where, f"not a {EXPORT_FORMAT} manifest (format is {data.get('format')!r})")
+        if not isinstance(data.get("graphs", {}), dict) or not isinstance(data.get("config"), dict):
+            raise MaskfaceError(where, "invalid manifest: 'config' and 'graphs' must be JSON objects")
         try:
             return cls(config=ModelConfig.from_dict(data["config"]), precision=data["precision"],
                        opset=int(data["opset"]), max_batch=int(data["max_batch"]),

@@ -170,7 +170,7 @@ def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOption
 MAX_STYLES = 1000
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
-#: option field -> (CLI flag, lowest, highest or None)
+#: option field -> (CLI flag, lowest, highest)
 _LIMITS = {"styles": ("--styles", 1, MAX_STYLES), "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
            "workers": ("--workers", 1, MAX_WORKERS), "seed": ("--seed", 0, 2**63 - 1)}
 
