@@ -66,14 +66,13 @@ def _config_from_metadata(path: Path, meta: Mapping[str, str], expected_format: 
         raise MaskfaceError(path, f"not a {expected_format} file (format is {meta.get('format')!r})")
     try:
         return ModelConfig.from_json(meta["config"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, RecursionError) as e:
         raise MaskfaceError(path, f"bad model config in metadata ({e})") from None
 
 
-def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str,
-              against: str = "its config") -> None:
-    """load_state_dict(strict) whose failures name the file and the first mismatching tensor."""
-    own = module.state_dict()
+def check_state_shapes(own: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], path: Path, what: str,
+                       against: str = "its config") -> None:
+    """The same tensor names and shapes, or one line naming the file and the first mismatching tensor."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
@@ -84,7 +83,25 @@ def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path
         if tuple(tensors[key].shape) != tuple(value.shape):
             raise MaskfaceError(path, f"{what} does not match {against}: {key} has shape "
                                       f"{tuple(tensors[key].shape)}, expected {tuple(value.shape)}")
+
+
+def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str,
+              against: str = "its config") -> None:
+    """load_state_dict(strict) whose failures name the file and the first mismatching tensor."""
+    check_state_shapes(module.state_dict(), tensors, path, what, against)
     module.load_state_dict(dict(tensors))
+
+
+def _check_header_shapes(path: Path, cfg: ModelConfig) -> None:
+    """The file's tensors (from its header) are the ones ``cfg``'s networks have, before any is allocated."""
+    from maskface_rt.model_info import read_safetensors_header
+
+    header = read_safetensors_header(path)
+    header.pop("__metadata__", None)
+    with torch.device("meta"):  # shapes only, no memory
+        own = Nets(cfg, with_discriminator=False).state_dict()
+    shapes = {k: torch.empty(v["shape"], device="meta") for k, v in header.items()}
+    check_state_shapes(own, shapes, path, "model")
 
 
 def save_model(path: str | Path, nets: Nets, *, weights: str = "ema", step: int | None = None,
@@ -105,6 +122,7 @@ def load_model(path: str | Path, *, expect: ModelConfig | None = None) -> Nets:
     cfg = _config_from_metadata(path, meta, MODEL_FORMAT)
     if expect is not None and cfg != expect:
         raise MaskfaceError(path, f"model config {cfg} does not match the expected {expect}")
+    _check_header_shapes(path, cfg)
     nets = Nets(cfg, with_discriminator=False)
     load_into(nets, _read_tensors(path), path, "model")
     return nets.eval()

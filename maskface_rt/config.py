@@ -14,6 +14,11 @@ from typing import Any
 from maskface_rt.labels import NUM_CLASSES
 
 
+#: Sane ranges of the integer sizes: a config from a file must not make a network of any width it likes.
+_LIMITS = {"num_classes": (1, 256), "style_dim": (1, 4096), "latent_dim": (1, 4096), "max_conv_dim": (1, 4096),
+           "mapping_hidden": (1, 4096), "base_dim": (1, 4096), "bottleneck_blocks": (0, 32)}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the four networks (StarGAN v2 lineage, see REFERENCE §2)."""
@@ -41,13 +46,12 @@ class ModelConfig:
         elif self.bottleneck_size < 4 or self.bottleneck_size > self.img_size or \
                 self.bottleneck_size & (self.bottleneck_size - 1):
             problems.append(f"bottleneck_size must be a power of two in 4..img_size, got {self.bottleneck_size}")
-        for name in ("num_classes", "style_dim", "latent_dim", "max_conv_dim", "mapping_hidden"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be positive, got {getattr(self, name)}")
-        if self.base_dim is not None and self.base_dim < 1:
-            problems.append(f"base_dim must be positive, got {self.base_dim}")
-        if self.bottleneck_blocks < 0:
-            problems.append(f"bottleneck_blocks must be >= 0, got {self.bottleneck_blocks}")
+        for name, (low, high) in _LIMITS.items():
+            value = getattr(self, name)
+            if value is None and name == "base_dim":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -16,11 +16,17 @@ class ExitCode(enum.IntEnum):
     NOTHING_RAN = 4  # no input could be processed at all
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters escaped (a newline in a file name is
+    shown as ``\\n``), so that a message about it stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class MaskfaceError(Exception):
     """A problem with a file or a value, shown to the user as one line: ``<where>: <problem>``."""
 
     def __init__(self, where: str | Path | None, problem: str) -> None:
-        self.where = str(where) if where is not None else None
+        self.where = printable(str(where)) if where is not None else None
         self.problem = " ".join(str(problem).split())  # always one line
         super().__init__(self.__str__())
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.graph_contract import GRAPHS
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, tensor_shape
 
 EXPORT_FORMAT = "maskface-onnx/1"
 MANIFEST = "maskface.json"
@@ -87,6 +87,8 @@ class ExportManifest:
     def from_dict(cls, data: dict[str, Any], where: Path) -> ExportManifest:
         if data.get("format") != EXPORT_FORMAT:
             raise MaskfaceError(where, f"not a {EXPORT_FORMAT} manifest (format is {data.get('format')!r})")
+        if not isinstance(data.get("graphs", {}), dict) or not isinstance(data.get("config"), dict):
+            raise MaskfaceError(where, "invalid manifest: 'config' and 'graphs' must be JSON objects")
         try:
             return cls(config=ModelConfig.from_dict(data["config"]), precision=data["precision"],
                        opset=int(data["opset"]), max_batch=int(data["max_batch"]),
@@ -98,7 +100,13 @@ class ExportManifest:
 
 
 def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
-    """Read ``folder/maskface.json``; with ``verify`` check that every graph file is there and intact."""
+    """Read ``folder/maskface.json``; with ``verify`` check that every graph file is there and intact.
+
+    The manifest comes from outside: its shape is checked, each graph's file must be a plain name of a
+    file inside the folder, and (``verify``) its sha256 must match, it must carry all its weights (no ONNX
+    external data, which the export never writes and the hash would not cover) and its inputs and outputs
+    must have the manifest's sizes. Any problem is one MaskfaceError naming the file.
+    """
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -109,15 +117,62 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise MaskfaceError(path, f"unreadable manifest ({e})") from None
+    if not isinstance(data, dict):
+        raise MaskfaceError(path, f"not a {EXPORT_FORMAT} manifest (a JSON {type(data).__name__}, not an object)")
     manifest = ExportManifest.from_dict(data, path)
+    files = {graph: _graph_path(folder, path, manifest.graphs, graph) for graph in GRAPHS}
     if verify:
-        for graph in GRAPHS:
-            info = manifest.graphs.get(graph)
-            if info is None:
-                raise MaskfaceError(path, f"lists no {graph} graph")
-            gpath = folder / info["file"]
-            if not gpath.is_file():
-                raise MaskfaceError(gpath, "missing: the export folder is incomplete")
-            if sha256_file(gpath) != info["sha256"]:
+        for graph, gpath in files.items():
+            blob = gpath.read_bytes()
+            if hashlib.sha256(blob).hexdigest() != manifest.graphs[graph].get("sha256"):
                 raise MaskfaceError(gpath, "sha256 does not match maskface.json: the file was changed or truncated")
+            check_graph_file(blob, graph, manifest.config, gpath)
     return manifest
+
+
+def _graph_path(folder: Path, where: Path, graphs: dict[str, Any], graph: str) -> Path:
+    """The file of one graph: a plain file name, resolving to a regular file inside ``folder``."""
+    info = graphs.get(graph)
+    if info is None:
+        raise MaskfaceError(where, f"lists no {graph} graph")
+    name = info.get("file") if isinstance(info, dict) else None
+    if not isinstance(name, str) or not isinstance(info.get("sha256"), str):
+        raise MaskfaceError(where, f"graph {graph!r} must be an object with a 'file' name and a 'sha256'")
+    gpath = folder / name
+    if name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise MaskfaceError(where, f"graph {graph!r} file {name!r} is not a plain file name in the folder")
+    if gpath.resolve().parent != folder.resolve():
+        raise MaskfaceError(where, f"graph {graph!r} file {name!r} points outside the export folder")
+    if not gpath.is_file():
+        raise MaskfaceError(gpath, "missing: the export folder is incomplete")
+    return gpath
+
+
+def _expected_io(graph: str, cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Per-sample shapes (no batch axis) of a graph's inputs and output, from the graph contract."""
+    inputs, output = GRAPH_IO[graph]
+    return {name: tensor_shape(name, cfg, 1)[1:] for name in (*inputs, output)}
+
+
+def check_graph_file(blob: bytes, graph: str, cfg: ModelConfig, where: Path) -> None:
+    """The serialized graph holds all its weights and its fixed sizes agree with ``cfg`` (one line if not)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    try:
+        model = onnx.load_model_from_string(blob)
+    except Exception as e:  # protobuf decode errors have no common base
+        raise MaskfaceError(where, f"not a readable ONNX model ({e})") from None
+    if any(uses_external_data(t) for t in _get_all_tensors(model)):
+        raise MaskfaceError(where, "refers to external data files; maskface exports keep every weight inside the "
+                                   ".onnx file (the sha256 in maskface.json covers only that file)")
+    found = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+             for v in [*model.graph.input, *model.graph.output]}
+    for name, shape in _expected_io(graph, cfg).items():
+        dims = found.get(name)
+        if dims is None:
+            raise MaskfaceError(where, f"has no {name!r} input or output")
+        if len(dims) != len(shape) + 1 or any(d is not None and d != s for d, s in zip(dims[1:], shape)):
+            shown = ["batch", *shape]
+            raise MaskfaceError(where, f"{name!r} has shape {dims}, but maskface.json (img_size "
+                                       f"{cfg.img_size}) needs {shown}")

@@ -1,7 +1,10 @@
-"""Atomic writes: a temp file in the destination folder, then a rename.
+"""Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced.
 
 Nothing half-written is ever left under the final name, and an existing file
-is only replaced when the caller asks for it.
+is only replaced when the caller asks for it. Once a write returns, its file and
+name are on the disk (a power cut keeps them). Temp names are short
+(``.mf<pid>-<random>.tmp``, whatever the final name's length) and name their
+process, so that ``remove_stale_temps`` can remove those a killed run left.
 """
 
 from __future__ import annotations
@@ -10,12 +13,17 @@ import contextlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from maskface_rt.errors import MaskfaceError
+
+_TEMP_PREFIX, _TEMP_SUFFIX = ".mf", ".tmp"
+#: Exactly the temp names atomic_path makes: prefix, process id, '-', mkstemp's 8 random characters.
+_TEMP_NAME = re.compile(r"\.mf(?P<pid>\d+)-[a-z0-9_]{8}\.tmp")
 
 
 def _umask() -> int:
@@ -41,13 +49,14 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     if not overwrite and path.exists():
         raise MaskfaceError(path, "already exists (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=_TEMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         # After the writer: some (safetensors) replace the temp file, which brings back mkstemp's 0600.
         os.chmod(tmp, publishable_mode())
+        _fsync(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -61,6 +70,55 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _fsync(path.parent)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def check_writable(folder: str | Path) -> None:
+    """Create and remove one temp file in ``folder``: a read-only folder is found before any work."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{os.getpid()}-", suffix=_TEMP_SUFFIX, dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise MaskfaceError(folder, f"cannot write in this folder ({e.strerror or e})") from None
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Remove the temp files that atomic_path left in ``folder`` from processes that no longer run
+    (killed mid-write); only names of exactly that pattern. Returns how many were removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match and entry.is_file(follow_symlinks=False) and not _running(int(match["pid"])):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid we cannot ask about): leave its files alone
+    return True
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False) -> None:

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.errors import ExitCode, MaskfaceError
-from maskface_rt.fileio import write_bytes_atomic
+from maskface_rt.errors import ExitCode, MaskfaceError, printable
+from maskface_rt.fileio import check_writable, remove_stale_temps, write_bytes_atomic
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import colorize
-from maskface_rt.mask_io import MaskSource, check_label_order, discover_masks
+from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
 
 #: Mask rows per contact sheet.
 GRID_ROWS = 16
@@ -61,6 +61,10 @@ class Skipped:
 
     path: str
     reason: str
+
+    def __str__(self) -> str:
+        """``<path>: <reason>`` on one line, whatever characters the file name holds."""
+        return f"{printable(self.path)}: {printable(self.reason)}"
 
 
 @dataclass
@@ -99,6 +103,7 @@ class _MaskPlan:
     source: MaskSource
     outputs: list[Path]  # index = style index (seed styles) or reference number
     missing: list[int] = field(default_factory=list)
+    replace: set[int] = field(default_factory=set)  # missing outputs whose existing file is not a complete PNG
     problem: Skipped | None = None  # set when the mask is skipped
 
     def skip(self, reason: str, path: str | None = None) -> None:
@@ -132,6 +137,8 @@ def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOption
         on_total(todo)
     if todo or (opts.grid and usable):
         _make_folder(out)
+        check_writable(out)
+        remove_stale_temps(out)
 
     with ThreadPoolExecutor(opts.workers, thread_name_prefix="maskface-io") as pool:
         run = _Run(backend, opts, pool, on_advance)
@@ -159,15 +166,33 @@ def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOption
 # ----------------------------------------------------------------------------- checks and planning
 
 
+#: Upper limits of the numeric options (the plan holds masks x styles output names in memory).
+MAX_STYLES = 1000
+MAX_BATCH_SIZE = 1024
+MAX_WORKERS = 64
+#: option field -> (CLI flag, lowest, highest)
+_LIMITS = {"styles": ("--styles", 1, MAX_STYLES), "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
+           "workers": ("--workers", 1, MAX_WORKERS), "seed": ("--seed", 0, 2**63 - 1)}
+
+
+def options_problem(opts: GenerateOptions) -> str | None:
+    """What is wrong with the option values, naming the flag and the valid range (None: nothing).
+
+    Checked by the CLI before the model is loaded (a usage error, exit 2) and again by run_generate.
+    """
+    for name, (flag, low, high) in _LIMITS.items():
+        value = getattr(opts, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{flag} must be an integer in {low}..{high}, got {value!r}"
+    return None
+
+
 def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     """Refuse bad option values and an output folder that cannot work, before anything is written."""
-    for name, low in (("styles", 1), ("batch_size", 1), ("workers", 1), ("seed", 0)):
-        value = getattr(opts, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise MaskfaceError(None, f"{name} must be an integer >= {low}, got {value!r}")
+    if problem := options_problem(opts):
+        raise MaskfaceError(None, problem)
     check_label_order(opts.label_order)
-    if not mask_dir.exists():
-        raise MaskfaceError(mask_dir, "no such file or folder")
+    check_input(mask_dir)
     out = Path(opts.out)
     if out.exists() and not out.is_dir():
         raise MaskfaceError(out, "the output folder exists and is not a folder")
@@ -211,12 +236,31 @@ def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path,
                                                  "mask; rename the mask or the reference")
             names.add(path.name)
             is_file = path.is_file()
-            if overwrite or not is_file:
+            if overwrite or not is_file or not complete_png(path):
                 plan.missing.append(k)
+                if is_file and not overwrite:
+                    plan.replace.add(k)
                 if not is_file and os.path.lexists(path):
                     plan.skip(f"{path} is in the way: it exists but is not a file")
         plans.append(plan)
     return plans
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
+
+
+def complete_png(path: Path) -> bool:
+    """Whether a file starts and ends like a whole PNG (what resume trusts: not a pixel-by-pixel check)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_PNG_SIGNATURE))
+            if f.seek(0, os.SEEK_END) < len(_PNG_SIGNATURE) + len(_PNG_END):
+                return False
+            f.seek(-len(_PNG_END), os.SEEK_END)
+            return head == _PNG_SIGNATURE and f.read() == _PNG_END
+    except OSError:
+        return False
 
 
 def _make_folder(out: Path) -> None:
@@ -279,8 +323,8 @@ class _Run:
             images = np.array(images, dtype=np.uint8, order="C", copy=True)
             for i, (plan, k) in enumerate(jobs):
                 path = plan.outputs[k]
-                self._pending_writes.append((plan, path, self.pool.submit(_write_png, images[i], path,
-                                                                             self.opts.overwrite)))
+                overwrite = self.opts.overwrite or k in plan.replace
+                self._pending_writes.append((plan, path, self.pool.submit(_write_png, images[i], path, overwrite)))
             self._collect_writes(block_above=self.max_pending_writes)
         self._collect_writes(block_above=0)
 

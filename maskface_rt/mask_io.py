@@ -19,8 +19,10 @@ losing masks.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +113,18 @@ def merge_parts(parts: Sequence[Path], *, size: int | None = None) -> np.ndarray
     return _resized(labels, size)
 
 
+def check_input(path: Path) -> None:
+    """A mask path must be a folder or a regular file (one line naming it: missing, a symlink loop, a FIFO...)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise MaskfaceError(path, "no such file or folder" if e.errno == errno.ENOENT else
+                            "symlink loop" if e.errno == errno.ELOOP else f"cannot read ({e.strerror or e})") from None
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
+        raise MaskfaceError(path, f"is a {kind}, not a mask file or a folder of masks")
+
+
 def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSource]:
     """List the masks under ``root`` (a folder, or one file), sorted by name.
 
@@ -122,8 +136,7 @@ def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSou
     skipped. Two sources with the same name are an error.
     """
     root = Path(root)
-    if not root.exists():
-        raise MaskfaceError(root, "no such file or folder")
+    check_input(root)
     if root.is_file():
         return [MaskSource(name=root.stem, path=root)]
     singles: list[MaskSource] = []
@@ -199,17 +212,33 @@ def _checked_labels(values: np.ndarray, path: Path, label_order: str) -> np.ndar
     return values.astype(np.uint8)
 
 
+#: Pixels looked up per step of a colour mask: the lookup's temporaries (~25 bytes a pixel) stay
+#: within ~25 MB whatever the mask's size, so decoding costs the image plus one byte a pixel.
+_PALETTE_CHUNK = 1 << 20
+
+
 def _palette_labels(rgb: np.ndarray, path: Path) -> np.ndarray:
     """Canonical labels of an RGB colour mask, by exact lookup in the CelebAMask-HQ palette."""
-    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
-    pos = np.minimum(np.searchsorted(_SORTED_PALETTE, packed), len(_SORTED_PALETTE) - 1)
-    unknown = _SORTED_PALETTE[pos] != packed
-    if unknown.any():
-        y, x = (int(v) for v in np.argwhere(unknown)[0])
+    labels = np.empty(rgb.shape[:2], np.uint8)
+    rows = max(1, _PALETTE_CHUNK // max(1, rgb.shape[1]))
+    first, count = None, 0
+    for top in range(0, rgb.shape[0], rows):
+        block = rgb[top:top + rows]
+        packed = (block[..., 0].astype(np.uint32) << 16) | (block[..., 1].astype(np.uint32) << 8) | block[..., 2]
+        pos = np.minimum(np.searchsorted(_SORTED_PALETTE, packed), len(_SORTED_PALETTE) - 1)
+        unknown = _SORTED_PALETTE[pos] != packed
+        if unknown.any():
+            count += int(np.count_nonzero(unknown))
+            if first is None:
+                y, x = (int(v) for v in np.argwhere(unknown)[0])
+                first = (x, top + y)
+        labels[top:top + rows] = _PALETTE_ORDER[pos]
+    if first is not None:
+        x, y = first
         colour = tuple(int(c) for c in rgb[y, x])
         raise MaskfaceError(path, f"colour {colour} at (x={x}, y={y}) is not in the CelebAMask-HQ palette "
-                                  f"({int(np.count_nonzero(unknown))} pixels have unknown colours)")
-    return _PALETTE_ORDER[pos]
+                                  f"({count} pixels have unknown colours)")
+    return labels
 
 
 def _parse_parts(parts: Sequence[Path]) -> list[tuple[int, Path]]:

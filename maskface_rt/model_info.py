@@ -20,24 +20,58 @@ from maskface_rt.model_kind import ModelKind, classify
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
 
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
 def read_safetensors_header(path: Path) -> dict[str, Any]:
-    """The JSON header of a safetensors file (tensor dtypes/shapes and ``__metadata__``)."""
+    """The JSON header of a safetensors file (tensor dtypes/shapes and ``__metadata__``), checked: every
+    tensor has a known dtype, a shape of non-negative integers and data offsets inside the file that fit it."""
     try:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             if length > SAFETENSORS_HEADER_LIMIT:
                 raise ValueError(f"header of {length} bytes")
-            return json.loads(f.read(length))
-    except (OSError, struct.error, ValueError) as e:
-        raise MaskfaceError(path, f"not a readable safetensors file ({e})") from None
+            header = json.loads(f.read(length))
+        data_bytes = path.stat().st_size - 8 - length
+    except (OSError, struct.error, ValueError, RecursionError) as e:
+        raise MaskfaceError(path, f"not a readable safetensors file ({type(e).__name__}: {e})") from None
+    if not isinstance(header, dict):
+        raise MaskfaceError(path, "not a safetensors file: the header is not a JSON object")
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise MaskfaceError(path, "not a safetensors file: __metadata__ must map names to strings")
+            continue
+        if _tensor_problem(info, data_bytes):
+            raise MaskfaceError(path, f"not a safetensors file: tensor {name!r} {_tensor_problem(info, data_bytes)}")
+    return header
+
+
+def _tensor_problem(info: Any, data_bytes: int) -> str | None:
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        return "must have exactly a dtype, a shape and data_offsets"
+    shape, offsets, size = info["shape"], info["data_offsets"], _DTYPE_BYTES.get(info["dtype"])
+    if size is None:
+        return f"has an unknown dtype {info['dtype']!r}"
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        return f"has a bad shape {shape!r}"
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+            and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+        return f"has data offsets {offsets!r} outside the file's {data_bytes} data bytes"
+    if offsets[1] - offsets[0] != size * int(np.prod(shape, dtype=object)):
+        return f"of shape {shape} does not fit its {offsets[1] - offsets[0]} bytes"
+    return None
 
 
 def describe_checkpoint(path: Path) -> dict[str, Any]:
+    from maskface_rt.config import ModelConfig
+
     header = read_safetensors_header(path)
     meta = header.pop("__metadata__", {}) or {}
     params: dict[str, int] = defaultdict(int)
     for name, info in header.items():
-        params[name.split(".", 1)[0]] += int(np.prod(info["shape"], dtype=np.int64))
+        params[name.split(".", 1)[0]] += int(np.prod(info["shape"], dtype=object))
     out: dict[str, Any] = {"kind": "checkpoint", "path": str(path), "format": meta.get("format"),
                            "sha256": sha256_file(path), "bytes": path.stat().st_size,
                            "parameters": dict(params)}
@@ -45,7 +79,10 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         if key in meta:
             out[key] = meta[key]
     if "config" in meta:
-        out["config"] = json.loads(meta["config"])
+        try:
+            out["config"] = ModelConfig.from_json(meta["config"]).to_dict()
+        except (ValueError, TypeError, RecursionError) as e:
+            raise MaskfaceError(path, f"bad model config in metadata ({e})") from None
     return out
 
 

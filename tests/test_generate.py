@@ -16,7 +16,7 @@ from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.generate import GenerateOptions, GenerateReport, run_generate
-from maskface_rt.image_io import read_rgb, resize_rgb
+from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import NUM_CLASSES, PALETTE, colorize
 from maskface_rt.mask_io import MaskSource, discover_masks
 from maskface_rt.synth import write_dataset
@@ -305,9 +305,10 @@ def test_a_full_disk_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 def test_existing_outputs_are_kept_unless_overwrite(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "00002_s1.png").write_bytes(b"old")
+    old = encode_png(np.zeros((2, 2, 3), np.uint8))  # a complete PNG (resume does not trust anything less)
+    (out / "00002_s1.png").write_bytes(old)
     report = run(dataset / "masks", out, styles=2)
-    assert (out / "00002_s1.png").read_bytes() == b"old"
+    assert (out / "00002_s1.png").read_bytes() == old
     assert (report.images_written, report.images_existing) == (11, 1) and report.exit_code == ExitCode.OK
     assert str(out / "00002_s1.png") not in report.outputs
 
@@ -397,7 +398,8 @@ def test_grid(dataset: Path, tmp_path: Path) -> None:
 def test_an_unreadable_existing_output_leaves_its_row_out(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "00001_s1.png").write_bytes(b"junk")  # kept (no overwrite), but cannot go on the sheet
+    # Starts and ends like a PNG, so resume keeps it (no overwrite), but it cannot go on the sheet.
+    (out / "00001_s1.png").write_bytes(b"\x89PNG\r\n\x1a\njunk\x00\x00\x00\x00IEND\xaeB`\x82")
     report = run(dataset / "masks", out, styles=2, grid=True)
     with Image.open(out / "grid.png") as img:
         assert img.size == (3 * SIZE, 5 * SIZE)
@@ -426,10 +428,10 @@ def test_several_grid_sheets(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("options, words", [
-    ({"styles": 0}, "styles"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"workers": 0}, "workers"),
-    ({"seed": -1}, "seed"),
+    ({"styles": 0}, "--styles"),
+    ({"batch_size": 0}, "--batch-size"),
+    ({"workers": 0}, "--workers"),
+    ({"seed": -1}, "--seed"),
     ({"label_order": "bisenet"}, "label order"),
     ({"references": (Path("missing.png"),)}, "missing.png"),
 ])

@@ -78,6 +78,11 @@ class OnnxRuntimeBackend(GeneratorBackend):
                 raise MaskfaceError(path, f"onnxruntime cannot load the graph ({str(e).splitlines()[0]})") from None
 
     @property
+    def max_batch(self) -> int | None:
+        """The export's declared max batch: larger batches are split (memory grows with the batch)."""
+        return self.manifest.max_batch
+
+    @property
     def description(self) -> str:
         return f"onnxruntime {self.provider} {self.manifest.precision}"
 

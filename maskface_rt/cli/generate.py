@@ -34,14 +34,16 @@ def generate(
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
     from maskface_rt.backends import open_backend, precision_problem
     from maskface_rt.bundled import default_model
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generate import GenerateOptions, options_problem, run_generate
 
-    model = model if model is not None else default_model()
-    if problem := precision_problem(model, backend, precision):
-        raise typer.BadParameter(problem, param_hint="--precision")
     opts = GenerateOptions(out=out, styles=styles, seed=seed, batch_size=batch_size,
                            references=tuple(reference or ()), label_order=label_order, recursive=recursive,
                            grid=grid, overwrite=overwrite, workers=workers)
+    if problem := options_problem(opts):
+        raise typer.BadParameter(problem)
+    model = model if model is not None else default_model()
+    if problem := precision_problem(model, backend, precision):
+        raise typer.BadParameter(problem, param_hint="--precision")
     with open_backend(model, backend, device=device, precision=precision) as runtime:
         progress = progress_bar()
         task = progress.add_task("generate", total=None, rate="", start=False)
@@ -61,7 +63,7 @@ def generate(
         finally:
             stop_progress(progress)
     for skipped in report.skipped:
-        stderr.print(f"skipped {skipped.path}: {skipped.reason}", markup=False)
+        stderr.print(f"skipped {skipped}", markup=False)
     stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
                  f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})")
     if as_json:
