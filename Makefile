@@ -10,7 +10,7 @@ RUN_VENV ?= .venv-run
 # The OpenVINO extra where its bf16 path is native (--backend auto then picks it); elsewhere it is no faster.
 RUN_EXTRAS := $(if $(shell grep -m1 -wE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null),[openvino])
 
-.PHONY: demo test test-fast demo-model
+.PHONY: demo test test-fast lint demo-model
 .DELETE_ON_ERROR:
 
 $(VENV)/.installed-test: pyproject.toml requirements-test.txt
@@ -27,7 +27,11 @@ $(RUN_VENV)/.installed: pyproject.toml
 
 # The editor's browser test drives Debian's chromium (Playwright's own browser download cannot work here):
 # installed when missing and we are root with apt, else that one test skips with the reason.
-test: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the editor's browser test will skip"

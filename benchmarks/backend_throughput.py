@@ -51,22 +51,42 @@ def main() -> None:
             for runner in runners.values():
                 runner.prepare(labels[:batch], styles[:batch])
                 measure(runner.run_once, warmup_s=args.warmup, duration_s=0)
-            rounds = [{key: batch * measure(runner.run_once, warmup_s=0, duration_s=args.seconds,
-                                            min_iterations=2).calls_per_s
-                       for key, runner in runners.items()} for _ in range(args.rounds)]
-            row = {"batch": batch,
-                   **{f"{key}_images_per_s": statistics.median(r[key] for r in rounds) for key in runners},
-                   "ratio_onnxruntime_over_torch": statistics.median(r["onnxruntime"] / r["torch"] for r in rounds),
-                   "rounds": rounds}
+            rounds = [
+                {
+                    key: batch
+                    * measure(runner.run_once, warmup_s=0, duration_s=args.seconds, min_iterations=2).calls_per_s
+                    for key, runner in runners.items()
+                }
+                for _ in range(args.rounds)
+            ]
+            row = {
+                "batch": batch,
+                **{f"{key}_images_per_s": statistics.median(r[key] for r in rounds) for key in runners},
+                "ratio_onnxruntime_over_torch": statistics.median(r["onnxruntime"] / r["torch"] for r in rounds),
+                "rounds": rounds,
+            }
             rows.append(row)
-            print(f"{args.preset} batch {batch}: torch {row['torch_images_per_s']:.2f} img/s, onnxruntime "
-                  f"{row['onnxruntime_images_per_s']:.2f} img/s, ratio {row['ratio_onnxruntime_over_torch']:.2f}x",
-                  flush=True)
+            print(
+                f"{args.preset} batch {batch}: torch {row['torch_images_per_s']:.2f} img/s, onnxruntime "
+                f"{row['onnxruntime_images_per_s']:.2f} img/s, ratio {row['ratio_onnxruntime_over_torch']:.2f}x",
+                flush=True,
+            )
         for runner in runners.values():
             runner.close()
-    write_result(args.json, {"benchmark": "backend_throughput", "preset": args.preset, "precision": "fp32",
-                             "device": "cpu", "seconds_per_round": args.seconds, "rows": rows, "runners": notes,
-                             "command": " ".join(sys.argv), "environment": environment()})
+    write_result(
+        args.json,
+        {
+            "benchmark": "backend_throughput",
+            "preset": args.preset,
+            "precision": "fp32",
+            "device": "cpu",
+            "seconds_per_round": args.seconds,
+            "rows": rows,
+            "runners": notes,
+            "command": " ".join(sys.argv),
+            "environment": environment(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ def adain_shapes(preset_name: str) -> dict[tuple[int, int, int], int]:
         if isinstance(module, AdaINAct):
             module.register_forward_pre_hook(lambda _, args: shapes.update([tuple(args[0].shape[1:])]))
     with torch.no_grad():
-        generator(torch.zeros(1, cfg.img_size, cfg.img_size, dtype=torch.long, device="meta"),
-                  torch.zeros(1, cfg.style_dim, device="meta"))
+        generator(
+            torch.zeros(1, cfg.img_size, cfg.img_size, dtype=torch.long, device="meta"),
+            torch.zeros(1, cfg.style_dim, device="meta"),
+        )
     return dict(sorted(shapes.items(), key=lambda item: item[0][1]))
 
 
@@ -98,10 +100,11 @@ def main() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        sys.exit("fused_adain_bench needs a CUDA GPU and triton (torch.cuda.is_available() is False here); "
-                 "it runs on the GPU validation machine, see ../shared/GPU.md")
+        sys.exit(
+            "fused_adain_bench needs a CUDA GPU and triton (torch.cuda.is_available() is False here); "
+            "it runs on the GPU validation machine, see ../shared/GPU.md"
+        )
     import triton
-
     from maskface_rt.kernels.torch_op import adain_act_reference
 
     device_name = torch.cuda.get_device_name()
@@ -115,20 +118,31 @@ def main() -> None:
         compiled = torch.compile(adain_act_reference, dynamic=False)
         impls["compile"] = lambda x, g, b: compiled(x, g, b, eps, slope)
     rows = []
-    header = f"{'shape (C,H,W)':>16s} {'batch':>5s} " + " ".join(f"{n + ' us':>11s} {'GB/s':>7s} {'peak':>5s}"
-                                                                  for n in impls)
+    header = f"{'shape (C,H,W)':>16s} {'batch':>5s} " + " ".join(
+        f"{n + ' us':>11s} {'GB/s':>7s} {'peak':>5s}" for n in impls
+    )
     print(f"{device_name}, peak {peak or '?'} GB/s, fp16\n{header}")
     for (c, h, w), count in adain_shapes(args.preset).items():
         for batch in args.batches:
             numel = batch * c * h * w
             moved = 2 * numel * 2 + 2 * batch * c * 2
             copies = max(2, -(-ROTATE_BYTES // (2 * numel * 2)))
-            sets = [(torch.randn(batch, c, h, w, device="cuda", dtype=torch.float16),
-                     0.5 * torch.randn(batch, c, device="cuda", dtype=torch.float16),
-                     0.5 * torch.randn(batch, c, device="cuda", dtype=torch.float16)) for _ in range(copies)]
+            sets = [
+                (
+                    torch.randn(batch, c, h, w, device="cuda", dtype=torch.float16),
+                    0.5 * torch.randn(batch, c, device="cuda", dtype=torch.float16),
+                    0.5 * torch.randn(batch, c, device="cuda", dtype=torch.float16),
+                )
+                for _ in range(copies)
+            ]
             err = (impls["fused"](*sets[0]).float() - impls["torch"](*sets[0]).float()).abs().max().item()
-            row: dict[str, Any] = {"shape": [c, h, w], "occurrences": count, "batch": batch, "bytes": moved,
-                                   "max_abs_diff_fused_vs_torch": err}
+            row: dict[str, Any] = {
+                "shape": [c, h, w],
+                "occurrences": count,
+                "batch": batch,
+                "bytes": moved,
+                "max_abs_diff_fused_vs_torch": err,
+            }
             cells = []
             for name, fn in impls.items():
                 us = gpu_time_us(fn, sets, args.calls, args.reps)
@@ -143,12 +157,26 @@ def main() -> None:
     verdict = None
     if peak and large:
         verdict = min(large) >= TARGET_FRACTION
-        print(f"fused, planes >= 64x64: {min(large):.0%}..{max(large):.0%} of peak "
-              f"(target {TARGET_FRACTION:.0%}: {'met' if verdict else 'NOT met'})")
-    write_result(args.json, {"benchmark": "fused_adain", "preset": args.preset, "dtype": "fp16",
-                             "device": device_name, "peak_gbs": peak, "target_fraction": TARGET_FRACTION,
-                             "target_met": verdict, "triton": triton.__version__,
-                             "command": " ".join(sys.argv), "environment": environment(), "rows": rows})
+        print(
+            f"fused, planes >= 64x64: {min(large):.0%}..{max(large):.0%} of peak "
+            f"(target {TARGET_FRACTION:.0%}: {'met' if verdict else 'NOT met'})"
+        )
+    write_result(
+        args.json,
+        {
+            "benchmark": "fused_adain",
+            "preset": args.preset,
+            "dtype": "fp16",
+            "device": device_name,
+            "peak_gbs": peak,
+            "target_fraction": TARGET_FRACTION,
+            "target_met": verdict,
+            "triton": triton.__version__,
+            "command": " ".join(sys.argv),
+            "environment": environment(),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

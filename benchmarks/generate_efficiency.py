@@ -30,7 +30,7 @@ def bare(backend, labels: np.ndarray, styles: np.ndarray, batch: int) -> float:
     jobs_s = np.tile(styles, (len(labels), 1))
     t0 = time.perf_counter()
     for i in range(0, len(jobs_l), batch):
-        backend.generate(jobs_l[i:i + batch], jobs_s[i:i + batch])
+        backend.generate(jobs_l[i : i + batch], jobs_s[i : i + batch])
     return len(jobs_l) / (time.perf_counter() - t0)
 
 
@@ -72,12 +72,24 @@ def main() -> None:
             rounds.append({"bare_images_per_s": b, "pipeline_images_per_s": p, "efficiency": p / b})
             print(f"bare {b:.2f} img/s, pipeline {p:.2f} img/s, efficiency {p / b:.3f}", flush=True)
     efficiency = statistics.median(r["efficiency"] for r in rounds)
-    print(f"{args.preset} batch {args.batch_size}: generate reaches {efficiency:.1%} of the bare backend "
-          f"(target >= 90%)")
-    write_result(args.json, {"benchmark": "generate_efficiency", "preset": args.preset,
-                             "batch_size": args.batch_size, "masks": args.masks, "styles": args.styles,
-                             "backend": backend.description, "efficiency": efficiency, "rounds": rounds,
-                             "command": " ".join(sys.argv), "environment": environment()})
+    print(
+        f"{args.preset} batch {args.batch_size}: generate reaches {efficiency:.1%} of the bare backend (target >= 90%)"
+    )
+    write_result(
+        args.json,
+        {
+            "benchmark": "generate_efficiency",
+            "preset": args.preset,
+            "batch_size": args.batch_size,
+            "masks": args.masks,
+            "styles": args.styles,
+            "backend": backend.description,
+            "efficiency": efficiency,
+            "rounds": rounds,
+            "command": " ".join(sys.argv),
+            "environment": environment(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -67,38 +67,154 @@ class Step:
 def plan(work: Path, dry: bool) -> list[Step]:
     """The steps, in order of importance (the budget cuts the last ones first)."""
     device = "cpu" if dry else "cuda"
-    bench_common = ["--batch-sizes", "1" if dry else "1,8,32", "--warmup-s", "0" if dry else "0.5",
-                    "--duration-s", "0.05" if dry else "1.5", "--iterations", "2" if dry else "10",
-                    "--device", device, "--seed", "0", "--overwrite"]
+    bench_common = [
+        "--batch-sizes",
+        "1" if dry else "1,8,32",
+        "--warmup-s",
+        "0" if dry else "0.5",
+        "--duration-s",
+        "0.05" if dry else "1.5",
+        "--iterations",
+        "2" if dry else "10",
+        "--device",
+        device,
+        "--seed",
+        "0",
+        "--overwrite",
+    ]
     rows = "torch-fp32" if dry else BENCH_ROWS
     big = "tiny-64" if dry else "paper-256"  # dry: the small model stands in for paper-256
     steps = [
-        Step("pytest-gpu", ["-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests")]
-             + (["-k", "torch_op"] if dry else []), 120),
-        Step("fused-adain", [str(REPO / "benchmarks" / "fused_adain_bench.py"), "--preset", big,
-                             "--json", str(work / "fused_adain.json")]
-             + (["--batches", "1", "--no-compile"] if dry else []), 120, "fused_adain.json"),
-        Step("bench-paper-256", ["-m", "maskface_rt", "bench", "--preset", big, "--backend", rows, *bench_common,
-                                 "--json-file", str(work / "bench_paper-256.json")], 150, "bench_paper-256.json"),
-        Step("bench-tiny-64", ["-m", "maskface_rt", "bench", "--preset", "tiny-64", "--backend", rows,
-                               *bench_common, "--json-file", str(work / "bench_tiny-64.json")], 90, "bench_tiny-64.json"),
+        Step(
+            "pytest-gpu",
+            ["-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(REPO / "tests")]
+            + (["-k", "torch_op"] if dry else []),
+            120,
+        ),
+        Step(
+            "fused-adain",
+            [
+                str(REPO / "benchmarks" / "fused_adain_bench.py"),
+                "--preset",
+                big,
+                "--json",
+                str(work / "fused_adain.json"),
+            ]
+            + (["--batches", "1", "--no-compile"] if dry else []),
+            120,
+            "fused_adain.json",
+        ),
+        Step(
+            "bench-paper-256",
+            [
+                "-m",
+                "maskface_rt",
+                "bench",
+                "--preset",
+                big,
+                "--backend",
+                rows,
+                *bench_common,
+                "--json-file",
+                str(work / "bench_paper-256.json"),
+            ],
+            150,
+            "bench_paper-256.json",
+        ),
+        Step(
+            "bench-tiny-64",
+            [
+                "-m",
+                "maskface_rt",
+                "bench",
+                "--preset",
+                "tiny-64",
+                "--backend",
+                rows,
+                *bench_common,
+                "--json-file",
+                str(work / "bench_tiny-64.json"),
+            ],
+            90,
+            "bench_tiny-64.json",
+        ),
     ]
     for preset, size, steps_n, batch in (("tiny-64", 64, 40, 8), ("paper-256", 256, 30, 8)):
         preset_run = "tiny-64" if dry else preset
         size_run = 64 if dry else size
         data = work / f"data-{size_run}"
-        steps.append(Step(f"synth-{preset}", ["-m", "maskface_rt", "synth", str(data), "--count",
-                                              "8" if dry else "64", "--size", str(size_run), "--seed", "0",
-                                              "--overwrite"], 60))
-        steps.append(Step(f"train-{preset}", [
-            "-m", "maskface_rt", "train", str(data), "--out", str(work / f"train-{preset}"), "--preset", preset_run,
-            "--steps", "2" if dry else str(steps_n), "--batch-size", "2" if dry else str(batch),
-            "--device", device, "--amp", "off" if dry else "auto", "--log-every", "1" if dry else "5",
-            "--sample-every", "0", "--checkpoint-every", "0", "--num-workers", "0", "--seed", "0"], 150))
-    steps.append(Step("bench-paper-256-compile", [
-        "-m", "maskface_rt", "bench", "--preset", big, "--backend", "torch-compile-fp32" if dry else
-        BENCH_COMPILE_ROWS, *bench_common, "--json-file", str(work / "bench_paper-256_compile.json")], 150,
-        "bench_paper-256_compile.json"))
+        steps.append(
+            Step(
+                f"synth-{preset}",
+                [
+                    "-m",
+                    "maskface_rt",
+                    "synth",
+                    str(data),
+                    "--count",
+                    "8" if dry else "64",
+                    "--size",
+                    str(size_run),
+                    "--seed",
+                    "0",
+                    "--overwrite",
+                ],
+                60,
+            )
+        )
+        steps.append(
+            Step(
+                f"train-{preset}",
+                [
+                    "-m",
+                    "maskface_rt",
+                    "train",
+                    str(data),
+                    "--out",
+                    str(work / f"train-{preset}"),
+                    "--preset",
+                    preset_run,
+                    "--steps",
+                    "2" if dry else str(steps_n),
+                    "--batch-size",
+                    "2" if dry else str(batch),
+                    "--device",
+                    device,
+                    "--amp",
+                    "off" if dry else "auto",
+                    "--log-every",
+                    "1" if dry else "5",
+                    "--sample-every",
+                    "0",
+                    "--checkpoint-every",
+                    "0",
+                    "--num-workers",
+                    "0",
+                    "--seed",
+                    "0",
+                ],
+                150,
+            )
+        )
+    steps.append(
+        Step(
+            "bench-paper-256-compile",
+            [
+                "-m",
+                "maskface_rt",
+                "bench",
+                "--preset",
+                big,
+                "--backend",
+                "torch-compile-fp32" if dry else BENCH_COMPILE_ROWS,
+                *bench_common,
+                "--json-file",
+                str(work / "bench_paper-256_compile.json"),
+            ],
+            150,
+            "bench_paper-256_compile.json",
+        )
+    )
     if dry:  # the CPU rehearsal runs on small shared machines: time matters less than finishing
         for step in steps:
             step.timeout_s *= 4
@@ -119,8 +235,14 @@ def run_step(step: Step, env: dict[str, str], work: Path, deadline: float) -> No
     with log.open("w") as out:
         out.write(f"$ {step.command}\n")
         out.flush()
-        proc = subprocess.Popen([sys.executable, *step.args], stdout=out, stderr=subprocess.STDOUT, env=env,
-                                cwd=REPO, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, *step.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
         try:
             step.returncode = proc.wait(timeout=timeout)
             step.status = "ok" if step.returncode == 0 else "failed"
@@ -157,11 +279,16 @@ def bench_figures(path: Path) -> dict[str, Any]:
     for row in data.get("rows", []):
         key = f"{row.get('backend')} b{row.get('batch')}"
         if row.get("status") == "ok":
-            rows[key] = {k: row.get(k) for k in ("images_per_s", "latency_median_ms", "gpu_ms", "tflops",
-                                                  "fraction_of_peak", "psnr_db") if row.get(k) is not None}
+            rows[key] = {
+                k: row.get(k)
+                for k in ("images_per_s", "latency_median_ms", "gpu_ms", "tflops", "fraction_of_peak", "psnr_db")
+                if row.get(k) is not None
+            }
         else:
             rows[key if row.get("batch") is not None else str(row.get("backend"))] = {
-                "status": row.get("status"), "reason": row.get("reason")}
+                "status": row.get("status"),
+                "reason": row.get("reason"),
+            }
     return rows
 
 
@@ -170,8 +297,11 @@ def adain_figures(path: Path) -> dict[str, Any]:
     rows = {}
     for row in data.get("rows", []):
         key = f"{tuple(row['shape'])} b{row['batch']}"
-        rows[key] = {impl: {k: row[impl][k] for k in ("us", "gbs", "fraction_of_peak")}
-                     for impl in ("fused", "torch", "compile") if impl in row}
+        rows[key] = {
+            impl: {k: row[impl][k] for k in ("us", "gbs", "fraction_of_peak")}
+            for impl in ("fused", "torch", "compile")
+            if impl in row
+        }
     return {"peak_gbs": data.get("peak_gbs"), "target_met": data.get("target_met"), "rows": rows}
 
 
@@ -181,8 +311,12 @@ def train_figures(run: Path) -> dict[str, Any]:
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     rates = [float(e["it_s"]) for e in entries if "it_s" in e]
     steady = rates[1:] or rates
-    return {"steps": entries[-1]["step"] if entries else 0, "it_per_s": statistics.median(steady) if steady else None,
-            "windows_it_per_s": rates, "elapsed_s": entries[-1].get("elapsed_s") if entries else None}
+    return {
+        "steps": entries[-1]["step"] if entries else 0,
+        "it_per_s": statistics.median(steady) if steady else None,
+        "windows_it_per_s": rates,
+        "elapsed_s": entries[-1].get("elapsed_s") if entries else None,
+    }
 
 
 def collect_figures(step: Step, work: Path) -> None:
@@ -282,11 +416,16 @@ def write_reports(out: Path, work: Path, summary: dict[str, Any]) -> list[Path]:
 
 def markdown(summary: dict[str, Any]) -> str:
     env = summary["environment"]
-    lines = [f"# gpu-check {summary['started']}", "",
-             f"GPU: {env.get('gpu', 'none')} (capability {env.get('capability', '-')}); torch {env.get('torch')} "
-             f"(CUDA {env.get('torch_cuda')}), triton {env.get('triton')}, python {env.get('python')}; "
-             f"commit {summary['commit']}; package: {summary['package']}; mode: {summary['mode']}", "",
-             "| step | status | seconds | command |", "|---|---|---|---|"]
+    lines = [
+        f"# gpu-check {summary['started']}",
+        "",
+        f"GPU: {env.get('gpu', 'none')} (capability {env.get('capability', '-')}); torch {env.get('torch')} "
+        f"(CUDA {env.get('torch_cuda')}), triton {env.get('triton')}, python {env.get('python')}; "
+        f"commit {summary['commit']}; package: {summary['package']}; mode: {summary['mode']}",
+        "",
+        "| step | status | seconds | command |",
+        "|---|---|---|---|",
+    ]
     for step in summary["steps"]:
         lines.append(f"| {step['name']} | {step['status']} | {step['seconds']} | `{step['command']}` |")
     for step in summary["steps"]:
@@ -301,13 +440,17 @@ def markdown(summary: dict[str, Any]) -> str:
             lines += ["", "| shape, batch | fused us | fused GB/s | torch us | compile us |", "|---|---|---|---|---|"]
             for key, row in figures.get("rows", {}).items():
                 cell = [row.get(i, {}).get("us") for i in ("fused", "torch", "compile")]
-                lines.append(f"| {key} | {_num(cell[0])} | {_num(row.get('fused', {}).get('gbs'))} | {_num(cell[1])} "
-                             f"| {_num(cell[2])} |")
+                lines.append(
+                    f"| {key} | {_num(cell[0])} | {_num(row.get('fused', {}).get('gbs'))} | {_num(cell[1])} "
+                    f"| {_num(cell[2])} |"
+                )
         else:
             lines += ["| backend, batch | images/s | median ms | note |", "|---|---|---|---|"]
             for key, row in figures.items():
-                lines.append(f"| {key} | {_num(row.get('images_per_s'))} | {_num(row.get('latency_median_ms'))} | "
-                             f"{row.get('reason') or ''} |")
+                lines.append(
+                    f"| {key} | {_num(row.get('images_per_s'))} | {_num(row.get('latency_median_ms'))} | "
+                    f"{row.get('reason') or ''} |"
+                )
     failed = [s for s in summary["steps"] if s["status"] != "ok"]
     if failed:
         lines += ["", "## Not ok", ""]
@@ -323,10 +466,15 @@ def _num(value: Any) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "out" / "gpu-check"))
-    parser.add_argument("--budget-s", type=float, default=None,
-                        help=f"seconds for all steps together [{DEFAULT_BUDGET_S:g}; dry: 4x]")
-    parser.add_argument("--dry", action="store_true", default=os.environ.get("GPU_CHECK_DRY", "") not in ("", "0"),
-                        help="rehearse every step on the CPU at tiny sizes (also GPU_CHECK_DRY=1)")
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help=f"seconds for all steps together [{DEFAULT_BUDGET_S:g}; dry: 4x]"
+    )
+    parser.add_argument(
+        "--dry",
+        action="store_true",
+        default=os.environ.get("GPU_CHECK_DRY", "") not in ("", "0"),
+        help="rehearse every step on the CPU at tiny sizes (also GPU_CHECK_DRY=1)",
+    )
     parser.add_argument("--only", default="", help="comma-separated step names to run (default: all)")
     args = parser.parse_args(argv)
     if args.budget_s is None:
@@ -340,19 +488,25 @@ def main(argv: list[str] | None = None) -> int:
             env["CUDA_VISIBLE_DEVICES"] = ""  # the rehearsal never touches a GPU, even where there is one
         found = probe(env)
         if not args.dry and not found.get("cuda_available"):
-            print(f"gpu-check: no CUDA GPU here (torch {found.get('torch')} sees none: "
-                  f"{found.get('torch_error') or 'torch.cuda.is_available() is False'}); run it on the GPU machine, "
-                  "or rehearse it on the CPU with GPU_CHECK_DRY=1", file=sys.stderr)
+            print(
+                f"gpu-check: no CUDA GPU here (torch {found.get('torch')} sees none: "
+                f"{found.get('torch_error') or 'torch.cuda.is_available() is False'}); run it on the GPU machine, "
+                "or rehearse it on the CPU with GPU_CHECK_DRY=1",
+                file=sys.stderr,
+            )
             return 4
         (work / "environment.txt").write_text(
             f"$ nvidia-smi\n{run_text(['nvidia-smi']) if shutil.which('nvidia-smi') else '(no nvidia-smi)'}\n\n"
-            f"$ pip freeze\n{run_text([sys.executable, '-m', 'pip', 'freeze'], env=env)}\n")
+            f"$ pip freeze\n{run_text([sys.executable, '-m', 'pip', 'freeze'], env=env)}\n"
+        )
         steps = plan(work, args.dry)
         only = {s for s in args.only.split(",") if s}
         unknown = only - {s.name for s in steps}
         if unknown:
-            print(f"gpu-check: unknown step(s) {', '.join(sorted(unknown))}; valid: "
-                  f"{', '.join(s.name for s in steps)}", file=sys.stderr)
+            print(
+                f"gpu-check: unknown step(s) {', '.join(sorted(unknown))}; valid: {', '.join(s.name for s in steps)}",
+                file=sys.stderr,
+            )
             return 2
         for step in steps:
             if only and step.name not in only:
@@ -360,12 +514,17 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             run_step(step, env, work, deadline)
             collect_figures(step, work)
-        summary = {"started": started, "mode": "dry (CPU rehearsal)" if args.dry else "gpu", "package": package,
-                   "commit": run_text(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
-                   "host": {"machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count()},
-                   "environment": found, "budget_s": args.budget_s,
-                   "command": shlex.join(["python", "benchmarks/gpu_check.py", *(argv or sys.argv[1:])]),
-                   "steps": [asdict(s) for s in steps]}
+        summary = {
+            "started": started,
+            "mode": "dry (CPU rehearsal)" if args.dry else "gpu",
+            "package": package,
+            "commit": run_text(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
+            "host": {"machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count()},
+            "environment": found,
+            "budget_s": args.budget_s,
+            "command": shlex.join(["python", "benchmarks/gpu_check.py", *(argv or sys.argv[1:])]),
+            "steps": [asdict(s) for s in steps],
+        }
         written = write_reports(args.out, work, summary)
     finally:
         shutil.rmtree(work, ignore_errors=True)

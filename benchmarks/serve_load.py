@@ -56,8 +56,9 @@ async def load(url: str, clients: int, requests: int) -> dict[str, float]:
             nonlocal errors
             for i in todo:
                 t0 = time.perf_counter()
-                answer = await client.post(f"{url}/v1/faces", files={"mask": ("m.png", mask)},
-                                           data={"seed": str(i % 64), "styles": "0"})
+                answer = await client.post(
+                    f"{url}/v1/faces", files={"mask": ("m.png", mask)}, data={"seed": str(i % 64), "styles": "0"}
+                )
                 latencies.append(time.perf_counter() - t0)
                 errors += answer.status_code != 200
 
@@ -68,9 +69,14 @@ async def load(url: str, clients: int, requests: int) -> dict[str, float]:
     batches = metric(after, "maskface_batch_size_count") - metric(before, "maskface_batch_size_count")
     faces = metric(after, "maskface_batch_size_sum") - metric(before, "maskface_batch_size_sum")
     q = np.quantile(latencies, [0.5, 0.99])
-    return {"images_per_s": (requests - errors) / seconds, "p50_ms": float(q[0]) * 1000,
-            "p99_ms": float(q[1]) * 1000, "errors": errors, "mean_batch": faces / batches if batches else 0.0,
-            "seconds": seconds}
+    return {
+        "images_per_s": (requests - errors) / seconds,
+        "p50_ms": float(q[0]) * 1000,
+        "p99_ms": float(q[1]) * 1000,
+        "errors": errors,
+        "mean_batch": faces / batches if batches else 0.0,
+        "seconds": seconds,
+    }
 
 
 def bare(backend, batch: int, images: int) -> float:
@@ -102,9 +108,24 @@ def main() -> None:
     from maskface_rt.bundled import default_model
 
     url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "maskface_rt", "serve", "--backend", "onnxruntime",
-                               "--port", str(args.port), "--max-batch", str(args.max_batch),
-                               "--max-delay-ms", str(args.max_delay_ms), "--max-queue", "256"])
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "serve",
+            "--backend",
+            "onnxruntime",
+            "--port",
+            str(args.port),
+            "--max-batch",
+            str(args.max_batch),
+            "--max-delay-ms",
+            str(args.max_delay_ms),
+            "--max-queue",
+            "256",
+        ]
+    )
     try:
         for _ in range(300):
             try:
@@ -121,24 +142,34 @@ def main() -> None:
                 served = asyncio.run(load(url, args.clients, args.requests))
                 batch = max(1, round(served["mean_batch"]))
                 alone = bare(backend, batch, args.requests)
-                rounds.append({**served, "bare_batch": batch, "bare_images_per_s": alone,
-                               "ratio": served["images_per_s"] / alone})
-                print(f"round {r}: served {served['images_per_s']:.1f} img/s (p50 {served['p50_ms']:.1f} ms, "
-                      f"p99 {served['p99_ms']:.1f} ms, mean batch {served['mean_batch']:.2f}, errors "
-                      f"{served['errors']}); bare at batch {batch}: {alone:.1f} img/s; ratio {rounds[-1]['ratio']:.2f}")
+                rounds.append(
+                    {**served, "bare_batch": batch, "bare_images_per_s": alone, "ratio": served["images_per_s"] / alone}
+                )
+                print(
+                    f"round {r}: served {served['images_per_s']:.1f} img/s (p50 {served['p50_ms']:.1f} ms, "
+                    f"p99 {served['p99_ms']:.1f} ms, mean batch {served['mean_batch']:.2f}, errors "
+                    f"{served['errors']}); bare at batch {batch}: {alone:.1f} img/s; ratio {rounds[-1]['ratio']:.2f}"
+                )
         rss_after = rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(30)
     result = {
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
-        "clients": args.clients, "requests_per_round": args.requests, "max_batch": args.max_batch,
-        "max_delay_ms": args.max_delay_ms, "model": "bundled demo model (64x64, fp32 ONNX), onnxruntime CPU",
-        "rounds": rounds, "ratio_median": statistics.median(r["ratio"] for r in rounds),
+        "clients": args.clients,
+        "requests_per_round": args.requests,
+        "max_batch": args.max_batch,
+        "max_delay_ms": args.max_delay_ms,
+        "model": "bundled demo model (64x64, fp32 ONNX), onnxruntime CPU",
+        "rounds": rounds,
+        "ratio_median": statistics.median(r["ratio"] for r in rounds),
         "p50_ms_median": statistics.median(r["p50_ms"] for r in rounds),
-        "p99_ms_max": max(r["p99_ms"] for r in rounds), "errors": sum(r["errors"] for r in rounds),
-        "server_rss_mib_before": rss_before, "server_rss_mib_after": rss_after,
-        "loadavg_at_end": os.getloadavg(), "environment": environment(),
+        "p99_ms_max": max(r["p99_ms"] for r in rounds),
+        "errors": sum(r["errors"] for r in rounds),
+        "server_rss_mib_before": rss_before,
+        "server_rss_mib_after": rss_after,
+        "loadavg_at_end": os.getloadavg(),
+        "environment": environment(),
     }
     print(f"ratio (median) {result['ratio_median']:.2f}; server RSS {rss_before:.0f} -> {rss_after:.0f} MiB")
     write_result(args.json, result)

@@ -45,8 +45,10 @@ FORMATS: list[tuple[str, Callable[[np.ndarray], bytes]]] = [
     ("palette.png", lambda m: _encode(_palette_image(m), "PNG")),
     ("label16.png", lambda m: _encode(Image.fromarray(m.astype(np.uint16)), "PNG")),
     ("color.png", lambda m: _encode(Image.fromarray(colorize(m)), "PNG")),
-    ("color-rgba.png", lambda m: _encode(Image.fromarray(np.dstack([colorize(m), np.full(m.shape, 255, np.uint8)])),
-                                      "PNG")),
+    (
+        "color-rgba.png",
+        lambda m: _encode(Image.fromarray(np.dstack([colorize(m), np.full(m.shape, 255, np.uint8)])), "PNG"),
+    ),
     ("label.bmp", lambda m: _encode(Image.fromarray(m), "BMP")),
     ("label.tif", lambda m: _encode(Image.fromarray(m), "TIFF", compression="tiff_lzw")),
     ("color.webp", lambda m: _encode(Image.fromarray(colorize(m)), "WEBP", lossless=True)),
@@ -54,8 +56,16 @@ FORMATS: list[tuple[str, Callable[[np.ndarray], bytes]]] = [
 ]
 
 
-def _ellipse_points(cx: float, cy: float, rx: float, ry: float, angle_deg: float = 0.0,
-                    start: float = 0.0, end: float = 360.0, n: int = 96) -> list[tuple[float, float]]:
+def _ellipse_points(
+    cx: float,
+    cy: float,
+    rx: float,
+    ry: float,
+    angle_deg: float = 0.0,
+    start: float = 0.0,
+    end: float = 360.0,
+    n: int = 96,
+) -> list[tuple[float, float]]:
     a = math.radians(angle_deg)
     pts = []
     for k in range(n + 1):
@@ -171,8 +181,11 @@ def write_examples(out: Path, *, overwrite: bool = False) -> list[Path]:
         if label == 0:
             continue
         path = out / f"{PARTS_INDEX:05d}_{CLASS_NAMES[label]}.png"
-        write_bytes_atomic(path, _encode(Image.fromarray(np.where(labels == label, 255, 0).astype(np.uint8)),
-                                         "PNG"), overwrite=overwrite)
+        write_bytes_atomic(
+            path,
+            _encode(Image.fromarray(np.where(labels == label, 255, 0).astype(np.uint8)), "PNG"),
+            overwrite=overwrite,
+        )
         written.append(path)
     for name, draw, suffix in HAND_DRAWN:
         path = out / f"{name}_{suffix}"

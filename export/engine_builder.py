@@ -38,8 +38,19 @@ import onnx
 
 from maskface_rt import __version__
 from maskface_rt.engine_format import (
-    DEFAULT_OPTIMIZATION_LEVEL, OPTIMIZATION_LEVELS, BuildProfile, DeviceInfo, EngineSidecar, cache_key,
-    engine_files, layer_info_path, profile_shapes, read_sidecar, sidecar_path, verify_engine_files, write_sidecar,
+    DEFAULT_OPTIMIZATION_LEVEL,
+    OPTIMIZATION_LEVELS,
+    BuildProfile,
+    DeviceInfo,
+    EngineSidecar,
+    cache_key,
+    engine_files,
+    layer_info_path,
+    profile_shapes,
+    read_sidecar,
+    sidecar_path,
+    verify_engine_files,
+    write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST, ExportManifest, read_manifest
@@ -131,8 +142,11 @@ def export_folder(onnx_path: str | Path) -> Path:
     if kind is ModelKind.ONNX_EXPORT:
         return export_folder_of(path)
     if kind is ModelKind.ONNX_GRAPH:
-        raise MaskfaceError(path, f"is not in a maskface export folder (no {MANIFEST} beside it): the build needs "
-                                  "the three graphs and their metadata; make them with 'maskface export'")
+        raise MaskfaceError(
+            path,
+            f"is not in a maskface export folder (no {MANIFEST} beside it): the build needs "
+            "the three graphs and their metadata; make them with 'maskface export'",
+        )
     raise MaskfaceError(path, "expected a maskface export folder (or its generator.onnx)")
 
 
@@ -146,17 +160,22 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
         raise BuildOptionError(None, f"--out {out}: {e.problem}") from None
     out = engines["generator"]
     if out.is_dir():
-        raise BuildOptionError(out, "--out is a folder; give the engine file to write, e.g. "
-                                    f"{out / 'faces.engine'}")
+        raise BuildOptionError(out, f"--out is a folder; give the engine file to write, e.g. {out / 'faces.engine'}")
     if out.parent.exists() and not out.parent.is_dir():
         raise BuildOptionError(out, f"cannot write here: {out.parent} is not a folder")
     if not isinstance(options.optimization_level, int) or options.optimization_level not in OPTIMIZATION_LEVELS:
-        raise BuildOptionError(None, f"--optimization-level {options.optimization_level} is invalid; valid: "
-                                     f"{OPTIMIZATION_LEVELS[0]}..{OPTIMIZATION_LEVELS[-1]} (TensorRT's default "
-                                     f"{DEFAULT_OPTIMIZATION_LEVEL}; higher builds longer, may run faster)")
+        raise BuildOptionError(
+            None,
+            f"--optimization-level {options.optimization_level} is invalid; valid: "
+            f"{OPTIMIZATION_LEVELS[0]}..{OPTIMIZATION_LEVELS[-1]} (TensorRT's default "
+            f"{DEFAULT_OPTIMIZATION_LEVEL}; higher builds longer, may run faster)",
+        )
     if options.workspace_mib is not None and not 1 <= options.workspace_mib <= MAX_WORKSPACE_MIB:
-        raise BuildOptionError(None, f"--workspace {options.workspace_mib} MiB is invalid; valid: "
-                                     f"1..{MAX_WORKSPACE_MIB} MiB, or leave it out for TensorRT's default")
+        raise BuildOptionError(
+            None,
+            f"--workspace {options.workspace_mib} MiB is invalid; valid: "
+            f"1..{MAX_WORKSPACE_MIB} MiB, or leave it out for TensorRT's default",
+        )
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
         raise BuildOptionError(options.timing_cache, "--timing-cache is a folder; give a file (created when missing)")
     try:
@@ -168,17 +187,24 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
     folder = export_folder(onnx_path)
     manifest = read_manifest(folder)
     try:
-        profile = BuildProfile.resolve(options.min_batch, options.opt_batch, options.max_batch,
-                                       limit=manifest.max_batch)
+        profile = BuildProfile.resolve(
+            options.min_batch, options.opt_batch, options.max_batch, limit=manifest.max_batch
+        )
     except ValueError as e:
         raise BuildOptionError(None, str(e)) from None
     if options.plugin and not manifest.plugin:
-        raise BuildOptionError(folder, "is a portable export (no FusedAdaIN nodes); for the fused AdaIN plugin "
-                                       "export with 'maskface export MODEL --out DIR --plugin [--fp16]', or build "
-                                       "this one with --no-plugin")
+        raise BuildOptionError(
+            folder,
+            "is a portable export (no FusedAdaIN nodes); for the fused AdaIN plugin "
+            "export with 'maskface export MODEL --out DIR --plugin [--fp16]', or build "
+            "this one with --no-plugin",
+        )
     if not options.plugin and manifest.plugin:
-        raise BuildOptionError(folder, "is a plugin export (FusedAdaIN nodes); build it without --no-plugin, or "
-                                       "build a portable export (maskface export without --plugin) with --no-plugin")
+        raise BuildOptionError(
+            folder,
+            "is a plugin export (FusedAdaIN nodes); build it without --no-plugin, or "
+            "build a portable export (maskface export without --plugin) with --no-plugin",
+        )
     _check_existing_output(engines, options.force)
     return BuildPlan(folder, manifest, out, engines, profile, options, runtime, targets)
 
@@ -191,19 +217,24 @@ def _check_runtime_options(options: BuildOptions) -> tuple[TensorRTRuntime, tupl
         raise BuildOptionError(None, str(e)) from None
     asked = [part for value in options.compute_capabilities for part in str(value).split(",") if part.strip()]
     if asked and not runtime.compute_capabilities:
-        raise BuildOptionError(None, f"--compute-capability is for --runtime tensorrt-rtx; {runtime.label} builds "
-                                     "for the GPU it runs on")
+        raise BuildOptionError(
+            None, f"--compute-capability is for --runtime tensorrt-rtx; {runtime.label} builds for the GPU it runs on"
+        )
     try:
         targets = tuple(dict.fromkeys(runtime.compute_capability(value) for value in asked))
     except ValueError as e:
         raise BuildOptionError(None, str(e)) from None
     if options.timing_cache is not None and not runtime.timing_cache:
-        raise BuildOptionError(options.timing_cache, f"--timing-cache: {runtime.label} has no timing cache (its "
-                                                     "timing-cache calls are no-ops, and without a GPU it cannot "
-                                                     "read one); leave the option out")
+        raise BuildOptionError(
+            options.timing_cache,
+            f"--timing-cache: {runtime.label} has no timing cache (its "
+            "timing-cache calls are no-ops, and without a GPU it cannot "
+            "read one); leave the option out",
+        )
     if options.plugin and not runtime.python_plugins:
-        raise BuildOptionError(None, f"--runtime {runtime.name}: {runtime.label} has no Python plugin API, so "
-                                     f"{PLUGIN_REFUSAL}")
+        raise BuildOptionError(
+            None, f"--runtime {runtime.name}: {runtime.label} has no Python plugin API, so {PLUGIN_REFUSAL}"
+        )
     return runtime, targets or runtime.default_compute_capabilities
 
 
@@ -217,8 +248,11 @@ def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
     if force or not present:
         return
     if not sidecar_path(out).is_file():
-        raise BuildOptionError(out, f"{present[0].name} exists without a sidecar ({sidecar_path(out).name}), so it "
-                                    "was not written by maskface build; pass --force to replace it")
+        raise BuildOptionError(
+            out,
+            f"{present[0].name} exists without a sidecar ({sidecar_path(out).name}), so it "
+            "was not written by maskface build; pass --force to replace it",
+        )
     try:
         read_sidecar(out)
     except MaskfaceError as e:
@@ -231,16 +265,30 @@ def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
 def compare(graph: str, reference: np.ndarray, engine: np.ndarray, precision: str) -> ParityCheck:
     """PSNR of generator images (uint8), relative max error of style codes, against their bounds."""
     if reference.shape != engine.shape:
-        raise MaskfaceError(None, f"{graph}: engine output {engine.shape} differs in shape from ONNX Runtime's "
-                                  f"{reference.shape}")
+        raise MaskfaceError(
+            None, f"{graph}: engine output {engine.shape} differs in shape from ONNX Runtime's {reference.shape}"
+        )
     if graph == "generator":
         acc = ParityAccumulator()
         acc.update(reference, engine)
         parity = acc.result()
-        return ParityCheck(graph, "psnr_db", parity.psnr_db, PARITY_PSNR_DB[precision], (len(reference),),
-                           TENSORRT_VS_ORT, parity.max_abs_error)
-    return ParityCheck(graph, "max_rel_error", max_rel_error(reference, engine), STYLE_PARITY[precision],
-                       (len(reference),), TENSORRT_VS_ORT)
+        return ParityCheck(
+            graph,
+            "psnr_db",
+            parity.psnr_db,
+            PARITY_PSNR_DB[precision],
+            (len(reference),),
+            TENSORRT_VS_ORT,
+            parity.max_abs_error,
+        )
+    return ParityCheck(
+        graph,
+        "max_rel_error",
+        max_rel_error(reference, engine),
+        STYLE_PARITY[precision],
+        (len(reference),),
+        TENSORRT_VS_ORT,
+    )
 
 
 def parity_batch(profile: BuildProfile) -> int:
@@ -253,8 +301,10 @@ def parity_not_run_reason(plan: BuildPlan, device: DeviceInfo | None) -> str | N
     if device is None:
         return "no GPU"
     if plan.targets and device.compute_capability not in plan.targets:
-        return (f"{device} is not among the engines' compute capabilities {', '.join(plan.targets)}; add "
-                f"--compute-capability {device.compute_capability} where {plan.runtime.label} targets it")
+        return (
+            f"{device} is not among the engines' compute capabilities {', '.join(plan.targets)}; add "
+            f"--compute-capability {device.compute_capability} where {plan.runtime.label} targets it"
+        )
     return None
 
 
@@ -295,21 +345,32 @@ class BuildResult:
         return f"{status} ({reason})" if reason else status
 
     def to_json(self) -> dict[str, Any]:
-        return {"engine": str(self.engine), "files": self.files, "cache_hit": self.cache_hit, "seconds": self.seconds,
-                "runtime": self.sidecar.runtime, "compute_capabilities": self.sidecar.compute_capabilities,
-                "parity_status": self.parity_status, "parity": [p.to_dict() for p in self.parity],
-                "layer_info": str(self.layer_info) if self.layer_info else None,
-                "timing_cache": str(self.timing_cache) if self.timing_cache else None, "warnings": self.warnings,
-                "sidecar": self.sidecar.to_dict()}
+        return {
+            "engine": str(self.engine),
+            "files": self.files,
+            "cache_hit": self.cache_hit,
+            "seconds": self.seconds,
+            "runtime": self.sidecar.runtime,
+            "compute_capabilities": self.sidecar.compute_capabilities,
+            "parity_status": self.parity_status,
+            "parity": [p.to_dict() for p in self.parity],
+            "layer_info": str(self.layer_info) if self.layer_info else None,
+            "timing_cache": str(self.timing_cache) if self.timing_cache else None,
+            "warnings": self.warnings,
+            "sidecar": self.sidecar.to_dict(),
+        }
 
 
 def _check_plugin_needs() -> None:
     """The AOT plugin compiles the fused AdaIN kernel to PTX at build time: triton, and torch for the GPU's arch."""
     missing = [name for name in ("triton", "torch") if importlib.util.find_spec(name) is None]
     if missing:
-        raise MaskfaceError(None, f"building the FusedAdaIN plugin engine needs {' and '.join(missing)} (the kernel's "
-                                  "PTX is compiled at build time): pip install 'maskface-rt[train,kernels]', or build "
-                                  "a portable export with --no-plugin")
+        raise MaskfaceError(
+            None,
+            f"building the FusedAdaIN plugin engine needs {' and '.join(missing)} (the kernel's "
+            "PTX is compiled at build time): pip install 'maskface-rt[train,kernels]', or build "
+            "a portable export with --no-plugin",
+        )
     try:
         import maskface_rt.kernels.trt_plugin  # noqa: F401  (registers maskface::FusedAdaIN before parsing)
     except ImportError as e:
@@ -334,12 +395,21 @@ def _reported(runtime: TensorRTRuntime, where: str | Path, what: str) -> Iterato
     except MaskfaceError:
         raise
     except Exception as e:  # noqa: BLE001  (whatever the bindings raise reaches the user as one line)
-        raise MaskfaceError(where, f"{runtime.label} failed {what}: {type(e).__name__}: "
-                                   f"{' '.join(str(e).split())}") from None
+        raise MaskfaceError(
+            where, f"{runtime.label} failed {what}: {type(e).__name__}: {' '.join(str(e).split())}"
+        ) from None
 
 
-def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: BuildPlan, plugin_graph: bool,
-                      timing: dict[str, Any], warnings: list[str]) -> bytes:
+def _build_serialized(
+    trt: Any,
+    logger: Any,
+    onnx_file: Path,
+    graph: str,
+    plan: BuildPlan,
+    plugin_graph: bool,
+    timing: dict[str, Any],
+    warnings: list[str],
+) -> bytes:
     """Builder, strongly typed network, ONNX parser, profile, timing cache, serialized engine."""
     from maskface_rt import tensorrt_compat
 
@@ -348,13 +418,18 @@ def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: 
     network = builder.create_network(runtime.network_flags(trt, plugin_graph))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_file)):
-        raise OnnxParseError(onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)],
-                             runtime.label)
+        raise OnnxParseError(
+            onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)], runtime.label
+        )
     config = builder.create_builder_config()
     explicit = plan.targets != runtime.default_compute_capabilities  # the default is left to the runtime
     tensorrt_compat.configure_builder(
-        trt, config, workspace_mib=plan.options.workspace_mib, optimization_level=plan.options.optimization_level,
-        compute_capabilities=tuple(runtime.compute_capabilities[cc][0] for cc in plan.targets) if explicit else ())
+        trt,
+        config,
+        workspace_mib=plan.options.workspace_mib,
+        optimization_level=plan.options.optimization_level,
+        compute_capabilities=tuple(runtime.compute_capabilities[cc][0] for cc in plan.targets) if explicit else (),
+    )
     shapes = builder.create_optimization_profile()
     for name, (low, opt, high) in profile_shapes(graph, plan.manifest.config, plan.profile).items():
         shapes.set_shape(name, low, opt, high)
@@ -363,20 +438,31 @@ def _build_serialized(trt: Any, logger: Any, onnx_file: Path, graph: str, plan: 
         if "cache" not in timing:
             timing["cache"] = tensorrt_compat.load_timing_cache(config, Path(plan.options.timing_cache))
         if timing["cache"] is not None and not config.set_timing_cache(timing["cache"], False):
-            warnings.append(f"{plan.options.timing_cache}: the timing cache does not fit this GPU or TensorRT; "
-                            "building without it (it is rewritten after the build)")
+            warnings.append(
+                f"{plan.options.timing_cache}: the timing cache does not fit this GPU or TensorRT; "
+                "building without it (it is rewritten after the build)"
+            )
             timing["cache"] = config.create_timing_cache(b"")
             config.set_timing_cache(timing["cache"], False)
     tensorrt_compat.logged_error(logger)  # what was logged before is not this build's cause
     blob = builder.build_serialized_network(network, config)
     if blob is None:
-        raise MaskfaceError(onnx_file, f"{runtime.label} could not build the {graph} engine "
-                                       f"({tensorrt_compat.logged_error(logger) or 'see the log above'})")
+        raise MaskfaceError(
+            onnx_file,
+            f"{runtime.label} could not build the {graph} engine "
+            f"({tensorrt_compat.logged_error(logger) or 'see the log above'})",
+        )
     return bytes(blob)
 
 
-def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions | None = None, *,
-                 on_stage: StageCallback | None = None, on_log: LogCallback | None = None) -> BuildResult:
+def build_engine(
+    onnx_path: str | Path,
+    out: str | Path,
+    options: BuildOptions | None = None,
+    *,
+    on_stage: StageCallback | None = None,
+    on_log: LogCallback | None = None,
+) -> BuildResult:
     """Build (or find up to date) the engines of an export; see the module docstring for the order of work."""
     from maskface_rt import tensorrt_compat
 
@@ -396,12 +482,22 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
             _check_plugin_arch(cuda.info)
         skip_parity = parity_not_run_reason(plan, device)
         if options.layer_info and skip_parity is not None:
-            raise BuildOptionError(None, f"--layer-info reads the built engines back, which needs a GPU that runs "
-                                         f"them; here: {skip_parity}")
-        key = cache_key(onnx_sha256=plan.onnx_sha256, tensorrt_version=trt.__version__, device=device,
-                        profile=plan.profile, plugin=options.plugin, workspace_mib=options.workspace_mib,
-                        optimization_level=options.optimization_level, package_version=__version__,
-                        runtime=plan.runtime.name, compute_capabilities=plan.targets)
+            raise BuildOptionError(
+                None,
+                f"--layer-info reads the built engines back, which needs a GPU that runs them; here: {skip_parity}",
+            )
+        key = cache_key(
+            onnx_sha256=plan.onnx_sha256,
+            tensorrt_version=trt.__version__,
+            device=device,
+            profile=plan.profile,
+            plugin=options.plugin,
+            workspace_mib=options.workspace_mib,
+            optimization_level=options.optimization_level,
+            package_version=__version__,
+            runtime=plan.runtime.name,
+            compute_capabilities=plan.targets,
+        )
         logger = tensorrt_compat.make_logger(trt, on_log, "warning")
         trt_runtime = trt.Runtime(logger) if skip_parity is None else None
         cached = None if options.force else find_cached(plan, key)
@@ -409,23 +505,28 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
             layer_path = None
             if options.layer_info:
                 stage("writing layer information")
-                runners.update(_runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()},
-                                        cuda, logger))
+                runners.update(
+                    _runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()}, cuda, logger)
+                )
                 layer_path = _write_layer_info(plan, runners)
             checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
-            return BuildResult(plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path,
-                               None, warnings)
+            return BuildResult(
+                plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path, None, warnings
+            )
 
         build_t0 = time.perf_counter()
         blobs: dict[str, bytes] = {}
         timing: dict[str, Any] = {}
         for graph in GRAPHS:
             plugin_graph = options.plugin and graph == "generator"
-            stage(f"building the {graph} engine ({plan.manifest.precision}"
-                  f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})")
+            stage(
+                f"building the {graph} engine ({plan.manifest.precision}"
+                f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})"
+            )
             with _reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
-                blobs[graph] = _build_serialized(trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph,
-                                                 timing, warnings)
+                blobs[graph] = _build_serialized(
+                    trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph, timing, warnings
+                )
         build_seconds = time.perf_counter() - build_t0
 
         parity: list[ParityCheck] = []
@@ -436,8 +537,11 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
                 parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
             failed = [p for p in parity if not p.passed]
             if failed:
-                raise MaskfaceError(plan.out, "the engines failed their parity check (nothing was written): "
-                                              + "; ".join(p.line() for p in failed))
+                raise MaskfaceError(
+                    plan.out,
+                    "the engines failed their parity check (nothing was written): "
+                    + "; ".join(p.line() for p in failed),
+                )
 
         stage("writing the engines")
         for graph, blob in blobs.items():
@@ -447,26 +551,44 @@ def build_engine(onnx_path: str | Path, out: str | Path, options: BuildOptions |
             timing_path = Path(options.timing_cache)
             write_bytes_atomic(timing_path, bytes(timing["cache"].serialize()), overwrite=True)
         sidecar = EngineSidecar(
-            tensorrt_version=trt.__version__, device=device, onnx_sha256=plan.onnx_sha256, profile=plan.profile,
-            plugin=options.plugin, precision=plan.manifest.precision, build_seconds=build_seconds,
-            model=_model_metadata(plan.manifest), cache_key=key, package_version=__version__,
-            engines={g: {"file": plan.engines[g].name, "sha256": _sha256(blob), "bytes": len(blob)}
-                     for g, blob in blobs.items()},
+            tensorrt_version=trt.__version__,
+            device=device,
+            onnx_sha256=plan.onnx_sha256,
+            profile=plan.profile,
+            plugin=options.plugin,
+            precision=plan.manifest.precision,
+            build_seconds=build_seconds,
+            model=_model_metadata(plan.manifest),
+            cache_key=key,
+            package_version=__version__,
+            engines={
+                g: {"file": plan.engines[g].name, "sha256": _sha256(blob), "bytes": len(blob)}
+                for g, blob in blobs.items()
+            },
             onnx_source=str(plan.folder.resolve()),
-            options={"workspace_mib": options.workspace_mib, "optimization_level": options.optimization_level,
-                     "timing_cache": str(options.timing_cache) if options.timing_cache else None,
-                     "profiling_verbosity": "detailed"},
-            parity={"status": "passed" if skip_parity is None else "not run", "reason": skip_parity,
-                    "no_gpu": no_gpu or None,  # why no GPU could be opened
-                    "reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
-                    "results": [p.to_dict() for p in parity]},
-            runtime=plan.runtime.name, compute_capabilities=list(plan.targets))
+            options={
+                "workspace_mib": options.workspace_mib,
+                "optimization_level": options.optimization_level,
+                "timing_cache": str(options.timing_cache) if options.timing_cache else None,
+                "profiling_verbosity": "detailed",
+            },
+            parity={
+                "status": "passed" if skip_parity is None else "not run",
+                "reason": skip_parity,
+                "no_gpu": no_gpu or None,  # why no GPU could be opened
+                "reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
+                "results": [p.to_dict() for p in parity],
+            },
+            runtime=plan.runtime.name,
+            compute_capabilities=list(plan.targets),
+        )
         write_sidecar(plan.out, sidecar)
         layer_path = _write_layer_info(plan, runners) if options.layer_info else None
         if layer_path is None:
             layer_info_path(plan.out).unlink(missing_ok=True)  # an earlier build's, no longer true
-        return BuildResult(plan.out, _files(plan), False, time.perf_counter() - t0, sidecar, parity, layer_path,
-                           timing_path, warnings)
+        return BuildResult(
+            plan.out, _files(plan), False, time.perf_counter() - t0, sidecar, parity, layer_path, timing_path, warnings
+        )
     finally:
         for runner in runners.values():
             runner.close()  # TensorRT objects go before the memory they use
@@ -521,13 +643,27 @@ def _files(plan: BuildPlan) -> dict[str, int]:
     return {p.name: p.stat().st_size for p in paths if p.is_file()}
 
 
-def _runners(trt: Any, runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: Any,
-             logger: Any) -> dict[str, Any]:
+def _runners(
+    trt: Any, runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: Any, logger: Any
+) -> dict[str, Any]:
     """The deserialized engines, run the way the tensorrt backend runs them (CUDA graphs aside)."""
     from maskface_rt.backends.tensorrt_backend import EngineRunner
 
-    return {g: EngineRunner(trt, runtime, blob, g, plan.manifest.config, plan.profile, cuda, cuda_graphs=False,
-                            where=plan.engines[g], logger=logger) for g, blob in blobs.items()}
+    return {
+        g: EngineRunner(
+            trt,
+            runtime,
+            blob,
+            g,
+            plan.manifest.config,
+            plan.profile,
+            cuda,
+            cuda_graphs=False,
+            where=plan.engines[g],
+            logger=logger,
+        )
+        for g, blob in blobs.items()
+    }
 
 
 def _write_layer_info(plan: BuildPlan, runners: dict[str, Any]) -> Path:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
-
 from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE
+from onnx import TensorProto, helper, numpy_helper
 
 _FP16, _FP32 = TensorProto.FLOAT16, TensorProto.FLOAT
 #: Opset of the function body (what maskface export writes and onnxruntime runs).
@@ -55,9 +54,15 @@ def fused_adain_function() -> onnx.FunctionProto:
         helper.make_node("Add", ["scaled", "beta4"], ["pre"]),
         act,
     ]
-    return helper.make_function(DOMAIN, OP_TYPE, ["x", "gamma", "beta"], ["y"], nodes,
-                                [helper.make_opsetid("", FUNCTION_OPSET)],
-                                attributes=["eps", "negative_slope", "plugin_namespace"])
+    return helper.make_function(
+        DOMAIN,
+        OP_TYPE,
+        ["x", "gamma", "beta"],
+        ["y"],
+        nodes,
+        [helper.make_opsetid("", FUNCTION_OPSET)],
+        attributes=["eps", "negative_slope", "plugin_namespace"],
+    )
 
 
 def _fp32_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
@@ -101,5 +106,4 @@ def reference_session(model: onnx.ModelProto, threads: int | None = None):
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(fp32_reference(model).SerializeToString(), options,
-                                providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(fp32_reference(model).SerializeToString(), options, providers=["CPUExecutionProvider"])

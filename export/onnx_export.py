@@ -36,22 +36,35 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+from maskface_rt.export.tensorrt_parse import ParseCheck, check_export
 from torch import nn
 
 from maskface_rt import __version__
 from maskface_rt.checkpoint import load_model
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export.tensorrt_parse import ParseCheck, check_export
 from maskface_rt.export_format import (
-    CHECK_BATCHES, DEFAULT_OPSET, MANIFEST, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET, PRECISIONS, ExportManifest,
-    graph_file, sha256_file,
+    CHECK_BATCHES,
+    DEFAULT_OPSET,
+    MANIFEST,
+    MAX_OPSET,
+    MIN_MAX_BATCH,
+    MIN_OPSET,
+    PRECISIONS,
+    ExportManifest,
+    graph_file,
+    sha256_file,
 )
 from maskface_rt.fileio import publishable_mode, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io, sample_inputs
 from maskface_rt.networks import Nets, adain_as_op, from_uint8_nhwc, to_uint8_nhwc
 from maskface_rt.parity import (
-    GENERATOR_TOLERANCE, STYLE_TOLERANCE, ParityCheck, max_abs_error, max_rel_error, max_uint8_diff,
+    GENERATOR_TOLERANCE,
+    STYLE_TOLERANCE,
+    ParityCheck,
+    max_abs_error,
+    max_rel_error,
+    max_uint8_diff,
 )
 
 #: onnx.reference runs the plugin generator in numpy (seconds per image): batch 2 still mixes styles.
@@ -92,7 +105,9 @@ class StyleDecoderGraph(nn.Module):
 
 #: The torch module traced for each graph (its I/O: graph_contract.GRAPH_IO).
 MODULES: dict[str, type[nn.Module]] = {
-    "generator": GeneratorGraph, "style_encoder": StyleEncoderGraph, "style_decoder": StyleDecoderGraph,
+    "generator": GeneratorGraph,
+    "style_encoder": StyleEncoderGraph,
+    "style_decoder": StyleDecoderGraph,
 }
 
 
@@ -107,12 +122,16 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_export_options(*, fp16: bool, opset: int, max_batch: int, out: Path, overwrite: bool,
-                         plugin: bool = False) -> None:
+def check_export_options(
+    *, fp16: bool, opset: int, max_batch: int, out: Path, overwrite: bool, plugin: bool = False
+) -> None:
     """Every option checked before any work, with what would be valid."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise MaskfaceError(None, f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} "
-                                  f"(torch's exporter needs >= {MIN_OPSET})")
+        raise MaskfaceError(
+            None,
+            f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} "
+            f"(torch's exporter needs >= {MIN_OPSET})",
+        )
     if max_batch < MIN_MAX_BATCH:
         raise MaskfaceError(None, f"--max-batch {max_batch} is too small; valid: >= {MIN_MAX_BATCH}")
     if out.exists() and not out.is_dir():
@@ -135,10 +154,17 @@ def _export_graph(graph: str, nets: Nets, path: Path, opset: int, max_batch: int
 
         translations = translation_table()
     with torch.no_grad(), _quiet(), adain_as_op(module) if plugin else contextlib.nullcontext():
-        program = torch.onnx.export(module, tuple(example[n] for n in inputs), dynamo=True,
-                                    input_names=list(inputs), output_names=[output],
-                                    dynamic_shapes=dynamic, opset_version=opset, external_data=False,
-                                    custom_translation_table=translations)
+        program = torch.onnx.export(
+            module,
+            tuple(example[n] for n in inputs),
+            dynamo=True,
+            input_names=list(inputs),
+            output_names=[output],
+            dynamic_shapes=dynamic,
+            opset_version=opset,
+            external_data=False,
+            custom_translation_table=translations,
+        )
     program.save(str(path))
 
 
@@ -187,15 +213,15 @@ def _ort_session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _run_generator(path: Path, batches: tuple[int, ...], cfg: ModelConfig,
-                   plugin: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+def _run_generator(
+    path: Path, batches: tuple[int, ...], cfg: ModelConfig, plugin: bool = False
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(uint8 image, [-1, 1] image) of a generator graph per batch: ONNX Runtime, or for a plugin
     graph onnx.reference with the numpy FusedAdaIN."""
     model, pre = with_pre_quantization_output(onnx.load(str(path)))
     if plugin:
-        from onnx.reference import ReferenceEvaluator
-
         from maskface_rt.kernels.onnx_op import FusedAdaIN
+        from onnx.reference import ReferenceEvaluator
 
         run = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run
     else:
@@ -204,8 +230,13 @@ def _run_generator(path: Path, batches: tuple[int, ...], cfg: ModelConfig,
 
 
 @torch.no_grad()
-def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[int, ...] = CHECK_BATCHES,
-                 portable_generator: Path | None = None) -> list[ParityCheck]:
+def check_parity(
+    folder: Path,
+    reference: Nets,
+    precision: str,
+    batches: tuple[int, ...] = CHECK_BATCHES,
+    portable_generator: Path | None = None,
+) -> list[ParityCheck]:
     """torch fp32 (``reference``) vs ONNX Runtime on the exported graphs, at several batch sizes.
 
     With ``portable_generator`` (a plugin export), ``folder``'s generator is the plugin graph: it is run by
@@ -221,31 +252,65 @@ def check_parity(folder: Path, reference: Nets, precision: str, batches: tuple[i
         ref = reference.generator(torch.from_numpy(feeds[LABELS]).long(), torch.from_numpy(feeds[STYLE]))
         err = max(err, max_abs_error(got, ref.numpy()))
         u8 = max(u8, max_uint8_diff(got_u8, to_uint8_nhwc(ref).numpy()))
-    results = [ParityCheck("generator" if portable_generator is None else "generator_portable", "max_abs_error", err,
-                           tol, batches, TORCH_VS_ORT, u8)]
+    results = [
+        ParityCheck(
+            "generator" if portable_generator is None else "generator_portable",
+            "max_abs_error",
+            err,
+            tol,
+            batches,
+            TORCH_VS_ORT,
+            u8,
+        )
+    ]
     if portable_generator is not None:
-        pairs = list(zip(_run_generator(folder / graph_file("generator"), PLUGIN_CHECK_BATCHES, cfg, plugin=True),
-                         _run_generator(portable_generator, PLUGIN_CHECK_BATCHES, cfg), strict=True))
-        results.insert(0, ParityCheck(
-            "generator", "max_abs_error", max(max_abs_error(got[1], want[1]) for got, want in pairs), tol,
-            PLUGIN_CHECK_BATCHES, PLUGIN_VS_PORTABLE, max(max_uint8_diff(got[0], want[0]) for got, want in pairs)))
+        pairs = list(
+            zip(
+                _run_generator(folder / graph_file("generator"), PLUGIN_CHECK_BATCHES, cfg, plugin=True),
+                _run_generator(portable_generator, PLUGIN_CHECK_BATCHES, cfg),
+                strict=True,
+            )
+        )
+        results.insert(
+            0,
+            ParityCheck(
+                "generator",
+                "max_abs_error",
+                max(max_abs_error(got[1], want[1]) for got, want in pairs),
+                tol,
+                PLUGIN_CHECK_BATCHES,
+                PLUGIN_VS_PORTABLE,
+                max(max_uint8_diff(got[0], want[0]) for got, want in pairs),
+            ),
+        )
     for graph in GRAPHS[1:]:
         session = _ort_session(onnx.load(str(folder / graph_file(graph))))
         err = 0.0
         for batch in batches:
             feeds = sample_inputs(graph, cfg, batch, seed=1)
             t = {k: torch.from_numpy(v) for k, v in feeds.items()}
-            ref = (reference.style_encoder(t[LATENT]) if graph == "style_encoder"
-                   else reference.style_decoder(from_uint8_nhwc(t[IMAGE])))
+            ref = (
+                reference.style_encoder(t[LATENT])
+                if graph == "style_encoder"
+                else reference.style_decoder(from_uint8_nhwc(t[IMAGE]))
+            )
             (got,) = session.run([STYLE], feeds)
             err = max(err, max_rel_error(ref.numpy(), got))
         results.append(ParityCheck(graph, "max_abs_error", err, STYLE_TOLERANCE[precision], batches, TORCH_VS_ORT))
     return results
 
 
-def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, opset: int = DEFAULT_OPSET,
-                max_batch: int = 64, overwrite: bool = False, plugin: bool = False,
-                on_stage: Callable[[str], None] | None = None) -> ExportResult:
+def export_onnx(
+    model_path: str | Path,
+    out: str | Path,
+    *,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    max_batch: int = 64,
+    overwrite: bool = False,
+    plugin: bool = False,
+    on_stage: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Export a model file's three graphs to ``out``, check them, then publish the folder atomically.
 
     ``plugin``: the generator gets FusedAdaIN nodes (TensorRT plugin); its portable twin is exported to a
@@ -257,8 +322,15 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
     stage = on_stage or (lambda _: None)
     reference = load_model(model_path)
     precision = PRECISIONS[1] if fp16 else PRECISIONS[0]
-    manifest = ExportManifest(config=reference.cfg, precision=precision, opset=opset, max_batch=max_batch,
-                              source_sha256=sha256_file(model_path), package_version=__version__, plugin=plugin)
+    manifest = ExportManifest(
+        config=reference.cfg,
+        precision=precision,
+        opset=opset,
+        max_batch=max_batch,
+        source_sha256=sha256_file(model_path),
+        package_version=__version__,
+        plugin=plugin,
+    )
     nets = copy.deepcopy(reference)  # the graphs are traced from a copy; ``reference`` stays fp32
     if fp16:
         nets = nets.half()
@@ -278,8 +350,13 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
                 raise MaskfaceError(path.name, f"onnx.checker rejected the graph: {str(e).splitlines()[0]}") from None
             check_uint8_io(onnx.load(str(path)), path.name)
             inputs, output = GRAPH_IO[graph]
-            manifest.graphs[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                                      "inputs": list(inputs), "output": output}
+            manifest.graphs[graph] = {
+                "file": path.name,
+                "sha256": sha256_file(path),
+                "bytes": path.stat().st_size,
+                "inputs": list(inputs),
+                "output": output,
+            }
         with tempfile.TemporaryDirectory(prefix="maskface-portable-") as scratch:
             portable = None
             if plugin:
@@ -291,10 +368,16 @@ def export_onnx(model_path: str | Path, out: str | Path, *, fp16: bool = False, 
             parse = check_export(tmp, GRAPHS, plugin=plugin, portable_generator=portable)
             stage("checking torch vs ONNX Runtime" + (", plugin graph vs portable graph" if plugin else ""))
             parity = check_parity(tmp, reference, precision, portable_generator=portable)
-        manifest.parity = {p.graph: {"max_abs_error": p.value, "tolerance": p.bound,
-                                     "batch_sizes": list(p.batch_sizes), "max_uint8_diff": p.max_uint8_diff,
-                                     "compared": p.compared}
-                           for p in parity}
+        manifest.parity = {
+            p.graph: {
+                "max_abs_error": p.value,
+                "tolerance": p.bound,
+                "batch_sizes": list(p.batch_sizes),
+                "max_uint8_diff": p.max_uint8_diff,
+                "compared": p.compared,
+            }
+            for p in parity
+        }
         failed = [p for p in parity if not p.passed]
         if failed:
             raise MaskfaceError(model_path, "export failed its parity check: " + "; ".join(p.line() for p in failed))
@@ -319,4 +402,4 @@ def _publish(tmp: Path, out: Path) -> None:
 
 def format_bytes(n: int) -> str:
     exp = min(int(math.log(max(n, 1), 1024)), 3)
-    return f"{n / 1024 ** exp:.1f} {('B', 'KiB', 'MiB', 'GiB')[exp]}"
+    return f"{n / 1024**exp:.1f} {('B', 'KiB', 'MiB', 'GiB')[exp]}"

@@ -14,10 +14,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from maskface_rt import tensorrt_compat
 from maskface_rt.export.engine_builder import OnnxParseError, format_parser_error
-from maskface_rt.export_format import graph_file
 from maskface_rt.kernels.onnx_op import OP_TYPE
+
+from maskface_rt import tensorrt_compat
+from maskface_rt.export_format import graph_file
 
 PLUGIN_NOT_FOUND = "Plugin not found"
 
@@ -42,8 +43,13 @@ class ParseCheck:
         return f"TensorRT parse check ({self.runtime} {self.version}, strongly typed): {graphs}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ran": self.ran, "runtime": self.runtime, "version": self.version, "graphs": self.graphs,
-                "skipped": self.skipped}
+        return {
+            "ran": self.ran,
+            "runtime": self.runtime,
+            "version": self.version,
+            "graphs": self.graphs,
+            "skipped": self.skipped,
+        }
 
 
 Parser = tuple[tensorrt_compat.TensorRTRuntime, ModuleType]
@@ -81,8 +87,9 @@ def parse_errors(parser: Parser, path: Path) -> list[tuple[int, str, str, str]]:
     logger, onnx_parser, _alive = _parser(parser)
     if onnx_parser.parse_from_file(str(path)):
         return []
-    return tensorrt_compat.parser_errors(onnx_parser) or [(-1, "", "", tensorrt_compat.logged_error(logger)
-                                                           or "the parser refused the graph and reported no error")]
+    return tensorrt_compat.parser_errors(onnx_parser) or [
+        (-1, "", "", tensorrt_compat.logged_error(logger) or "the parser refused the graph and reported no error")
+    ]
 
 
 def check_graph(parser: Parser, path: Path, where: str, *, plugin: bool = False) -> str:
@@ -94,13 +101,16 @@ def check_graph(parser: Parser, path: Path, where: str, *, plugin: bool = False)
     if refused:
         raise OnnxParseError(where, [format_parser_error(*e) for e in refused])
     if missing:
-        return (f"parsed up to its {len(missing)} {OP_TYPE} nodes (plugin not loaded here; the only complaint), "
-                "the rest checked on the portable twin")
+        return (
+            f"parsed up to its {len(missing)} {OP_TYPE} nodes (plugin not loaded here; the only complaint), "
+            "the rest checked on the portable twin"
+        )
     return "parsed"
 
 
-def check_export(folder: Path, graphs: tuple[str, ...], *, plugin: bool = False,
-                 portable_generator: Path | None = None) -> ParseCheck:
+def check_export(
+    folder: Path, graphs: tuple[str, ...], *, plugin: bool = False, portable_generator: Path | None = None
+) -> ParseCheck:
     """Parse each ``folder/<graph>.onnx`` (and, for a plugin export, the portable twin of its generator)."""
     parser, why = find_parser()
     if parser is None:
@@ -110,6 +120,5 @@ def check_export(folder: Path, graphs: tuple[str, ...], *, plugin: bool = False,
         path = folder / graph_file(graph)
         result.graphs[graph] = check_graph(parser, path, path.name, plugin=plugin and graph == "generator")
     if portable_generator is not None:
-        result.graphs["generator_portable"] = check_graph(parser, portable_generator,
-                                                          "generator.onnx (portable twin)")
+        result.graphs["generator_portable"] = check_graph(parser, portable_generator, "generator.onnx (portable twin)")
     return result

@@ -37,8 +37,9 @@ class KernelConfig:
     @property
     def hw_rule(self) -> str:
         """Which plane sizes H*W (the kernel's int32 argument) this variant is valid for."""
-        rules = ([f"<= {self.block}"] if self.single_pass else []) + (["a multiple of 16"] if self.hw_multiple_of_16
-                                                                          else [])
+        rules = ([f"<= {self.block}"] if self.single_pass else []) + (
+            ["a multiple of 16"] if self.hw_multiple_of_16 else []
+        )
         return "H*W " + " and ".join(rules) if rules else "any H*W"
 
     @property

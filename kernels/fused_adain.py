@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import triton
 import triton.language as tl
-
 from maskface_rt.kernels.config import check_constants, check_shapes, grid, kernel_config
 
 if TYPE_CHECKING:
@@ -35,8 +34,17 @@ def _welford_merge(mean_a, m2_a, n_a, mean_b, m2_b, n_b):
 
 
 @triton.jit
-def fused_adain_kernel(x_ptr, gamma_ptr, beta_ptr, hw, y_ptr,
-                       BLOCK: tl.constexpr, SINGLE_PASS: tl.constexpr, EPS: tl.constexpr, SLOPE: tl.constexpr):
+def fused_adain_kernel(
+    x_ptr,
+    gamma_ptr,
+    beta_ptr,
+    hw,
+    y_ptr,
+    BLOCK: tl.constexpr,
+    SINGLE_PASS: tl.constexpr,
+    EPS: tl.constexpr,
+    SLOPE: tl.constexpr,
+):
     plane = tl.program_id(0).to(tl.int64)
     x_plane = x_ptr + plane * hw
     y_plane = y_ptr + plane * hw
@@ -78,8 +86,9 @@ def fused_adain_kernel(x_ptr, gamma_ptr, beta_ptr, hw, y_ptr,
             tl.store(y_plane + idx, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def launch(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, out: torch.Tensor, eps: float,
-           negative_slope: float) -> torch.Tensor:
+def launch(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, out: torch.Tensor, eps: float, negative_slope: float
+) -> torch.Tensor:
     """Run the kernel on contiguous tensors (CUDA, or CPU under TRITON_INTERPRET=1); writes and returns ``out``."""
     check_shapes(tuple(x.shape), tuple(gamma.shape), tuple(beta.shape))
     eps, negative_slope = check_constants(eps, negative_slope)
@@ -90,6 +99,16 @@ def launch(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, out: torch.
         raise ValueError(f"out must be {tuple(x.shape)} {x.dtype}, got {tuple(out.shape)} {out.dtype}")
     n, c, h, w = x.shape
     cfg = kernel_config(h * w)
-    fused_adain_kernel[(grid(n, c),)](x, gamma, beta, h * w, out, BLOCK=cfg.block, SINGLE_PASS=cfg.single_pass,
-                                      EPS=eps, SLOPE=negative_slope, num_warps=cfg.num_warps)
+    fused_adain_kernel[(grid(n, c),)](
+        x,
+        gamma,
+        beta,
+        h * w,
+        out,
+        BLOCK=cfg.block,
+        SINGLE_PASS=cfg.single_pass,
+        EPS=eps,
+        SLOPE=negative_slope,
+        num_warps=cfg.num_warps,
+    )
     return out

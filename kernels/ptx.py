@@ -26,7 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from maskface_rt.kernels.config import (
-    DEFAULT_EPS, DEFAULT_SLOPE, PLUGIN_DTYPES, KernelConfig, check_constants, kernel_config,
+    DEFAULT_EPS,
+    DEFAULT_SLOPE,
+    PLUGIN_DTYPES,
+    KernelConfig,
+    check_constants,
+    kernel_config,
 )
 
 ARCHES = ("sm_80", "sm_86", "sm_89", "sm_90")
@@ -73,20 +78,31 @@ class CompiledKernel:
 
     def launch_info(self) -> dict[str, Any]:
         """What a launcher needs besides the PTX (written next to it by ``write``)."""
-        return {"kernel": self.name, "ptx": f"{self.variant.stem}.ptx", "arch": self.variant.arch,
-                "dtype": self.variant.dtype, "arguments": list(ARGUMENTS), "grid_x": "N*C",
-                "hw": self.variant.config.hw_rule,
-                "block_x": self.block_x, "shared_mem": self.shared_mem, "config": asdict(self.variant.config),
-                "eps": self.variant.eps, "negative_slope": self.variant.negative_slope,
-                "global_scratch_size": self.global_scratch_size}
+        return {
+            "kernel": self.name,
+            "ptx": f"{self.variant.stem}.ptx",
+            "arch": self.variant.arch,
+            "dtype": self.variant.dtype,
+            "arguments": list(ARGUMENTS),
+            "grid_x": "N*C",
+            "hw": self.variant.config.hw_rule,
+            "block_x": self.block_x,
+            "shared_mem": self.shared_mem,
+            "config": asdict(self.variant.config),
+            "eps": self.variant.eps,
+            "negative_slope": self.variant.negative_slope,
+            "global_scratch_size": self.global_scratch_size,
+        }
 
 
 def arch_for_capability(major: int, minor: int) -> str:
     """'sm_XY' of a CUDA compute capability, if a PTX variant is built for it."""
     arch = f"sm_{major}{minor}"
     if arch not in ARCHES:
-        raise ValueError(f"no fused AdaIN PTX for {arch}; built for {', '.join(ARCHES)} "
-                         "(use the plugin's JIT implementation on other GPUs)")
+        raise ValueError(
+            f"no fused AdaIN PTX for {arch}; built for {', '.join(ARCHES)} "
+            "(use the plugin's JIT implementation on other GPUs)"
+        )
     return arch
 
 
@@ -113,16 +129,24 @@ def build(variants: list[Variant] | tuple[Variant, ...]) -> list[CompiledKernel]
 def _build(variants: tuple[Variant, ...]) -> tuple[CompiledKernel, ...]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     request = json.dumps([asdict(v) for v in variants])
-    done = subprocess.run([sys.executable, "-m", "maskface_rt.kernels.ptx"], input=request, capture_output=True,
-                          text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "maskface_rt.kernels.ptx"],
+        input=request,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"PTX build failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     kernels = []
     for variant, item in zip(variants, json.loads(done.stdout), strict=True):
         kernel = CompiledKernel(variant=variant, **item)
         if kernel.global_scratch_size:
-            raise RuntimeError(f"{variant.stem} needs {kernel.global_scratch_size} bytes of global scratch; "
-                               "TensorRT AOT kernels get none")
+            raise RuntimeError(
+                f"{variant.stem} needs {kernel.global_scratch_size} bytes of global scratch; "
+                "TensorRT AOT kernels get none"
+            )
         kernels.append(kernel)
     return tuple(kernels)
 
@@ -143,10 +167,9 @@ def _variant_from_dict(data: dict[str, Any]) -> Variant:
 def _compile(variant: Variant) -> dict[str, Any]:
     """Runs in the child process: triton.compile for a GPU that need not be present."""
     import triton
+    from maskface_rt.kernels.fused_adain import fused_adain_kernel
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-
-    from maskface_rt.kernels.fused_adain import fused_adain_kernel
 
     cfg = variant.config
     signature = {name: f"*{variant.dtype}" for name in POINTERS}
@@ -154,17 +177,32 @@ def _compile(variant: Variant) -> dict[str, Any]:
     # TensorRT hands out 256-byte aligned buffers; the plane size's alignment is only promised when known.
     aligned = [*POINTERS, "hw"] if cfg.hw_multiple_of_16 else list(POINTERS)
     attrs = {(ARGUMENTS.index(name),): [["tt.divisibility", 16]] for name in aligned}
-    src = ASTSource(fused_adain_kernel, {k: signature[k] for k in fused_adain_kernel.arg_names},
-                    constexprs={"BLOCK": cfg.block, "SINGLE_PASS": cfg.single_pass, "EPS": variant.eps,
-                                "SLOPE": variant.negative_slope}, attrs=attrs)
+    src = ASTSource(
+        fused_adain_kernel,
+        {k: signature[k] for k in fused_adain_kernel.arg_names},
+        constexprs={
+            "BLOCK": cfg.block,
+            "SINGLE_PASS": cfg.single_pass,
+            "EPS": variant.eps,
+            "SLOPE": variant.negative_slope,
+        },
+        attrs=attrs,
+    )
     capability = int(variant.arch.removeprefix("sm_"))
-    compiled = triton.compile(src, target=GPUTarget("cuda", capability, 32),
-                              options={"ptx_version": PTX_VERSION, "num_warps": cfg.num_warps,
-                                       "enable_fp_fusion": True})
+    compiled = triton.compile(
+        src,
+        target=GPUTarget("cuda", capability, 32),
+        options={"ptx_version": PTX_VERSION, "num_warps": cfg.num_warps, "enable_fp_fusion": True},
+    )
     ptx = re.sub(r"^\.target\s+sm_\w+", f".target {variant.arch}", compiled.asm["ptx"], count=1, flags=re.MULTILINE)
     md = compiled.metadata
-    return {"name": md.name, "ptx": ptx, "num_warps": md.num_warps, "shared_mem": md.shared,
-            "global_scratch_size": md.global_scratch_size}
+    return {
+        "name": md.name,
+        "ptx": ptx,
+        "num_warps": md.num_warps,
+        "shared_mem": md.shared,
+        "global_scratch_size": md.global_scratch_size,
+    }
 
 
 def assemble(kernel: CompiledKernel, ptxas: str | None = None) -> tuple[bool, str]:
@@ -175,8 +213,12 @@ def assemble(kernel: CompiledKernel, ptxas: str | None = None) -> tuple[bool, st
     with tempfile.TemporaryDirectory(prefix="maskface-ptxas-") as tmp:
         src = Path(tmp) / f"{kernel.variant.stem}.ptx"
         src.write_text(kernel.ptx)
-        done = subprocess.run([ptxas, f"-arch={ptx_target(kernel.ptx)}", str(src), "-o",
-                               str(src.with_suffix(".cubin"))], capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [ptxas, f"-arch={ptx_target(kernel.ptx)}", str(src), "-o", str(src.with_suffix(".cubin"))],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     return done.returncode == 0, (done.stdout + done.stderr).strip()
 
 
@@ -192,8 +234,11 @@ def write(kernels: list[CompiledKernel], out: str | Path) -> list[Path]:
         write_bytes_atomic(path, kernel.ptx.encode(), overwrite=True)
         written.append(path)
     index = out / "fused_adain_ptx.json"
-    write_json_atomic(index, {"ptx_version": f"{PTX_VERSION // 10}.{PTX_VERSION % 10}",
-                              "kernels": [k.launch_info() for k in kernels]}, overwrite=True)
+    write_json_atomic(
+        index,
+        {"ptx_version": f"{PTX_VERSION // 10}.{PTX_VERSION % 10}", "kernels": [k.launch_info() for k in kernels]},
+        overwrite=True,
+    )
     return [*written, index]
 
 

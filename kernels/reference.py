@@ -6,12 +6,17 @@ This is what the Triton kernel and the ONNX FusedAdaIN node are checked against.
 from __future__ import annotations
 
 import numpy as np
-
 from maskface_rt.kernels.config import check_shapes
 
 
-def fused_adain_reference(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float, negative_slope: float,
-                          out_dtype: np.dtype | type | None = None) -> np.ndarray:
+def fused_adain_reference(
+    x: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    eps: float,
+    negative_slope: float,
+    out_dtype: np.dtype | type | None = None,
+) -> np.ndarray:
     """LeakyReLU((1 + gamma) * (x - mean) / sqrt(var + eps) + beta) per (n, c) plane of x [N, C, H, W].
 
     Computed in float64 from the inputs' values; returned in ``out_dtype`` (default: x's dtype).

@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 
 
-def adain_act_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                        negative_slope: float) -> torch.Tensor:
+def adain_act_reference(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: float
+) -> torch.Tensor:
     """LeakyReLU((1 + gamma) * IN(x) + beta) with the statistics in fp32; output in x's dtype."""
     x32 = x.float()
     mean = x32.mean(dim=(2, 3), keepdim=True)
@@ -25,15 +26,17 @@ def adain_act_reference(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor
 
 
 @torch.library.custom_op("maskface::fused_adain", mutates_args=())
-def fused_adain(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                negative_slope: float) -> torch.Tensor:
+def fused_adain(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: float
+) -> torch.Tensor:
     """LeakyReLU((1 + gamma) * IN(x) + beta) for x [N, C, H, W], gamma and beta [N, C]; y in x's dtype."""
     return adain_act_reference(x, gamma, beta, eps, negative_slope).contiguous()
 
 
 @fused_adain.register_kernel("cuda")
-def fused_adain_triton(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                       negative_slope: float) -> torch.Tensor:
+def fused_adain_triton(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: float
+) -> torch.Tensor:
     """The op's CUDA implementation: the Triton kernel on x's device (CPU tensors under TRITON_INTERPRET=1)."""
     from maskface_rt.kernels.fused_adain import launch
 
@@ -45,8 +48,9 @@ def fused_adain_triton(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
 
 
 @fused_adain.register_fake
-def _fused_adain_fake(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float,
-                      negative_slope: float) -> torch.Tensor:
+def _fused_adain_fake(
+    x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float, negative_slope: float
+) -> torch.Tensor:
     torch._check(x.dim() == 4, lambda: f"x must be [N, C, H, W], got {x.dim()} dims")
     torch._check(gamma.shape == x.shape[:2] and beta.shape == x.shape[:2], lambda: "gamma and beta must be [N, C]")
     return torch.empty_like(x, memory_format=torch.contiguous_format)
@@ -69,10 +73,8 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> t
     z = scale * xhat + beta.float()[:, :, None, None]
     gz = grad.float() * torch.where(z >= 0, 1.0, ctx.negative_slope)
     gxhat = gz * scale
-    gx = rstd * (gxhat - gxhat.mean(dim=(2, 3), keepdim=True)
-                 - xhat * (gxhat * xhat).mean(dim=(2, 3), keepdim=True))
-    return (gx.to(x.dtype), (gz * xhat).sum(dim=(2, 3)).to(gamma.dtype), gz.sum(dim=(2, 3)).to(beta.dtype),
-            None, None)
+    gx = rstd * (gxhat - gxhat.mean(dim=(2, 3), keepdim=True) - xhat * (gxhat * xhat).mean(dim=(2, 3), keepdim=True))
+    return (gx.to(x.dtype), (gz * xhat).sum(dim=(2, 3)).to(gamma.dtype), gz.sum(dim=(2, 3)).to(beta.dtype), None, None)
 
 
 fused_adain.register_autograd(_backward, setup_context=_setup_context)

@@ -14,8 +14,10 @@ try:
     import tensorrt as trt
     import tensorrt.plugin as trtp
 except ImportError as e:
-    raise ImportError("maskface_rt.kernels.trt_plugin needs TensorRT 10.9 or newer with its Python plugin API "
-                      "(pip install tensorrt, on a machine with a CUDA GPU)") from e
+    raise ImportError(
+        "maskface_rt.kernels.trt_plugin needs TensorRT 10.9 or newer with its Python plugin API "
+        "(pip install tensorrt, on a machine with a CUDA GPU)"
+    ) from e
 
 from maskface_rt.kernels import ptx
 from maskface_rt.kernels.config import check_ranks
@@ -32,26 +34,35 @@ def _arch() -> str:
 
 
 @trtp.register(PLUGIN_ID)
-def _desc(x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc, eps: float,
-          negative_slope: float) -> trtp.TensorDesc:
+def _desc(
+    x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc, eps: float, negative_slope: float
+) -> trtp.TensorDesc:
     check_ranks(x.ndim, gamma.ndim, beta.ndim)
     return x.like()
 
 
 @trtp.autotune(PLUGIN_ID)
-def _autotune(x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc,
-              outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
+def _autotune(
+    x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
+) -> list[trtp.AutoTuneCombination]:
     return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR")]
 
 
 @trtp.aot_impl(PLUGIN_ID)
-def _aot(x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc, eps: float, negative_slope: float,
-         outputs: tuple[trtp.TensorDesc], tactic: int
-         ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
+def _aot(
+    x: trtp.TensorDesc,
+    gamma: trtp.TensorDesc,
+    beta: trtp.TensorDesc,
+    eps: float,
+    negative_slope: float,
+    outputs: tuple[trtp.TensorDesc],
+    tactic: int,
+) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]:
     n, c, h, w = x.shape_expr
     hw = h * w
-    kernel = ptx.aot_kernel(_arch(), _DTYPES[x.dtype], hw.constant_value() if hw.is_constant else None,
-                            eps, negative_slope)
+    kernel = ptx.aot_kernel(
+        _arch(), _DTYPES[x.dtype], hw.constant_value() if hw.is_constant else None, eps, negative_slope
+    )
     params = trtp.KernelLaunchParams()
     params.grid_x = n * c
     params.block_x = kernel.block_x
@@ -60,10 +71,16 @@ def _aot(x: trtp.TensorDesc, gamma: trtp.TensorDesc, beta: trtp.TensorDesc, eps:
 
 
 @trtp.impl(PLUGIN_ID)
-def _jit(x: trtp.Tensor, gamma: trtp.Tensor, beta: trtp.Tensor, eps: float, negative_slope: float,
-         outputs: tuple[trtp.Tensor], stream: int) -> None:
+def _jit(
+    x: trtp.Tensor,
+    gamma: trtp.Tensor,
+    beta: trtp.Tensor,
+    eps: float,
+    negative_slope: float,
+    outputs: tuple[trtp.Tensor],
+    stream: int,
+) -> None:
     import torch
-
     from maskface_rt.kernels.fused_adain import launch
 
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):

@@ -70,23 +70,35 @@ def _config_from_metadata(path: Path, meta: Mapping[str, str], expected_format: 
         raise MaskfaceError(path, f"bad model config in metadata ({e})") from None
 
 
-def check_state_shapes(own: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor], path: Path, what: str,
-                       against: str = "its config") -> None:
+def check_state_shapes(
+    own: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
+    path: Path,
+    what: str,
+    against: str = "its config",
+) -> None:
     """The same tensor names and shapes, or one line naming the file and the first mismatching tensor."""
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
     if missing or unexpected:
         detail = f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}"
-        raise MaskfaceError(path, f"{what} does not match {against}: {len(missing)} missing and "
-                                  f"{len(unexpected)} unexpected tensors ({detail})")
+        raise MaskfaceError(
+            path,
+            f"{what} does not match {against}: {len(missing)} missing and "
+            f"{len(unexpected)} unexpected tensors ({detail})",
+        )
     for key, value in own.items():
         if tuple(tensors[key].shape) != tuple(value.shape):
-            raise MaskfaceError(path, f"{what} does not match {against}: {key} has shape "
-                                      f"{tuple(tensors[key].shape)}, expected {tuple(value.shape)}")
+            raise MaskfaceError(
+                path,
+                f"{what} does not match {against}: {key} has shape "
+                f"{tuple(tensors[key].shape)}, expected {tuple(value.shape)}",
+            )
 
 
-def load_into(module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str,
-              against: str = "its config") -> None:
+def load_into(
+    module: torch.nn.Module, tensors: Mapping[str, torch.Tensor], path: Path, what: str, against: str = "its config"
+) -> None:
     """load_state_dict(strict) whose failures name the file and the first mismatching tensor."""
     check_state_shapes(module.state_dict(), tensors, path, what, against)
     module.load_state_dict(dict(tensors))
@@ -104,12 +116,24 @@ def _check_header_shapes(path: Path, cfg: ModelConfig) -> None:
     check_state_shapes(own, shapes, path, "model")
 
 
-def save_model(path: str | Path, nets: Nets, *, weights: str = "ema", step: int | None = None,
-               overwrite: bool = False, extra: Mapping[str, str] | None = None) -> None:
+def save_model(
+    path: str | Path,
+    nets: Nets,
+    *,
+    weights: str = "ema",
+    step: int | None = None,
+    overwrite: bool = False,
+    extra: Mapping[str, str] | None = None,
+) -> None:
     """Write the inference networks (generator, style encoder, style decoder) of ``nets``."""
     tensors = {f"{name}.{k}": v for name in GRAPHS for k, v in getattr(nets, name).state_dict().items()}
-    metadata = {"format": MODEL_FORMAT, "config": nets.cfg.to_json(), "weights": weights,
-                "maskface_version": __version__, **(extra or {})}
+    metadata = {
+        "format": MODEL_FORMAT,
+        "config": nets.cfg.to_json(),
+        "weights": weights,
+        "maskface_version": __version__,
+        **(extra or {}),
+    }
     if step is not None:
         metadata["step"] = str(step)
     _save(Path(path), tensors, metadata, overwrite)
@@ -130,14 +154,19 @@ def load_model(path: str | Path, *, expect: ModelConfig | None = None) -> Nets:
 
 # --- training state ---------------------------------------------------------------------------------
 
+
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Split a nested structure into JSON (with tensor references) and a flat tensor dict."""
     if isinstance(obj, torch.Tensor):
         tensors[prefix] = obj
         return {"__tensor__": prefix}
     if isinstance(obj, Mapping):
-        return {"__dict__": [[_flatten(k, f"{prefix}.k{i}", tensors), _flatten(v, f"{prefix}.{i}", tensors)]
-                             for i, (k, v) in enumerate(obj.items())]}
+        return {
+            "__dict__": [
+                [_flatten(k, f"{prefix}.k{i}", tensors), _flatten(v, f"{prefix}.{i}", tensors)]
+                for i, (k, v) in enumerate(obj.items())
+            ]
+        }
     if isinstance(obj, tuple):
         return {"__tuple__": [_flatten(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]}
     if isinstance(obj, list):
@@ -165,8 +194,12 @@ def save_state(path: str | Path, cfg: ModelConfig, state: Mapping[str, Any], *, 
     tree = _flatten(dict(state), "s", tensors)
     # safetensors refuses tensors that share memory; the state never needs sharing back.
     tensors = {k: v.clone() for k, v in tensors.items()}
-    metadata = {"format": STATE_FORMAT, "config": cfg.to_json(), "tree": json.dumps(tree),
-                "maskface_version": __version__}
+    metadata = {
+        "format": STATE_FORMAT,
+        "config": cfg.to_json(),
+        "tree": json.dumps(tree),
+        "maskface_version": __version__,
+    }
     _save(Path(path), tensors, metadata, overwrite)
 
 

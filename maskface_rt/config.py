@@ -13,10 +13,16 @@ from typing import Any
 
 from maskface_rt.labels import NUM_CLASSES
 
-
 #: Sane ranges of the integer sizes: a config from a file must not make a network of any width it likes.
-_LIMITS = {"num_classes": (1, 256), "style_dim": (1, 4096), "latent_dim": (1, 4096), "max_conv_dim": (1, 4096),
-           "mapping_hidden": (1, 4096), "base_dim": (1, 4096), "bottleneck_blocks": (0, 32)}
+_LIMITS = {
+    "num_classes": (1, 256),
+    "style_dim": (1, 4096),
+    "latent_dim": (1, 4096),
+    "max_conv_dim": (1, 4096),
+    "mapping_hidden": (1, 4096),
+    "base_dim": (1, 4096),
+    "bottleneck_blocks": (0, 32),
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,11 @@ class ModelConfig:
         problems = []
         if self.img_size < 64 or self.img_size > 1024 or self.img_size & (self.img_size - 1):
             problems.append(f"img_size must be a power of two in 64..1024, got {self.img_size}")
-        elif self.bottleneck_size < 4 or self.bottleneck_size > self.img_size or \
-                self.bottleneck_size & (self.bottleneck_size - 1):
+        elif (
+            self.bottleneck_size < 4
+            or self.bottleneck_size > self.img_size
+            or self.bottleneck_size & (self.bottleneck_size - 1)
+        ):
             problems.append(f"bottleneck_size must be a power of two in 4..img_size, got {self.bottleneck_size}")
         for name, (low, high) in _LIMITS.items():
             value = getattr(self, name)
@@ -87,10 +96,24 @@ PRESETS: dict[str, ModelConfig] = {
     # The paper's / StarGAN v2's sizes at 256 px.
     "paper-256": ModelConfig(img_size=256),
     # Small models that train on a laptop CPU.
-    "tiny-64": ModelConfig(img_size=64, base_dim=32, max_conv_dim=128, style_dim=32, mapping_hidden=128,
-                           bottleneck_size=16, bottleneck_blocks=1),
-    "tiny-128": ModelConfig(img_size=128, base_dim=32, max_conv_dim=256, style_dim=64, mapping_hidden=256,
-                            bottleneck_size=16, bottleneck_blocks=2),
+    "tiny-64": ModelConfig(
+        img_size=64,
+        base_dim=32,
+        max_conv_dim=128,
+        style_dim=32,
+        mapping_hidden=128,
+        bottleneck_size=16,
+        bottleneck_blocks=1,
+    ),
+    "tiny-128": ModelConfig(
+        img_size=128,
+        base_dim=32,
+        max_conv_dim=256,
+        style_dim=64,
+        mapping_hidden=256,
+        bottleneck_size=16,
+        bottleneck_blocks=2,
+    ),
 }
 
 
@@ -140,9 +163,22 @@ class TrainConfig:
         problems = []
         if self.batch_size < 2:
             problems.append(f"batch_size must be >= 2 (reference styles come from other images), got {self.batch_size}")
-        for name in ("lr", "mapping_lr", "weight_decay", "lambda_adv", "lambda_r1", "lambda_sty", "lambda_ds",
-                     "lambda_rec", "checkpoint_every", "sample_every", "num_workers", "ds_decay_steps",
-                     "lr_decay_start", "lr_decay_steps"):
+        for name in (
+            "lr",
+            "mapping_lr",
+            "weight_decay",
+            "lambda_adv",
+            "lambda_r1",
+            "lambda_sty",
+            "lambda_ds",
+            "lambda_rec",
+            "checkpoint_every",
+            "sample_every",
+            "num_workers",
+            "ds_decay_steps",
+            "lr_decay_start",
+            "lr_decay_steps",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("beta1", "beta2", "ema_beta"):
@@ -162,5 +198,3 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
-
-

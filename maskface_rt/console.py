@@ -14,9 +14,17 @@ stderr = Console(stderr=True, soft_wrap=True, highlight=False)
 
 def progress_bar(*extra: Any) -> Progress:
     """A rich bar on stderr; tasks carry a ``rate`` field (text shown after the count)."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), *extra, TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=stderr, transient=False)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        *extra,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
 
 
 def stop_progress(progress: Progress) -> None:

@@ -76,8 +76,7 @@ def resolve_split(data: Path, split: str) -> str:
     return "train" if (data / CELEBA_MAPPING).is_file() else "all"
 
 
-def open_dataset(root: str | Path, *, size: int, split: str = "all",
-                 label_order: str = "celebamask") -> PairedDataset:
+def open_dataset(root: str | Path, *, size: int, split: str = "all", label_order: str = "celebamask") -> PairedDataset:
     """The paired or CelebAMask-HQ dataset under ``root`` (layout detected), restricted to ``split``."""
     root = Path(root)
     if not root.is_dir():
@@ -89,8 +88,11 @@ def open_dataset(root: str | Path, *, size: int, split: str = "all",
     elif (root / "images").is_dir() and (root / "masks").is_dir():
         pairs = _paired_folder_pairs(root, split)
     else:
-        raise MaskfaceError(root, f"not a dataset folder: expected images/ and masks/ (paired layout) or "
-                                  f"{CELEBA_IMAGES}/ and {CELEBA_MASKS}/ (CelebAMask-HQ layout)")
+        raise MaskfaceError(
+            root,
+            f"not a dataset folder: expected images/ and masks/ (paired layout) or "
+            f"{CELEBA_IMAGES}/ and {CELEBA_MASKS}/ (CelebAMask-HQ layout)",
+        )
     if not pairs:
         raise MaskfaceError(root, "no image/mask pairs found" + ("" if split == "all" else f" in split {split!r}"))
     return PairedDataset(pairs, size=size, label_order=label_order)
@@ -101,15 +103,19 @@ def _check_same_aspect(pair: Pair, image_hw: tuple[int, ...], mask_hw: tuple[int
     (ih, iw), (mh, mw) = image_hw[:2], mask_hw[:2]
     # |ih/iw - mh/mw| <= 1/min(iw, mw), multiplied through by iw * mw.
     if abs(ih * mw - mh * iw) > max(iw, mw):
-        raise MaskfaceError(pair.image, f"photo is {iw}x{ih} but its mask {pair.mask.path} is {mw}x{mh}: "
-                                        "their aspect ratios differ")
+        raise MaskfaceError(
+            pair.image, f"photo is {iw}x{ih} but its mask {pair.mask.path} is {mw}x{mh}: their aspect ratios differ"
+        )
 
 
 def _paired_folder_pairs(root: Path, split: str) -> list[Pair]:
     """Pairs of ``root/images`` and ``root/masks`` matched by stem."""
     if split != "all":
-        raise MaskfaceError(root, f"split {split!r} needs the CelebAMask-HQ mapping file {CELEBA_MAPPING}; "
-                                  "the images/ + masks/ layout only has split 'all'")
+        raise MaskfaceError(
+            root,
+            f"split {split!r} needs the CelebAMask-HQ mapping file {CELEBA_MAPPING}; "
+            "the images/ + masks/ layout only has split 'all'",
+        )
     images = _images_by_stem(root / "images")
     masks = {m.name: m for m in discover_masks(root / "masks")}
     return _match(images, masks, root / "images")
@@ -176,8 +182,9 @@ def _match(images: dict[str, Path], masks: dict[str, MaskSource], image_dir: Pat
 def _read_celeba_splits(mapping: Path, split: str) -> dict[int, str]:
     """CelebA-HQ index -> official split, from ``CelebA-HQ-to-CelebA-mapping.txt``."""
     if not mapping.is_file():
-        raise MaskfaceError(mapping, f"split {split!r} needs this CelebAMask-HQ mapping file; "
-                                     "add it or use split 'all'")
+        raise MaskfaceError(
+            mapping, f"split {split!r} needs this CelebAMask-HQ mapping file; add it or use split 'all'"
+        )
     splits: dict[int, str] = {}
     for lineno, line in enumerate(mapping.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         fields = line.split()

@@ -68,11 +68,14 @@ def backend_device(text: str, backend: str, valid: tuple[str, ...]) -> Device:
     if device is not None and device.spelling in valid:
         return device
     if device is not None and device.kind == "cpu":
-        raise DeviceError(f"the {backend} backend runs on a CUDA GPU; for the CPU use an export folder with "
-                          "--backend onnxruntime")
+        raise DeviceError(
+            f"the {backend} backend runs on a CUDA GPU; for the CPU use an export folder with --backend onnxruntime"
+        )
     if device is not None and "cuda" not in valid:
-        raise DeviceError(f"the {backend} backend runs on the CPU only; --device {text} is not valid with it "
-                          f"(valid: {', '.join(valid)})")
+        raise DeviceError(
+            f"the {backend} backend runs on the CPU only; --device {text} is not valid with it "
+            f"(valid: {', '.join(valid)})"
+        )
     raise DeviceError(f"unknown device {text!r} for {backend}; valid: {', '.join(valid)}")
 
 

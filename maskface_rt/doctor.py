@@ -28,8 +28,12 @@ def _gpus() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
@@ -57,20 +61,30 @@ def checks(with_torch: bool = True) -> list[Check]:
     ]
     from maskface_rt.backends.registry import REGISTRY
 
-    rows = {spec.name: Check(f"backend {spec.name}", *spec.available()) for spec in REGISTRY.values()
-            if with_torch or "torch" not in spec.needs}
+    rows = {
+        spec.name: Check(f"backend {spec.name}", *spec.available())
+        for spec in REGISTRY.values()
+        if with_torch or "torch" not in spec.needs
+    }
     result.append(rows.pop("onnxruntime"))  # the CPU default first, then what depends on it
     result.append(_bundled_model())
     if result[-2].ok:
         import onnxruntime as ort
 
         if "CUDAExecutionProvider" not in ort.get_available_providers():
-            result.append(Check("onnxruntime CUDA", False, "CPU build; for GPUs: pip uninstall onnxruntime && "
-                                                           "pip install onnxruntime-gpu"))
+            result.append(
+                Check(
+                    "onnxruntime CUDA",
+                    False,
+                    "CPU build; for GPUs: pip uninstall onnxruntime && pip install onnxruntime-gpu",
+                )
+            )
     result.extend(rows.values())
-    for module, hint in (("triton", "pip install triton (Linux, for the fused kernel)"),
-                         ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
-                         ("onnx", "pip install onnx")):
+    for module, hint in (
+        ("triton", "pip install triton (Linux, for the fused kernel)"),
+        ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
+        ("onnx", "pip install onnx"),
+    ):
         version = _version(module)
         result.append(Check(module, version is not None, version or f"not installed; {hint}"))
     result.append(Check("NO_COLOR", True, "set: plain output" if os.environ.get("NO_COLOR") else "not set"))

@@ -47,16 +47,21 @@ def check_engine_path(engine: str | Path) -> Path:
     """``engine`` as a Path, if its name ends in .engine or .plan."""
     engine = Path(engine)
     if engine.suffix not in ENGINE_SUFFIXES:
-        raise MaskfaceError(engine, f"an engine file name must end in {' or '.join(ENGINE_SUFFIXES)} "
-                                    f"(e.g. {engine.with_suffix('.engine').name})")
+        raise MaskfaceError(
+            engine,
+            f"an engine file name must end in {' or '.join(ENGINE_SUFFIXES)} "
+            f"(e.g. {engine.with_suffix('.engine').name})",
+        )
     return engine
 
 
 def engine_files(engine: str | Path) -> dict[str, Path]:
     """Where each graph's engine lives: the generator at ``engine``, F and E beside it."""
     engine = check_engine_path(engine)
-    return {graph: engine if graph == "generator" else engine.with_name(f"{engine.stem}.{graph}{engine.suffix}")
-            for graph in GRAPHS}
+    return {
+        graph: engine if graph == "generator" else engine.with_name(f"{engine.stem}.{graph}{engine.suffix}")
+        for graph in GRAPHS
+    }
 
 
 def sidecar_path(engine: str | Path) -> Path:
@@ -136,12 +141,14 @@ class BuildProfile:
         if self.max < self.min:
             raise ValueError(f"--max-batch {self.max} is below --min-batch {self.min}; valid: {self.min} or more")
         if not self.min <= self.opt <= self.max:
-            raise ValueError(f"--opt-batch {self.opt} is outside --min-batch..--max-batch; "
-                             f"valid: {self.min}..{self.max}")
+            raise ValueError(
+                f"--opt-batch {self.opt} is outside --min-batch..--max-batch; valid: {self.min}..{self.max}"
+            )
 
     @classmethod
-    def resolve(cls, min_batch: int = 1, opt_batch: int | None = None, max_batch: int | None = None, *,
-                limit: int | None = None) -> BuildProfile:
+    def resolve(
+        cls, min_batch: int = 1, opt_batch: int | None = None, max_batch: int | None = None, *, limit: int | None = None
+    ) -> BuildProfile:
         """The profile from the CLI's options, defaults filled in; ``limit``: the export's largest batch.
 
         Defaults: max = min(DEFAULT_MAX_BATCH, limit), at least min; opt = DEFAULT_OPT_BATCH within min..max.
@@ -149,9 +156,11 @@ class BuildProfile:
         if limit is not None:
             for flag, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
                 if isinstance(value, int) and value > limit:
-                    raise ValueError(f"{flag} {value} is above the export's largest batch {limit} (max_batch in "
-                                     f"maskface.json); valid: 1..{limit}, or re-export with "
-                                     f"'maskface export MODEL --out DIR --max-batch {value}'")
+                    raise ValueError(
+                        f"{flag} {value} is above the export's largest batch {limit} (max_batch in "
+                        f"maskface.json); valid: 1..{limit}, or re-export with "
+                        f"'maskface export MODEL --out DIR --max-batch {value}'"
+                    )
         if max_batch is None:
             max_batch = max(DEFAULT_MAX_BATCH, min_batch)
             if limit is not None:
@@ -171,12 +180,14 @@ class BuildProfile:
         return f"batch {self.min}..{self.max} (optimised for {self.opt})"
 
 
-def profile_shapes(graph: str, config: ModelConfig,
-                   profile: BuildProfile) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+def profile_shapes(
+    graph: str, config: ModelConfig, profile: BuildProfile
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
     """(min, opt, max) shape of each input of ``graph``: what the builder's optimization profile sets."""
     inputs, _ = GRAPH_IO[graph]
-    return {name: tuple(tensor_shape(name, config, b) for b in (profile.min, profile.opt, profile.max))
-            for name in inputs}
+    return {
+        name: tuple(tensor_shape(name, config, b) for b in (profile.min, profile.opt, profile.max)) for name in inputs
+    }
 
 
 @dataclass(frozen=True)
@@ -195,8 +206,11 @@ def check_engine_io(graph: str, found: list[TensorInfo], config: ModelConfig, wh
     expected = {name: True for name in inputs} | {output: False}
     got = {t.name: t for t in found}
     if set(got) != set(expected):
-        raise MaskfaceError(where, f"engine tensors are {sorted(got)}, expected {sorted(expected)} for the {graph}: "
-                                   "not this model's engine (rebuild with 'maskface build')")
+        raise MaskfaceError(
+            where,
+            f"engine tensors are {sorted(got)}, expected {sorted(expected)} for the {graph}: "
+            "not this model's engine (rebuild with 'maskface build')",
+        )
     for name, is_input in expected.items():
         tensor = got[name]
         want_shape = tensor_shape(name, config, -1)
@@ -208,8 +222,11 @@ def check_engine_io(graph: str, found: list[TensorInfo], config: ModelConfig, wh
         if len(tensor.shape) != len(want_shape) or tuple(tensor.shape[1:]) != want_shape[1:]:
             problems.append(f"has shape {list(tensor.shape)}, expected {['B', *want_shape[1:]]}")
         if problems:
-            raise MaskfaceError(where, f"engine tensor {name!r} {' and '.join(problems)}: not this model's {graph} "
-                                       "engine (rebuild with 'maskface build')")
+            raise MaskfaceError(
+                where,
+                f"engine tensor {name!r} {' and '.join(problems)}: not this model's {graph} "
+                "engine (rebuild with 'maskface build')",
+            )
 
 
 # ----------------------------------------------------------------------------- batch planning
@@ -247,9 +264,19 @@ def plan_batches(count: int, profile: BuildProfile) -> list[Chunk]:
 # ----------------------------------------------------------------------------- cache key
 
 
-def cache_key(*, onnx_sha256: dict[str, str], tensorrt_version: str, device: DeviceInfo | None,
-              profile: BuildProfile, plugin: bool, workspace_mib: int | None, optimization_level: int,
-              package_version: str, runtime: str = "tensorrt", compute_capabilities: tuple[str, ...] = ()) -> str:
+def cache_key(
+    *,
+    onnx_sha256: dict[str, str],
+    tensorrt_version: str,
+    device: DeviceInfo | None,
+    profile: BuildProfile,
+    plugin: bool,
+    workspace_mib: int | None,
+    optimization_level: int,
+    package_version: str,
+    runtime: str = "tensorrt",
+    compute_capabilities: tuple[str, ...] = (),
+) -> str:
     """sha256 of everything an engine set depends on: same key, same engines (the build is skipped).
 
     ``device`` is the GPU present at build time (None: none, a TensorRT-RTX build on the CPU; a later build
@@ -301,8 +328,10 @@ class EngineSidecar:
         if not self.compute_capabilities:
             return f"{self.runtime} {self.tensorrt_version} on {self.device}"
         where = f", built on {self.device}" if self.device is not None else ", built without a GPU"
-        return (f"{self.runtime} {self.tensorrt_version} for compute capabilities "
-                f"{', '.join(self.compute_capabilities)}{where}")
+        return (
+            f"{self.runtime} {self.tensorrt_version} for compute capabilities "
+            f"{', '.join(self.compute_capabilities)}{where}"
+        )
 
     @property
     def config(self) -> ModelConfig:
@@ -333,28 +362,38 @@ class EngineSidecar:
     def from_dict(cls, data: dict[str, Any], where: str | Path) -> EngineSidecar:
         if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
-            raise MaskfaceError(where, f"not a {ENGINE_FORMAT} sidecar (format is {found!r}); "
-                                       "rebuild the engine with 'maskface build'")
+            raise MaskfaceError(
+                where, f"not a {ENGINE_FORMAT} sidecar (format is {found!r}); rebuild the engine with 'maskface build'"
+            )
         try:
             sidecar = cls(
                 tensorrt_version=str(data["tensorrt_version"]),
                 device=DeviceInfo.from_dict(data["device"]) if data["device"] is not None else None,
-                onnx_sha256=dict(data["onnx_sha256"]), profile=BuildProfile.from_dict(data["profile"]),
-                plugin=bool(data["plugin"]), precision=str(data["precision"]),
-                build_seconds=float(data["build_seconds"]), model=dict(data["model"]),
-                engines={g: dict(v) for g, v in data["engines"].items()}, cache_key=str(data["cache_key"]),
-                package_version=str(data["package_version"]), onnx_source=str(data.get("onnx_source", "")),
-                options=dict(data.get("options", {})), parity=dict(data.get("parity", {})),
+                onnx_sha256=dict(data["onnx_sha256"]),
+                profile=BuildProfile.from_dict(data["profile"]),
+                plugin=bool(data["plugin"]),
+                precision=str(data["precision"]),
+                build_seconds=float(data["build_seconds"]),
+                model=dict(data["model"]),
+                engines={g: dict(v) for g, v in data["engines"].items()},
+                cache_key=str(data["cache_key"]),
+                package_version=str(data["package_version"]),
+                onnx_source=str(data.get("onnx_source", "")),
+                options=dict(data.get("options", {})),
+                parity=dict(data.get("parity", {})),
                 runtime=str(data.get("runtime", "tensorrt")),
-                compute_capabilities=[str(c) for c in data.get("compute_capabilities", [])])
+                compute_capabilities=[str(c) for c in data.get("compute_capabilities", [])],
+            )
             sidecar.config  # noqa: B018  (validates the model config)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise MaskfaceError(where, f"incomplete or invalid sidecar ({e}); rebuild the engine with "
-                                       "'maskface build'") from None
+            raise MaskfaceError(
+                where, f"incomplete or invalid sidecar ({e}); rebuild the engine with 'maskface build'"
+            ) from None
         missing = [g for g in GRAPHS if g not in sidecar.engines]
         if missing:
-            raise MaskfaceError(where, f"sidecar lists no engine for {', '.join(missing)}; rebuild with "
-                                       "'maskface build'")
+            raise MaskfaceError(
+                where, f"sidecar lists no engine for {', '.join(missing)}; rebuild with 'maskface build'"
+            )
         return sidecar
 
 
@@ -370,8 +409,11 @@ def read_sidecar(engine: str | Path) -> EngineSidecar:
     engine = Path(engine)
     path = sidecar_path(engine)
     if not path.is_file():
-        raise MaskfaceError(engine, f"has no sidecar {path.name}: maskface cannot tell which model, GPU and TensorRT "
-                                    "it was built for; build engines with 'maskface build EXPORT --out ENGINE'")
+        raise MaskfaceError(
+            engine,
+            f"has no sidecar {path.name}: maskface cannot tell which model, GPU and TensorRT "
+            "it was built for; build engines with 'maskface build EXPORT --out ENGINE'",
+        )
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -385,14 +427,21 @@ def verify_engine_files(engine: str | Path, sidecar: EngineSidecar) -> dict[str,
     for graph, path in files.items():
         info = sidecar.engines[graph]
         if path.name != info.get("file"):
-            raise MaskfaceError(path, f"the sidecar names {info.get('file')!r} for the {graph}; engine files were "
-                                      "renamed: keep the names 'maskface build' wrote, or rebuild")
+            raise MaskfaceError(
+                path,
+                f"the sidecar names {info.get('file')!r} for the {graph}; engine files were "
+                "renamed: keep the names 'maskface build' wrote, or rebuild",
+            )
         if not path.is_file():
-            raise MaskfaceError(path, f"missing: the {graph} engine of {Path(engine).name} (rebuild with "
-                                      "'maskface build')")
+            raise MaskfaceError(
+                path, f"missing: the {graph} engine of {Path(engine).name} (rebuild with 'maskface build')"
+            )
         if sha256_file(path) != info.get("sha256"):
-            raise MaskfaceError(path, "sha256 does not match the sidecar: the file was changed or a build was "
-                                      "interrupted; rebuild with 'maskface build'")
+            raise MaskfaceError(
+                path,
+                "sha256 does not match the sidecar: the file was changed or a build was "
+                "interrupted; rebuild with 'maskface build'",
+            )
     return files
 
 
@@ -401,24 +450,40 @@ def rebuild_hint(engine: str | Path, sidecar: EngineSidecar) -> str:
     return f"rebuild it here: maskface build {source} --out {engine}"
 
 
-def check_compatible(engine: str | Path, sidecar: EngineSidecar, tensorrt_version: str, device: DeviceInfo, *,
-                     runtime: str = "tensorrt") -> None:
+def check_compatible(
+    engine: str | Path, sidecar: EngineSidecar, tensorrt_version: str, device: DeviceInfo, *, runtime: str = "tensorrt"
+) -> None:
     """Refuse an engine built by another runtime, another TensorRT version or for another GPU (TensorRT plans
     are specific to the GPU model; TensorRT-RTX engines to their target compute capabilities)."""
     hint = rebuild_hint(engine, sidecar)
     if sidecar.runtime != runtime:
-        raise MaskfaceError(engine, f"was built with {sidecar.runtime}, not {runtime}: open it with --backend "
-                                    f"{sidecar.runtime}, or {hint} --runtime {runtime}")
+        raise MaskfaceError(
+            engine,
+            f"was built with {sidecar.runtime}, not {runtime}: open it with --backend "
+            f"{sidecar.runtime}, or {hint} --runtime {runtime}",
+        )
     if sidecar.tensorrt_version != tensorrt_version:
-        raise MaskfaceError(engine, f"was built with TensorRT {sidecar.tensorrt_version}, this is TensorRT "
-                                    f"{tensorrt_version}: engines do not move between TensorRT versions; {hint}")
+        raise MaskfaceError(
+            engine,
+            f"was built with TensorRT {sidecar.tensorrt_version}, this is TensorRT "
+            f"{tensorrt_version}: engines do not move between TensorRT versions; {hint}",
+        )
     if sidecar.compute_capabilities:
         if device.compute_capability not in sidecar.compute_capabilities:
-            raise MaskfaceError(engine, f"was built for compute capabilities {', '.join(sidecar.compute_capabilities)}"
-                                        f", this GPU is {device}; {hint} --compute-capability "
-                                        f"{device.compute_capability}")
+            raise MaskfaceError(
+                engine,
+                f"was built for compute capabilities {', '.join(sidecar.compute_capabilities)}"
+                f", this GPU is {device}; {hint} --compute-capability "
+                f"{device.compute_capability}",
+            )
         return
-    if sidecar.device is None or sidecar.device.compute_capability != device.compute_capability \
-            or sidecar.device.name != device.name:
-        raise MaskfaceError(engine, f"was built for {sidecar.device}, this GPU is {device}: TensorRT engines "
-                                    f"are specific to the GPU model; {hint}")
+    if (
+        sidecar.device is None
+        or sidecar.device.compute_capability != device.compute_capability
+        or sidecar.device.name != device.name
+    ):
+        raise MaskfaceError(
+            engine,
+            f"was built for {sidecar.device}, this GPU is {device}: TensorRT engines "
+            f"are specific to the GPU model; {hint}",
+        )

@@ -90,11 +90,18 @@ class ExportManifest:
         if not isinstance(data.get("graphs", {}), dict) or not isinstance(data.get("config"), dict):
             raise MaskfaceError(where, "invalid manifest: 'config' and 'graphs' must be JSON objects")
         try:
-            return cls(config=ModelConfig.from_dict(data["config"]), precision=data["precision"],
-                       opset=int(data["opset"]), max_batch=int(data["max_batch"]),
-                       source_sha256=data["source_sha256"], package_version=data["package_version"],
-                       label_order=data.get("label_order", "celebamask"), plugin=bool(data.get("plugin", False)),
-                       graphs=dict(data.get("graphs", {})), parity=dict(data.get("parity", {})))
+            return cls(
+                config=ModelConfig.from_dict(data["config"]),
+                precision=data["precision"],
+                opset=int(data["opset"]),
+                max_batch=int(data["max_batch"]),
+                source_sha256=data["source_sha256"],
+                package_version=data["package_version"],
+                label_order=data.get("label_order", "celebamask"),
+                plugin=bool(data.get("plugin", False)),
+                graphs=dict(data.get("graphs", {})),
+                parity=dict(data.get("parity", {})),
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise MaskfaceError(where, f"incomplete or invalid manifest ({e})") from None
 
@@ -164,15 +171,21 @@ def check_graph_file(blob: bytes, graph: str, cfg: ModelConfig, where: Path) -> 
     except Exception as e:  # protobuf decode errors have no common base
         raise MaskfaceError(where, f"not a readable ONNX model ({e})") from None
     if any(uses_external_data(t) for t in _get_all_tensors(model)):
-        raise MaskfaceError(where, "refers to external data files; maskface exports keep every weight inside the "
-                                   ".onnx file (the sha256 in maskface.json covers only that file)")
-    found = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-             for v in [*model.graph.input, *model.graph.output]}
+        raise MaskfaceError(
+            where,
+            "refers to external data files; maskface exports keep every weight inside the "
+            ".onnx file (the sha256 in maskface.json covers only that file)",
+        )
+    found = {
+        v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.input, *model.graph.output]
+    }
     for name, shape in _expected_io(graph, cfg).items():
         dims = found.get(name)
         if dims is None:
             raise MaskfaceError(where, f"has no {name!r} input or output")
         if len(dims) != len(shape) + 1 or any(d is not None and d != s for d, s in zip(dims[1:], shape)):
             shown = ["batch", *shape]
-            raise MaskfaceError(where, f"{name!r} has shape {dims}, but maskface.json (img_size "
-                                       f"{cfg.img_size}) needs {shown}")
+            raise MaskfaceError(
+                where, f"{name!r} has shape {dims}, but maskface.json (img_size {cfg.img_size}) needs {shown}"
+            )

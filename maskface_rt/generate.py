@@ -112,9 +112,13 @@ class _MaskPlan:
             self.problem = Skipped(path or str(self.source.path), reason)
 
 
-def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOptions,
-                 on_total: Callable[[int], None] | None = None,
-                 on_advance: Callable[[int], None] | None = None) -> GenerateReport:
+def run_generate(
+    backend: GeneratorBackend,
+    mask_dir: Path,
+    opts: GenerateOptions,
+    on_total: Callable[[int], None] | None = None,
+    on_advance: Callable[[int], None] | None = None,
+) -> GenerateReport:
     """Generate ``OUT/<mask>_s<k>.png`` (or ``_ref-<photo>.png``) for every mask under ``mask_dir``.
 
     Options, references and the mask list are checked first (MaskfaceError; nothing is
@@ -155,12 +159,19 @@ def run_generate(backend: GeneratorBackend, mask_dir: Path, opts: GenerateOption
     seconds = time.perf_counter() - start
     skipped = [p.problem for p in plans if p.problem] + run.grid_problems
     return GenerateReport(
-        masks=len(sources), images_written=run.images_written, images_existing=run.images_existing,
-        skipped=sorted(skipped, key=lambda s: s.path), seconds=seconds,
+        masks=len(sources),
+        images_written=run.images_written,
+        images_existing=run.images_existing,
+        skipped=sorted(skipped, key=lambda s: s.path),
+        seconds=seconds,
         images_per_s=run.images_written / seconds if seconds > 0 else 0.0,
-        backend=backend.description, model=str(backend.model_path), outputs=run.outputs,
+        backend=backend.description,
+        model=str(backend.model_path),
+        outputs=run.outputs,
         masks_skipped=sum(p.problem is not None for p in plans),
-        grids_written=run.grids_written, grids_existing=run.grids_existing)
+        grids_written=run.grids_written,
+        grids_existing=run.grids_existing,
+    )
 
 
 # ----------------------------------------------------------------------------- checks and planning
@@ -171,8 +182,12 @@ MAX_STYLES = 1000
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
 #: option field -> (CLI flag, lowest, highest)
-_LIMITS = {"styles": ("--styles", 1, MAX_STYLES), "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
-           "workers": ("--workers", 1, MAX_WORKERS), "seed": ("--seed", 0, 2**63 - 1)}
+_LIMITS = {
+    "styles": ("--styles", 1, MAX_STYLES),
+    "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
+    "workers": ("--workers", 1, MAX_WORKERS),
+    "seed": ("--seed", 0, 2**63 - 1),
+}
 
 
 def options_problem(opts: GenerateOptions) -> str | None:
@@ -199,8 +214,11 @@ def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     if mask_dir.is_dir():
         masks, target = mask_dir.resolve(), out.resolve()
         if target == masks or (opts.recursive and masks in target.parents):
-            raise MaskfaceError(out, f"the output folder is inside the mask folder {mask_dir}, so the faces "
-                                     "would be read as masks next time; choose a folder outside it")
+            raise MaskfaceError(
+                out,
+                f"the output folder is inside the mask folder {mask_dir}, so the faces "
+                "would be read as masks next time; choose a folder outside it",
+            )
 
 
 def _read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
@@ -209,8 +227,11 @@ def _read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
     photos = []
     for path in map(Path, paths):
         if path.stem in seen:
-            raise MaskfaceError(path, f"has the same name {path.stem!r} as reference {seen[path.stem]}; "
-                                      "output names must be unique, rename one of them")
+            raise MaskfaceError(
+                path,
+                f"has the same name {path.stem!r} as reference {seen[path.stem]}; "
+                "output names must be unique, rename one of them",
+            )
         seen[path.stem] = path
         photos.append((path.stem, read_rgb(path)))
     return photos
@@ -223,8 +244,7 @@ def _output_suffixes(opts: GenerateOptions) -> list[str]:
     return [f"_s{k}.png" for k in range(opts.styles)]
 
 
-def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path,
-          overwrite: bool) -> list[_MaskPlan]:
+def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path, overwrite: bool) -> list[_MaskPlan]:
     """Each mask's outputs and the ones still to make; a mask with a folder (or other non-file) in the
     way of an output is skipped."""
     plans, names = [], set()
@@ -232,8 +252,10 @@ def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path,
         plan = _MaskPlan(source, [out / f"{source.name}{suffix}" for suffix in suffixes])
         for k, path in enumerate(plan.outputs):
             if path.name in names:  # only with contrived mask / reference names, e.g. "a_ref-b" + "c"
-                raise MaskfaceError(source.path, f"output name {path.name} is also the output of another "
-                                                 "mask; rename the mask or the reference")
+                raise MaskfaceError(
+                    source.path,
+                    f"output name {path.name} is also the output of another mask; rename the mask or the reference",
+                )
             names.add(path.name)
             is_file = path.is_file()
             if overwrite or not is_file or not complete_png(path):
@@ -270,15 +292,16 @@ def _make_folder(out: Path) -> None:
         raise MaskfaceError(out, f"cannot create the output folder ({e.strerror or e})") from None
 
 
-def _styles(backend: GeneratorBackend, opts: GenerateOptions,
-            references: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+def _styles(
+    backend: GeneratorBackend, opts: GenerateOptions, references: Sequence[tuple[str, np.ndarray]]
+) -> np.ndarray:
     """float32 [styles, style_dim], computed once: style k depends only on (seed, k) or reference k."""
     if not references:
         return np.ascontiguousarray(backend.styles_for_seed(opts.seed, opts.styles), dtype=np.float32)
     size = backend.config.img_size
     photos = np.stack([resize_rgb(rgb, size) for _, rgb in references])
     step = backend.max_batch or len(photos)
-    styles = [backend.encode_style(photos[i:i + step]) for i in range(0, len(photos), step)]
+    styles = [backend.encode_style(photos[i : i + step]) for i in range(0, len(photos), step)]
     return np.ascontiguousarray(np.concatenate(styles), dtype=np.float32)
 
 
@@ -292,8 +315,13 @@ class _WriteFailed(Exception):
 class _Run:
     """State of one run: the pool, pending work, counters and the skipped masks."""
 
-    def __init__(self, backend: GeneratorBackend, opts: GenerateOptions, pool: ThreadPoolExecutor,
-                 on_advance: Callable[[int], None] | None) -> None:
+    def __init__(
+        self,
+        backend: GeneratorBackend,
+        opts: GenerateOptions,
+        pool: ThreadPoolExecutor,
+        on_advance: Callable[[int], None] | None,
+    ) -> None:
         self.backend, self.opts, self.pool, self.on_advance = backend, opts, pool, on_advance
         self.size = backend.config.img_size
         self.batch = min(opts.batch_size, backend.max_batch or opts.batch_size)
@@ -328,8 +356,9 @@ class _Run:
             self._collect_writes(block_above=self.max_pending_writes)
         self._collect_writes(block_above=0)
 
-    def _batches(self, plans: Sequence[_MaskPlan]) -> Iterator[tuple[list[tuple[_MaskPlan, int]], np.ndarray,
-                                                                       np.ndarray]]:
+    def _batches(
+        self, plans: Sequence[_MaskPlan]
+    ) -> Iterator[tuple[list[tuple[_MaskPlan, int]], np.ndarray, np.ndarray]]:
         """Jobs (mask, style index) packed across files into batches of self.batch (the last may be smaller).
 
         Yields views of two reused buffers, valid until the next batch is requested.
@@ -345,7 +374,7 @@ class _Run:
                     yield jobs, labels, styles
                     jobs = []
         if jobs:
-            yield jobs, labels[:len(jobs)], styles[:len(jobs)]
+            yield jobs, labels[: len(jobs)], styles[: len(jobs)]
 
     def _decoded(self, plans: Sequence[_MaskPlan]) -> Iterator[tuple[_MaskPlan, np.ndarray]]:
         """(plan, label map) in order, decoded on the pool at most self.prefetch masks ahead; bad masks skipped."""
@@ -354,8 +383,9 @@ class _Run:
 
         def refill() -> None:
             while len(pending) < self.prefetch and (plan := next(upcoming, None)) is not None:
-                pending.append((plan, self.pool.submit(plan.source.read, size=self.size,
-                                                       label_order=self.opts.label_order)))
+                pending.append(
+                    (plan, self.pool.submit(plan.source.read, size=self.size, label_order=self.opts.label_order))
+                )
 
         refill()
         while pending:
@@ -396,7 +426,7 @@ class _Run:
     def write_grids(self, plans: Sequence[_MaskPlan], out: Path) -> None:
         """Contact sheets of at most GRID_ROWS masks: colourised mask | its faces, one row per mask."""
         plans = [p for p in plans if all(path.is_file() for path in p.outputs)]
-        chunks = [plans[i:i + GRID_ROWS] for i in range(0, len(plans), GRID_ROWS)]
+        chunks = [plans[i : i + GRID_ROWS] for i in range(0, len(plans), GRID_ROWS)]
         digits = max(3, len(str(len(chunks) - 1)))
         names = ["grid.png"] if len(chunks) == 1 else [f"grid_{i:0{digits}d}.png" for i in range(len(chunks))]
         pending: deque[tuple[Path, Future[tuple[bool | None, list[Skipped]]]]] = deque()
@@ -446,8 +476,10 @@ def _check_images(images: np.ndarray, count: int, size: int) -> None:
     """The backend's output must be uint8 [count, size, size, 3]; anything else is a backend bug."""
     shape = getattr(images, "shape", None)
     if shape != (count, size, size, 3) or images.dtype != np.uint8:
-        raise RuntimeError(f"backend returned {getattr(images, 'dtype', type(images))} {shape} for {count} "
-                           f"masks; expected uint8 ({count}, {size}, {size}, 3)")
+        raise RuntimeError(
+            f"backend returned {getattr(images, 'dtype', type(images))} {shape} for {count} "
+            f"masks; expected uint8 ({count}, {size}, {size}, 3)"
+        )
 
 
 def _write_png(image: np.ndarray, path: Path, overwrite: bool) -> bool:
@@ -465,8 +497,10 @@ def _write_png(image: np.ndarray, path: Path, overwrite: bool) -> bool:
         raise _WriteFailed(f"cannot write {path}: {e.problem}") from None
     except OSError as e:
         if e.errno in _FATAL_ERRNOS:
-            raise MaskfaceError(path, f"cannot write ({e.strerror}); stopping. The files written so far are "
-                                      "complete: run the same command again to resume") from None
+            raise MaskfaceError(
+                path,
+                f"cannot write ({e.strerror}); stopping. The files written so far are "
+                "complete: run the same command again to resume",
+            ) from None
         raise _WriteFailed(f"cannot write {path} ({e.strerror or e})") from None
     return True
-

@@ -30,8 +30,12 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "style_encoder": ((LATENT,), STYLE),
     "style_decoder": ((IMAGE,), STYLE),
 }
-TENSOR_DTYPES = {LABELS: np.dtype(np.uint8), STYLE: np.dtype(np.float32), IMAGE: np.dtype(np.uint8),
-                 LATENT: np.dtype(np.float32)}
+TENSOR_DTYPES = {
+    LABELS: np.dtype(np.uint8),
+    STYLE: np.dtype(np.float32),
+    IMAGE: np.dtype(np.uint8),
+    LATENT: np.dtype(np.float32),
+}
 
 
 def tensor_shape(name: str, config: ModelConfig, batch: int) -> tuple[int, ...]:
@@ -45,8 +49,10 @@ def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> di
     """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
     rng = np.random.default_rng([seed, batch])
     if graph == "generator":
-        return {LABELS: rng.integers(0, cfg.num_classes, tensor_shape(LABELS, cfg, batch), dtype=np.uint8),
-                STYLE: rng.standard_normal(tensor_shape(STYLE, cfg, batch)).astype(np.float32)}
+        return {
+            LABELS: rng.integers(0, cfg.num_classes, tensor_shape(LABELS, cfg, batch), dtype=np.uint8),
+            STYLE: rng.standard_normal(tensor_shape(STYLE, cfg, batch)).astype(np.float32),
+        }
     if graph == "style_encoder":
         return {LATENT: rng.standard_normal(tensor_shape(LATENT, cfg, batch)).astype(np.float32)}
     return {IMAGE: rng.integers(0, 256, tensor_shape(IMAGE, cfg, batch), dtype=np.uint8)}
@@ -78,9 +84,15 @@ def check_uint8_io(model: Any, where: str | Path) -> None:
             if name in outputs and node.op_type != "Cast":
                 raise MaskfaceError(where, f"{label} produces the uint8 output {name!r}; only a Cast may")
             if name not in outputs and uint8 in (types.get(name), to):
-                raise MaskfaceError(where, f"{label} produces the uint8 intermediate {name!r} (TensorRT accepts "
-                                           "uint8 only as a graph input or output)")
+                raise MaskfaceError(
+                    where,
+                    f"{label} produces the uint8 intermediate {name!r} (TensorRT accepts "
+                    "uint8 only as a graph input or output)",
+                )
         for name in node.input:
             if name not in inputs and types.get(name) == uint8:
-                raise MaskfaceError(where, f"{label} takes the uint8 intermediate {name!r} (TensorRT accepts "
-                                           "uint8 only as a graph input or output)")
+                raise MaskfaceError(
+                    where,
+                    f"{label} takes the uint8 intermediate {name!r} (TensorRT accepts "
+                    "uint8 only as a graph input or output)",
+                )

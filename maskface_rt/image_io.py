@@ -30,8 +30,11 @@ def open_image(path: str | Path) -> Image.Image:
             img = Image.open(path)
             w, h = img.size
             if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
-                raise MaskfaceError(path, f"image of {w}x{h} pixels is too large (limit {MAX_SIDE} per side, "
-                                          f"{MAX_PIXELS} pixels): refusing a possible decompression bomb")
+                raise MaskfaceError(
+                    path,
+                    f"image of {w}x{h} pixels is too large (limit {MAX_SIDE} per side, "
+                    f"{MAX_PIXELS} pixels): refusing a possible decompression bomb",
+                )
             img.load()
     except MaskfaceError:
         raise

@@ -44,8 +44,9 @@ def lr_factor(tcfg: TrainConfig, step: int) -> float:
     return min(1.0, max(0.0, 1.0 - (step - tcfg.lr_decay_start) / tcfg.lr_decay_steps))
 
 
-def discriminator_loss(m: Models, tcfg: TrainConfig, x_real: torch.Tensor, labels: torch.Tensor,
-                       style: torch.Tensor, r1_scale: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def discriminator_loss(
+    m: Models, tcfg: TrainConfig, x_real: torch.Tensor, labels: torch.Tensor, style: torch.Tensor, r1_scale: float = 1.0
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Non-saturating loss on real vs G(labels, style), plus R1 on reals. ``style`` needs no grad."""
     x_real = x_real.detach().requires_grad_(True)
     out_real = m.discriminator(x_real, labels)
@@ -58,9 +59,15 @@ def discriminator_loss(m: Models, tcfg: TrainConfig, x_real: torch.Tensor, label
     return loss, {"d_real": loss_real.item(), "d_fake": loss_fake.item(), "r1": loss_r1.item()}
 
 
-def generator_loss(m: Models, tcfg: TrainConfig, x_real: torch.Tensor, labels: torch.Tensor,
-                   style1: torch.Tensor, style2: torch.Tensor, lambda_ds: float
-                   ) -> tuple[torch.Tensor, dict[str, float]]:
+def generator_loss(
+    m: Models,
+    tcfg: TrainConfig,
+    x_real: torch.Tensor,
+    labels: torch.Tensor,
+    style1: torch.Tensor,
+    style2: torch.Tensor,
+    lambda_ds: float,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Adversarial + style reconstruction - diversity + paired reconstruction, for two target styles
     (``style2`` only serves the diversity term and needs no grad)."""
     x_fake = m.generator(labels, style1)
@@ -71,6 +78,5 @@ def generator_loss(m: Models, tcfg: TrainConfig, x_real: torch.Tensor, labels: t
     loss_ds = (x_fake - x_fake2).float().abs().mean()
     x_rec = m.generator(labels, m.style_decoder(x_real))
     loss_rec = (x_rec - x_real).float().abs().mean()
-    loss = (tcfg.lambda_adv * loss_adv + tcfg.lambda_sty * loss_sty - lambda_ds * loss_ds
-            + tcfg.lambda_rec * loss_rec)
+    loss = tcfg.lambda_adv * loss_adv + tcfg.lambda_sty * loss_sty - lambda_ds * loss_ds + tcfg.lambda_rec * loss_rec
     return loss, {"g_adv": loss_adv.item(), "sty": loss_sty.item(), "ds": loss_ds.item(), "rec": loss_rec.item()}

@@ -93,9 +93,12 @@ def read_mask(path: str | Path, *, size: int | None = None, label_order: str = "
     elif img.mode in _LABEL_MODES:
         labels = to_canonical(_checked_labels(np.asarray(img), path, label_order), label_order)
     else:
-        raise MaskfaceError(path, f"unsupported mask image mode {img.mode}; accepted: label maps in "
-                                  f"{', '.join(_LABEL_MODES)}, or RGB / opaque RGBA in the CelebAMask-HQ palette "
-                                  "(1-bit images only as CelebAMask-HQ part masks)")
+        raise MaskfaceError(
+            path,
+            f"unsupported mask image mode {img.mode}; accepted: label maps in "
+            f"{', '.join(_LABEL_MODES)}, or RGB / opaque RGBA in the CelebAMask-HQ palette "
+            "(1-bit images only as CelebAMask-HQ part masks)",
+        )
     return _resized(labels, size)
 
 
@@ -107,8 +110,11 @@ def merge_parts(parts: Sequence[Path], *, size: int | None = None) -> np.ndarray
     labels = np.zeros(shape, dtype=np.uint8)
     for (label, path), mask in zip(labelled, present):
         if mask.shape != shape:
-            raise MaskfaceError(path, f"part mask is {mask.shape[1]}x{mask.shape[0]} but {first.name} is "
-                                      f"{shape[1]}x{shape[0]}; all parts of one index must have the same size")
+            raise MaskfaceError(
+                path,
+                f"part mask is {mask.shape[1]}x{mask.shape[0]} but {first.name} is "
+                f"{shape[1]}x{shape[0]}; all parts of one index must have the same size",
+            )
         labels[mask] = label
     return _resized(labels, size)
 
@@ -118,8 +124,14 @@ def check_input(path: Path) -> None:
     try:
         mode = path.stat().st_mode
     except OSError as e:
-        raise MaskfaceError(path, "no such file or folder" if e.errno == errno.ENOENT else
-                            "symlink loop" if e.errno == errno.ELOOP else f"cannot read ({e.strerror or e})") from None
+        raise MaskfaceError(
+            path,
+            "no such file or folder"
+            if e.errno == errno.ENOENT
+            else "symlink loop"
+            if e.errno == errno.ELOOP
+            else f"cannot read ({e.strerror or e})",
+        ) from None
     if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
         kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
         raise MaskfaceError(path, f"is a {kind}, not a mask file or a folder of masks")
@@ -148,8 +160,10 @@ def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSou
         else:
             rel = path.relative_to(root).with_suffix("").as_posix()
             singles.append(MaskSource(name=rel.replace("/", "__"), path=path))
-    grouped = [MaskSource(name=index, path=folder, parts=tuple(p for _, p in _parse_parts(files)))
-               for (folder, index), files in groups.items()]
+    grouped = [
+        MaskSource(name=index, path=folder, parts=tuple(p for _, p in _parse_parts(files)))
+        for (folder, index), files in groups.items()
+    ]
     return _unique_sorted(singles + grouped)
 
 
@@ -172,8 +186,9 @@ def _open_lossless(path: Path) -> Image.Image:
     """Open a mask image, refusing JPEG whatever the file's suffix."""
     img = open_image(path)
     if img.format == "JPEG":
-        raise MaskfaceError(path, "JPEG is lossy: its compression changes labels and colours at part edges; "
-                                  "save masks as PNG")
+        raise MaskfaceError(
+            path, "JPEG is lossy: its compression changes labels and colours at part edges; save masks as PNG"
+        )
     return img
 
 
@@ -183,8 +198,11 @@ def _opaque_rgb(img: Image.Image, path: Path) -> np.ndarray:
     if img.mode == "RGBA":
         translucent = int(np.count_nonzero(arr[..., 3] != 255))
         if translucent:
-            raise MaskfaceError(path, f"RGBA mask has {translucent} pixels that are not fully opaque; "
-                                      "a colour mask needs exact, opaque CelebAMask-HQ palette colours")
+            raise MaskfaceError(
+                path,
+                f"RGBA mask has {translucent} pixels that are not fully opaque; "
+                "a colour mask needs exact, opaque CelebAMask-HQ palette colours",
+            )
         arr = arr[..., :3]
     return arr
 
@@ -200,15 +218,24 @@ def _checked_labels(values: np.ndarray, path: Path, label_order: str) -> np.ndar
         return values.astype(np.uint8)
     low, high = int(values.min()), int(values.max())
     if high == 255 and low >= 0 and not np.any((values != 0) & (values != 255)):
-        raise MaskfaceError(path, "values 0/255 look like a binary part mask, not a label map of classes "
-                                  f"0..{_MAX_LABEL}; pass the folder of CelebAMask-HQ part files "
-                                  "(<index:05d>_<part>.png) instead")
+        raise MaskfaceError(
+            path,
+            "values 0/255 look like a binary part mask, not a label map of classes "
+            f"0..{_MAX_LABEL}; pass the folder of CelebAMask-HQ part files "
+            "(<index:05d>_<part>.png) instead",
+        )
     if low < 0:
-        raise MaskfaceError(path, f"smallest label value is {low} ({int(np.count_nonzero(values < 0))} pixels "
-                                  f"below 0); labels must be 0..{_MAX_LABEL}")
+        raise MaskfaceError(
+            path,
+            f"smallest label value is {low} ({int(np.count_nonzero(values < 0))} pixels "
+            f"below 0); labels must be 0..{_MAX_LABEL}",
+        )
     if high > _MAX_LABEL:
-        raise MaskfaceError(path, f"largest label value is {high} ({int(np.count_nonzero(values > _MAX_LABEL))} "
-                                  f"pixels above {_MAX_LABEL}); {label_order} labels must be 0..{_MAX_LABEL}")
+        raise MaskfaceError(
+            path,
+            f"largest label value is {high} ({int(np.count_nonzero(values > _MAX_LABEL))} "
+            f"pixels above {_MAX_LABEL}); {label_order} labels must be 0..{_MAX_LABEL}",
+        )
     return values.astype(np.uint8)
 
 
@@ -223,7 +250,7 @@ def _palette_labels(rgb: np.ndarray, path: Path) -> np.ndarray:
     rows = max(1, _PALETTE_CHUNK // max(1, rgb.shape[1]))
     first, count = None, 0
     for top in range(0, rgb.shape[0], rows):
-        block = rgb[top:top + rows]
+        block = rgb[top : top + rows]
         packed = (block[..., 0].astype(np.uint32) << 16) | (block[..., 1].astype(np.uint32) << 8) | block[..., 2]
         pos = np.minimum(np.searchsorted(_SORTED_PALETTE, packed), len(_SORTED_PALETTE) - 1)
         unknown = _SORTED_PALETTE[pos] != packed
@@ -232,12 +259,15 @@ def _palette_labels(rgb: np.ndarray, path: Path) -> np.ndarray:
             if first is None:
                 y, x = (int(v) for v in np.argwhere(unknown)[0])
                 first = (x, top + y)
-        labels[top:top + rows] = _PALETTE_ORDER[pos]
+        labels[top : top + rows] = _PALETTE_ORDER[pos]
     if first is not None:
         x, y = first
         colour = tuple(int(c) for c in rgb[y, x])
-        raise MaskfaceError(path, f"colour {colour} at (x={x}, y={y}) is not in the CelebAMask-HQ palette "
-                                  f"({count} pixels have unknown colours)")
+        raise MaskfaceError(
+            path,
+            f"colour {colour} at (x={x}, y={y}) is not in the CelebAMask-HQ palette "
+            f"({count} pixels have unknown colours)",
+        )
     return labels
 
 
@@ -250,8 +280,10 @@ def _parse_parts(parts: Sequence[Path]) -> list[tuple[int, Path]]:
     for path in map(Path, parts):
         match = _PART_FILE.match(path.name)
         if not match or match["part"] not in PART_NAMES:
-            raise MaskfaceError(path, f"not a CelebAMask-HQ part mask name <index:05d>_<part>.png with part one of "
-                                      f"{', '.join(PART_NAMES)}")
+            raise MaskfaceError(
+                path,
+                f"not a CelebAMask-HQ part mask name <index:05d>_<part>.png with part one of {', '.join(PART_NAMES)}",
+            )
         if index is None:
             index = match["index"]
         elif match["index"] != index:
@@ -267,8 +299,11 @@ def _read_part(path: Path) -> np.ndarray:
     """A binary part mask as a bool array [H, W] (True where the part is present)."""
     img = _open_lossless(path)
     if img.mode not in _PART_MODES:
-        raise MaskfaceError(path, f"unsupported part mask mode {img.mode}; accepted: binary masks in "
-                                  f"{', '.join(_PART_MODES)} (RGB with equal channels)")
+        raise MaskfaceError(
+            path,
+            f"unsupported part mask mode {img.mode}; accepted: binary masks in "
+            f"{', '.join(_PART_MODES)} (RGB with equal channels)",
+        )
     arr = np.asarray(img)
     if img.mode == "1":
         return arr
@@ -303,6 +338,7 @@ def _unique_sorted(sources: list[MaskSource]) -> list[MaskSource]:
     sources = sorted(sources, key=lambda s: (s.name, str(s.path)))
     for before, after in zip(sources, sources[1:]):
         if before.name == after.name:
-            raise MaskfaceError(after.path, f"gives the same mask name {after.name!r} as {before.path}; "
-                                            "rename one of them")
+            raise MaskfaceError(
+                after.path, f"gives the same mask name {after.name!r} as {before.path}; rename one of them"
+            )
     return sources

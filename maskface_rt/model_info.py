@@ -20,8 +20,23 @@ from maskface_rt.model_kind import ModelKind, classify
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
 
 
-_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
-                "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+    "U16": 2,
+    "U32": 4,
+    "U64": 8,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+}
 
 
 def read_safetensors_header(path: Path) -> dict[str, Any]:
@@ -56,8 +71,12 @@ def _tensor_problem(info: Any, data_bytes: int) -> str | None:
         return f"has an unknown dtype {info['dtype']!r}"
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         return f"has a bad shape {shape!r}"
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
-            and 0 <= offsets[0] <= offsets[1] <= data_bytes):
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(type(o) is int for o in offsets)
+        and 0 <= offsets[0] <= offsets[1] <= data_bytes
+    ):
         return f"has data offsets {offsets!r} outside the file's {data_bytes} data bytes"
     if offsets[1] - offsets[0] != size * int(np.prod(shape, dtype=object)):
         return f"of shape {shape} does not fit its {offsets[1] - offsets[0]} bytes"
@@ -72,9 +91,14 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
     params: dict[str, int] = defaultdict(int)
     for name, info in header.items():
         params[name.split(".", 1)[0]] += int(np.prod(info["shape"], dtype=object))
-    out: dict[str, Any] = {"kind": "checkpoint", "path": str(path), "format": meta.get("format"),
-                           "sha256": sha256_file(path), "bytes": path.stat().st_size,
-                           "parameters": dict(params)}
+    out: dict[str, Any] = {
+        "kind": "checkpoint",
+        "path": str(path),
+        "format": meta.get("format"),
+        "sha256": sha256_file(path),
+        "bytes": path.stat().st_size,
+        "parameters": dict(params),
+    }
     for key in ("weights", "step", "maskface_version", "data"):
         if key in meta:
             out[key] = meta[key]
@@ -100,16 +124,26 @@ def describe_onnx(path: Path) -> dict[str, Any]:
     props = {p.key: p.value for p in model.metadata_props}
     if "maskface.config" in props:
         props["maskface.config"] = json.loads(props["maskface.config"])
-    return {"kind": "onnx", "path": str(path), "bytes": path.stat().st_size,
-            "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
-            "inputs": io(model.graph.input), "outputs": io(model.graph.output), "nodes": len(model.graph.node),
-            "metadata": props}
+    return {
+        "kind": "onnx",
+        "path": str(path),
+        "bytes": path.stat().st_size,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": io(model.graph.input),
+        "outputs": io(model.graph.output),
+        "nodes": len(model.graph.node),
+        "metadata": props,
+    }
 
 
 def describe_export(folder: Path) -> dict[str, Any]:
     manifest = read_manifest(folder)
-    return {"kind": "onnx-export", "path": str(folder), **manifest.to_dict(),
-            "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()}}
+    return {
+        "kind": "onnx-export",
+        "path": str(folder),
+        **manifest.to_dict(),
+        "files": {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.is_file()},
+    }
 
 
 def describe_engine(path: Path) -> dict[str, Any]:
@@ -119,8 +153,12 @@ def describe_engine(path: Path) -> dict[str, Any]:
 
 
 #: How a model file of each kind is described (an export folder: describe_export).
-_DESCRIBE_FILE = {ModelKind.CHECKPOINT: describe_checkpoint, ModelKind.ONNX_EXPORT: describe_onnx,
-                  ModelKind.ONNX_GRAPH: describe_onnx, ModelKind.ENGINE: describe_engine}
+_DESCRIBE_FILE = {
+    ModelKind.CHECKPOINT: describe_checkpoint,
+    ModelKind.ONNX_EXPORT: describe_onnx,
+    ModelKind.ONNX_GRAPH: describe_onnx,
+    ModelKind.ENGINE: describe_engine,
+}
 
 
 def describe(model: str | Path) -> dict[str, Any]:
@@ -131,6 +169,9 @@ def describe(model: str | Path) -> dict[str, Any]:
     if not model.is_file():
         raise MaskfaceError(model, "no such model file or export folder")
     if kind is None:
-        raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, an export folder, a .onnx "
-                                   "graph or a TensorRT .engine")
+        raise MaskfaceError(
+            model,
+            "unknown model type; expected a .safetensors checkpoint, an export folder, a .onnx "
+            "graph or a TensorRT .engine",
+        )
     return _DESCRIBE_FILE[kind](model)

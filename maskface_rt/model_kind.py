@@ -37,13 +37,17 @@ def model_kind(model: Path) -> ModelKind:
     """What a --model path is (a kind a backend runs), or a one-line error saying what it should be."""
     kind = classify(model)
     if model.is_dir() and kind is None:
-        raise MaskfaceError(model, f"is a folder without {MANIFEST}: not a maskface export (make one with "
-                                   "'maskface export MODEL --out DIR')")
+        raise MaskfaceError(
+            model,
+            f"is a folder without {MANIFEST}: not a maskface export (make one with 'maskface export MODEL --out DIR')",
+        )
     if not model.exists():
         raise MaskfaceError(model, "no such model file or folder")
     if kind is None or kind is ModelKind.ONNX_GRAPH:
-        raise MaskfaceError(model, "unknown model type; expected a .safetensors checkpoint, a maskface export "
-                                   "folder or a TensorRT .engine")
+        raise MaskfaceError(
+            model,
+            "unknown model type; expected a .safetensors checkpoint, a maskface export folder or a TensorRT .engine",
+        )
     return kind
 
 

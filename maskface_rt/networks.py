@@ -44,8 +44,15 @@ class InstanceNorm2d(nn.InstanceNorm2d):
 class ResBlk(nn.Module):
     """Pre-activation residual block with optional instance norm and 2x average-pool downsampling."""
 
-    def __init__(self, dim_in: int, dim_out: int, *, normalize: bool = False, downsample: bool = False,
-                 negative_slope: float = 0.2) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        *,
+        normalize: bool = False,
+        downsample: bool = False,
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
         self.normalize = normalize
         self.downsample = downsample
@@ -145,8 +152,16 @@ class AdaINAct(nn.Module):
 class AdainResBlk(nn.Module):
     """Residual block of the generator's decoder: AdaIN+LReLU -> [upsample] -> conv -> AdaIN+LReLU -> conv."""
 
-    def __init__(self, dim_in: int, dim_out: int, style_dim: int, *, upsample: bool = False,
-                 eps: float = 1e-5, negative_slope: float = 0.2) -> None:
+    def __init__(
+        self,
+        dim_in: int,
+        dim_out: int,
+        style_dim: int,
+        *,
+        upsample: bool = False,
+        eps: float = 1e-5,
+        negative_slope: float = 0.2,
+    ) -> None:
         super().__init__()
         self.upsample = upsample
         self.act1 = AdaINAct(style_dim, dim_in, eps=eps, negative_slope=negative_slope)
@@ -186,8 +201,9 @@ class Generator(nn.Module):
         for _ in range(cfg.num_downsamples):
             dim_out = min(dim_in * 2, cfg.max_conv_dim)
             self.encode.append(ResBlk(dim_in, dim_out, normalize=True, downsample=True, negative_slope=slope))
-            self.decode.insert(0, AdainResBlk(dim_out, dim_in, cfg.style_dim, upsample=True,
-                                              eps=cfg.eps, negative_slope=slope))
+            self.decode.insert(
+                0, AdainResBlk(dim_out, dim_in, cfg.style_dim, upsample=True, eps=cfg.eps, negative_slope=slope)
+            )
             dim_in = dim_out
         for _ in range(cfg.bottleneck_blocks):
             self.encode.append(ResBlk(dim_in, dim_in, normalize=True, negative_slope=slope))
@@ -240,8 +256,7 @@ def _downsampling_trunk(cfg: ModelConfig, in_channels: int) -> tuple[list[nn.Mod
         dim_out = min(dim_in * 2, cfg.max_conv_dim)
         layers.append(ResBlk(dim_in, dim_out, downsample=True, negative_slope=cfg.negative_slope))
         dim_in = dim_out
-    layers += [nn.LeakyReLU(cfg.negative_slope), nn.Conv2d(dim_in, dim_in, 4, 1, 0),
-               nn.LeakyReLU(cfg.negative_slope)]
+    layers += [nn.LeakyReLU(cfg.negative_slope), nn.Conv2d(dim_in, dim_in, 4, 1, 0), nn.LeakyReLU(cfg.negative_slope)]
     return layers, dim_in
 
 

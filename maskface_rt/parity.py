@@ -26,8 +26,11 @@ PARITY_PSNR_DB = {"fp32": 40.0, "fp16": 30.0}
 STYLE_PARITY = {"fp32": 1e-2, "fp16": 5e-2}
 
 #: metric -> (its words in a line, higher is better).
-METRICS = {"psnr_db": ("PSNR", True), "max_abs_error": ("max abs error", False),
-           "max_rel_error": ("max relative error", False)}
+METRICS = {
+    "psnr_db": ("PSNR", True),
+    "max_abs_error": ("max abs error", False),
+    "max_rel_error": ("max relative error", False),
+}
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class ParityAccumulator:
 
     def result(self) -> Parity:
         mse = self.squared / max(self.values, 1)
-        psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0 ** 2 / mse)
+        psnr = math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
         return Parity(self.images, psnr, self.max_abs, self.absolute / max(self.values, 1), self.identical)
 
 
@@ -116,17 +119,30 @@ class ParityCheck:
         verdict = "ok" if self.passed else "FAILED"
         batch = "/".join(map(str, self.batch_sizes))
         if self.metric == "psnr_db":
-            return (f"{self.graph}: PSNR {self.value:.1f} dB, max diff {self.max_uint8_diff} levels at batch "
-                    f"{batch} ({self.compared}); bound >= {self.bound:g} dB, highest bound that would pass "
-                    f"{self.value:.1f} dB [{verdict}]")
+            return (
+                f"{self.graph}: PSNR {self.value:.1f} dB, max diff {self.max_uint8_diff} levels at batch "
+                f"{batch} ({self.compared}); bound >= {self.bound:g} dB, highest bound that would pass "
+                f"{self.value:.1f} dB [{verdict}]"
+            )
         extra = f", uint8 max diff {self.max_uint8_diff}" if self.max_uint8_diff is not None else ""
-        return (f"{self.graph}: {METRICS[self.metric][0]} {self.value:.3g} at batch {batch}{extra} ({self.compared}); "
-                f"tolerance {self.bound:g}, minimum tolerance that would pass {self.value:.3g} [{verdict}]")
+        return (
+            f"{self.graph}: {METRICS[self.metric][0]} {self.value:.3g} at batch {batch}{extra} ({self.compared}); "
+            f"tolerance {self.bound:g}, minimum tolerance that would pass {self.value:.3g} [{verdict}]"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return json_safe({"graph": self.graph, "metric": self.metric, "value": self.value, "bound": self.bound,
-                          "batch_sizes": list(self.batch_sizes), "compared": self.compared,
-                          "max_uint8_diff": self.max_uint8_diff, "passed": self.passed})
+        return json_safe(
+            {
+                "graph": self.graph,
+                "metric": self.metric,
+                "value": self.value,
+                "bound": self.bound,
+                "batch_sizes": list(self.batch_sizes),
+                "compared": self.compared,
+                "max_uint8_diff": self.max_uint8_diff,
+                "passed": self.passed,
+            }
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], compared: str = "") -> ParityCheck:
@@ -134,6 +150,12 @@ class ParityCheck:
         this module recorded one ``batch``)."""
         value = data["value"]
         batches = data["batch_sizes"] if "batch_sizes" in data else [data["batch"]]
-        return cls(str(data["graph"]), str(data["metric"]), math.nan if value is None else float(value),
-                   float(data["bound"]), tuple(int(b) for b in batches), str(data.get("compared", compared)),
-                   data.get("max_uint8_diff"))
+        return cls(
+            str(data["graph"]),
+            str(data["metric"]),
+            math.nan if value is None else float(value),
+            float(data["bound"]),
+            tuple(int(b) for b in batches),
+            str(data.get("compared", compared)),
+            data.get("max_uint8_diff"),
+        )

@@ -48,5 +48,6 @@ def prepare_run(run: RunPaths, *, resume: bool) -> None:
     if resume and not run.state.exists():
         raise MaskfaceError(run.state, "no training state to resume from (start without --resume)")
     if not resume and (run.state.exists() or run.model.exists()):
-        raise MaskfaceError(run.root, "already holds a training run (pass --resume to continue it, "
-                                      "or choose another --out)")
+        raise MaskfaceError(
+            run.root, "already holds a training run (pass --resume to continue it, or choose another --out)"
+        )

@@ -66,9 +66,12 @@ class TensorRTRuntime:
 
     def check_version(self, version: str) -> None:
         """Refuse a release older than ``min_version``, saying what is needed."""
-        if parse_version(version)[:len(self.min_version)] < self.min_version:
-            raise MaskfaceError(None, f"{self.label} {version} is too old; maskface needs {self.label} "
-                                      f"{'.'.join(map(str, self.min_version))} or newer: {self.install_hint}")
+        if parse_version(version)[: len(self.min_version)] < self.min_version:
+            raise MaskfaceError(
+                None,
+                f"{self.label} {version} is too old; maskface needs {self.label} "
+                f"{'.'.join(map(str, self.min_version))} or newer: {self.install_hint}",
+            )
 
     def load(self) -> ModuleType:
         """The runtime's module, checked for the version maskface needs, or a one-line error saying how to install it."""
@@ -77,8 +80,9 @@ class TensorRTRuntime:
         except ImportError as e:
             raise MaskfaceError(None, f"{self.label} is not installed here ({e}); {self.install_hint}") from None
         except OSError as e:  # the wheel is there but its shared libraries are not (stub or broken install)
-            raise MaskfaceError(None, f"{self.label} is installed but cannot be loaded ({e}); "
-                                      f"{self.install_hint}") from None
+            raise MaskfaceError(
+                None, f"{self.label} is installed but cannot be loaded ({e}); {self.install_hint}"
+            ) from None
         self.check_version(trt.__version__)
         return trt
 
@@ -104,36 +108,58 @@ class TensorRTRuntime:
         if text in self.compute_capabilities:
             return text
         valid = ", ".join(f"{cc} ({gpus})" for cc, (_, gpus) in self.compute_capabilities.items())
-        extra = ("; Hopper (H100/H200, sm_90) is not a TensorRT-RTX target: build for it with --runtime tensorrt"
-                 if text == "9.0" else "")
+        extra = (
+            "; Hopper (H100/H200, sm_90) is not a TensorRT-RTX target: build for it with --runtime tensorrt"
+            if text == "9.0"
+            else ""
+        )
         raise ValueError(f"--compute-capability {value} is not a {self.label} target; valid: {valid}{extra}")
 
 
-PLUGIN_REFUSAL = ("the FusedAdaIN plugin generator cannot be built with it; export without --plugin "
-                  "('maskface export MODEL --out DIR [--fp16]') and build that with --no-plugin")
+PLUGIN_REFUSAL = (
+    "the FusedAdaIN plugin generator cannot be built with it; export without --plugin "
+    "('maskface export MODEL --out DIR [--fp16]') and build that with --no-plugin"
+)
 
-RUNTIMES: dict[str, TensorRTRuntime] = {r.name: r for r in (
-    TensorRTRuntime(
-        name="tensorrt", module="tensorrt", label="TensorRT", min_version=(10, 9),
-        install_hint="pip install 'maskface-rt[tensorrt]' (TensorRT 10.9+ and cuda-python; needs an NVIDIA GPU "
-                     "and driver; see docs/export-and-engines.md)",
-        builds_without_gpu=False, python_plugins=True, timing_cache=True, strongly_typed_flag_below=(11,)),
-    TensorRTRuntime(
-        name="tensorrt-rtx", module="tensorrt_rtx", label="TensorRT-RTX", min_version=(1, 7),
-        install_hint="pip install 'maskface-rt[tensorrt-rtx]' (TensorRT for RTX 1.7+; builds on any machine, "
-                     "its engines run on RTX-class GPUs: Turing to Blackwell, not Hopper)",
-        builds_without_gpu=True, python_plugins=False, timing_cache=False, strongly_typed_flag_below=None,
-        compute_capabilities={
-            "7.5": ("SM75", "Turing: RTX 20xx, Quadro RTX, T4"),
-            "8.0": ("SM80", "Ampere: A100, A30"),
-            "8.6": ("SM86", "Ampere: RTX 30xx, RTX A-series, A10, A40"),
-            "8.9": ("SM89", "Ada: RTX 40xx, RTX Ada, L4, L40"),
-            "12.0": ("SM120", "Blackwell: RTX 50xx, RTX PRO Blackwell"),
-            "12.1": ("SM121", "Blackwell: GB10 / DGX Spark"),
-        },
-        # TensorRT-RTX's documented default: Ampere and later (8.0, 8.6, 8.9, 12.x); Turing only when asked for.
-        default_compute_capabilities=("8.0", "8.6", "8.9", "12.0", "12.1")),
-)}
+RUNTIMES: dict[str, TensorRTRuntime] = {
+    r.name: r
+    for r in (
+        TensorRTRuntime(
+            name="tensorrt",
+            module="tensorrt",
+            label="TensorRT",
+            min_version=(10, 9),
+            install_hint="pip install 'maskface-rt[tensorrt]' (TensorRT 10.9+ and cuda-python; needs an NVIDIA GPU "
+            "and driver; see docs/export-and-engines.md)",
+            builds_without_gpu=False,
+            python_plugins=True,
+            timing_cache=True,
+            strongly_typed_flag_below=(11,),
+        ),
+        TensorRTRuntime(
+            name="tensorrt-rtx",
+            module="tensorrt_rtx",
+            label="TensorRT-RTX",
+            min_version=(1, 7),
+            install_hint="pip install 'maskface-rt[tensorrt-rtx]' (TensorRT for RTX 1.7+; builds on any machine, "
+            "its engines run on RTX-class GPUs: Turing to Blackwell, not Hopper)",
+            builds_without_gpu=True,
+            python_plugins=False,
+            timing_cache=False,
+            strongly_typed_flag_below=None,
+            compute_capabilities={
+                "7.5": ("SM75", "Turing: RTX 20xx, Quadro RTX, T4"),
+                "8.0": ("SM80", "Ampere: A100, A30"),
+                "8.6": ("SM86", "Ampere: RTX 30xx, RTX A-series, A10, A40"),
+                "8.9": ("SM89", "Ada: RTX 40xx, RTX Ada, L4, L40"),
+                "12.0": ("SM120", "Blackwell: RTX 50xx, RTX PRO Blackwell"),
+                "12.1": ("SM121", "Blackwell: GB10 / DGX Spark"),
+            },
+            # TensorRT-RTX's documented default: Ampere and later (8.0, 8.6, 8.9, 12.x); Turing only when asked for.
+            default_compute_capabilities=("8.0", "8.6", "8.9", "12.0", "12.1"),
+        ),
+    )
+}
 
 
 def installed_runtimes() -> list[TensorRTRuntime]:
@@ -211,9 +237,12 @@ def load_timing_cache(config: Any, path: Path) -> Any:
         return cache
     empty = bytes(config.create_timing_cache(b"").serialize())
     if cache is None or (data != empty and bytes(cache.serialize()) == empty):
-        raise MaskfaceError(path, "is not a timing cache TensorRT can read (corrupt, or written by another TensorRT "
-                                  "version); delete it or give another --timing-cache file (a missing file is "
-                                  "created)")
+        raise MaskfaceError(
+            path,
+            "is not a timing cache TensorRT can read (corrupt, or written by another TensorRT "
+            "version); delete it or give another --timing-cache file (a missing file is "
+            "created)",
+        )
     return cache
 
 
@@ -228,8 +257,14 @@ def parser_errors(parser: Any) -> list[tuple[int, str, str, str]]:
     return errors
 
 
-def configure_builder(trt: ModuleType, config: Any, *, workspace_mib: int | None, optimization_level: int,
-                      compute_capabilities: tuple[str, ...] = ()) -> None:
+def configure_builder(
+    trt: ModuleType,
+    config: Any,
+    *,
+    workspace_mib: int | None,
+    optimization_level: int,
+    compute_capabilities: tuple[str, ...] = (),
+) -> None:
     """Workspace limit, optimisation level, detailed profiling verbosity (for the engine inspector) and, for
     TensorRT-RTX, the target GPUs (ComputeCapability member names; none: the runtime's default)."""
     if workspace_mib is not None:
@@ -304,8 +339,11 @@ def check_engine_validity(trt: ModuleType, runtime: Any, blob: bytes, where: Any
     runtime's diagnostics, SUBOPTIMAL is a warning. TensorRT has no such call (its plans are checked against the
     sidecar instead)."""
     validity, diagnostics = runtime.get_engine_validity(blob)
-    names = [name.lower().replace("_", " ") for name, flag in trt.EngineInvalidityDiagnostics.__members__.items()
-             if int(diagnostics) & int(flag)]
+    names = [
+        name.lower().replace("_", " ")
+        for name, flag in trt.EngineInvalidityDiagnostics.__members__.items()
+        if int(diagnostics) & int(flag)
+    ]
     why = ", ".join(names) or "no diagnostics (is there a CUDA GPU and driver?)"
     if validity == trt.EngineValidity.INVALID:
         raise MaskfaceError(where, f"TensorRT-RTX {trt.__version__} cannot run this engine here: {why}; {hint}")
@@ -353,8 +391,10 @@ class RuntimeCacheFile:
         if blob is None:
             return False
         if not cache.deserialize(blob):
-            self.warn(f"{self.path}: TensorRT-RTX refused the runtime cache (corrupt, or made for another GPU, "
-                      "driver or TensorRT-RTX version); it will be replaced")
+            self.warn(
+                f"{self.path}: TensorRT-RTX refused the runtime cache (corrupt, or made for another GPU, "
+                "driver or TensorRT-RTX version); it will be replaced"
+            )
             return False
         self._written = blob
         return True
@@ -369,8 +409,10 @@ class RuntimeCacheFile:
         try:
             write_bytes_atomic(self.path, blob, overwrite=True)
         except (OSError, MaskfaceError) as e:
-            self.warn(f"{self.path}: cannot write the runtime cache ({getattr(e, 'strerror', None) or e}); "
-                      "the just-in-time compilation will be paid again next time")
+            self.warn(
+                f"{self.path}: cannot write the runtime cache ({getattr(e, 'strerror', None) or e}); "
+                "the just-in-time compilation will be paid again next time"
+            )
             return False
         self._written = blob
         return True
@@ -391,8 +433,15 @@ class ExecutionContexts:
     CUDA-graph strategy. The configs and the cache are kept alive as long as the contexts.
     """
 
-    def __init__(self, trt: ModuleType, runtime: str, engine: Any, *, cuda_graphs: bool,
-                 cache_file: RuntimeCacheFile | None = None) -> None:
+    def __init__(
+        self,
+        trt: ModuleType,
+        runtime: str,
+        engine: Any,
+        *,
+        cuda_graphs: bool,
+        cache_file: RuntimeCacheFile | None = None,
+    ) -> None:
         if runtime not in RUNTIMES:
             raise MaskfaceError(None, f"unknown TensorRT runtime {runtime!r}; valid: {', '.join(RUNTIMES)}")
         self.trt, self.runtime, self.engine, self.cuda_graphs = trt, runtime, engine, cuda_graphs

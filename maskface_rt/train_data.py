@@ -42,8 +42,9 @@ class StepBatchSampler(Sampler[list[int]]):
     """Yields the indices of steps start, start+1, ... forever: epoch e is a permutation seeded by
     (seed, e); a global batch is ``batch_size * world_size`` indices, of which a rank takes its part."""
 
-    def __init__(self, num_items: int, batch_size: int, seed: int, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self, num_items: int, batch_size: int, seed: int, start_step: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.global_batch = batch_size * world_size
         if num_items < self.global_batch:
             raise ValueError(f"the data set has {num_items} pairs, fewer than one batch ({self.global_batch})")
@@ -59,7 +60,7 @@ class StepBatchSampler(Sampler[list[int]]):
         gen = torch.Generator().manual_seed(derive_seed(self.seed, 1, epoch))
         perm = torch.randperm(self.num_items, generator=gen)
         start = k * self.global_batch + self.rank * self.batch_size
-        return perm[start:start + self.batch_size].tolist()
+        return perm[start : start + self.batch_size].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step

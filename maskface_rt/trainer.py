@@ -56,16 +56,19 @@ def amp_dtype(tcfg: TrainConfig, device: torch.device) -> torch.dtype | None:
 class Trainer:
     """The networks, their EMA copies and optimizers, and one training iteration."""
 
-    def __init__(self, cfg: ModelConfig, tcfg: TrainConfig, device: torch.device,
-                 dist_info: DistInfo = DistInfo()) -> None:
+    def __init__(
+        self, cfg: ModelConfig, tcfg: TrainConfig, device: torch.device, dist_info: DistInfo = DistInfo()
+    ) -> None:
         self.cfg, self.tcfg, self.device, self.dist = cfg, tcfg, device, dist_info
         torch.manual_seed(derive_seed(tcfg.seed, 0))
         self.nets = Nets(cfg).to(device)
         self.ema = copy.deepcopy(self.nets)
         self.ema.discriminator = None
         self.ema.eval().requires_grad_(False)
-        self.optims = {name: torch.optim.Adam(getattr(self.nets, name).parameters(), **self._adam_settings(name))
-                       for name in NET_NAMES}
+        self.optims = {
+            name: torch.optim.Adam(getattr(self.nets, name).parameters(), **self._adam_settings(name))
+            for name in NET_NAMES
+        }
         self.models = Models(**{name: self._wrap(getattr(self.nets, name)) for name in NET_NAMES})
         self.autocast_dtype = amp_dtype(tcfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.autocast_dtype == torch.float16)
@@ -73,8 +76,7 @@ class Trainer:
     def _adam_settings(self, name: str, step: int = 0) -> dict[str, Any]:
         tcfg = self.tcfg
         lr = tcfg.mapping_lr if name == "style_encoder" else tcfg.lr
-        return {"lr": lr * lr_factor(tcfg, step), "betas": (tcfg.beta1, tcfg.beta2),
-                "weight_decay": tcfg.weight_decay}
+        return {"lr": lr * lr_factor(tcfg, step), "betas": (tcfg.beta1, tcfg.beta2), "weight_decay": tcfg.weight_decay}
 
     def _schedule_rates(self, step: int) -> None:
         for name, opt in self.optims.items():
@@ -188,7 +190,7 @@ class Trainer:
         styles = self.ema.style_encoder(z)
         columns = [np.stack([colorize(mk) for mk in masks])]
         for k in range(SAMPLE_STYLES):
-            fake = self.ema.generator(labels, styles[k:k + 1].expand(n, -1))
+            fake = self.ema.generator(labels, styles[k : k + 1].expand(n, -1))
             columns.append(to_uint8_nhwc(fake).cpu().numpy())
         columns.append(np.stack(reals))
         rows = [np.concatenate([col[i] for col in columns], axis=1) for i in range(n)]
@@ -205,10 +207,20 @@ class TrainResult:
     last_losses: dict[str, float]
 
 
-def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcfg: TrainConfig,
-          overrides: dict[str, Any] | None = None, steps: int, resume: bool = False, device: str = "auto",
-          data_description: str = "", on_start: Callable[[int], None] | None = None,
-          on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+def train(
+    pairs: PairedDataset,
+    out: str | Path,
+    *,
+    cfg: ModelConfig | None,
+    tcfg: TrainConfig,
+    overrides: dict[str, Any] | None = None,
+    steps: int,
+    resume: bool = False,
+    device: str = "auto",
+    data_description: str = "",
+    on_start: Callable[[int], None] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
     """Train until ``steps`` (the total step count, also when resuming) and write the run folder.
 
     ``cfg``: the model config (None on resume means "as stored"). ``tcfg`` applies to new runs; on
@@ -238,12 +250,25 @@ def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcf
         on_start(start)
 
     sampler = StepBatchSampler(len(pairs), tcfg.batch_size, tcfg.seed, start, dist_info.rank, dist_info.world_size)
-    loader = DataLoader(TorchPairs(pairs), batch_sampler=sampler, num_workers=tcfg.num_workers,
-                        pin_memory=dev.type == "cuda", persistent_workers=tcfg.num_workers > 0)
+    loader = DataLoader(
+        TorchPairs(pairs),
+        batch_sampler=sampler,
+        num_workers=tcfg.num_workers,
+        pin_memory=dev.type == "cuda",
+        persistent_workers=tcfg.num_workers > 0,
+    )
     if dist_info.is_main:
-        write_json_atomic(run.config, {"model": cfg.to_dict(), "train": tcfg.to_dict(), "data": data_description,
-                                       "maskface_version": __version__, "world_size": dist_info.world_size},
-                          overwrite=True)
+        write_json_atomic(
+            run.config,
+            {
+                "model": cfg.to_dict(),
+                "train": tcfg.to_dict(),
+                "data": data_description,
+                "maskface_version": __version__,
+                "world_size": dist_info.world_size,
+            },
+            overwrite=True,
+        )
 
     def save(step: int) -> None:
         if not dist_info.is_main:
@@ -265,9 +290,12 @@ def train(pairs: PairedDataset, out: str | Path, *, cfg: ModelConfig | None, tcf
             window.setdefault(k, []).append(v)
         if dist_info.is_main and (done % tcfg.log_every == 0 or done == steps):
             elapsed = time.perf_counter() - window_start
-            entry = {"step": done, "elapsed_s": round(time.perf_counter() - t0, 3),
-                     "it_s": round(len(window["rec"]) / max(elapsed, 1e-9), 4),
-                     **{k: round(float(np.mean(v)), 6) for k, v in window.items()}}
+            entry = {
+                "step": done,
+                "elapsed_s": round(time.perf_counter() - t0, 3),
+                "it_s": round(len(window["rec"]) / max(elapsed, 1e-9), 4),
+                **{k: round(float(np.mean(v)), 6) for k, v in window.items()},
+            }
             with run.log.open("a") as f:
                 f.write(json.dumps(entry) + "\n")
             window, window_start = {}, time.perf_counter()

@@ -15,7 +15,6 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
 from maskface_rt.kernels.fused_adain import launch  # noqa: E402
 from maskface_rt.kernels.torch_op import fused_adain_triton  # noqa: E402
 

@@ -55,8 +55,7 @@ def tiny_plugin_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model
     """The fp16 plugin export (FusedAdaIN nodes) of ``tiny_model``: its ExportResult, made once per session."""
     from maskface_rt.export.onnx_export import export_onnx
 
-    return export_onnx(tiny_model, tmp_path_factory.mktemp("plugin16") / "export", fp16=True, plugin=True,
-                       max_batch=4)
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("plugin16") / "export", fp16=True, plugin=True, max_batch=4)
 
 
 @pytest.fixture(scope="session")
@@ -79,13 +78,21 @@ def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         if isinstance(module, torch.nn.Conv2d):  # keep activations O(1) through the 94 layers
             torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     files = {
-        "inception": {**inception.state_dict(), "fc.weight": torch.randn(1008, 2048) * 0.01,
-                      "fc.bias": torch.zeros(1008)},
+        "inception": {
+            **inception.state_dict(),
+            "fc.weight": torch.randn(1008, 2048) * 0.01,
+            "fc.bias": torch.zeros(1008),
+        },
         # torchvision's classifier is not used; zeros keep writing its 234 MB cheap.
-        "alexnet": {**AlexNetTrunk().state_dict(), "classifier.1.weight": torch.zeros(4096, 9216),
-                    "classifier.1.bias": torch.zeros(4096), "classifier.4.weight": torch.zeros(4096, 4096),
-                    "classifier.4.bias": torch.zeros(4096), "classifier.6.weight": torch.zeros(1000, 4096),
-                    "classifier.6.bias": torch.zeros(1000)},
+        "alexnet": {
+            **AlexNetTrunk().state_dict(),
+            "classifier.1.weight": torch.zeros(4096, 9216),
+            "classifier.1.bias": torch.zeros(4096),
+            "classifier.4.weight": torch.zeros(4096, 4096),
+            "classifier.4.bias": torch.zeros(4096),
+            "classifier.6.weight": torch.zeros(1000, 4096),
+            "classifier.6.bias": torch.zeros(1000),
+        },
         "lpips-alex": {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) * 0.1 for k, c in enumerate(CHANNELS)},
         "bisenet": BiSeNet().state_dict(),
     }

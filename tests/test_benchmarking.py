@@ -13,12 +13,12 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.benchmarking import environment, memory, peaks, report
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
 from maskface_rt.benchmarking.runners import BACKEND_NAMES, RunnerContext, make_runner
 from maskface_rt.benchmarking.suite import _exit_code, resolve_device
 from maskface_rt.benchmarking.timing import measure, summarize
+from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.config import preset
 from maskface_rt.errors import ExitCode, MaskfaceError
 
@@ -111,9 +111,11 @@ def test_gpu_peak_table_matches_device_names():
 
 
 def test_cpu_peak_estimate_from_cpuinfo():
-    info = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.00GHz\n"
-            "cpu MHz\t\t: 2000.000\nsiblings\t: 8\ncpu cores\t: 4\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\n"
-            "processor\t: 1\n")
+    info = (
+        "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.00GHz\n"
+        "cpu MHz\t\t: 2000.000\nsiblings\t: 8\ncpu cores\t: 4\nflags\t\t: fpu sse2 avx avx2 fma avx512f\n\n"
+        "processor\t: 1\n"
+    )
     peak = peaks.cpu_peak(8, info)  # 8 threads = 4 cores with SMT
     assert peak.kind == "fp32" and "estimate" in peak.source and "4 cores" in peak.source
     clock = peak.tflops * 1e3 / (4 * 64)
@@ -126,8 +128,10 @@ def test_cpu_peak_estimate_from_cpuinfo():
 
 def test_cpu_bf16_peak_comes_from_the_bf16_units():
     def info(flags: str) -> str:
-        return ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) @ 2.00GHz\n"
-                f"siblings\t: 2\ncpu cores\t: 2\nflags\t\t: avx2 fma avx512f {flags}\n")
+        return (
+            "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel name\t: Intel(R) Xeon(R) @ 2.00GHz\n"
+            f"siblings\t: 2\ncpu cores\t: 2\nflags\t\t: avx2 fma avx512f {flags}\n"
+        )
 
     assert peaks.peak_kind("cpu", "bf16") == "bf16"
     fp32 = peaks.cpu_peak(2, info(""), kind="fp32")
@@ -145,8 +149,20 @@ def test_cpu_bf16_peak_comes_from_the_bf16_units():
 
 def test_environment_names_machine_and_versions():
     env = environment.environment()
-    for key in ("cpu", "cpu_threads", "gpus", "cuda_driver", "python", "numpy", "onnxruntime", "torch", "tensorrt",
-                "triton", "maskface_rt", "git_commit"):
+    for key in (
+        "cpu",
+        "cpu_threads",
+        "gpus",
+        "cuda_driver",
+        "python",
+        "numpy",
+        "onnxruntime",
+        "torch",
+        "tensorrt",
+        "triton",
+        "maskface_rt",
+        "git_commit",
+    ):
         assert key in env
     assert env["onnxruntime"] and env["maskface_rt"] and env["cpu_threads"] >= 1
 
@@ -170,9 +186,17 @@ def _rows() -> list[dict]:
     for name, rate in (("torch-fp32", 10.0), ("onnxruntime-cpu-fp32", 15.0)):
         for batch in (1, 2, 8):
             row = dict.fromkeys(report.COLUMNS)
-            row.update(backend=name, device="cpu", batch=batch, status="ok", images_per_s=rate * batch ** 0.3,
-                       latency_median_ms=1000 * batch / rate, latency_p99_ms=1100 * batch / rate, psnr_db=math.inf,
-                       max_abs_error=0)
+            row.update(
+                backend=name,
+                device="cpu",
+                batch=batch,
+                status="ok",
+                images_per_s=rate * batch**0.3,
+                latency_median_ms=1000 * batch / rate,
+                latency_p99_ms=1100 * batch / rate,
+                psnr_db=math.inf,
+                max_abs_error=0,
+            )
             rows.append(row)
     unavailable = dict.fromkeys(report.COLUMNS)
     unavailable.update(backend="tensorrt-fp16", device="cpu", status="unavailable", reason="needs a CUDA GPU")
@@ -257,15 +281,39 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
 @pytest.mark.slow
 def test_bench_end_to_end_on_tiny64(tmp_path):
     out = tmp_path / "results"
-    done = _invoke("--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--backend", "torch-fp32",
-                   "--batch-sizes", "1,2", "--warmup-s", "0.2", "--duration-s", "0.5", "--iterations", "2",
-                   "--device", "cpu", "--json", str(out / "b.json"), "--csv", str(out / "b.csv"),
-                   "--plot", str(out / "b.png"))
+    done = _invoke(
+        "--preset",
+        "tiny-64",
+        "--backend",
+        "onnxruntime-cpu-fp32",
+        "--backend",
+        "torch-fp32",
+        "--batch-sizes",
+        "1,2",
+        "--warmup-s",
+        "0.2",
+        "--duration-s",
+        "0.5",
+        "--iterations",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        str(out / "b.json"),
+        "--csv",
+        str(out / "b.csv"),
+        "--plot",
+        str(out / "b.png"),
+    )
     assert done.exit_code == 0, (done.stderr, done.exception)
     data = json.loads((out / "b.json").read_text())
     rows = {(r["backend"], r["batch"]): r for r in data["rows"]}
-    assert list(rows) == [("torch-fp32", 1), ("torch-fp32", 2), ("onnxruntime-cpu-fp32", 1),
-                          ("onnxruntime-cpu-fp32", 2)]
+    assert list(rows) == [
+        ("torch-fp32", 1),
+        ("torch-fp32", 2),
+        ("onnxruntime-cpu-fp32", 1),
+        ("onnxruntime-cpu-fp32", 2),
+    ]
     for row in rows.values():
         assert list(row) == list(report.COLUMNS)
         assert row["status"] == "ok" and row["iterations"] >= 2 and row["images_per_s"] > 0
@@ -285,38 +333,58 @@ def test_bench_end_to_end_on_tiny64(tmp_path):
         assert image.format == "PNG"
     assert "onnxruntime-cpu-fp32" in done.stderr and "img/s" in done.stderr
 
-    again = _invoke("--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--batch-sizes", "1",
-                    "--json", str(out / "b.json"))
+    again = _invoke(
+        "--preset", "tiny-64", "--backend", "onnxruntime-cpu-fp32", "--batch-sizes", "1", "--json", str(out / "b.json")
+    )
     assert isinstance(again.exception, MaskfaceError) and "already exists" in str(again.exception)
 
 
 def test_bench_on_an_export_folder_and_named_unavailable_backends(tiny_export, tmp_path):
-    done = _invoke("--model", str(tiny_export), "--backend", "onnxruntime-cpu-fp32,tensorrt-fp16",
-                   "--batch-sizes", "2", "--warmup-s", "0", "--duration-s", "0.1", "--iterations", "1",
-                   "--device", "cpu", "--json", "-")
+    done = _invoke(
+        "--model",
+        str(tiny_export),
+        "--backend",
+        "onnxruntime-cpu-fp32,tensorrt-fp16",
+        "--batch-sizes",
+        "2",
+        "--warmup-s",
+        "0",
+        "--duration-s",
+        "0.1",
+        "--iterations",
+        "1",
+        "--device",
+        "cpu",
+        "--json",
+        "-",
+    )
     assert done.exit_code == int(ExitCode.PARTIAL), (done.stderr, done.exception)  # a named backend did not run
     rows = json.loads(done.stdout)["rows"]  # --json -: the result on stdout, nothing else there
-    assert [(r["backend"], r["status"]) for r in rows] == [("onnxruntime-cpu-fp32", "ok"),
-                                                           ("tensorrt-fp16", "unavailable")]
+    assert [(r["backend"], r["status"]) for r in rows] == [
+        ("onnxruntime-cpu-fp32", "ok"),
+        ("tensorrt-fp16", "unavailable"),
+    ]
     assert rows[0]["psnr_db"] is None and "needs a checkpoint" in rows[0]["accuracy_note"]
     assert rows[1]["batch"] is None and rows[1]["reason"] == "needs a CUDA GPU: --device cpu was given"
     assert "unavailable: tensorrt-fp16: needs a CUDA GPU" in done.stderr
 
-    nothing = _invoke("--model", str(tiny_export), "--backend", "torch-fp16", "--batch-sizes", "1",
-                      "--device", "cpu")
+    nothing = _invoke("--model", str(tiny_export), "--backend", "torch-fp16", "--batch-sizes", "1", "--device", "cpu")
     assert nothing.exit_code == int(ExitCode.NOTHING_RAN)
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--backend", "tensorrt"], "unknown backend 'tensorrt'; valid: all, torch-fp32,"),
-    (["--batch-sizes", "1,x"], "is not a comma-separated list of positive integers"),
-    (["--batch-sizes", "0,8"], "is not a comma-separated list of positive integers"),
-    (["--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N"),
-    (["--preset", "huge"], "unknown preset 'huge'; valid: paper-256, tiny-64, tiny-128"),
-    (["--peak-tflops", "0"], "must be positive"),
-    (["--json", "same.out", "--csv", "same.out"], "must name different files"),
-    (["--warmup-s", "-1"], "--warmup-s"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "tensorrt"], "unknown backend 'tensorrt'; valid: all, torch-fp32,"),
+        (["--batch-sizes", "1,x"], "is not a comma-separated list of positive integers"),
+        (["--batch-sizes", "0,8"], "is not a comma-separated list of positive integers"),
+        (["--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N"),
+        (["--preset", "huge"], "unknown preset 'huge'; valid: paper-256, tiny-64, tiny-128"),
+        (["--peak-tflops", "0"], "must be positive"),
+        (["--json", "same.out", "--csv", "same.out"], "must name different files"),
+        (["--warmup-s", "-1"], "--warmup-s"),
+    ],
+)
 def test_bad_options_are_one_line_usage_errors(args, message):
     done = _invoke(*args)
     assert done.exit_code == 2, done.stderr
@@ -334,18 +402,37 @@ def test_targets_are_checked_from_reports():
     def row(backend: str, device: str, batch: int, rate: float, **extra) -> dict:
         return {"backend": backend, "device": device, "batch": batch, "status": "ok", "images_per_s": rate, **extra}
 
-    cpu = {"config": preset("tiny-128").to_dict(), "environment": {"cpu_threads": 2, "cpu": "AMD EPYC"},
-           "rows": [row("torch-fp32", "cpu", 1, 10.0), row("onnxruntime-cpu-fp32", "cpu", 1, 14.0),
-                    row("torch-fp32", "cpu", 8, 10.0), row("onnxruntime-cpu-fp32", "cpu", 8, 12.0)]}
+    cpu = {
+        "config": preset("tiny-128").to_dict(),
+        "environment": {"cpu_threads": 2, "cpu": "AMD EPYC"},
+        "rows": [
+            row("torch-fp32", "cpu", 1, 10.0),
+            row("onnxruntime-cpu-fp32", "cpu", 1, 14.0),
+            row("torch-fp32", "cpu", 8, 10.0),
+            row("onnxruntime-cpu-fp32", "cpu", 8, 12.0),
+        ],
+    }
     verdicts = check(cpu)
     assert [v.passed for v in verdicts] == [True, False] and verdicts[0].value == pytest.approx(1.4)
     assert "2 threads of AMD EPYC" in verdicts[0].line() and verdicts[1].line().startswith("[FAIL]")
     assert check({**cpu, "config": preset("tiny-64").to_dict()}) == []
 
-    gpu = {"config": preset("paper-256").to_dict(), "environment": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]},
-           "rows": [row("torch-fp32", "cuda:0", 32, 100.0), row("torch-compile-fp16", "cuda:0", 32, 700.0),
-                    row("tensorrt-plugin-fp16", "cuda:0", 32, 1000.0, compute_peak_fraction=0.55,
-                        peak_source="datasheet: NVIDIA H100 SXM dense fp16")]}
+    gpu = {
+        "config": preset("paper-256").to_dict(),
+        "environment": {"gpus": [{"name": "NVIDIA H100 80GB HBM3"}]},
+        "rows": [
+            row("torch-fp32", "cuda:0", 32, 100.0),
+            row("torch-compile-fp16", "cuda:0", 32, 700.0),
+            row(
+                "tensorrt-plugin-fp16",
+                "cuda:0",
+                32,
+                1000.0,
+                compute_peak_fraction=0.55,
+                peak_source="datasheet: NVIDIA H100 SXM dense fp16",
+            ),
+        ],
+    }
     assert [v.passed for v in check(gpu)] == [True, True, True]
     gpu["rows"] = gpu["rows"][:2]
     assert [v.passed for v in check(gpu)] == [None, None, None]  # not measured, not failed
@@ -379,8 +466,22 @@ assert sys.modules["torch"] is None
 
 
 def test_json_is_a_stdout_flag_and_json_file_writes_a_file(tiny_export, tmp_path):
-    common = ("--model", str(tiny_export), "--backend", "onnxruntime-cpu-fp32", "--batch-sizes", "1",
-              "--warmup-s", "0", "--duration-s", "0.05", "--iterations", "1", "--device", "cpu")
+    common = (
+        "--model",
+        str(tiny_export),
+        "--backend",
+        "onnxruntime-cpu-fp32",
+        "--batch-sizes",
+        "1",
+        "--warmup-s",
+        "0",
+        "--duration-s",
+        "0.05",
+        "--iterations",
+        "1",
+        "--device",
+        "cpu",
+    )
     flag = _invoke(*common, "--json", "--csv", str(tmp_path / "b.csv"))  # a bare --json before another option
     assert flag.exit_code == 0, (flag.stderr, flag.exception)
     assert [r["backend"] for r in json.loads(flag.stdout)["rows"]] == ["onnxruntime-cpu-fp32"]

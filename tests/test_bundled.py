@@ -64,8 +64,18 @@ def test_bundled_faces_follow_the_mask_about_as_much_as_real_faces() -> None:
 
 
 def test_generate_without_model_uses_the_bundled_model(tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["generate", str(EXAMPLES / "hand01_smile_color.png"), "--out",
-                                      str(tmp_path / "out"), "--styles", "3", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            str(EXAMPLES / "hand01_smile_color.png"),
+            "--out",
+            str(tmp_path / "out"),
+            "--styles",
+            "3",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["images_written"] == 3 and report["backend"].startswith("onnxruntime")
@@ -77,4 +87,3 @@ def test_doctor_checks_the_bundled_model() -> None:
     assert result.exit_code == 0, result.output
     (check,) = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "bundled demo model"]
     assert check["ok"] and check["detail"].startswith("64x64 fp32")
-

@@ -27,17 +27,20 @@ def test_python_dash_m_and_the_entry_point_module_run():
     assert done.returncode == 0 and done.stdout.startswith("maskface-rt ")
 
 
-@pytest.mark.parametrize(("args", "flag", "valid"), [
-    (["train", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
-    (["generate", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
-    (["eval", "train-parser", "nowhere", "--out", "x", "--label-order", "x"], "--label-order", "celebamask"),
-    (["generate", "nowhere", "--out", "x", "--device", "gpu"], "--device", "auto, cpu, cuda, cuda:N"),
-    (["train", "nowhere", "--out", "x", "--device", "cuda:x"], "--device", "auto, cpu, cuda, cuda:N"),
-    (["build", "nowhere", "--out", "x.engine", "--device", "tpu"], "--device", "auto, cpu, cuda, cuda:N"),
-    (["generate", "nowhere", "--out", "x", "--backend", "tvm"], "--backend", "onnxruntime, openvino, torch"),
-    (["eval", "nowhere", "--data", "x", "--backend", "tvm"], "--backend", "tensorrt-rtx"),
-    (["generate", "nowhere", "--out", "x", "--precision", "fp8"], "--precision", "auto, fp32, bf16"),
-])
+@pytest.mark.parametrize(
+    ("args", "flag", "valid"),
+    [
+        (["train", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
+        (["generate", "nowhere", "--out", "x", "--label-order", "bisenet"], "--label-order", "celebamask, faceparsing"),
+        (["eval", "train-parser", "nowhere", "--out", "x", "--label-order", "x"], "--label-order", "celebamask"),
+        (["generate", "nowhere", "--out", "x", "--device", "gpu"], "--device", "auto, cpu, cuda, cuda:N"),
+        (["train", "nowhere", "--out", "x", "--device", "cuda:x"], "--device", "auto, cpu, cuda, cuda:N"),
+        (["build", "nowhere", "--out", "x.engine", "--device", "tpu"], "--device", "auto, cpu, cuda, cuda:N"),
+        (["generate", "nowhere", "--out", "x", "--backend", "tvm"], "--backend", "onnxruntime, openvino, torch"),
+        (["eval", "nowhere", "--data", "x", "--backend", "tvm"], "--backend", "tensorrt-rtx"),
+        (["generate", "nowhere", "--out", "x", "--precision", "fp8"], "--precision", "auto, fp32, bf16"),
+    ],
+)
 def test_shared_options_exit_2_with_one_line_naming_the_flag_and_the_valid_values(args, flag, valid):
     done = _invoke(*args)
     assert done.exit_code == 2, (done.stderr, done.exception)

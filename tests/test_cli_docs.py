@@ -14,4 +14,5 @@ def test_docs_cli_md_is_up_to_date(tmp_path):
     assert done.returncode == 0, done.stderr
     current = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     assert out.read_text(encoding="utf-8") == current, (
-        f"docs/cli.md is out of date; regenerate it with: {' '.join(COMMAND)}")
+        f"docs/cli.md is out of date; regenerate it with: {' '.join(COMMAND)}"
+    )

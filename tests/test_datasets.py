@@ -90,14 +90,22 @@ def test_paired_layout(paired: Path) -> None:
 def test_paired_mask_without_photo(paired: Path) -> None:
     Image.fromarray(make_labels(32, 32, 5)).save(paired / "masks" / "c.png")
     Image.fromarray(make_labels(32, 32, 6)).save(paired / "masks" / "d.png")
-    expect_error(lambda: open_dataset(paired, size=32), paired / "masks" / "c.png",
-                 "no photo", "2 masks without a photo, 0 photos without a mask")
+    expect_error(
+        lambda: open_dataset(paired, size=32),
+        paired / "masks" / "c.png",
+        "no photo",
+        "2 masks without a photo, 0 photos without a mask",
+    )
 
 
 def test_paired_photo_without_mask(paired: Path) -> None:
     make_photo(64, 64, 9).save(paired / "images" / "z.webp")
-    expect_error(lambda: open_dataset(paired, size=32), paired / "images" / "z.webp",
-                 "no mask named 'z'", "0 masks without a photo, 1 photos without a mask")
+    expect_error(
+        lambda: open_dataset(paired, size=32),
+        paired / "images" / "z.webp",
+        "no mask named 'z'",
+        "0 masks without a photo, 1 photos without a mask",
+    )
 
 
 def test_paired_ignores_hidden_and_non_images(paired: Path) -> None:
@@ -161,8 +169,11 @@ def test_celeba_splits(celeba: Path, split: str, names: list[str]) -> None:
 def test_celeba_split_without_mapping(celeba: Path) -> None:
     (celeba / CELEBA_MAPPING).unlink()
     assert len(open_dataset(celeba, size=32)) == 4
-    expect_error(lambda: open_dataset(celeba, size=32, split="train"), celeba / CELEBA_MAPPING,
-                 "split 'train' needs this CelebAMask-HQ mapping file")
+    expect_error(
+        lambda: open_dataset(celeba, size=32, split="train"),
+        celeba / CELEBA_MAPPING,
+        "split 'train' needs this CelebAMask-HQ mapping file",
+    )
 
 
 def test_celeba_mapping_missing_row(celeba: Path) -> None:
@@ -174,21 +185,32 @@ def test_celeba_mapping_missing_row(celeba: Path) -> None:
 def test_celeba_mapping_malformed(celeba: Path) -> None:
     with (celeba / CELEBA_MAPPING).open("a") as f:
         f.write("7 oops\n")
-    expect_error(lambda: open_dataset(celeba, size=32, split="val"), f"{celeba / CELEBA_MAPPING}:6",
-                 "expected 'idx orig_idx orig_file'")
+    expect_error(
+        lambda: open_dataset(celeba, size=32, split="val"),
+        f"{celeba / CELEBA_MAPPING}:6",
+        "expected 'idx orig_idx orig_file'",
+    )
 
 
 def test_celeba_missing_photo(celeba: Path) -> None:
     (celeba / CELEBA_IMAGES / "2001.jpg").unlink()
-    expect_error(lambda: open_dataset(celeba, size=32), celeba / CELEBA_MASKS / "1" / "02001_skin.png",
-                 "mask '02001' has no photo", "1 masks without a photo")
+    expect_error(
+        lambda: open_dataset(celeba, size=32),
+        celeba / CELEBA_MASKS / "1" / "02001_skin.png",
+        "mask '02001' has no photo",
+        "1 masks without a photo",
+    )
 
 
 def test_celeba_missing_parts(celeba: Path) -> None:
     for path in (celeba / CELEBA_MASKS / "0").glob("00001_*.png"):
         path.unlink()
-    expect_error(lambda: open_dataset(celeba, size=32), celeba / CELEBA_IMAGES / "1.jpg",
-                 "no mask named '00001'", "1 photos without a mask")
+    expect_error(
+        lambda: open_dataset(celeba, size=32),
+        celeba / CELEBA_IMAGES / "1.jpg",
+        "no mask named '00001'",
+        "1 photos without a mask",
+    )
 
 
 def test_celeba_stray_mask_file(celeba: Path) -> None:
@@ -226,8 +248,9 @@ def test_resize_keeps_labels_nearest(celeba: Path, size: int) -> None:
 def test_aspect_mismatch(paired: Path) -> None:
     make_photo(32, 64, 0).save(paired / "images" / "a.png")
     ds = open_dataset(paired, size=32)
-    expect_error(lambda: ds[0], paired / "images" / "a.png", "64x32", str(paired / "masks" / "a.png"),
-                 "aspect ratios differ")
+    expect_error(
+        lambda: ds[0], paired / "images" / "a.png", "64x32", str(paired / "masks" / "a.png"), "aspect ratios differ"
+    )
 
 
 def test_same_aspect_other_resolution(paired: Path) -> None:

@@ -13,24 +13,37 @@ import numpy as np
 import onnx
 import pytest
 import typer
+from maskface_rt.export.engine_builder import (
+    BuildOptionError,
+    BuildOptions,
+    OnnxParseError,
+    check_build_options,
+    check_parity,
+    compare,
+    find_cached,
+    format_parser_error,
+)
+from maskface_rt.export.fp32_reference import fp32_reference, fused_adain_function
+from maskface_rt.kernels.onnx_op import single_node_model
+from maskface_rt.kernels.reference import fused_adain_reference
 from typer.testing import CliRunner
 
 from maskface_rt.cli.build import build
 from maskface_rt.engine_format import (
-    BuildProfile, DeviceInfo, EngineSidecar, cache_key, engine_files, read_sidecar, sidecar_path, write_sidecar,
+    BuildProfile,
+    DeviceInfo,
+    EngineSidecar,
+    cache_key,
+    engine_files,
+    read_sidecar,
+    sidecar_path,
+    write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export.engine_builder import (
-    BuildOptionError, BuildOptions, OnnxParseError, check_build_options, check_parity, compare, find_cached,
-    format_parser_error,
-)
-from maskface_rt.export.fp32_reference import fp32_reference, fused_adain_function
 from maskface_rt.export_format import MANIFEST, sha256_file
 from maskface_rt.graph_contract import GRAPHS, sample_inputs
 from maskface_rt.parity import PARITY_PSNR_DB, STYLE_PARITY
 from maskface_rt.parity import ParityCheck as EngineParity
-from maskface_rt.kernels.onnx_op import single_node_model
-from maskface_rt.kernels.reference import fused_adain_reference
 
 
 @pytest.fixture()
@@ -52,35 +65,51 @@ def _no_tensorrt(monkeypatch):
 
 
 def test_valid_options_give_a_plan(tiny_export, tmp_path):
-    plan = check_build_options(tiny_export / "generator.onnx", tmp_path / "out" / "faces.engine",
-                               BuildOptions(plugin=False))
+    plan = check_build_options(
+        tiny_export / "generator.onnx", tmp_path / "out" / "faces.engine", BuildOptions(plugin=False)
+    )
     assert plan.folder == tiny_export and plan.profile == BuildProfile(1, 8, 16)  # the export declares 16
     assert plan.engines == engine_files(tmp_path / "out" / "faces.engine")
     assert plan.onnx_sha256 == {g: sha256_file(tiny_export / f"{g}.onnx") for g in GRAPHS}
 
 
-@pytest.mark.parametrize(("out", "options", "message"), [
-    ("faces.trt", {}, r"--out .*faces\.trt: an engine file name must end in \.engine or \.plan"),
-    ("faces.engine", {"optimization_level": 6}, r"--optimization-level 6 is invalid; valid: 0\.\.5"),
-    ("faces.engine", {"workspace_mib": 0}, r"--workspace 0 MiB is invalid; valid: 1\.\.1048576 MiB"),
-    ("faces.engine", {"device": "cpu"}, r"--device: the tensorrt backend runs on a CUDA GPU"),
-    ("faces.engine", {"min_batch": 0}, r"--min-batch 0 is invalid; valid: 1 or more"),
-    ("faces.engine", {"opt_batch": 12, "max_batch": 10}, r"--opt-batch 12 is outside --min-batch\.\.--max-batch; "
-                                                         r"valid: 1\.\.10"),
-    ("faces.engine", {"max_batch": 64}, r"--max-batch 64 is above the export's largest batch 16"),
-    ("faces.engine", {"plugin": True}, r"is a portable export \(no FusedAdaIN nodes\); .* --plugin .* or build "
-                                       r"this one with --no-plugin"),
-])
+@pytest.mark.parametrize(
+    ("out", "options", "message"),
+    [
+        ("faces.trt", {}, r"--out .*faces\.trt: an engine file name must end in \.engine or \.plan"),
+        ("faces.engine", {"optimization_level": 6}, r"--optimization-level 6 is invalid; valid: 0\.\.5"),
+        ("faces.engine", {"workspace_mib": 0}, r"--workspace 0 MiB is invalid; valid: 1\.\.1048576 MiB"),
+        ("faces.engine", {"device": "cpu"}, r"--device: the tensorrt backend runs on a CUDA GPU"),
+        ("faces.engine", {"min_batch": 0}, r"--min-batch 0 is invalid; valid: 1 or more"),
+        (
+            "faces.engine",
+            {"opt_batch": 12, "max_batch": 10},
+            r"--opt-batch 12 is outside --min-batch\.\.--max-batch; "
+            r"valid: 1\.\.10",
+        ),
+        ("faces.engine", {"max_batch": 64}, r"--max-batch 64 is above the export's largest batch 16"),
+        (
+            "faces.engine",
+            {"plugin": True},
+            r"is a portable export \(no FusedAdaIN nodes\); .* --plugin .* or build "
+            r"this one with --no-plugin",
+        ),
+    ],
+)
 def test_bad_options_are_refused_with_what_is_valid(tiny_export, tmp_path, out, options, message):
     with pytest.raises(BuildOptionError, match=message):
-        check_build_options(tiny_export, tmp_path / out,
-                            BuildOptions(**{"plugin": False, "runtime": "tensorrt", **options}))
+        check_build_options(
+            tiny_export, tmp_path / out, BuildOptions(**{"plugin": False, "runtime": "tensorrt", **options})
+        )
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
 def test_flavour_mismatch_both_ways(plugin_flagged_export, tmp_path):
-    with pytest.raises(BuildOptionError, match=r"is a plugin export \(FusedAdaIN nodes\); build it without "
-                                               r"--no-plugin"):
+    with pytest.raises(
+        BuildOptionError,
+        match=r"is a plugin export \(FusedAdaIN nodes\); build it without "
+        r"--no-plugin",
+    ):
         check_build_options(plugin_flagged_export, tmp_path / "faces.engine", BuildOptions(plugin=False))
     plan = check_build_options(plugin_flagged_export, tmp_path / "faces.engine", BuildOptions(runtime="tensorrt"))
     assert plan.options.plugin and plan.runtime.name == "tensorrt" and plan.targets == ()
@@ -98,15 +127,19 @@ def test_inputs_and_outputs_that_cannot_work(tiny_export, tmp_path):
         check_build_options(tiny_export, tmp_path / "dir.engine", BuildOptions(plugin=False))
     (tmp_path / "t.cache").mkdir()
     with pytest.raises(BuildOptionError, match="--timing-cache is a folder"):
-        check_build_options(tiny_export, tmp_path / "a.engine",
-                            BuildOptions(plugin=False, timing_cache=tmp_path / "t.cache"))
+        check_build_options(
+            tiny_export, tmp_path / "a.engine", BuildOptions(plugin=False, timing_cache=tmp_path / "t.cache")
+        )
 
 
 def test_files_not_written_by_maskface_build_are_kept_unless_forced(tiny_export, tmp_path):
     foreign = tmp_path / "faces.engine"
     foreign.write_bytes(b"someone else's plan")
-    with pytest.raises(BuildOptionError, match=r"faces\.engine exists without a sidecar \(faces\.engine\.json\), so it "
-                                               r"was not written by maskface build; pass --force"):
+    with pytest.raises(
+        BuildOptionError,
+        match=r"faces\.engine exists without a sidecar \(faces\.engine\.json\), so it "
+        r"was not written by maskface build; pass --force",
+    ):
         check_build_options(tiny_export, foreign, BuildOptions(plugin=False))
     check_build_options(tiny_export, foreign, BuildOptions(plugin=False, force=True))
     sidecar_path(foreign).write_text("{broken")
@@ -139,8 +172,9 @@ def test_cli_refuses_bad_options_with_exit_2(tiny_export, tmp_path):
 
 def test_cli_without_tensorrt_says_how_to_install(tiny_export, tmp_path, monkeypatch):
     _no_tensorrt(monkeypatch)
-    done = _cli(str(tiny_export), "--out", str(tmp_path / "faces.engine"), "--no-plugin", "--json",
-                "--runtime", "tensorrt")
+    done = _cli(
+        str(tiny_export), "--out", str(tmp_path / "faces.engine"), "--no-plugin", "--json", "--runtime", "tensorrt"
+    )
     assert done.exit_code == 1 and isinstance(done.exception, MaskfaceError)  # cli.main prints it as one line
     assert "TensorRT is not installed here" in str(done.exception)
     assert "pip install 'maskface-rt[tensorrt]'" in str(done.exception)
@@ -148,21 +182,25 @@ def test_cli_without_tensorrt_says_how_to_install(tiny_export, tmp_path, monkeyp
 
 
 def test_parser_errors_name_the_node_and_operator():
-    assert format_parser_error(12, "/decode.0/conv1/Conv", "Conv", "Invalid  weights\n type") == \
-        "node 12 '/decode.0/conv1/Conv' (Conv): Invalid weights type"
+    assert (
+        format_parser_error(12, "/decode.0/conv1/Conv", "Conv", "Invalid  weights\n type")
+        == "node 12 '/decode.0/conv1/Conv' (Conv): Invalid weights type"
+    )
     assert format_parser_error(3, "", "FusedAdaIN", "plugin not found") == "node 3 (FusedAdaIN): plugin not found"
     assert format_parser_error(-1, "", "", "model has no graph") == "model has no graph"
     error = OnnxParseError("generator.onnx", ["node 3 (FusedAdaIN): plugin not found", "node 9 (Conv): x"])
     assert error.node_errors == ["node 3 (FusedAdaIN): plugin not found", "node 9 (Conv): x"]
-    assert str(error) == ("generator.onnx: TensorRT's ONNX parser failed: node 3 (FusedAdaIN): plugin not found "
-                          "(and 1 more)")
+    assert str(error) == (
+        "generator.onnx: TensorRT's ONNX parser failed: node 3 (FusedAdaIN): plugin not found (and 1 more)"
+    )
 
 
 # ----------------------------------------------------------------------------- the fp32 reference and parity
 
 
-@pytest.mark.parametrize(("elem_type", "dtype"), [(onnx.TensorProto.FLOAT, np.float32),
-                                                  (onnx.TensorProto.FLOAT16, np.float16)])
+@pytest.mark.parametrize(
+    ("elem_type", "dtype"), [(onnx.TensorProto.FLOAT, np.float32), (onnx.TensorProto.FLOAT16, np.float16)]
+)
 def test_fused_adain_function_matches_the_numpy_reference(elem_type, dtype):
     import onnxruntime as ort
 
@@ -174,8 +212,9 @@ def test_fused_adain_function_matches_the_numpy_reference(elem_type, dtype):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((2, 5, 7, 9)) * 3 + 1).astype(dtype)
     gamma, beta = rng.standard_normal((2, 5)).astype(dtype), rng.standard_normal((2, 5)).astype(dtype)
-    (y,) = session.run(None, {"x": x.astype(np.float32), "gamma": gamma.astype(np.float32),
-                              "beta": beta.astype(np.float32)})
+    (y,) = session.run(
+        None, {"x": x.astype(np.float32), "gamma": gamma.astype(np.float32), "beta": beta.astype(np.float32)}
+    )
     expected = fused_adain_reference(x, gamma, beta, eps, slope, np.float64)
     assert np.abs(y - expected).max() < 1e-4
     assert fused_adain_function().domain == "maskface"
@@ -211,8 +250,12 @@ def test_fp32_reference_runs_a_plugin_fp16_export_on_onnxruntime(plugin_fp16_exp
     assert parity.passed and parity.value > PARITY_PSNR_DB["fp16"] + 10 and parity.max_uint8_diff <= 2
     for graph in ("style_encoder", "style_decoder"):
         feeds = sample_inputs(graph, config, 3)
-        styles = compare(graph, _run_reference(tiny_export / f"{graph}.onnx", feeds, "style"),
-                         _run_reference(plugin_fp16_export / f"{graph}.onnx", feeds, "style"), "fp16")
+        styles = compare(
+            graph,
+            _run_reference(tiny_export / f"{graph}.onnx", feeds, "style"),
+            _run_reference(plugin_fp16_export / f"{graph}.onnx", feeds, "style"),
+            "fp16",
+        )
         assert styles.passed, styles.line()
 
 
@@ -234,7 +277,7 @@ def test_parity_measures_and_bounds():
     assert same.value == math.inf and same.passed and same.to_dict()["value"] == "inf"
     assert EngineParity.from_dict(same.to_dict()) == same
     off_by_one = compare("generator", images, images + 1, "fp32")
-    assert off_by_one.value == pytest.approx(10 * math.log10(255 ** 2), abs=1e-9)  # 48.13 dB
+    assert off_by_one.value == pytest.approx(10 * math.log10(255**2), abs=1e-9)  # 48.13 dB
     assert off_by_one.passed and off_by_one.max_uint8_diff == 1
     assert "highest bound that would pass 48.1 dB [ok]" in off_by_one.line()
     noise = compare("generator", images, np.zeros_like(images), "fp16")
@@ -250,8 +293,9 @@ def test_check_parity_against_onnxruntime(tiny_export, tmp_path):
     import onnxruntime as ort
 
     plan = check_build_options(tiny_export, tmp_path / "faces.engine", BuildOptions(plugin=False, opt_batch=3))
-    sessions = {g: ort.InferenceSession(str(tiny_export / f"{g}.onnx"), providers=["CPUExecutionProvider"])
-                for g in GRAPHS}
+    sessions = {
+        g: ort.InferenceSession(str(tiny_export / f"{g}.onnx"), providers=["CPUExecutionProvider"]) for g in GRAPHS
+    }
     seen = []
 
     def same_graph(graph, feeds):  # an "engine" that is the exported graph itself
@@ -273,16 +317,34 @@ def test_check_parity_against_onnxruntime(tiny_export, tmp_path):
 def test_cache_hit_needs_the_same_key_and_intact_engines(tiny_export, tmp_path):
     plan = check_build_options(tiny_export, tmp_path / "faces.engine", BuildOptions(plugin=False))
     device = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")
-    key = cache_key(onnx_sha256=plan.onnx_sha256, tensorrt_version="10.9.0.34", device=device, profile=plan.profile,
-                    plugin=False, workspace_mib=None, optimization_level=3, package_version="0.1.0")
+    key = cache_key(
+        onnx_sha256=plan.onnx_sha256,
+        tensorrt_version="10.9.0.34",
+        device=device,
+        profile=plan.profile,
+        plugin=False,
+        workspace_mib=None,
+        optimization_level=3,
+        package_version="0.1.0",
+    )
     assert find_cached(plan, key) is None  # nothing built yet
     engines = {}
     for graph, path in plan.engines.items():
         path.write_bytes(f"plan of {graph}".encode())
         engines[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-    sidecar = EngineSidecar(tensorrt_version="10.9.0.34", device=device, onnx_sha256=plan.onnx_sha256,
-                            profile=plan.profile, plugin=False, precision="fp32", build_seconds=1.0,
-                            model=plan.manifest.to_dict(), engines=engines, cache_key=key, package_version="0.1.0")
+    sidecar = EngineSidecar(
+        tensorrt_version="10.9.0.34",
+        device=device,
+        onnx_sha256=plan.onnx_sha256,
+        profile=plan.profile,
+        plugin=False,
+        precision="fp32",
+        build_seconds=1.0,
+        model=plan.manifest.to_dict(),
+        engines=engines,
+        cache_key=key,
+        package_version="0.1.0",
+    )
     write_sidecar(plan.out, sidecar)
     assert find_cached(plan, key) == read_sidecar(plan.out)
     assert find_cached(plan, "0" * 64) is None  # anything in the key changed: rebuild
@@ -313,9 +375,17 @@ def trt_exports(tiny_model, tmp_path_factory):
     from maskface_rt.export.onnx_export import export_onnx
 
     root = tmp_path_factory.mktemp("trt-exports")
-    return {(precision, plugin): export_onnx(tiny_model, root / f"{precision}-{'plugin' if plugin else 'portable'}",
-                                             fp16=precision == "fp16", plugin=plugin, max_batch=8).out
-            for precision in ("fp32", "fp16") for plugin in (False, True)}
+    return {
+        (precision, plugin): export_onnx(
+            tiny_model,
+            root / f"{precision}-{'plugin' if plugin else 'portable'}",
+            fp16=precision == "fp16",
+            plugin=plugin,
+            max_batch=8,
+        ).out
+        for precision in ("fp32", "fp16")
+        for plugin in (False, True)
+    }
 
 
 @pytest.mark.tensorrt
@@ -323,12 +393,16 @@ def trt_exports(tiny_model, tmp_path_factory):
 @pytest.mark.parametrize("plugin", [False, True], ids=["portable", "plugin"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_build_engines_and_parity_with_onnxruntime(trt_exports, tiny_export, tmp_path, precision, plugin):
-    from maskface_rt.backends import open_backend
     from maskface_rt.export.engine_builder import build_engine
 
+    from maskface_rt.backends import open_backend
+
     engine = tmp_path / "tiny.engine"
-    result = build_engine(trt_exports[(precision, plugin)], engine,
-                          BuildOptions(plugin=plugin, min_batch=1, opt_batch=2, max_batch=4, layer_info=True))
+    result = build_engine(
+        trt_exports[(precision, plugin)],
+        engine,
+        BuildOptions(plugin=plugin, min_batch=1, opt_batch=2, max_batch=4, layer_info=True),
+    )
     assert not result.cache_hit and all(p.passed for p in result.parity), [p.line() for p in result.parity]
     sidecar = read_sidecar(engine)
     assert sidecar.plugin is plugin and sidecar.precision == precision and sidecar.profile == BuildProfile(1, 2, 4)
@@ -337,12 +411,14 @@ def test_build_engines_and_parity_with_onnxruntime(trt_exports, tiny_export, tmp
     with open_backend(engine, "tensorrt") as trt_backend, open_backend(tiny_export, "onnxruntime") as ort_backend:
         assert trt_backend.max_batch == 4 and trt_backend.description.startswith("tensorrt ")
         styles = ort_backend.styles_for_seed(0, 6)
-        checks = [compare("style_encoder", styles, trt_backend.styles_for_seed(0, 6), precision),
-                  compare("generator", ort_backend.generate(labels, styles), trt_backend.generate(labels, styles),
-                          precision)]
+        checks = [
+            compare("style_encoder", styles, trt_backend.styles_for_seed(0, 6), precision),
+            compare("generator", ort_backend.generate(labels, styles), trt_backend.generate(labels, styles), precision),
+        ]
         images = ort_backend.generate(labels[:3], styles[:3])
-        checks.append(compare("style_decoder", ort_backend.encode_style(images), trt_backend.encode_style(images),
-                              precision))
+        checks.append(
+            compare("style_decoder", ort_backend.encode_style(images), trt_backend.encode_style(images), precision)
+        )
         assert all(c.passed for c in checks), [c.line() for c in checks]
 
 
@@ -350,8 +426,9 @@ def test_build_engines_and_parity_with_onnxruntime(trt_exports, tiny_export, tmp
 @pytest.mark.gpu
 @pytest.mark.parametrize("cuda", ["cuda-python", "torch"])
 def test_cuda_graph_replay_equals_plain_execution(trt_exports, tmp_path, cuda):
-    from maskface_rt.backends.tensorrt_backend import TensorRTBackend
     from maskface_rt.export.engine_builder import build_engine
+
+    from maskface_rt.backends.tensorrt_backend import TensorRTBackend
 
     if cuda == "cuda-python":
         pytest.importorskip("cuda.bindings", reason="needs cuda-python: pip install 'maskface-rt[tensorrt]'")
@@ -359,10 +436,14 @@ def test_cuda_graph_replay_equals_plain_execution(trt_exports, tmp_path, cuda):
     engine = tmp_path / "g.engine"
     build_engine(trt_exports[("fp16", True)], engine, BuildOptions(min_batch=2, opt_batch=3, max_batch=3))
     rng = np.random.default_rng(5)
-    batches = [(rng.integers(0, 19, (n, 64, 64), dtype=np.uint8), rng.standard_normal((n, 32)).astype(np.float32))
-               for n in (3, 1, 3, 5, 3, 1)]
-    with TensorRTBackend(engine, cuda_graphs=False, cuda_implementation=cuda) as plain, \
-            TensorRTBackend(engine, cuda_graphs=True, cuda_implementation=cuda) as graphs:
+    batches = [
+        (rng.integers(0, 19, (n, 64, 64), dtype=np.uint8), rng.standard_normal((n, 32)).astype(np.float32))
+        for n in (3, 1, 3, 5, 3, 1)
+    ]
+    with (
+        TensorRTBackend(engine, cuda_graphs=False, cuda_implementation=cuda) as plain,
+        TensorRTBackend(engine, cuda_graphs=True, cuda_implementation=cuda) as graphs,
+    ):
         assert graphs.cuda.kind == cuda
         for labels, styles in batches:
             assert np.array_equal(graphs.generate(labels, styles), plain.generate(labels, styles))
@@ -392,16 +473,36 @@ def test_cache_hit_skips_the_build_and_force_rebuilds(trt_exports, tmp_path):
 @pytest.mark.tensorrt
 @pytest.mark.gpu
 def test_generate_cli_on_the_tensorrt_backend(trt_exports, tmp_path):
-    from maskface_rt.synth import write_dataset
-
     from maskface_rt.export.engine_builder import build_engine
+
+    from maskface_rt.synth import write_dataset
 
     engine = tmp_path / "faces.engine"
     build_engine(trt_exports[("fp16", True)], engine, BuildOptions(max_batch=4))
     write_dataset(tmp_path / "data", 3, 64, seed=4)
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "generate", str(tmp_path / "data" / "masks"), "--out",
-                           str(tmp_path / "faces"), "--backend", "tensorrt", "--model", str(engine), "--styles", "5",
-                           "--batch-size", "8", "--json"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "generate",
+            str(tmp_path / "data" / "masks"),
+            "--out",
+            str(tmp_path / "faces"),
+            "--backend",
+            "tensorrt",
+            "--model",
+            str(engine),
+            "--styles",
+            "5",
+            "--batch-size",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["images_written"] == 15 and summary["backend"].startswith("tensorrt ")

@@ -8,9 +8,23 @@ import pytest
 
 from maskface_rt.config import preset
 from maskface_rt.engine_format import (
-    ENGINE_FORMAT, BuildProfile, DeviceInfo, EngineSidecar, TensorInfo, cache_key, check_compatible,
-    check_engine_io, engine_files, layer_info_path, parse_version, plan_batches,
-    profile_shapes, read_sidecar, sidecar_path, verify_engine_files, write_sidecar,
+    ENGINE_FORMAT,
+    BuildProfile,
+    DeviceInfo,
+    EngineSidecar,
+    TensorInfo,
+    cache_key,
+    check_compatible,
+    check_engine_io,
+    engine_files,
+    layer_info_path,
+    parse_version,
+    plan_batches,
+    profile_shapes,
+    read_sidecar,
+    sidecar_path,
+    verify_engine_files,
+    write_sidecar,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
@@ -23,9 +37,11 @@ CONFIG = preset("tiny-64")
 
 def test_engine_set_layout(tmp_path):
     files = engine_files(tmp_path / "faces.engine")
-    assert files == {"generator": tmp_path / "faces.engine",
-                     "style_encoder": tmp_path / "faces.style_encoder.engine",
-                     "style_decoder": tmp_path / "faces.style_decoder.engine"}
+    assert files == {
+        "generator": tmp_path / "faces.engine",
+        "style_encoder": tmp_path / "faces.style_encoder.engine",
+        "style_decoder": tmp_path / "faces.style_decoder.engine",
+    }
     assert engine_files("a/model.plan")["style_decoder"].name == "model.style_decoder.plan"
     assert sidecar_path(tmp_path / "faces.engine") == tmp_path / "faces.engine.json"
     assert layer_info_path(tmp_path / "faces.engine") == tmp_path / "faces.engine.layers.json"
@@ -39,8 +55,11 @@ def test_versions():
     assert parse_version("10.13.0.post1") == (10, 13, 0)
     RUNTIMES["tensorrt"].check_version("10.9.0.34")
     RUNTIMES["tensorrt"].check_version("11.4.0")
-    with pytest.raises(MaskfaceError, match=r"TensorRT 10\.8\.0\.43 is too old; .* 10\.9 or newer: pip install "
-                                            r"'maskface-rt\[tensorrt\]'"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"TensorRT 10\.8\.0\.43 is too old; .* 10\.9 or newer: pip install "
+        r"'maskface-rt\[tensorrt\]'",
+    ):
         RUNTIMES["tensorrt"].check_version("10.8.0.43")
     RUNTIMES["tensorrt-rtx"].check_version("1.7.1.116")  # TensorRT-RTX numbers its releases 1.x
     with pytest.raises(ValueError):
@@ -55,30 +74,39 @@ def test_device_info():
         DeviceInfo("x", "sm_90")
 
 
-@pytest.mark.parametrize(("args", "limit", "expected"), [
-    ((1, None, None), 16, (1, 8, 16)),  # max defaults to the export's max batch when below 32
-    ((1, None, None), 64, (1, 8, 32)),
-    ((1, None, None), None, (1, 8, 32)),
-    ((1, None, 4), 16, (1, 4, 4)),  # opt follows a small max
-    ((12, None, None), 64, (12, 12, 32)),  # opt follows a large min
-    ((40, None, None), 64, (40, 40, 40)),  # max follows a large min
-    ((2, 3, 5), 8, (2, 3, 5)),
-])
+@pytest.mark.parametrize(
+    ("args", "limit", "expected"),
+    [
+        ((1, None, None), 16, (1, 8, 16)),  # max defaults to the export's max batch when below 32
+        ((1, None, None), 64, (1, 8, 32)),
+        ((1, None, None), None, (1, 8, 32)),
+        ((1, None, 4), 16, (1, 4, 4)),  # opt follows a small max
+        ((12, None, None), 64, (12, 12, 32)),  # opt follows a large min
+        ((40, None, None), 64, (40, 40, 40)),  # max follows a large min
+        ((2, 3, 5), 8, (2, 3, 5)),
+    ],
+)
 def test_profile_defaults(args, limit, expected):
     profile = BuildProfile.resolve(*args, limit=limit)
     assert (profile.min, profile.opt, profile.max) == expected
     assert BuildProfile.from_dict(profile.to_dict()) == profile
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ((0, None, None), r"--min-batch 0 is invalid; valid: 1 or more"),
-    ((1, 9, 8), r"--opt-batch 9 is outside --min-batch\.\.--max-batch; valid: 1\.\.8"),
-    ((4, None, 2), r"--max-batch 2 is below --min-batch 4; valid: 4 or more"),
-    ((1, 2, 3), None),
-    ((1, None, 17), r"--max-batch 17 is above the export's largest batch 16 .* valid: 1\.\.16, or re-export with "
-                    r"'maskface export MODEL --out DIR --max-batch 17'"),
-    ((20, None, None), r"--min-batch 20 is above the export's largest batch 16"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0, None, None), r"--min-batch 0 is invalid; valid: 1 or more"),
+        ((1, 9, 8), r"--opt-batch 9 is outside --min-batch\.\.--max-batch; valid: 1\.\.8"),
+        ((4, None, 2), r"--max-batch 2 is below --min-batch 4; valid: 4 or more"),
+        ((1, 2, 3), None),
+        (
+            (1, None, 17),
+            r"--max-batch 17 is above the export's largest batch 16 .* valid: 1\.\.16, or re-export with "
+            r"'maskface export MODEL --out DIR --max-batch 17'",
+        ),
+        ((20, None, None), r"--min-batch 20 is above the export's largest batch 16"),
+    ],
+)
 def test_profile_validation_says_what_is_valid(args, message):
     if message is None:
         BuildProfile.resolve(*args, limit=16)
@@ -90,21 +118,27 @@ def test_profile_validation_says_what_is_valid(args, message):
 def test_profile_shapes_per_graph():
     profile = BuildProfile(1, 4, 8)
     assert profile_shapes("generator", CONFIG, profile) == {
-        "labels": ((1, 64, 64), (4, 64, 64), (8, 64, 64)), "style": ((1, 32), (4, 32), (8, 32))}
+        "labels": ((1, 64, 64), (4, 64, 64), (8, 64, 64)),
+        "style": ((1, 32), (4, 32), (8, 32)),
+    }
     assert profile_shapes("style_encoder", CONFIG, profile) == {"latent": ((1, 16), (4, 16), (8, 16))}
-    assert profile_shapes("style_decoder", CONFIG, profile) == {"image": ((1, 64, 64, 3), (4, 64, 64, 3),
-                                                                          (8, 64, 64, 3))}
+    assert profile_shapes("style_decoder", CONFIG, profile) == {
+        "image": ((1, 64, 64, 3), (4, 64, 64, 3), (8, 64, 64, 3))
+    }
     assert tensor_shape("image", CONFIG, 5) == (5, 64, 64, 3)
 
 
-@pytest.mark.parametrize(("count", "profile", "expected"), [
-    (0, (1, 8, 8), []),
-    (5, (1, 4, 8), [(0, 5, 5)]),
-    (20, (1, 8, 8), [(0, 8, 8), (8, 16, 8), (16, 20, 4)]),
-    (2, (4, 4, 8), [(0, 2, 4)]),  # below min: padded
-    (10, (4, 4, 4), [(0, 4, 4), (4, 8, 4), (8, 10, 4)]),  # split, last one padded
-    (9, (3, 3, 3), [(0, 3, 3), (3, 6, 3), (6, 9, 3)]),
-])
+@pytest.mark.parametrize(
+    ("count", "profile", "expected"),
+    [
+        (0, (1, 8, 8), []),
+        (5, (1, 4, 8), [(0, 5, 5)]),
+        (20, (1, 8, 8), [(0, 8, 8), (8, 16, 8), (16, 20, 4)]),
+        (2, (4, 4, 8), [(0, 2, 4)]),  # below min: padded
+        (10, (4, 4, 4), [(0, 4, 4), (4, 8, 4), (8, 10, 4)]),  # split, last one padded
+        (9, (3, 3, 3), [(0, 3, 3), (3, 6, 3), (6, 9, 3)]),
+    ],
+)
 def test_batch_plan_splits_above_max_and_pads_below_min(count, profile, expected):
     profile = BuildProfile(*profile)
     chunks = plan_batches(count, profile)
@@ -126,9 +160,16 @@ def test_batch_plan_covers_every_count():
         plan_batches(-1, profile)
 
 
-KEY_ARGS = dict(onnx_sha256={"generator": "a" * 64, "style_encoder": "b" * 64, "style_decoder": "c" * 64},
-                tensorrt_version="10.9.0.34", device=H100, profile=BuildProfile(1, 8, 32), plugin=True,
-                workspace_mib=None, optimization_level=3, package_version="0.1.0")
+KEY_ARGS = dict(
+    onnx_sha256={"generator": "a" * 64, "style_encoder": "b" * 64, "style_decoder": "c" * 64},
+    tensorrt_version="10.9.0.34",
+    device=H100,
+    profile=BuildProfile(1, 8, 32),
+    plugin=True,
+    workspace_mib=None,
+    optimization_level=3,
+    package_version="0.1.0",
+)
 
 
 def test_cache_key_is_stable_and_covers_every_input():
@@ -161,14 +202,29 @@ def _sidecar(tmp_path, **changes):
     for graph, path in files.items():
         path.write_bytes(graph.encode() * 100)
         engines[graph] = {"file": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
-    fields = dict(tensorrt_version="10.9.0.34", device=H100, onnx_sha256=KEY_ARGS["onnx_sha256"],
-                  profile=BuildProfile(1, 8, 16), plugin=True, precision="fp16", build_seconds=12.5,
-                  model={"format": "maskface-onnx/1", "config": CONFIG.to_dict(), "label_order": "celebamask",
-                         "precision": "fp16", "plugin": True, "source_sha256": "e" * 64},
-                  engines=engines, cache_key=cache_key(**KEY_ARGS), package_version="0.1.0",
-                  onnx_source="/runs/demo/onnx-plugin-fp16",
-                  options={"workspace_mib": None, "optimization_level": 3, "timing_cache": None},
-                  parity={"results": [{"graph": "generator", "metric": "psnr_db", "value": "inf"}]})
+    fields = dict(
+        tensorrt_version="10.9.0.34",
+        device=H100,
+        onnx_sha256=KEY_ARGS["onnx_sha256"],
+        profile=BuildProfile(1, 8, 16),
+        plugin=True,
+        precision="fp16",
+        build_seconds=12.5,
+        model={
+            "format": "maskface-onnx/1",
+            "config": CONFIG.to_dict(),
+            "label_order": "celebamask",
+            "precision": "fp16",
+            "plugin": True,
+            "source_sha256": "e" * 64,
+        },
+        engines=engines,
+        cache_key=cache_key(**KEY_ARGS),
+        package_version="0.1.0",
+        onnx_source="/runs/demo/onnx-plugin-fp16",
+        options={"workspace_mib": None, "optimization_level": 3, "timing_cache": None},
+        parity={"results": [{"graph": "generator", "metric": "psnr_db", "value": "inf"}]},
+    )
     fields.update(changes)
     return tmp_path / "faces.engine", EngineSidecar(**fields)
 
@@ -192,8 +248,11 @@ def test_sidecar_round_trip(tmp_path):
 
 def test_sidecar_refusals(tmp_path):
     engine, sidecar = _sidecar(tmp_path)
-    with pytest.raises(MaskfaceError, match=r"has no sidecar faces\.engine\.json: .* 'maskface build EXPORT --out "
-                                            r"ENGINE'"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"has no sidecar faces\.engine\.json: .* 'maskface build EXPORT --out "
+        r"ENGINE'",
+    ):
         read_sidecar(engine)
     path = sidecar_path(engine)
     path.write_text("{not json")
@@ -226,8 +285,9 @@ def test_engine_files_are_checked_against_the_sidecar(tmp_path):
     (tmp_path / "faces.style_encoder.engine").unlink()
     with pytest.raises(MaskfaceError, match="missing: the style_encoder engine of faces.engine"):
         verify_engine_files(engine, sidecar)
-    renamed = dataclasses.replace(sidecar, engines={**sidecar.engines,
-                                                    "style_encoder": {"file": "other.engine", "sha256": "x"}})
+    renamed = dataclasses.replace(
+        sidecar, engines={**sidecar.engines, "style_encoder": {"file": "other.engine", "sha256": "x"}}
+    )
     with pytest.raises(MaskfaceError, match="renamed"):
         verify_engine_files(engine, renamed)
 
@@ -235,20 +295,28 @@ def test_engine_files_are_checked_against_the_sidecar(tmp_path):
 def test_compatibility_check(tmp_path):
     engine, sidecar = _sidecar(tmp_path)
     check_compatible(engine, sidecar, "10.9.0.34", H100)
-    with pytest.raises(MaskfaceError, match=r"built with TensorRT 10\.9\.0\.34, this is TensorRT 10\.13\.0\.35: .* "
-                                            r"rebuild it here: maskface build /runs/demo/onnx-plugin-fp16 --out "):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"built with TensorRT 10\.9\.0\.34, this is TensorRT 10\.13\.0\.35: .* "
+        r"rebuild it here: maskface build /runs/demo/onnx-plugin-fp16 --out ",
+    ):
         check_compatible(engine, sidecar, "10.13.0.35", H100)
-    with pytest.raises(MaskfaceError, match=r"built for NVIDIA H100 80GB HBM3 \(compute capability 9\.0\), this GPU "
-                                            r"is NVIDIA A100-SXM4-80GB \(compute capability 8\.0\)"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"built for NVIDIA H100 80GB HBM3 \(compute capability 9\.0\), this GPU "
+        r"is NVIDIA A100-SXM4-80GB \(compute capability 8\.0\)",
+    ):
         check_compatible(engine, sidecar, "10.9.0.34", DeviceInfo("NVIDIA A100-SXM4-80GB", "8.0"))
     with pytest.raises(MaskfaceError, match="specific to the GPU model"):  # same capability, other model
         check_compatible(engine, sidecar, "10.9.0.34", DeviceInfo("NVIDIA H100 PCIe", "9.0"))
 
 
 def _io(**changes):
-    tensors = {"labels": TensorInfo("labels", True, np.dtype(np.uint8), (-1, 64, 64)),
-               "style": TensorInfo("style", True, np.dtype(np.float32), (-1, 32)),
-               "image": TensorInfo("image", False, np.dtype(np.uint8), (-1, 64, 64, 3))}
+    tensors = {
+        "labels": TensorInfo("labels", True, np.dtype(np.uint8), (-1, 64, 64)),
+        "style": TensorInfo("style", True, np.dtype(np.float32), (-1, 32)),
+        "image": TensorInfo("image", False, np.dtype(np.uint8), (-1, 64, 64, 3)),
+    }
     tensors.update(changes)
     return [t for t in tensors.values() if t is not None]
 
@@ -256,31 +324,51 @@ def _io(**changes):
 def test_engine_io_check():
     check_engine_io("generator", _io(), CONFIG, "g.engine")
     with pytest.raises(MaskfaceError, match=r"'labels' is float32, expected uint8"):
-        check_engine_io("generator", _io(labels=TensorInfo("labels", True, np.dtype(np.float32), (-1, 64, 64))),
-                        CONFIG, "g.engine")
+        check_engine_io(
+            "generator", _io(labels=TensorInfo("labels", True, np.dtype(np.float32), (-1, 64, 64))), CONFIG, "g.engine"
+        )
     with pytest.raises(MaskfaceError, match=r"'image' has shape \[-1, 128, 128, 3\], expected \['B', 64, 64, 3\]"):
-        check_engine_io("generator", _io(image=TensorInfo("image", False, np.dtype(np.uint8), (-1, 128, 128, 3))),
-                        CONFIG, "g.engine")
+        check_engine_io(
+            "generator",
+            _io(image=TensorInfo("image", False, np.dtype(np.uint8), (-1, 128, 128, 3))),
+            CONFIG,
+            "g.engine",
+        )
     with pytest.raises(MaskfaceError, match=r"engine tensors are \['image', 'labels'\], expected"):
         check_engine_io("generator", _io(style=None), CONFIG, "g.engine")
     with pytest.raises(MaskfaceError, match="'style' is an output"):
-        check_engine_io("generator", _io(style=TensorInfo("style", False, np.dtype(np.float32), (-1, 32))),
-                        CONFIG, "g.engine")
-    check_engine_io("style_encoder", [TensorInfo("latent", True, np.dtype(np.float32), (-1, 16)),
-                                      TensorInfo("style", False, np.dtype(np.float32), (-1, 32))], CONFIG, "f.engine")
+        check_engine_io(
+            "generator", _io(style=TensorInfo("style", False, np.dtype(np.float32), (-1, 32))), CONFIG, "g.engine"
+        )
+    check_engine_io(
+        "style_encoder",
+        [
+            TensorInfo("latent", True, np.dtype(np.float32), (-1, 16)),
+            TensorInfo("style", False, np.dtype(np.float32), (-1, 32)),
+        ],
+        CONFIG,
+        "f.engine",
+    )
 
 
 def test_compatibility_of_tensorrt_rtx_engines(tmp_path):
-    engine, sidecar = _sidecar(tmp_path, runtime="tensorrt-rtx", tensorrt_version="1.7.1.116", device=None,
-                               compute_capabilities=["8.6", "8.9"])
+    engine, sidecar = _sidecar(
+        tmp_path, runtime="tensorrt-rtx", tensorrt_version="1.7.1.116", device=None, compute_capabilities=["8.6", "8.9"]
+    )
     write_sidecar(engine, sidecar)
     assert read_sidecar(engine) == sidecar  # device None and the targets survive the round trip
     rtx_4090 = DeviceInfo("NVIDIA GeForce RTX 4090", "8.9")
     check_compatible(engine, sidecar, "1.7.1.116", rtx_4090, runtime="tensorrt-rtx")
-    with pytest.raises(MaskfaceError, match=r"was built with tensorrt-rtx, not tensorrt: open it with --backend "
-                                            r"tensorrt-rtx"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"was built with tensorrt-rtx, not tensorrt: open it with --backend "
+        r"tensorrt-rtx",
+    ):
         check_compatible(engine, sidecar, "10.9.0.34", rtx_4090)
-    with pytest.raises(MaskfaceError, match=r"was built for compute capabilities 8\.6, 8\.9, this GPU is NVIDIA H100 "
-                                            r".*--compute-capability 9\.0"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"was built for compute capabilities 8\.6, 8\.9, this GPU is NVIDIA H100 "
+        r".*--compute-capability 9\.0",
+    ):
         check_compatible(engine, sidecar, "1.7.1.116", H100, runtime="tensorrt-rtx")
     assert "for compute capabilities 8.6, 8.9, built without a GPU" in sidecar.built_with

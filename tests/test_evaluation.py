@@ -15,8 +15,13 @@ from maskface_rt.datasets import open_dataset  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix  # noqa: E402
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
-from maskface_rt.evaluation.fid import FeatureCache, GaussianStats, frechet_distance, kernel_inception_distance, \
-    real_set_key  # noqa: E402
+from maskface_rt.evaluation.fid import (
+    FeatureCache,
+    GaussianStats,
+    frechet_distance,
+    kernel_inception_distance,
+    real_set_key,  # noqa: E402
+)
 from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest  # noqa: E402
 from maskface_rt.labels import CLASS_NAMES, FACEPARSING_TO_CELEBAMASK, NUM_CLASSES  # noqa: E402
 from maskface_rt.parity import ParityAccumulator  # noqa: E402
@@ -57,9 +62,11 @@ def test_missing_weights_error_names_file_hash_and_source(tmp_path):
     with pytest.raises(MaskfaceError) as e:
         store.path("inception")
     text = str(e.value)
-    assert text.startswith(f"{tmp_path / 'pt_inception-2015-12-05-6726825d.pth'}: missing; expected sha256 "
-                           "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2; get it from "
-                           "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/")
+    assert text.startswith(
+        f"{tmp_path / 'pt_inception-2015-12-05-6726825d.pth'}: missing; expected sha256 "
+        "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2; get it from "
+        "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+    )
     assert "put it in --weights-dir" in text and "\n" not in text
 
 
@@ -206,7 +213,7 @@ def test_parity_of_identical_images_is_exact_and_differences_are_measured():
     diff.update(a, b)
     p = diff.result()
     assert p.max_abs_error == 4 and p.identical_images == 2
-    assert p.psnr_db == pytest.approx(10 * math.log10(255 ** 2 / (16 / a.size)))
+    assert p.psnr_db == pytest.approx(10 * math.log10(255**2 / (16 / a.size)))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -233,8 +240,9 @@ def test_bisenet_loads_the_published_layout_and_predicts_canonical_labels(store,
         x = torch.from_numpy(photos[0][:2]).permute(0, 3, 1, 2).float() / 255.0
         x = torch.nn.functional.interpolate(x, size=(512, 512), mode="bilinear", align_corners=False)
         logits = parser.net((x - parser.mean) / parser.std)
-        logits = torch.nn.functional.interpolate(logits, size=(64, 64), mode="bilinear", align_corners=False,
-                                                 antialias=True)
+        logits = torch.nn.functional.interpolate(
+            logits, size=(64, 64), mode="bilinear", align_corners=False, antialias=True
+        )
     raw = logits.argmax(1).numpy()
     np.testing.assert_array_equal(labels, FACEPARSING_TO_CELEBAMASK[raw])
 
@@ -246,7 +254,7 @@ def test_a_parser_trained_for_a_few_steps_beats_chance(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     out = tmp_path / "parser.safetensors"
     steps = []
-    result = train_parser(pairs, out, steps=40, batch_size=8, width=8, on_step=lambda s, l, a: steps.append(s))
+    result = train_parser(pairs, out, steps=40, batch_size=8, width=8, on_step=lambda s, _loss, _acc: steps.append(s))
     assert steps == list(range(1, 41)) and out.is_file() and result.pairs == len(pairs)
     parser = TrainedParser(out, CPU)
     images = np.stack([pairs[i][0] for i in range(len(pairs))])

@@ -13,9 +13,9 @@ pytest.importorskip("torch")
 import typer  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
+from maskface_rt.cli.eval import eval_app  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
-from maskface_rt.cli.eval import eval_app  # noqa: E402
 from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate, plan_metrics  # noqa: E402
 from maskface_rt.evaluation.weights import WeightStore, read_manifest  # noqa: E402
 from maskface_rt.synth import render_looks  # noqa: E402
@@ -74,12 +74,26 @@ def test_named_metrics_that_cannot_run_are_errors(tmp_path, synth64):
 
 @pytest.mark.slow
 def test_identical_backends_are_exact_and_every_metric_runs(tiny_model, synth64, store, parser_file, tmp_path):
-    options = EvalOptions(data=synth64, limit=2, styles=3, batch_size=6, parser=str(parser_file), real_limit=6,
-                          compare=(Comparison("torch", tiny_model),), stats_cache=tmp_path / "cache",
-                          kid_subset_size=6, device="cpu")
+    options = EvalOptions(
+        data=synth64,
+        limit=2,
+        styles=3,
+        batch_size=6,
+        parser=str(parser_file),
+        real_limit=6,
+        compare=(Comparison("torch", tiny_model),),
+        stats_cache=tmp_path / "cache",
+        kid_subset_size=6,
+        device="cpu",
+    )
     stages = []
-    result = evaluate(tiny_model, options, backend="torch", store=store,
-                      progress=lambda stage, total: stages.append((stage, total)) or (lambda n: None))
+    result = evaluate(
+        tiny_model,
+        options,
+        backend="torch",
+        store=store,
+        progress=lambda stage, total: stages.append((stage, total)) or (lambda n: None),
+    )
     assert stages == [("real images", 6), ("evaluate", 2)]
     m = result.metrics
     assert set(m) == {"consistency", "diversity", "lpips", "fid", "kid"} and not result.skipped
@@ -94,18 +108,40 @@ def test_identical_backends_are_exact_and_every_metric_runs(tiny_model, synth64,
     assert parity["psnr_db"] == float("inf") and parity["max_abs_error"] == 0 and parity["identical_images"] == 6
     assert parity["lpips"]["mean"] == 0.0 and parity["fid_change"] == 0.0
     assert set(result.weights) == {"alexnet", "lpips-alex", "inception"}
-    again = evaluate(tiny_model, dataclasses.replace(options, metrics=("fid",), compare=()),
-                     backend="torch", store=store)
+    again = evaluate(
+        tiny_model, dataclasses.replace(options, metrics=("fid",), compare=()), backend="torch", store=store
+    )
     assert again.metrics["fid"]["cache_hit"] and again.metrics["fid"]["value"] == m["fid"]["value"]
 
 
 def test_cli_routes_to_run_writes_report_and_json(tiny_model, synth64, eval_weights, parser_file, tmp_path):
     folder, manifest = eval_weights
     report = tmp_path / "out" / "report.md"
-    args = ["eval", str(tiny_model), "--data", str(synth64), "--limit", "2", "--styles", "2", "--device", "cpu",
-            "--weights-dir", str(folder), "--weights-manifest", str(manifest), "--parser", str(parser_file),
-            "--metrics", "consistency,diversity,parity", "--compare", f"torch:{tiny_model}",
-            "--report", str(report), "--json"]
+    args = [
+        "eval",
+        str(tiny_model),
+        "--data",
+        str(synth64),
+        "--limit",
+        "2",
+        "--styles",
+        "2",
+        "--device",
+        "cpu",
+        "--weights-dir",
+        str(folder),
+        "--weights-manifest",
+        str(manifest),
+        "--parser",
+        str(parser_file),
+        "--metrics",
+        "consistency,diversity,parity",
+        "--compare",
+        f"torch:{tiny_model}",
+        "--report",
+        str(report),
+        "--json",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -121,20 +157,51 @@ def test_cli_routes_to_run_writes_report_and_json(tiny_model, synth64, eval_weig
 
 
 def test_cli_missing_weights_error(tiny_model, synth64, tmp_path):
-    result = CliRunner().invoke(app, ["eval", "--data", str(synth64), str(tiny_model), "--metrics", "fid",
-                                      "--weights-dir", str(tmp_path), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--data",
+            str(synth64),
+            str(tiny_model),
+            "--metrics",
+            "fid",
+            "--weights-dir",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ],
+    )
     assert isinstance(result.exception, MaskfaceError)
     assert str(result.exception) == (
         f"{tmp_path / 'pt_inception-2015-12-05-6726825d.pth'}: missing; expected sha256 "
         "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2; get it from "
         "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth "
-        "and put it in --weights-dir (needed for FID and KID)")
+        "and put it in --weights-dir (needed for FID and KID)"
+    )
 
 
 def test_cli_train_parser_subcommand_and_help(synth64, tmp_path):
     out = tmp_path / "p.safetensors"
-    result = CliRunner().invoke(app, ["eval", "train-parser", str(synth64), "--out", str(out), "--steps", "2",
-                                      "--batch-size", "2", "--width", "4", "--device", "cpu", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "train-parser",
+            str(synth64),
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--width",
+            "4",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 2 and out.is_file()
     help_text = CliRunner().invoke(app, ["eval", "--help"]).output

@@ -9,11 +9,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from maskface_rt.export import onnx_export  # noqa: E402
+from maskface_rt.export.onnx_export import export_onnx  # noqa: E402
+
 from maskface_rt.backends import open_backend  # noqa: E402
 from maskface_rt.config import preset  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
-from maskface_rt.export import onnx_export  # noqa: E402
-from maskface_rt.export.onnx_export import export_onnx  # noqa: E402
 from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file  # noqa: E402
 from maskface_rt.graph_contract import GRAPHS  # noqa: E402
 
@@ -36,8 +37,7 @@ def test_fp32_export_passes_its_checks_and_records_metadata(tiny_model, tiny_exp
 def test_generator_graph_moves_uint8_at_its_edges(tiny_export):
     model = onnx.load(str(tiny_export / "generator.onnx"))
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
-    assert types == {"labels": onnx.TensorProto.UINT8, "style": onnx.TensorProto.FLOAT,
-                     "image": onnx.TensorProto.UINT8}
+    assert types == {"labels": onnx.TensorProto.UINT8, "style": onnx.TensorProto.FLOAT, "image": onnx.TensorProto.UINT8}
 
 
 @pytest.mark.slow
@@ -144,12 +144,34 @@ def test_onnxruntime_path_runs_with_torch_unimportable(tiny_export, tmp_path):
         "main()\n"
     )
     env = {**os.environ, "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-c", script, "generate", str(tmp_path / "data" / "masks"), "--out",
-                           str(tmp_path / "out"), "--model", str(tiny_export), "--styles", "2", "--json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "generate",
+            str(tmp_path / "data" / "masks"),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_export),
+            "--styles",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["images_written"] == 6
     assert len(list((tmp_path / "out").glob("*_s[01].png"))) == 6
-    info = subprocess.run([sys.executable, "-c", script, "info", str(tiny_export), "--json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    info = subprocess.run(
+        [sys.executable, "-c", script, "info", str(tiny_export), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert info.returncode == 0 and json.loads(info.stdout)["kind"] == "onnx-export"

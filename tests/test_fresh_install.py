@@ -36,17 +36,29 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     python = root / "venv" / "bin" / "python"
     # A copy of the source tree without build leftovers, so the wheel is built from what git would hold.
     src = root / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv*", ".git", "out", "build", "*.egg-info",
-                                                            "__pycache__", ".pytest_cache", "runs"))
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv*", ".git", "out", "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs"
+        ),
+    )
     done = _run([str(python), "-m", "pip", "install", "-q", str(src)], root, timeout=900)
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
     return python
 
 
 def test_runtime_install_has_no_torch(fresh_venv: Path) -> None:
-    probe = _run([str(fresh_venv), "-c", "import importlib.util, json; print(json.dumps("
-                  "{m: importlib.util.find_spec(m) is not None for m in ('torch', 'onnxruntime', 'maskface_rt')}))"],
-                 ROOT, timeout=60)
+    probe = _run(
+        [
+            str(fresh_venv),
+            "-c",
+            "import importlib.util, json; print(json.dumps("
+            "{m: importlib.util.find_spec(m) is not None for m in ('torch', 'onnxruntime', 'maskface_rt')}))",
+        ],
+        ROOT,
+        timeout=60,
+    )
     assert probe.returncode == 0, probe.stderr
     assert json.loads(probe.stdout) == {"torch": False, "onnxruntime": True, "maskface_rt": True}
 
@@ -73,8 +85,10 @@ def test_serve_without_its_extra_says_how_to_install_it(fresh_venv: Path) -> Non
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "pip install 'maskface-rt[serve]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     # The editor ships in the wheel: static files and example masks as package data.
-    code = ("import importlib.resources as r; s = r.files('maskface_rt.serve') / 'static'; "
-            "print(sorted(p.name for p in s.iterdir()), len(list((s / 'examples').iterdir())))")
+    code = (
+        "import importlib.resources as r; s = r.files('maskface_rt.serve') / 'static'; "
+        "print(sorted(p.name for p in s.iterdir()), len(list((s / 'examples').iterdir())))"
+    )
     probe = _run([str(fresh_venv), "-c", code], ROOT, timeout=60)
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split("]")[0] + "]" == str(["editor.css", "editor.js", "examples", "index.html"])

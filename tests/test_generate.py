@@ -54,8 +54,11 @@ class ToyBackend(GeneratorBackend):
         assert styles.dtype == np.float32 and styles.shape == (len(labels), 6)
         s = styles.astype(np.float64)[:, None, None, :]
         ramp = np.linspace(0.0, 1.0, SIZE)[None, None, :, None]  # a horizontal gradient whose slope is style 5
-        faces = self.colours[labels] * (1.0 + 0.3 * np.tanh(s[..., :3])) + 30.0 * np.tanh(s[..., 3:4]) \
+        faces = (
+            self.colours[labels] * (1.0 + 0.3 * np.tanh(s[..., :3]))
+            + 30.0 * np.tanh(s[..., 3:4])
             + 40.0 * np.tanh(s[..., 4:5]) * ramp
+        )
         return np.clip(faces, 0, 255).round().astype(np.uint8)
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
@@ -222,19 +225,29 @@ def write_mixed(folder: Path) -> dict[str, str]:
     (folder / "truncated.png").write_bytes(whole[: len(whole) // 2])
     Image.fromarray(np.full((SIZE, SIZE), 25, np.uint8)).save(folder / "range.png")
     Image.fromarray(labels).save(folder / "lossy.jpg", quality=95)
-    return {"text.png": "not an image", "truncated.png": "truncated", "range.png": "largest label value is 25",
-            "lossy.jpg": "JPEG is lossy"}
+    return {
+        "text.png": "not an image",
+        "truncated.png": "truncated",
+        "range.png": "largest label value is 25",
+        "lossy.jpg": "JPEG is lossy",
+    }
 
 
 def test_bad_masks_are_skipped_and_the_others_complete(tmp_path: Path) -> None:
     masks, out = tmp_path / "masks", tmp_path / "out"
     bad = write_mixed(masks)
     totals, advances = [], []
-    report = run_generate(ToyBackend(), masks, GenerateOptions(out=out, styles=2, batch_size=3),
-                          on_total=totals.append, on_advance=advances.append)
+    report = run_generate(
+        ToyBackend(),
+        masks,
+        GenerateOptions(out=out, styles=2, batch_size=3),
+        on_total=totals.append,
+        on_advance=advances.append,
+    )
 
-    assert sorted(pngs(out)) == sorted(f"{n}_s{k}.png" for n in ("00003", "label_l", "palette_rgb", "wide")
-                                       for k in range(2))
+    assert sorted(pngs(out)) == sorted(
+        f"{n}_s{k}.png" for n in ("00003", "label_l", "palette_rgb", "wide") for k in range(2)
+    )
     assert report.masks == 8 and report.masks_skipped == 4 and report.images_written == 8
     assert report.exit_code == ExitCode.PARTIAL
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
@@ -247,8 +260,9 @@ def test_bad_masks_are_skipped_and_the_others_complete(tmp_path: Path) -> None:
     sources = {s.name: s for s in discover_masks(masks)}
     np.testing.assert_array_equal(read_rgb(out / "label_l_s1.png"), read_rgb(out / "palette_rgb_s1.png"))
     for name in ("00003", "wide"):
-        np.testing.assert_array_equal(read_rgb(out / f"{name}_s1.png"),
-                                      expected_face(ToyBackend(), sources[name], styles[1]))
+        np.testing.assert_array_equal(
+            read_rgb(out / f"{name}_s1.png"), expected_face(ToyBackend(), sources[name], styles[1])
+        )
     assert json.dumps(report.to_json())
 
 
@@ -346,8 +360,9 @@ def test_resume_after_an_interruption(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_generate(ToyBackend(), masks, GenerateOptions(out=out, styles=2, batch_size=2, workers=1),
-                     on_advance=interrupt)
+        run_generate(
+            ToyBackend(), masks, GenerateOptions(out=out, styles=2, batch_size=2, workers=1), on_advance=interrupt
+        )
     first = pngs(out)
     assert 0 < len(first) < 24 and no_temp_files(out)
     assert all(complete[name] == data for name, data in first.items())  # what exists is complete
@@ -388,7 +403,7 @@ def test_grid(dataset: Path, tmp_path: Path) -> None:
     assert report.grids_written == 1 and str(out / "grid.png") in report.outputs
     first = discover_masks(dataset / "masks")[0]
     np.testing.assert_array_equal(sheet[:SIZE, :SIZE], colorize(first.read(size=SIZE)))
-    np.testing.assert_array_equal(sheet[:SIZE, 3 * SIZE:], read_rgb(out / f"{first.name}_s2.png"))
+    np.testing.assert_array_equal(sheet[:SIZE, 3 * SIZE :], read_rgb(out / f"{first.name}_s2.png"))
 
     (out / "00000_s0.png").unlink()
     report = run(dataset / "masks", out, styles=3, grid=True)  # an existing sheet is kept, like any output
@@ -427,14 +442,17 @@ def test_several_grid_sheets(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("options, words", [
-    ({"styles": 0}, "--styles"),
-    ({"batch_size": 0}, "--batch-size"),
-    ({"workers": 0}, "--workers"),
-    ({"seed": -1}, "--seed"),
-    ({"label_order": "bisenet"}, "label order"),
-    ({"references": (Path("missing.png"),)}, "missing.png"),
-])
+@pytest.mark.parametrize(
+    "options, words",
+    [
+        ({"styles": 0}, "--styles"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"workers": 0}, "--workers"),
+        ({"seed": -1}, "--seed"),
+        ({"label_order": "bisenet"}, "label order"),
+        ({"references": (Path("missing.png"),)}, "missing.png"),
+    ],
+)
 def test_bad_options_create_nothing(options: dict, words: str, dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(MaskfaceError, match=words):
         run(dataset / "masks", tmp_path / "out", **options)

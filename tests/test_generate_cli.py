@@ -12,8 +12,13 @@ from maskface_rt.synth import write_dataset
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskface_rt", "generate", *args], capture_output=True, text=True,
-                          timeout=300, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "maskface_rt", "generate", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 def _masks(tmp_path: Path, count: int = 3) -> Path:
@@ -24,8 +29,7 @@ def _masks(tmp_path: Path, count: int = 3) -> Path:
 def test_exit_codes_and_json_summary(tiny_export, tmp_path):
     masks = _masks(tmp_path)
     (masks / "broken.png").write_bytes(b"not a png")
-    done = _generate(str(masks), "--out", str(tmp_path / "out"), "--model", str(tiny_export), "--styles", "2",
-                     "--json")
+    done = _generate(str(masks), "--out", str(tmp_path / "out"), "--model", str(tiny_export), "--styles", "2", "--json")
     assert done.returncode == 3, done.stderr
     summary = json.loads(done.stdout)
     assert summary["images_written"] == 6 and summary["exit_code"] == 3
@@ -33,8 +37,9 @@ def test_exit_codes_and_json_summary(tiny_export, tmp_path):
     assert "not an image file" in summary["skipped"][0]["reason"]
     assert f"skipped {masks / 'broken.png'}: not an image file" in done.stderr
 
-    again = _generate(str(masks), "--out", str(tmp_path / "out"), "--model", str(tiny_export), "--styles", "2",
-                      "--json")
+    again = _generate(
+        str(masks), "--out", str(tmp_path / "out"), "--model", str(tiny_export), "--styles", "2", "--json"
+    )
     assert json.loads(again.stdout)["images_existing"] == 6 and json.loads(again.stdout)["images_written"] == 0
 
     bad_only = tmp_path / "bad"
@@ -43,8 +48,9 @@ def test_exit_codes_and_json_summary(tiny_export, tmp_path):
     nothing = _generate(str(bad_only), "--out", str(tmp_path / "out2"), "--model", str(tiny_export))
     assert nothing.returncode == 4
 
-    usage = _generate(str(masks), "--out", str(tmp_path / "out3"), "--model", str(tiny_export),
-                      "--label-order", "bisenet")
+    usage = _generate(
+        str(masks), "--out", str(tmp_path / "out3"), "--model", str(tiny_export), "--label-order", "bisenet"
+    )
     assert usage.returncode == 2 and "unknown label order" in usage.stderr
     missing = _generate(str(masks), "--out", str(tmp_path / "out4"), "--model", str(tmp_path / "nope"))
     assert missing.returncode == 1 and missing.stderr.strip().endswith("nope: no such model file or folder")
@@ -56,8 +62,12 @@ def test_same_bytes_whatever_the_batch_size(tiny_export, tmp_path):
     outputs = {}
     for batch in ("1", "4", "7"):
         out = tmp_path / f"b{batch}"
-        assert _generate(str(masks), "--out", str(out), "--model", str(tiny_export), "--styles", "3",
-                         "--batch-size", batch).returncode == 0
+        assert (
+            _generate(
+                str(masks), "--out", str(out), "--model", str(tiny_export), "--styles", "3", "--batch-size", batch
+            ).returncode
+            == 0
+        )
         outputs[batch] = {p.name: p.read_bytes() for p in out.glob("*.png")}
     assert len(outputs["1"]) == 15
     assert outputs["1"] == outputs["4"] == outputs["7"]
@@ -66,8 +76,7 @@ def test_same_bytes_whatever_the_batch_size(tiny_export, tmp_path):
 def test_onnxruntime_matches_torch_through_generate(tiny_model, tiny_export, tmp_path):
     masks = _masks(tmp_path, count=2)
     for name, model in (("ort", tiny_export), ("torch", tiny_model)):
-        done = _generate(str(masks), "--out", str(tmp_path / name), "--model", str(model), "--styles", "2",
-                         "--grid")
+        done = _generate(str(masks), "--out", str(tmp_path / name), "--model", str(model), "--styles", "2", "--grid")
         assert done.returncode == 0, done.stderr
     for path in (tmp_path / "ort").glob("*_s*.png"):
         a = np.asarray(Image.open(path), dtype=np.int16)

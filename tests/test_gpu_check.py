@@ -16,8 +16,9 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 def _run(*args, env_extra=None, timeout=900):
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "GPU_CHECK_DRY")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
+    )
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_writes_nothing(tmp_path):
@@ -47,8 +48,12 @@ def test_dry_run_executes_its_steps_on_the_cpu_and_reports_them(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "dry (CPU rehearsal)" and summary["environment"]["cuda_available"] is False
     by_name = {s["name"]: s for s in summary["steps"]}
-    assert [s["name"] for s in summary["steps"]][:4] == ["pytest-gpu", "fused-adain", "bench-paper-256",
-                                                        "bench-tiny-64"]
+    assert [s["name"] for s in summary["steps"]][:4] == [
+        "pytest-gpu",
+        "fused-adain",
+        "bench-paper-256",
+        "bench-tiny-64",
+    ]
     assert by_name["pytest-gpu"]["tail"] == "left out (--only)" and by_name["pytest-gpu"]["status"] == "not run"
     adain = by_name["fused-adain"]
     assert adain["status"] == "failed" and "needs a CUDA GPU" in adain["tail"]
@@ -61,8 +66,13 @@ def test_dry_run_executes_its_steps_on_the_cpu_and_reports_them(tmp_path):
     assert "| train-tiny-64 | ok |" in md and "## Not ok" in md and "### fused-adain: failed" in md
     with tarfile.open(out / "logs.tar.gz") as tar:
         names = set(tar.getnames())
-    assert {"environment.txt", "logs/bench-tiny-64.log", "logs/train-tiny-64.log", "bench_tiny-64.json",
-            "train-tiny-64/log.jsonl"} <= names
+    assert {
+        "environment.txt",
+        "logs/bench-tiny-64.log",
+        "logs/train-tiny-64.log",
+        "bench_tiny-64.json",
+        "train-tiny-64/log.jsonl",
+    } <= names
     assert len(list(out.iterdir())) <= 8
 
 
@@ -74,17 +84,36 @@ def test_figures_from_result_files(tmp_path):
         sys.path.remove(str(SCRIPT.parent))
     run = tmp_path / "train"
     run.mkdir()
-    (run / "log.jsonl").write_text("".join(json.dumps({"step": 5 * i, "elapsed_s": i, "it_s": rate}) + "\n"
-                                           for i, rate in enumerate([0.5, 4.0, 5.0, 6.0], 1)))
+    (run / "log.jsonl").write_text(
+        "".join(
+            json.dumps({"step": 5 * i, "elapsed_s": i, "it_s": rate}) + "\n"
+            for i, rate in enumerate([0.5, 4.0, 5.0, 6.0], 1)
+        )
+    )
     figures = gpu_check.train_figures(run)
     assert figures["it_per_s"] == 5.0 and figures["steps"] == 20  # the warm-up window left out
     bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"rows": [
-        {"backend": "torch-fp16", "batch": 8, "status": "ok", "images_per_s": 900.0, "latency_median_ms": 8.9},
-        {"backend": "torch-bf16", "batch": None, "status": "unavailable", "reason": "no bf16"}]}))
+    bench.write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {
+                        "backend": "torch-fp16",
+                        "batch": 8,
+                        "status": "ok",
+                        "images_per_s": 900.0,
+                        "latency_median_ms": 8.9,
+                    },
+                    {"backend": "torch-bf16", "batch": None, "status": "unavailable", "reason": "no bf16"},
+                ]
+            }
+        )
+    )
     rows = gpu_check.bench_figures(bench)
-    assert rows == {"torch-fp16 b8": {"images_per_s": 900.0, "latency_median_ms": 8.9},
-                    "torch-bf16": {"status": "unavailable", "reason": "no bf16"}}
+    assert rows == {
+        "torch-fp16 b8": {"images_per_s": 900.0, "latency_median_ms": 8.9},
+        "torch-bf16": {"status": "unavailable", "reason": "no bf16"},
+    }
     step = gpu_check.Step("bench-x", ["-c", "pass"], 10)
     gpu_check.run_step(step, dict(os.environ), tmp_path, deadline=0)  # the budget is spent: not run
     assert step.status == "not run" and step.tail == "no time left in the budget"

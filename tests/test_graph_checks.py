@@ -22,8 +22,12 @@ U8, F32 = TensorProto.UINT8, TensorProto.FLOAT
 
 
 def _model(nodes, inputs, outputs, opset=18, domains=()):
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
-                              [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in inputs],
+        [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs],
+    )
     opsets = [helper.make_opsetid("", opset), *(helper.make_opsetid(d, 1) for d in domains)]
     return helper.make_model(graph, opset_imports=opsets)
 
@@ -41,10 +45,17 @@ NHWC, NCHW = [1, 4, 4, 3], [1, 3, 4, 4]
 
 def good_graph():
     """uint8 NHWC in -> Cast -> Transpose -> Relu -> Transpose -> Cast -> uint8 NHWC out (the exports' shape)."""
-    return _model([_cast("in_cast", "image", "f", F32), _transpose("to_nchw", "f", "x"),
-                   helper.make_node("Relu", ["x"], ["y"], name="relu"),
-                   _transpose("to_nhwc", "y", "z", (0, 2, 3, 1)), _cast("out_cast", "z", "out", U8)],
-                  [("image", U8, NHWC)], [("out", U8, NHWC)])
+    return _model(
+        [
+            _cast("in_cast", "image", "f", F32),
+            _transpose("to_nchw", "f", "x"),
+            helper.make_node("Relu", ["x"], ["y"], name="relu"),
+            _transpose("to_nhwc", "y", "z", (0, 2, 3, 1)),
+            _cast("out_cast", "z", "out", U8),
+        ],
+        [("image", U8, NHWC)],
+        [("out", U8, NHWC)],
+    )
 
 
 def test_a_graph_with_uint8_only_at_its_edges_passes():
@@ -64,41 +75,72 @@ def _refusal(model, where="broken.onnx") -> str:
 
 def test_a_uint8_intermediate_is_refused():
     """The old generator's tail: Cast to uint8, then the Transpose."""
-    model = _model([_cast("in_cast", "image", "f", F32), _cast("early_cast", "f", "u8", U8),
-                    _transpose("late_transpose", "u8", "out", (0, 1, 2, 3))],
-                   [("image", U8, NHWC)], [("out", U8, NHWC)])
-    assert _refusal(model) == ("broken.onnx: node 'early_cast' (Cast) produces the uint8 intermediate 'u8' "
-                               "(TensorRT accepts uint8 only as a graph input or output)")
+    model = _model(
+        [
+            _cast("in_cast", "image", "f", F32),
+            _cast("early_cast", "f", "u8", U8),
+            _transpose("late_transpose", "u8", "out", (0, 1, 2, 3)),
+        ],
+        [("image", U8, NHWC)],
+        [("out", U8, NHWC)],
+    )
+    assert _refusal(model) == (
+        "broken.onnx: node 'early_cast' (Cast) produces the uint8 intermediate 'u8' "
+        "(TensorRT accepts uint8 only as a graph input or output)"
+    )
 
 
 def test_a_uint8_input_feeding_a_transpose_is_refused():
     """The old style decoder's head: Transpose on the uint8 input, then the Cast."""
-    model = _model([_transpose("node_permute", "image", "u8"), _cast("node_cast", "u8", "out", F32)],
-                   [("image", U8, NHWC)], [("out", F32, NCHW)])
+    model = _model(
+        [_transpose("node_permute", "image", "u8"), _cast("node_cast", "u8", "out", F32)],
+        [("image", U8, NHWC)],
+        [("out", F32, NCHW)],
+    )
     assert _refusal(model, "style_decoder.onnx") == (
-        "style_decoder.onnx: uint8 input 'image' must feed exactly one Cast node; it feeds 'node_permute' (Transpose)")
+        "style_decoder.onnx: uint8 input 'image' must feed exactly one Cast node; it feeds 'node_permute' (Transpose)"
+    )
 
 
 def test_a_uint8_input_feeding_two_nodes_is_refused():
-    model = _model([_cast("a", "image", "f", F32), _cast("b", "image", "g", F32),
-                    helper.make_node("Add", ["f", "g"], ["out"], name="add")],
-                   [("image", U8, NHWC)], [("out", F32, NHWC)])
+    model = _model(
+        [
+            _cast("a", "image", "f", F32),
+            _cast("b", "image", "g", F32),
+            helper.make_node("Add", ["f", "g"], ["out"], name="add"),
+        ],
+        [("image", U8, NHWC)],
+        [("out", F32, NHWC)],
+    )
     assert "it feeds 'a' (Cast), 'b' (Cast)" in _refusal(model)
 
 
 def test_a_uint8_output_not_made_by_a_cast_is_refused():
     scale = helper.make_tensor("scale", F32, [], [0.5])
-    model = _model([helper.make_node("QuantizeLinear", ["x", "scale"], ["out"], name="quantize")],
-                   [("x", F32, NHWC)], [("out", U8, NHWC)])
+    model = _model(
+        [helper.make_node("QuantizeLinear", ["x", "scale"], ["out"], name="quantize")],
+        [("x", F32, NHWC)],
+        [("out", U8, NHWC)],
+    )
     model.graph.initializer.append(scale)
-    assert _refusal(model) == "broken.onnx: node 'quantize' (QuantizeLinear) produces the uint8 output 'out'; only a Cast may"
+    assert (
+        _refusal(model)
+        == "broken.onnx: node 'quantize' (QuantizeLinear) produces the uint8 output 'out'; only a Cast may"
+    )
 
 
 def test_uint8_found_by_shape_inference_is_refused():
     """No value_info in the file: the uint8 type of an intermediate comes from shape inference."""
-    model = _model([_cast("in_cast", "image", "f", F32), _cast("c8", "f", "u8", U8),
-                    helper.make_node("Identity", ["u8"], ["u8b"], name="ident"), _cast("out_cast", "u8b", "out", F32)],
-                   [("image", U8, NHWC)], [("out", F32, NHWC)])
+    model = _model(
+        [
+            _cast("in_cast", "image", "f", F32),
+            _cast("c8", "f", "u8", U8),
+            helper.make_node("Identity", ["u8"], ["u8b"], name="ident"),
+            _cast("out_cast", "u8b", "out", F32),
+        ],
+        [("image", U8, NHWC)],
+        [("out", F32, NHWC)],
+    )
     assert not model.graph.value_info
     assert "node 'c8' (Cast) produces the uint8 intermediate 'u8'" in _refusal(model)
 
@@ -118,13 +160,19 @@ def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path):
         "main()\n"
     )
     out = tmp_path / "never"
-    done = subprocess.run([sys.executable, "-c", script, "export", str(tiny_model), "--out", str(out)],
-                          capture_output=True, text=True, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", script, "export", str(tiny_model), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+        timeout=600,
+    )
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("error: generator.onnx: node ") and "(Cast) produces the uint8 intermediate" in lines[-1]
+    assert (
+        lines[-1].startswith("error: generator.onnx: node ") and "(Cast) produces the uint8 intermediate" in lines[-1]
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -147,9 +195,18 @@ def test_the_parser_passes_a_clean_graph_and_refuses_a_uint8_intermediate(trt, t
     onnx.save(good_graph(), str(good))
     assert check_graph(trt, good, good.name) == "parsed"
     broken = tmp_path / "broken.onnx"
-    onnx.save(_model([_cast("in_cast", "image", "f", F32), _cast("early_cast", "f", "u8", U8),
-                      _transpose("late_transpose", "u8", "out", (0, 1, 2, 3))],
-                     [("image", U8, NHWC)], [("out", U8, NHWC)]), str(broken))
+    onnx.save(
+        _model(
+            [
+                _cast("in_cast", "image", "f", F32),
+                _cast("early_cast", "f", "u8", U8),
+                _transpose("late_transpose", "u8", "out", (0, 1, 2, 3)),
+            ],
+            [("image", U8, NHWC)],
+            [("out", U8, NHWC)],
+        ),
+        str(broken),
+    )
     with pytest.raises(OnnxParseError) as info:
         check_graph(trt, broken, broken.name)
     message = str(info.value)
@@ -160,15 +217,29 @@ def test_the_parser_passes_a_clean_graph_and_refuses_a_uint8_intermediate(trt, t
 
 def _plugin_graph(extra_op: str | None = None):
     """x -> FusedAdaIN -> y, and optionally an unknown op of another domain after it."""
-    nodes = [helper.make_node("FusedAdaIN", ["x", "gamma", "beta"], ["y"], name="fused", domain="maskface",
-                              plugin_namespace="maskface", eps=1e-5, negative_slope=0.2)]
+    nodes = [
+        helper.make_node(
+            "FusedAdaIN",
+            ["x", "gamma", "beta"],
+            ["y"],
+            name="fused",
+            domain="maskface",
+            plugin_namespace="maskface",
+            eps=1e-5,
+            negative_slope=0.2,
+        )
+    ]
     domains = ["maskface"]
     if extra_op:
         nodes.append(helper.make_node(extra_op, ["y"], ["z"], name="other", domain="other"))
         domains.append("other")
     shape = [1, 4, 2, 2]
-    return _model(nodes, [("x", F32, shape), ("gamma", F32, [1, 4]), ("beta", F32, [1, 4])],
-                  [("z" if extra_op else "y", F32, shape)], domains=domains)
+    return _model(
+        nodes,
+        [("x", F32, shape), ("gamma", F32, [1, 4]), ("beta", F32, [1, 4])],
+        [("z" if extra_op else "y", F32, shape)],
+        domains=domains,
+    )
 
 
 def test_plugin_not_found_is_the_only_complaint_accepted(trt, tmp_path):
@@ -202,8 +273,9 @@ def test_the_parser_accepts_every_graph_of_the_bundled_demo_model(trt):
 def test_the_export_says_whether_the_parser_ran(monkeypatch):
     import dataclasses
 
-    from maskface_rt import tensorrt_compat
     from maskface_rt.export import tensorrt_parse
+
+    from maskface_rt import tensorrt_compat
 
     missing = dataclasses.replace(tensorrt_compat.RUNTIMES["tensorrt"], module="no_such_tensorrt_module")
     monkeypatch.setattr(tensorrt_compat, "RUNTIMES", {"tensorrt": missing})

@@ -39,11 +39,25 @@ def test_uint8_round_trip_is_exact_and_rounds_half_up():
 
 
 def test_json_safe_makes_what_json_cannot_hold_plain():
-    data = {"psnr": math.inf, "low": -math.inf, "undefined": math.nan, "batches": (1, 3), "file": Path("a/b"),
-            "nested": [{"x": np.float64(math.inf)}], "n": 2}
+    data = {
+        "psnr": math.inf,
+        "low": -math.inf,
+        "undefined": math.nan,
+        "batches": (1, 3),
+        "file": Path("a/b"),
+        "nested": [{"x": np.float64(math.inf)}],
+        "n": 2,
+    }
     safe = json_safe(data)
-    assert safe == {"psnr": "inf", "low": "-inf", "undefined": None, "batches": [1, 3], "file": "a/b",
-                    "nested": [{"x": "inf"}], "n": 2}
+    assert safe == {
+        "psnr": "inf",
+        "low": "-inf",
+        "undefined": None,
+        "batches": [1, 3],
+        "file": "a/b",
+        "nested": [{"x": "inf"}],
+        "n": 2,
+    }
     assert json.loads(json.dumps(safe, allow_nan=False)) == safe
 
 
@@ -51,12 +65,21 @@ def test_parity_check_round_trips_and_reads_older_sidecars():
     check = ParityCheck("generator", "psnr_db", math.inf, 30.0, (4,), "TensorRT vs ONNX Runtime fp32", 0)
     assert json.loads(json.dumps(check.to_dict(), allow_nan=False))["value"] == "inf"
     assert ParityCheck.from_dict(check.to_dict()) == check
-    older = {"graph": "style_encoder", "metric": "max_rel_error", "value": 0.02, "bound": 0.01, "batch": 8,
-             "max_uint8_diff": None, "passed": False}  # a sidecar written before batch_sizes and compared
+    older = {
+        "graph": "style_encoder",
+        "metric": "max_rel_error",
+        "value": 0.02,
+        "bound": 0.01,
+        "batch": 8,
+        "max_uint8_diff": None,
+        "passed": False,
+    }  # a sidecar written before batch_sizes and compared
     read = ParityCheck.from_dict(older, "TensorRT vs ONNX Runtime fp32")
     assert read.batch_sizes == (8,) and not read.passed
-    assert read.line() == ("style_encoder: max relative error 0.02 at batch 8 (TensorRT vs ONNX Runtime fp32); "
-                           "tolerance 0.01, minimum tolerance that would pass 0.02 [FAILED]")
+    assert read.line() == (
+        "style_encoder: max relative error 0.02 at batch 8 (TensorRT vs ONNX Runtime fp32); "
+        "tolerance 0.01, minimum tolerance that would pass 0.02 [FAILED]"
+    )
     with pytest.raises(ValueError, match="not one of psnr_db"):
         ParityCheck("generator", "ssim", 1.0, 0.9, (1,), "")
     with pytest.raises(AttributeError, match="no max_abs_error"):

@@ -8,13 +8,13 @@ import sys
 import numpy as np
 import onnx
 import pytest
+from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE, FusedAdaIN, register_schema, single_node_model
+from maskface_rt.kernels.reference import fused_adain_reference
 from onnx import TensorProto
 from onnx.reference import ReferenceEvaluator
 
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import read_manifest
-from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE, FusedAdaIN, register_schema, single_node_model
-from maskface_rt.kernels.reference import fused_adain_reference
 
 torch = pytest.importorskip("torch")
 
@@ -29,15 +29,19 @@ def test_reference_evaluator_runs_the_node(elem_type, dtype):
     model = single_node_model(elem_type, eps=eps, negative_slope=slope)
     onnx.checker.check_model(model, full_check=True)
     rng = np.random.default_rng(0)
-    feeds = {"x": rng.standard_normal((2, 3, 5, 6)).astype(dtype) * 3,
-             "gamma": rng.standard_normal((2, 3)).astype(dtype), "beta": rng.standard_normal((2, 3)).astype(dtype)}
+    feeds = {
+        "x": rng.standard_normal((2, 3, 5, 6)).astype(dtype) * 3,
+        "gamma": rng.standard_normal((2, 3)).astype(dtype),
+        "beta": rng.standard_normal((2, 3)).astype(dtype),
+    }
     (y,) = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run(None, feeds)
     assert y.dtype == dtype
     expected = fused_adain_reference(feeds["x"], feeds["gamma"], feeds["beta"], eps, slope)
     assert np.array_equal(y, expected)
     # The attributes reach the kernel: another slope gives another result where values are negative.
-    (other,) = ReferenceEvaluator(single_node_model(elem_type, eps=eps, negative_slope=0.3),
-                                  new_ops=[FusedAdaIN]).run(None, feeds)
+    (other,) = ReferenceEvaluator(single_node_model(elem_type, eps=eps, negative_slope=0.3), new_ops=[FusedAdaIN]).run(
+        None, feeds
+    )
     assert not np.array_equal(y, other)
 
 
@@ -53,9 +57,25 @@ def test_checker_rejects_a_malformed_node():
 def plugin_export(tiny_model, tmp_path_factory):
     """The fp32 plugin export of the tiny model, made through the CLI."""
     out = tmp_path_factory.mktemp("plugin") / "tiny64-plugin"
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "export", str(tiny_model), "--out", str(out),
-                           "--plugin", "--max-batch", "8", "--json"], capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1"}, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "export",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--plugin",
+            "--max-batch",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     return out, done
 
@@ -76,7 +96,10 @@ def test_plugin_export_has_one_node_per_adain(plugin_export):
         attrs = {a.name: a for a in node.attribute}
         assert set(attrs) == {"plugin_namespace", "eps", "negative_slope"}
         assert [attrs[k].type for k in ("plugin_namespace", "eps", "negative_slope")] == [
-            onnx.AttributeProto.STRING, onnx.AttributeProto.FLOAT, onnx.AttributeProto.FLOAT]
+            onnx.AttributeProto.STRING,
+            onnx.AttributeProto.FLOAT,
+            onnx.AttributeProto.FLOAT,
+        ]
         assert attrs["plugin_namespace"].s == b"maskface"
         assert attrs["eps"].f == pytest.approx(1e-5) and attrs["negative_slope"].f == pytest.approx(0.2)
         # gamma and beta are the two halves of the style's affine layer
@@ -104,8 +127,12 @@ def test_plugin_export_is_checked_against_the_portable_graph(plugin_export):
     assert summary["manifest"]["plugin"] is True
     assert "generator: max abs error" in done.stderr and "onnx.reference with FusedAdaIN" in done.stderr
     assert f"next: maskface build {out} --out {out.with_suffix('.engine')}" in done.stderr.replace("\n", "")
-    assert sorted(p.name for p in out.iterdir()) == ["generator.onnx", "maskface.json", "style_decoder.onnx",
-                                                      "style_encoder.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "generator.onnx",
+        "maskface.json",
+        "style_decoder.onnx",
+        "style_encoder.onnx",
+    ]
 
 
 def test_plugin_export_passes_tensorrts_parser_but_for_the_plugin(plugin_export):
@@ -117,7 +144,10 @@ def test_plugin_export_passes_tensorrts_parser_but_for_the_plugin(plugin_export)
     assert check["ran"] and check["runtime"] == "TensorRT-RTX" and check["version"] == trt.__version__
     assert check["graphs"]["generator"].startswith("parsed up to its 6 FusedAdaIN nodes")
     assert {g: check["graphs"][g] for g in ("generator_portable", "style_encoder", "style_decoder")} == {
-        "generator_portable": "parsed", "style_encoder": "parsed", "style_decoder": "parsed"}
+        "generator_portable": "parsed",
+        "style_encoder": "parsed",
+        "style_decoder": "parsed",
+    }
     assert f"TensorRT parse check (TensorRT-RTX {trt.__version__}, strongly typed)" in done.stderr.replace("\n", " ")
 
 
@@ -168,15 +198,27 @@ def test_a_failed_plugin_check_leaves_nothing(tiny_model, tmp_path, monkeypatch)
 
 
 def test_cli_and_onnxruntime_path_work_without_triton(tiny_export, tmp_path):
-    script = ("import sys\n"
-              "sys.modules['triton'] = None  # any 'import triton' now raises ImportError\n"
-              "from maskface_rt.cli import main\n"
-              "main()\n")
+    script = (
+        "import sys\n"
+        "sys.modules['triton'] = None  # any 'import triton' now raises ImportError\n"
+        "from maskface_rt.cli import main\n"
+        "main()\n"
+    )
     env = {**os.environ, "NO_COLOR": "1"}
-    info = subprocess.run([sys.executable, "-c", script, "info", str(tiny_export), "--json"],
-                          capture_output=True, text=True, env=env, timeout=300)
+    info = subprocess.run(
+        [sys.executable, "-c", script, "info", str(tiny_export), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert info.returncode == 0 and json.loads(info.stdout)["plugin"] is False, info.stderr
-    ptx = subprocess.run([sys.executable, "-c", script, "plugin", "ptx", "--out", str(tmp_path / "ptx")],
-                         capture_output=True, text=True, env=env, timeout=300)
+    ptx = subprocess.run(
+        [sys.executable, "-c", script, "plugin", "ptx", "--out", str(tmp_path / "ptx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert ptx.returncode == 1 and "building PTX needs triton: pip install 'maskface-rt[kernels]'" in ptx.stderr
     assert not (tmp_path / "ptx").exists()

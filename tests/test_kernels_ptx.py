@@ -13,13 +13,17 @@ pytest.importorskip("triton")
 
 from maskface_rt.kernels import ptx  # noqa: E402
 from maskface_rt.kernels.config import (  # noqa: E402
-    LOOP_BLOCK, MAX_SINGLE_PASS, PLUGIN_DTYPES, kernel_config,
+    LOOP_BLOCK,
+    MAX_SINGLE_PASS,
+    PLUGIN_DTYPES,
+    kernel_config,
 )
 
 #: any size, the generator's planes from 16x16 to 256x256 (single pass up to 128x128, looped above), an odd one.
 PLANES = (None, 16 * 16, 64 * 64, 128 * 128, 256 * 256, 7 * 13)
-VARIANTS = [ptx.Variant(arch, dtype, kernel_config(hw)) for arch in ptx.ARCHES for dtype in PLUGIN_DTYPES
-            for hw in PLANES]
+VARIANTS = [
+    ptx.Variant(arch, dtype, kernel_config(hw)) for arch in ptx.ARCHES for dtype in PLUGIN_DTYPES for hw in PLANES
+]
 #: The TensorRT AOT ABI: x, gamma, beta pointers, int32 H*W, y pointer.
 ABI = ("u64", "u64", "u64", "u32", "u64")
 
@@ -102,16 +106,43 @@ def test_build_ignores_an_interpreter_setting_of_the_caller(monkeypatch):
 
 
 def test_eps_and_slope_are_baked_in():
-    low, high = ptx.build([ptx.Variant("sm_90", "fp32", kernel_config(256), eps=1e-5, negative_slope=0.2),
-                           ptx.Variant("sm_90", "fp32", kernel_config(256), eps=1e-3, negative_slope=0.1)])
+    low, high = ptx.build(
+        [
+            ptx.Variant("sm_90", "fp32", kernel_config(256), eps=1e-5, negative_slope=0.2),
+            ptx.Variant("sm_90", "fp32", kernel_config(256), eps=1e-3, negative_slope=0.1),
+        ]
+    )
     assert low.ptx != high.ptx
 
 
 def test_cli_writes_ptx_and_launch_parameters(tmp_path):
     env = {**os.environ, "NO_COLOR": "1"}
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "plugin", "ptx", "--arch", "sm_90", "--arch", "sm_80",
-                           "--dtype", "fp16", "--plane", "64x64", "--plane", "any", "--out", str(tmp_path / "ptx"),
-                           "--json"], capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "plugin",
+            "ptx",
+            "--arch",
+            "sm_90",
+            "--arch",
+            "sm_80",
+            "--dtype",
+            "fp16",
+            "--plane",
+            "64x64",
+            "--plane",
+            "any",
+            "--out",
+            str(tmp_path / "ptx"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     files = sorted(p.name for p in (tmp_path / "ptx").iterdir())
@@ -129,16 +160,24 @@ def test_cli_writes_ptx_and_launch_parameters(tmp_path):
     assert "wrote 5 files" in done.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--arch", "sm_75"], "sm_75 not supported; valid: sm_80, sm_86, sm_89, sm_90"),
-    (["--dtype", "bf16"], "bf16 not supported; valid: fp16, fp32"),
-    (["--plane", "64by64"], "'64by64' is not HxW"),
-    (["--eps", "0"], "eps must be a positive finite number"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--arch", "sm_75"], "sm_75 not supported; valid: sm_80, sm_86, sm_89, sm_90"),
+        (["--dtype", "bf16"], "bf16 not supported; valid: fp16, fp32"),
+        (["--plane", "64by64"], "'64by64' is not HxW"),
+        (["--eps", "0"], "eps must be a positive finite number"),
+    ],
+)
 def test_cli_rejects_bad_options_before_any_work(tmp_path, args, message):
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "plugin", "ptx", "--out", str(tmp_path / "o"), *args],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "maskface_rt", "plugin", "ptx", "--out", str(tmp_path / "o"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert message in " ".join(done.stderr.split())
     assert not (tmp_path / "o").exists()

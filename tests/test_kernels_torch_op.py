@@ -8,10 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from maskface_rt import networks  # noqa: E402
-from maskface_rt.config import preset  # noqa: E402
 from maskface_rt.kernels.reference import fused_adain_reference  # noqa: E402
 from maskface_rt.kernels.torch_op import adain_act_reference  # noqa: E402
+
+from maskface_rt import networks  # noqa: E402
+from maskface_rt.config import preset  # noqa: E402
 
 EPS, SLOPE = 1e-5, 0.2
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -108,8 +109,18 @@ GPU_TOL = {torch.float32: 2e-5, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 4, 4), (1, 2, 7, 13), (8, 512, 16, 16), (2, 64, 256, 256),
-                                   (1, 3, 300, 301), (3, 5, 129, 127)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 1, 1, 1),
+        (2, 3, 4, 4),
+        (1, 2, 7, 13),
+        (8, 512, 16, 16),
+        (2, 64, 256, 256),
+        (1, 3, 300, 301),
+        (3, 5, 129, 127),
+    ],
+)
 def test_cuda_op_matches_the_reference(dtype, shape):
     x, gamma, beta = _inputs(shape, dtype, "cuda", seed=3)
     y = torch.ops.maskface.fused_adain(x, gamma, beta, EPS, SLOPE)
@@ -136,8 +147,10 @@ def test_cuda_op_handles_more_than_2_to_the_31_elements():
         pytest.skip("needs 24 GiB of GPU memory")
     n, c, h, w = 1, 2**21 + 3, 32, 32  # N*C*H*W > 2**31: plane offsets need 64 bits
     x = torch.empty(n, c, h, w, device="cuda", dtype=torch.float16).normal_()
-    gamma, beta = torch.zeros(n, c, device="cuda", dtype=torch.float16), torch.zeros(n, c, device="cuda",
-                                                                                      dtype=torch.float16)
+    gamma, beta = (
+        torch.zeros(n, c, device="cuda", dtype=torch.float16),
+        torch.zeros(n, c, device="cuda", dtype=torch.float16),
+    )
     y = torch.ops.maskface.fused_adain(x, gamma, beta, EPS, SLOPE)
     tail = slice(c - 4, c)
     ref = adain_act_reference(x[:, tail].double(), gamma[:, tail].double(), beta[:, tail].double(), EPS, SLOPE)

@@ -33,15 +33,49 @@ SHAPES = [
     ((2, 4, 16, 16), 0.0, 1.0, "op"),
     ((1, 3, 300, 301), -1.0, 3.0, "launch"),
 ]
-CASES = [{"id": f"{dtype}-{'x'.join(map(str, shape))}", "shape": list(shape), "dtype": dtype, "mean": mean,
-          "std": std, "seed": i, "eps": EPS, "slope": SLOPE, "via": via}
-         for dtype in ("fp32", "fp16", "bf16") for i, (shape, mean, std, via) in enumerate(SHAPES)]
+CASES = [
+    {
+        "id": f"{dtype}-{'x'.join(map(str, shape))}",
+        "shape": list(shape),
+        "dtype": dtype,
+        "mean": mean,
+        "std": std,
+        "seed": i,
+        "eps": EPS,
+        "slope": SLOPE,
+        "via": via,
+    }
+    for dtype in ("fp32", "fp16", "bf16")
+    for i, (shape, mean, std, via) in enumerate(SHAPES)
+]
 # A large mean with a small spread: E[x^2] - E[x]^2 in fp32 loses every digit of the variance here.
-CASES += [{"id": f"fp32-mean1e3-std1e-2-{'x'.join(map(str, shape))}", "shape": list(shape), "dtype": "fp32",
-           "mean": 1e3, "std": 1e-2, "seed": 10 + i, "eps": EPS, "slope": SLOPE, "via": "launch"}
-          for i, shape in enumerate([(2, 3, 16, 16), (1, 1, 300, 301)])]
-CASES.append({"id": "fp16-many-planes", "shape": [4, 128, 2, 3], "dtype": "fp16", "mean": 0.0, "std": 1.0,
-              "seed": 20, "eps": EPS, "slope": SLOPE, "via": "launch"})
+CASES += [
+    {
+        "id": f"fp32-mean1e3-std1e-2-{'x'.join(map(str, shape))}",
+        "shape": list(shape),
+        "dtype": "fp32",
+        "mean": 1e3,
+        "std": 1e-2,
+        "seed": 10 + i,
+        "eps": EPS,
+        "slope": SLOPE,
+        "via": "launch",
+    }
+    for i, shape in enumerate([(2, 3, 16, 16), (1, 1, 300, 301)])
+]
+CASES.append(
+    {
+        "id": "fp16-many-planes",
+        "shape": [4, 128, 2, 3],
+        "dtype": "fp16",
+        "mean": 0.0,
+        "std": 1.0,
+        "seed": 20,
+        "eps": EPS,
+        "slope": SLOPE,
+        "via": "launch",
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +83,13 @@ def kernel_outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.nda
     folder = tmp_path_factory.mktemp("interpret")
     (folder / "cases.json").write_text(json.dumps(CASES))
     env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(WORKER), str(folder / "cases.json"), str(folder / "out.npz")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, str(WORKER), str(folder / "cases.json"), str(folder / "out.npz")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(np.load(folder / "out.npz"))
 
@@ -64,7 +103,8 @@ def test_kernel_matches_numpy_reference(kernel_outputs, case):
     err = np.abs(y.astype(np.float64) - ref)
     worst = np.unravel_index(np.argmax(err - rtol * np.abs(ref)), err.shape)
     assert np.all(err <= atol + rtol * np.abs(ref)), (
-        f"max abs error {err.max():.3g}; at {worst}: got {y[worst]}, want {ref[worst]}")
+        f"max abs error {err.max():.3g}; at {worst}: got {y[worst]}, want {ref[worst]}"
+    )
     assert np.isfinite(y).all()
 
 

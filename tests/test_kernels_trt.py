@@ -5,7 +5,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from maskface_rt.kernels.reference import fused_adain_reference
 
 
@@ -74,19 +73,21 @@ def _run(trt, torch, engine, inputs: dict) -> dict:
 @pytest.mark.parametrize("shape", [(2, 8, 16, 16), (1, 3, 300, 301)])
 def test_plugin_engine_matches_the_reference(aot, dtype, shape):
     trt, torch = _tensorrt()
-    from onnx import TensorProto
-
     from maskface_rt.kernels.onnx_op import single_node_model
+    from onnx import TensorProto
 
     elem, np_dtype = {"fp32": (TensorProto.FLOAT, np.float32), "fp16": (TensorProto.FLOAT16, np.float16)}[dtype]
     engine = _engine(trt, single_node_model(elem).SerializeToString(), aot)
     rng = np.random.default_rng(0)
-    feeds = {"x": (rng.standard_normal(shape) * 2 + 1).astype(np_dtype),
-             "gamma": (rng.standard_normal(shape[:2]) * 0.5).astype(np_dtype),
-             "beta": (rng.standard_normal(shape[:2]) * 0.5).astype(np_dtype)}
+    feeds = {
+        "x": (rng.standard_normal(shape) * 2 + 1).astype(np_dtype),
+        "gamma": (rng.standard_normal(shape[:2]) * 0.5).astype(np_dtype),
+        "beta": (rng.standard_normal(shape[:2]) * 0.5).astype(np_dtype),
+    }
     y = _run(trt, torch, engine, {k: torch.from_numpy(v).cuda() for k, v in feeds.items()})["y"].cpu().numpy()
-    ref = fused_adain_reference(feeds["x"], feeds["gamma"], feeds["beta"], float(np.float32(1e-5)),
-                                float(np.float32(0.2)), np.float64)
+    ref = fused_adain_reference(
+        feeds["x"], feeds["gamma"], feeds["beta"], float(np.float32(1e-5)), float(np.float32(0.2)), np.float64
+    )
     atol, rtol = {"fp32": (1e-5, 1e-5), "fp16": (1e-3, 2.0**-10)}[dtype]
     assert np.all(np.abs(y.astype(np.float64) - ref) <= atol + rtol * np.abs(ref))
 
@@ -95,16 +96,26 @@ def test_plugin_engine_matches_the_reference(aot, dtype, shape):
 @pytest.mark.gpu
 def test_plugin_generator_engine_matches_onnxruntime(tiny_model, tiny_export, tmp_path):
     trt, torch = _tensorrt()
-    from maskface_rt.backends import open_backend
     from maskface_rt.export.onnx_export import export_onnx
 
+    from maskface_rt.backends import open_backend
+
     out = export_onnx(tiny_model, tmp_path / "plugin", plugin=True, max_batch=4).out
-    engine = _engine(trt, (out / "generator.onnx").read_bytes(), aot=True,
-                     profile={"labels": ((1, 64, 64), (2, 64, 64), (4, 64, 64)), "style": ((1, 32), (2, 32), (4, 32))})
+    engine = _engine(
+        trt,
+        (out / "generator.onnx").read_bytes(),
+        aot=True,
+        profile={"labels": ((1, 64, 64), (2, 64, 64), (4, 64, 64)), "style": ((1, 32), (2, 32), (4, 32))},
+    )
     labels = np.random.default_rng(1).integers(0, 19, (2, 64, 64), dtype=np.uint8)
     with open_backend(tiny_export, "onnxruntime") as ort:
         styles = ort.styles_for_seed(0, 2)
         want = ort.generate(labels, styles)
-    got = _run(trt, torch, engine, {"labels": torch.from_numpy(labels).cuda(),
-                                    "style": torch.from_numpy(styles).cuda()})["image"].cpu().numpy()
+    got = (
+        _run(trt, torch, engine, {"labels": torch.from_numpy(labels).cuda(), "style": torch.from_numpy(styles).cuda()})[
+            "image"
+        ]
+        .cpu()
+        .numpy()
+    )
     assert got.shape == want.shape and np.abs(got.astype(np.int16) - want).max() <= 1

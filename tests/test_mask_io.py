@@ -182,8 +182,12 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def huge_png_header(width: int, height: int) -> bytes:
     """A PNG whose IHDR claims a huge 8-bit grey image, with one tiny IDAT."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def expect_error(path: Path, *fragments: str, **kwargs) -> MaskfaceError:
@@ -252,8 +256,9 @@ def test_unknown_rgb_colour(tmp_path: Path) -> None:
     rgb[9, 9] = (1, 2, 3)
     path = tmp_path / "a.png"
     Image.fromarray(rgb).save(path)
-    expect_error(path, "colour (12, 34, 56) at (x=3, y=7) is not in the CelebAMask-HQ palette",
-                 "(2 pixels have unknown colours)")
+    expect_error(
+        path, "colour (12, 34, 56) at (x=3, y=7) is not in the CelebAMask-HQ palette", "(2 pixels have unknown colours)"
+    )
 
 
 def test_translucent_rgba(tmp_path: Path) -> None:

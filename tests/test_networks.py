@@ -83,7 +83,8 @@ def test_adain_matches_instance_norm_formula():
     x, s = torch.randn(3, 6, 5, 7), torch.randn(3, 8)
     gamma, beta = module.affine(s)
     expected = torch.nn.functional.leaky_relu(
-        (1 + gamma[:, :, None, None]) * torch.nn.functional.instance_norm(x, eps=1e-5) + beta[:, :, None, None], 0.2)
+        (1 + gamma[:, :, None, None]) * torch.nn.functional.instance_norm(x, eps=1e-5) + beta[:, :, None, None], 0.2
+    )
     assert torch.allclose(module(x, s), expected, atol=1e-5)
 
 

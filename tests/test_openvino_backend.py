@@ -46,8 +46,11 @@ def inputs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def reference(inputs) -> dict[str, np.ndarray]:
     labels, styles, photos = inputs
     with open_backend(default_model(), "onnxruntime", device="cpu") as ort:
-        return {"faces": ort.generate(labels, styles), "styles": ort.map_latent(_latents()),
-                "decoded": ort.encode_style(photos)}
+        return {
+            "faces": ort.generate(labels, styles),
+            "styles": ort.map_latent(_latents()),
+            "decoded": ort.encode_style(photos),
+        }
 
 
 def _latents() -> np.ndarray:
@@ -147,13 +150,15 @@ def test_compiled_models_are_cached_and_an_unwritable_cache_only_warns(tmp_path,
 
 
 def test_openvino_backend_never_imports_torch():
-    code = ("import sys; sys.modules['torch'] = None\n"
-            "import numpy as np\n"
-            "from maskface_rt.backends import open_backend\n"
-            "from maskface_rt.bundled import default_model\n"
-            "with open_backend(default_model(), 'openvino', precision='fp32') as b:\n"
-            "    out = b.generate(np.zeros((2, 64, 64), np.uint8), b.styles_for_seed(0, 2))\n"
-            "print(out.shape, out.dtype)\n")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from maskface_rt.backends import open_backend\n"
+        "from maskface_rt.bundled import default_model\n"
+        "with open_backend(default_model(), 'openvino', precision='fp32') as b:\n"
+        "    out = b.generate(np.zeros((2, 64, 64), np.uint8), b.styles_for_seed(0, 2))\n"
+        "print(out.shape, out.dtype)\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "(2, 64, 64, 3) uint8"
@@ -163,8 +168,9 @@ def test_generate_cli_gives_the_same_files_and_json_as_onnxruntime(tmp_path):
     reports = {}
     for backend in ("onnxruntime", "openvino"):
         out = tmp_path / backend
-        result = CliRunner().invoke(app, ["generate", str(EXAMPLES), "--out", str(out), "--styles", "2",
-                                          "--backend", backend, "--json"])
+        result = CliRunner().invoke(
+            app, ["generate", str(EXAMPLES), "--out", str(out), "--styles", "2", "--backend", backend, "--json"]
+        )
         assert result.exit_code == 0, result.output
         reports[backend] = json.loads(result.stdout)
     ort, ov = reports["onnxruntime"], reports["openvino"]
@@ -173,10 +179,13 @@ def test_generate_cli_gives_the_same_files_and_json_as_onnxruntime(tmp_path):
     assert ov["backend"].startswith(f"openvino CPU {resolve_precision('auto')}")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--precision", "fp8"], "unknown precision 'fp8'"),
-    (["--backend", "onnxruntime", "--precision", "bf16"], "applies to the openvino backend only"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "fp8"], "unknown precision 'fp8'"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "applies to the openvino backend only"),
+    ],
+)
 def test_generate_precision_usage_errors_exit_2(tmp_path, args, message):
     result = CliRunner().invoke(app, ["generate", str(EXAMPLES), "--out", str(tmp_path / "out"), *args])
     assert result.exit_code == 2 and "--precision" in result.output

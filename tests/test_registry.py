@@ -15,8 +15,10 @@ from maskface_rt.export_format import MANIFEST
 from maskface_rt.model_kind import ModelKind, classify, export_folder_of, model_kind
 
 
-@pytest.mark.parametrize(("text", "device"), [("auto", Device("auto")), ("cpu", Device("cpu")),
-                                              ("cuda", Device("cuda")), ("cuda:3", Device("cuda", 3))])
+@pytest.mark.parametrize(
+    ("text", "device"),
+    [("auto", Device("auto")), ("cpu", Device("cpu")), ("cuda", Device("cuda")), ("cuda:3", Device("cuda", 3))],
+)
 def test_parse_device_accepts_the_four_spellings(text, device):
     assert parse_device(text) == device and str(device) == text
 
@@ -31,8 +33,11 @@ def test_parse_device_refuses_anything_else_with_a_value_error(text):
 
 def test_backend_device_names_the_backend_and_what_it_takes():
     assert backend_device("cuda:2", "torch", DEVICE_SPELLINGS) == Device("cuda", 2)
-    with pytest.raises(DeviceError, match=r"^the openvino backend runs on the CPU only; --device cuda:1 is not valid "
-                                          r"with it \(valid: auto, cpu\)$"):
+    with pytest.raises(
+        DeviceError,
+        match=r"^the openvino backend runs on the CPU only; --device cuda:1 is not valid "
+        r"with it \(valid: auto, cpu\)$",
+    ):
         backend_device("cuda:1", "openvino", REGISTRY["openvino"].devices)
     with pytest.raises(DeviceError, match=r"^unknown device 'cuda:1' for onnxruntime; valid: auto, cpu, cuda$"):
         backend_device("cuda:1", "onnxruntime", REGISTRY["onnxruntime"].devices)
@@ -51,8 +56,11 @@ def test_model_kind_of_each_path(tmp_path):
     assert classify(lone) is ModelKind.ONNX_GRAPH
     with pytest.raises(MaskfaceError, match="unknown model type"):
         model_kind(lone)  # maskface info describes it; no backend runs it
-    for name, kind in (("m.safetensors", ModelKind.CHECKPOINT), ("g.engine", ModelKind.ENGINE),
-                       ("g.plan", ModelKind.ENGINE)):
+    for name, kind in (
+        ("m.safetensors", ModelKind.CHECKPOINT),
+        ("g.engine", ModelKind.ENGINE),
+        ("g.plan", ModelKind.ENGINE),
+    ):
         (tmp_path / name).write_bytes(b"")
         assert model_kind(tmp_path / name) is kind
     with pytest.raises(MaskfaceError, match=f"is a folder without {MANIFEST}"):
@@ -84,7 +92,9 @@ def test_resolve_backend_name_reads_the_table():
 
 
 def test_reading_the_registry_and_devices_imports_no_runtime():
-    code = ("import sys, maskface_rt.backends.registry, maskface_rt.devices, maskface_rt.model_kind; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt_rtx') if m in sys.modules))")
+    code = (
+        "import sys, maskface_rt.backends.registry, maskface_rt.devices, maskface_rt.model_kind; "
+        "print(sorted(m for m in ('torch', 'onnxruntime', 'openvino', 'tensorrt_rtx') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from maskface_rt.cli.build import build
 from maskface_rt.bundled import BUNDLED_MODEL
+from maskface_rt.cli.build import build
 from maskface_rt.engine_format import engine_files, read_sidecar
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST, sha256_file
@@ -26,6 +26,7 @@ RTX = RUNTIMES["tensorrt-rtx"]
 
 
 pytestmark = pytest.mark.slow  # real TensorRT-RTX builds of fresh exports
+
 
 def _cli(*args):
     app = typer.Typer(add_completion=False)
@@ -102,8 +103,9 @@ def test_cache_hit_force_and_changes_rebuild(tiny_export_fp16, tmp_path):
     assert code == 0 and not forced["cache_hit"]
     code, other, _ = _build(tiny_export_fp16, engine, "--max-batch", "3")
     assert code == 0 and not other["cache_hit"] and read_sidecar(engine).profile.max == 3  # a changed profile
-    code, turing, _ = _build(tiny_export_fp16, engine, "--max-batch", "3", "--compute-capability", "sm75,8.6",
-                             "--compute-capability", "12.0")
+    code, turing, _ = _build(
+        tiny_export_fp16, engine, "--max-batch", "3", "--compute-capability", "sm75,8.6", "--compute-capability", "12.0"
+    )
     assert code == 0 and not turing["cache_hit"]  # changed targets
     assert read_sidecar(engine).compute_capabilities == ["7.5", "8.6", "12.0"]
     assert turing["sidecar"]["cache_key"] != other["sidecar"]["cache_key"]
@@ -130,8 +132,9 @@ def broken_export(tiny_export, tmp_path):
     for node in model.graph.node:
         node.input[:] = ["style_float" if name == "style" else name for name in node.input]
     model.graph.node.insert(0, helper.make_node("Cast", ["style_uint8"], ["style_float"], to=TensorProto.FLOAT))
-    model.graph.node.insert(0, helper.make_node("Cast", ["style"], ["style_uint8"], to=TensorProto.UINT8,
-                                                name="broken/to_uint8"))
+    model.graph.node.insert(
+        0, helper.make_node("Cast", ["style"], ["style_uint8"], to=TensorProto.UINT8, name="broken/to_uint8")
+    )
     onnx.save(model, str(folder / "generator.onnx"))
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest["graphs"]["generator"]["sha256"] = sha256_file(folder / "generator.onnx")
@@ -140,13 +143,30 @@ def broken_export(tiny_export, tmp_path):
 
 
 def test_a_parser_failure_is_one_line_naming_the_graph_and_node(broken_export, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "build", str(broken_export), "--out",
-                           str(tmp_path / "out" / "b.engine"), "--runtime", "tensorrt-rtx", "--no-plugin"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "build",
+            str(broken_export),
+            "--out",
+            str(tmp_path / "out" / "b.engine"),
+            "--runtime",
+            "tensorrt-rtx",
+            "--no-plugin",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {broken_export / 'generator.onnx'}: TensorRT-RTX's ONNX parser failed: node 0 "
-                           "'broken/to_uint8' (Cast): ")
+    assert last.startswith(
+        f"error: {broken_export / 'generator.onnx'}: TensorRT-RTX's ONNX parser failed: node 0 "
+        "'broken/to_uint8' (Cast): "
+    )
     assert "legalUINT8" in last
     assert not (tmp_path / "out").exists()  # nothing written
 
@@ -165,16 +185,26 @@ def test_plugin_builds_are_refused_before_any_work(tiny_export, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--runtime", "tensorrt", "--compute-capability", "8.6"], "--compute-capability is for --runtime tensorrt-rtx"),
-    (["--runtime", "tensorrt-rtx", "--compute-capability", "9.0"], "Hopper (H100/H200, sm_90) is not a TensorRT-RTX "
-                                                                   "target"),
-    (["--runtime", "tensorrt-rtx", "--compute-capability", "8.6,sm_70"], "--compute-capability sm_70 is not a "
-                                                                         "TensorRT-RTX target; valid: 7.5"),
-    (["--runtime", "tensorrt-llm"], "--runtime tensorrt-llm is unknown; valid: tensorrt, tensorrt-rtx"),
-    (["--runtime", "tensorrt-rtx", "--timing-cache", "t.cache"], "TensorRT-RTX has no timing cache"),
-    (["--runtime", "tensorrt-rtx", "--layer-info"], "--layer-info reads the built engines back"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--runtime", "tensorrt", "--compute-capability", "8.6"],
+            "--compute-capability is for --runtime tensorrt-rtx",
+        ),
+        (
+            ["--runtime", "tensorrt-rtx", "--compute-capability", "9.0"],
+            "Hopper (H100/H200, sm_90) is not a TensorRT-RTX target",
+        ),
+        (
+            ["--runtime", "tensorrt-rtx", "--compute-capability", "8.6,sm_70"],
+            "--compute-capability sm_70 is not a TensorRT-RTX target; valid: 7.5",
+        ),
+        (["--runtime", "tensorrt-llm"], "--runtime tensorrt-llm is unknown; valid: tensorrt, tensorrt-rtx"),
+        (["--runtime", "tensorrt-rtx", "--timing-cache", "t.cache"], "TensorRT-RTX has no timing cache"),
+        (["--runtime", "tensorrt-rtx", "--layer-info"], "--layer-info reads the built engines back"),
+    ],
+)
 def test_runtime_options_are_checked_first(tiny_export, tmp_path, args, message):
     done = _cli(str(tiny_export), "--out", str(tmp_path / "out" / "o.engine"), "--no-plugin", *args)
     text = " ".join(done.output.replace("│", " ").split())
@@ -208,8 +238,11 @@ def test_runtime_table():
     tensorrt = RUNTIMES["tensorrt"]
     tensorrt.check_version("10.9.0.34")
     tensorrt.check_version("11.4.0")
-    with pytest.raises(MaskfaceError, match=r"TensorRT 10\.8\.0\.43 is too old; maskface needs TensorRT 10\.9 or "
-                                            r"newer: pip install 'maskface-rt\[tensorrt\]'"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"TensorRT 10\.8\.0\.43 is too old; maskface needs TensorRT 10\.9 or "
+        r"newer: pip install 'maskface-rt\[tensorrt\]'",
+    ):
         tensorrt.check_version("10.8.0.43")
     RTX.check_version(trt_rtx.__version__)  # RTX numbers its releases 1.x
     with pytest.raises(MaskfaceError, match=r"TensorRT-RTX 1\.6\.0 is too old"):

@@ -46,8 +46,9 @@ def post_faces(url: str, mask: Path | bytes = MASK, name: str = "mask.png", **fi
     if "reference" in fields:
         files["reference"] = ("photo.png", fields.pop("reference"))
     headers = fields.pop("headers", None)
-    return httpx.post(f"{url}/v1/faces", files=files, data={k: str(v) for k, v in fields.items()},
-                      headers=headers, timeout=60)
+    return httpx.post(
+        f"{url}/v1/faces", files=files, data={k: str(v) for k, v in fields.items()}, headers=headers, timeout=60
+    )
 
 
 def metric(url: str, name: str) -> float:
@@ -64,9 +65,26 @@ def test_faces_are_byte_identical_to_generate(url: str, tmp_path: Path) -> None:
     for name in ("hand01_smile_color.png", "synth02_palette.png", "synth03_label16.png"):
         (masks / name).write_bytes((EXAMPLES / name).read_bytes())
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out),
-                           "--styles", "4", "--seed", "7", "--backend", "onnxruntime"], check=False,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "maskface_rt",
+            "generate",
+            str(masks),
+            "--out",
+            str(out),
+            "--styles",
+            "4",
+            "--seed",
+            "7",
+            "--backend",
+            "onnxruntime",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     # Concurrent requests, so the server batches faces of different masks and styles together.
     answers: dict[tuple[str, str], httpx.Response] = {}
@@ -114,17 +132,20 @@ def test_reference_photo_sets_the_style(url: str, backend: object) -> None:
     assert with_ref.content != post_faces(url, styles=0).content
 
 
-@pytest.mark.parametrize("files, fields, status, words", [
-    ({"mask": ("notes.txt", b"hello")}, {}, 400, "not an image"),
-    ({"mask": ("m.png", None)}, {"styles": "a,b"}, 400, "styles"),
-    ({"mask": ("m.png", None)}, {"styles": ",".join(["0"] * (MAX_STYLES + 1))}, 400, f"at most {MAX_STYLES}"),
-    ({"mask": ("m.png", None)}, {"styles": "-1"}, 400, "styles"),
-    ({"mask": ("m.png", None)}, {"seed": "-3"}, 400, "seed"),
-    ({"mask": ("m.png", None)}, {"seed": "x"}, 400, "seed"),
-    ({"mask": ("m.png", None)}, {"label_order": "bisenet"}, 400, "label order"),
-    ({}, {}, 400, "mask"),
-    ({"mask": ("m.png", None), "reference": ("r.png", b"\x89PNG junk")}, {}, 400, "reference"),
-])
+@pytest.mark.parametrize(
+    "files, fields, status, words",
+    [
+        ({"mask": ("notes.txt", b"hello")}, {}, 400, "not an image"),
+        ({"mask": ("m.png", None)}, {"styles": "a,b"}, 400, "styles"),
+        ({"mask": ("m.png", None)}, {"styles": ",".join(["0"] * (MAX_STYLES + 1))}, 400, f"at most {MAX_STYLES}"),
+        ({"mask": ("m.png", None)}, {"styles": "-1"}, 400, "styles"),
+        ({"mask": ("m.png", None)}, {"seed": "-3"}, 400, "seed"),
+        ({"mask": ("m.png", None)}, {"seed": "x"}, 400, "seed"),
+        ({"mask": ("m.png", None)}, {"label_order": "bisenet"}, 400, "label order"),
+        ({}, {}, 400, "mask"),
+        ({"mask": ("m.png", None), "reference": ("r.png", b"\x89PNG junk")}, {}, 400, "reference"),
+    ],
+)
 def test_bad_input_is_one_line_4xx(url: str, files: dict, fields: dict, status: int, words: str) -> None:
     files = {k: (name, MASK.read_bytes() if data is None else data) for k, (name, data) in files.items()}
     answer = httpx.post(f"{url}/v1/faces", files=files or {"other": ("x", b"1")}, data=fields, timeout=60)
@@ -203,9 +224,16 @@ def test_labels_endpoint_returns_canonical_label_png(url: str) -> None:
 
 
 def test_metrics_count_requests_errors_and_batches(url: str) -> None:
-    before = {n: metric(url, n) for n in ('maskface_requests_total{route="/v1/faces",status="200"}',
-                                          'maskface_errors_total{status="400"}', "maskface_images_total",
-                                          "maskface_batch_size_count", "maskface_request_latency_seconds_count")}
+    before = {
+        n: metric(url, n)
+        for n in (
+            'maskface_requests_total{route="/v1/faces",status="200"}',
+            'maskface_errors_total{status="400"}',
+            "maskface_images_total",
+            "maskface_batch_size_count",
+            "maskface_request_latency_seconds_count",
+        )
+    }
     post_faces(url, styles="0,1,2")
     post_faces(url, b"junk")
     after = {n: metric(url, n) for n in before}
@@ -254,11 +282,20 @@ def _give_up(url: str, outcomes: list[str]) -> None:
 
 
 def test_serve_options_are_checked_before_any_work() -> None:
-    for args, flag in ((["--port", "0"], "--port"), (["--max-batch", "0"], "--max-batch"),
-                       (["--host", "example.com"], "--host"), (["--max-queue", "0"], "--max-queue"),
-                       (["--precision", "bf16", "--backend", "onnxruntime"], "--precision")):
-        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", *args], check=False, capture_output=True,
-                              text=True, timeout=120)
+    for args, flag in (
+        (["--port", "0"], "--port"),
+        (["--max-batch", "0"], "--max-batch"),
+        (["--host", "example.com"], "--host"),
+        (["--max-queue", "0"], "--max-queue"),
+        (["--precision", "bf16", "--backend", "onnxruntime"], "--precision"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "maskface_rt", "serve", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 2 and flag in done.stderr, (args, done.stderr)
 
 
@@ -269,6 +306,11 @@ def test_serve_refuses_a_port_in_use() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "maskface_rt", "serve", "--port", str(port)], check=False,
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port)],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert done.returncode == 1 and f"127.0.0.1:{port}: cannot listen there" in done.stderr, done.stderr

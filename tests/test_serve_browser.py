@@ -29,14 +29,24 @@ from maskface_rt.serve.app import ServeSettings, create_app
 pytestmark = pytest.mark.slow  # a real browser
 
 CHROMIUM = os.environ.get("MASKFACE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with open_backend(default_model(), "onnxruntime") as backend, \
-            running(create_app(backend, ServeSettings(max_delay_ms=2))) as u:
+    with (
+        open_backend(default_model(), "onnxruntime") as backend,
+        running(create_app(backend, ServeSettings(max_delay_ms=2))) as u,
+    ):
         yield u
 
 
@@ -129,8 +139,7 @@ def test_reference_photo_and_example_masks(page: object, tmp_path: Path) -> None
     page.wait_for_function("document.querySelectorAll('#faces img').length === 4", timeout=60000)
 
     page.select_option("#examples", "hand03_hat_color.png")
-    page.wait_for_function("document.getElementById('status').textContent.includes('hand03_hat_color')",
-                           timeout=60000)
+    page.wait_for_function("document.getElementById('status').textContent.includes('hand03_hat_color')", timeout=60000)
     with page.expect_download() as download:
         page.click("#download-labels")
     labels_png = tmp_path / "labels.png"

@@ -144,10 +144,18 @@ def test_refuses_masks_alone(tmp_path: Path) -> None:
     assert not (tmp_path / "set" / "images").exists()
 
 
-@pytest.mark.parametrize(("kwargs", "named"), [
-    ({"count": 0}, "count"), ({"count": 2.0}, "count"), ({"size": 31}, "size"), ({"size": 1025}, "size"),
-    ({"seed": -1}, "seed"), ({"workers": 0}, "workers"), ({"count": True}, "count"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"count": 0}, "count"),
+        ({"count": 2.0}, "count"),
+        ({"size": 31}, "size"),
+        ({"size": 1025}, "size"),
+        ({"seed": -1}, "seed"),
+        ({"workers": 0}, "workers"),
+        ({"count": True}, "count"),
+    ],
+)
 def test_bad_arguments(tmp_path: Path, kwargs: dict, named: str) -> None:
     args = {"count": 2, "size": 32, "seed": 0} | kwargs
     with pytest.raises(MaskfaceError, match=named):

@@ -16,10 +16,15 @@ import pytest
 
 from maskface_rt.backends import open_backend
 from maskface_rt.backends.cuda_device import (
-    CUDA_PYTHON, TORCH, CudaDevice, HostDeviceBuffer, cuda_implementation, open_cuda_device,
+    CUDA_PYTHON,
+    TORCH,
+    CudaDevice,
+    HostDeviceBuffer,
+    cuda_implementation,
+    open_cuda_device,
 )
-from maskface_rt.devices import cuda_index
 from maskface_rt.backends.tensorrt_backend import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
+from maskface_rt.devices import cuda_index
 from maskface_rt.engine_format import BuildProfile, DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPH_IO, tensor_shape
@@ -40,8 +45,9 @@ def test_graph_policy_warms_up_captures_once_then_replays():
 
 def test_device_names():
     assert cuda_index("auto") == 0 and cuda_index("cuda") == 0 and cuda_index("cuda:3") == 3
-    with pytest.raises(MaskfaceError, match="runs on a CUDA GPU; for the CPU use an export folder with --backend "
-                                            "onnxruntime"):
+    with pytest.raises(
+        MaskfaceError, match="runs on a CUDA GPU; for the CPU use an export folder with --backend onnxruntime"
+    ):
         cuda_index("cpu")
     with pytest.raises(MaskfaceError, match="valid: auto, cuda, cuda:N"):
         cuda_index("gpu0")
@@ -65,8 +71,11 @@ def test_open_backend_without_tensorrt_says_how_to_install(tmp_path, monkeypatch
     engine = tmp_path / "faces.engine"
     engine.write_bytes(b"plan")
     for backend in ("tensorrt", "auto"):
-        with pytest.raises(MaskfaceError, match=r"the tensorrt backend cannot run here: TensorRT is not installed "
-                                                r"here .*pip install 'maskface-rt\[tensorrt\]'"):
+        with pytest.raises(
+            MaskfaceError,
+            match=r"the tensorrt backend cannot run here: TensorRT is not installed "
+            r"here .*pip install 'maskface-rt\[tensorrt\]'",
+        ):
             open_backend(engine, backend)
 
 
@@ -193,7 +202,7 @@ class _OrtContext:
             count = int(np.prod(self.shapes[name])) * dtype.itemsize
             feeds[name] = memory[self.addresses[name]][:count].view(dtype).reshape(self.shapes[name])
         (out,) = self.engine.session.run([self.engine.output], feeds)
-        memory[self.addresses[self.engine.output]][:out.nbytes] = out.reshape(-1).view(np.uint8)
+        memory[self.addresses[self.engine.output]][: out.nbytes] = out.reshape(-1).view(np.uint8)
 
     def execute_async_v3(self, stream_handle):
         assert stream_handle == _HostDevice.stream_handle
@@ -216,8 +225,10 @@ class _OrtEngine:
         self.session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
         self.inputs, self.output = GRAPH_IO[graph]
         self.names = [*self.inputs, self.output]
-        self.dtypes = {i.name: {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}[i.type]
-                       for i in [*self.session.get_inputs(), *self.session.get_outputs()]}
+        self.dtypes = {
+            i.name: {"tensor(uint8)": np.uint8, "tensor(float)": np.float32}[i.type]
+            for i in [*self.session.get_inputs(), *self.session.get_outputs()]
+        }
         self.config, self.profile, self.device, self.contexts = config, profile, device, []
 
     num_io_tensors = property(lambda self: len(self.names))
@@ -243,8 +254,11 @@ class _OrtEngine:
         return self.contexts[-1]
 
 
-_TRT = SimpleNamespace(TensorIOMode=SimpleNamespace(INPUT="input", OUTPUT="output"), nptype=lambda dtype: dtype,
-                       ExecutionContextAllocationStrategy=SimpleNamespace(USER_MANAGED="user-managed"))
+_TRT = SimpleNamespace(
+    TensorIOMode=SimpleNamespace(INPUT="input", OUTPUT="output"),
+    nptype=lambda dtype: dtype,
+    ExecutionContextAllocationStrategy=SimpleNamespace(USER_MANAGED="user-managed"),
+)
 
 
 def _runner(export, graph, profile, device, engine_profile=None, cuda_graphs=True):
@@ -252,10 +266,20 @@ def _runner(export, graph, profile, device, engine_profile=None, cuda_graphs=Tru
 
     manifest = read_manifest(export)
     onnx_bytes = (export / f"{graph}.onnx").read_bytes()
-    runtime = SimpleNamespace(deserialize_cuda_engine=lambda blob: _OrtEngine(
-        blob, graph, manifest.config, engine_profile or profile, device))
-    return EngineRunner(_TRT, runtime, onnx_bytes, graph, manifest.config, profile, device, cuda_graphs=cuda_graphs,
-                        where=f"{graph}.engine"), manifest.config
+    runtime = SimpleNamespace(
+        deserialize_cuda_engine=lambda blob: _OrtEngine(blob, graph, manifest.config, engine_profile or profile, device)
+    )
+    return EngineRunner(
+        _TRT,
+        runtime,
+        onnx_bytes,
+        graph,
+        manifest.config,
+        profile,
+        device,
+        cuda_graphs=cuda_graphs,
+        where=f"{graph}.engine",
+    ), manifest.config
 
 
 def _ort(export, graph, feeds):
@@ -298,8 +322,11 @@ def test_runner_falls_back_to_plain_execution_when_capture_fails(tiny_export):
 
 
 def test_runner_checks_profile_and_input_shapes(tiny_export):
-    with pytest.raises(MaskfaceError, match=r"profile is batch 1\.\.8 \(optimised for 4\), its sidecar says batch "
-                                            r"1\.\.4"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"profile is batch 1\.\.8 \(optimised for 4\), its sidecar says batch "
+        r"1\.\.4",
+    ):
         _runner(tiny_export, "generator", BuildProfile(1, 4, 4), _HostDevice(), engine_profile=BuildProfile(1, 4, 8))
     runner, _ = _runner(tiny_export, "style_decoder", BuildProfile(1, 2, 4), _HostDevice())
     with pytest.raises(MaskfaceError, match=r"input 'image' has shape \[2, 32, 32, 3\], expected \[2, 64, 64, 3\]"):

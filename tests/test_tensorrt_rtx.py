@@ -23,7 +23,12 @@ from maskface_rt.benchmarking.runners import BACKEND_NAMES
 from maskface_rt.engine_format import sidecar_path, write_sidecar
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.tensorrt_compat import (
-    TENSORRT, TENSORRT_RTX, ExecutionContexts, RuntimeCacheFile, runtime_cache_path, sidecar_runtime,
+    TENSORRT,
+    TENSORRT_RTX,
+    ExecutionContexts,
+    RuntimeCacheFile,
+    runtime_cache_path,
+    sidecar_runtime,
 )
 
 
@@ -59,18 +64,26 @@ def test_auto_takes_the_runtime_the_sidecar_names_and_never_rtx_otherwise(tmp_pa
     for engine in (plain, None):
         with pytest.raises(MaskfaceError, match="^the tensorrt backend cannot run here"):
             resolve_backend_name(ModelKind.ENGINE, "auto", engine)
-    with pytest.raises(MaskfaceError, match=r"was built for the runtime 'tensorrt-9'; this maskface runs engines "
-                                            r"of tensorrt, tensorrt-rtx"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"was built for the runtime 'tensorrt-9'; this maskface runs engines "
+        r"of tensorrt, tensorrt-rtx",
+    ):
         resolve_backend_name(ModelKind.ENGINE, "auto", _engine(tmp_path / "future", "tensorrt-9"))
-    with pytest.raises(MaskfaceError, match="backend tensorrt-rtx cannot run a onnx-export; the tensorrt-rtx backend "
-                                            "runs .engine files"):
+    with pytest.raises(
+        MaskfaceError,
+        match="backend tensorrt-rtx cannot run a onnx-export; the tensorrt-rtx backend runs .engine files",
+    ):
         resolve_backend_name(ModelKind.ONNX_EXPORT, "tensorrt-rtx")
 
 
 def test_backend_refuses_an_engine_of_the_other_runtime(tmp_path):
     rtx, plain = _engine(tmp_path / "rtx", TENSORRT_RTX), _engine(tmp_path / "plain")
-    with pytest.raises(MaskfaceError, match=r"faces\.engine: was built for tensorrt-rtx, not tensorrt: run it with "
-                                            r"--backend tensorrt-rtx \(or auto\).* --runtime tensorrt$"):
+    with pytest.raises(
+        MaskfaceError,
+        match=r"faces\.engine: was built for tensorrt-rtx, not tensorrt: run it with "
+        r"--backend tensorrt-rtx \(or auto\).* --runtime tensorrt$",
+    ):
         TensorRTBackend(rtx, runtime=TENSORRT)
     with pytest.raises(MaskfaceError, match="was built for tensorrt, not tensorrt-rtx"):
         TensorRTBackend(plain, runtime=TENSORRT_RTX)
@@ -90,10 +103,16 @@ def test_the_rtx_option_reaches_the_backend_and_stops_at_cuda(tmp_path):
 def test_cli_refuses_tensorrt_rtx_here_in_one_line(tmp_path, command):
     """No GPU and no cuda-python here: one line saying so, exit 1 (as the tensorrt backend), nothing written."""
     engine, out = _engine(tmp_path, TENSORRT_RTX), tmp_path / "out"
-    args = {"generate": ["generate", "examples/masks", "--out", str(out), "--model", str(engine)],
-            "eval": ["eval", str(engine), "--data", "examples/masks"]}[command]
-    done = subprocess.run([sys.executable, "-m", "maskface_rt", *args, "--backend", "tensorrt-rtx"],
-                          capture_output=True, text=True, timeout=120)
+    args = {
+        "generate": ["generate", "examples/masks", "--out", str(out), "--model", str(engine)],
+        "eval": ["eval", str(engine), "--data", "examples/masks"],
+    }[command]
+    done = subprocess.run(
+        [sys.executable, "-m", "maskface_rt", *args, "--backend", "tensorrt-rtx"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stderr.strip().startswith("error: the tensorrt-rtx backend cannot run here: tensorrt-rtx 1.")
@@ -130,8 +149,9 @@ def _warnings():
 
 def test_runtime_cache_lives_beside_each_engine(tmp_path):
     assert runtime_cache_path(tmp_path / "faces.engine") == tmp_path / "faces.engine.runtime-cache"
-    assert runtime_cache_path(tmp_path / "faces.style_encoder.engine").name == \
-        "faces.style_encoder.engine.runtime-cache"
+    assert (
+        runtime_cache_path(tmp_path / "faces.style_encoder.engine").name == "faces.style_encoder.engine.runtime-cache"
+    )
 
 
 def test_runtime_cache_first_run_then_reuse(tmp_path):
@@ -152,8 +172,9 @@ def test_runtime_cache_first_run_then_reuse(tmp_path):
     assert seen == []
 
 
-@pytest.mark.parametrize("content, says", [(b"garbage", "TensorRT-RTX refused the runtime cache"),
-                                           (b"", "the runtime cache is empty")])
+@pytest.mark.parametrize(
+    "content, says", [(b"garbage", "TensorRT-RTX refused the runtime cache"), (b"", "the runtime cache is empty")]
+)
 def test_a_corrupt_runtime_cache_is_reported_in_one_line_and_replaced(tmp_path, content, says):
     seen, warn = _warnings()
     path = runtime_cache_path(tmp_path / "faces.engine")
@@ -267,14 +288,29 @@ def test_tensorrt_rtx_api_names_exist_in_the_real_module():
     trt = pytest.importorskip("tensorrt_rtx")
     assert trt is tensorrt_compat.load_engine_runtime(TENSORRT_RTX)
     for cls, names in {
-        trt.ICudaEngine: ["create_runtime_config", "create_execution_context", "get_tensor_profile_shape",
-                          "device_memory_size_v2", "num_io_tensors", "create_engine_inspector"],
-        trt.IRuntimeConfig: ["create_runtime_cache", "set_runtime_cache", "cuda_graph_strategy",
-                             "set_execution_context_allocation_strategy"],
+        trt.ICudaEngine: [
+            "create_runtime_config",
+            "create_execution_context",
+            "get_tensor_profile_shape",
+            "device_memory_size_v2",
+            "num_io_tensors",
+            "create_engine_inspector",
+        ],
+        trt.IRuntimeConfig: [
+            "create_runtime_cache",
+            "set_runtime_cache",
+            "cuda_graph_strategy",
+            "set_execution_context_allocation_strategy",
+        ],
         trt.IRuntimeCache: ["serialize", "deserialize"],
         trt.Runtime: ["get_engine_validity", "deserialize_cuda_engine"],
-        trt.IExecutionContext: ["set_device_memory", "set_input_shape", "set_tensor_address", "execute_async_v3",
-                                "get_tensor_shape"],
+        trt.IExecutionContext: [
+            "set_device_memory",
+            "set_input_shape",
+            "set_tensor_address",
+            "execute_async_v3",
+            "get_tensor_shape",
+        ],
     }.items():
         missing = [n for n in names if not hasattr(cls, n)]
         assert not missing, f"{cls.__name__} lacks {missing}"
@@ -292,8 +328,17 @@ def test_rtx_engine_validity_check_runs_without_a_gpu(tmp_path):
     trt = pytest.importorskip("tensorrt_rtx")
     runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
     seen, warn = _warnings()
-    with pytest.raises(MaskfaceError, match=r"faces\.engine: TensorRT-RTX 1\.\S+ cannot run this engine here: "
-                                            r"malformed engine; rebuild"):
-        tensorrt_compat.check_engine_validity(trt, runtime, b"not an engine" * 64, tmp_path / "faces.engine",
-                                              "rebuild it here: maskface build EXPORT --out faces.engine", warn)
+    with pytest.raises(
+        MaskfaceError,
+        match=r"faces\.engine: TensorRT-RTX 1\.\S+ cannot run this engine here: "
+        r"malformed engine; rebuild",
+    ):
+        tensorrt_compat.check_engine_validity(
+            trt,
+            runtime,
+            b"not an engine" * 64,
+            tmp_path / "faces.engine",
+            "rebuild it here: maskface build EXPORT --out faces.engine",
+            warn,
+        )
     assert seen == []

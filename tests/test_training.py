@@ -29,8 +29,9 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _fast(**kw) -> TrainConfig:
-    return TrainConfig(**{"batch_size": 2, "num_workers": 0, "checkpoint_every": 0, "sample_every": 0,
-                           "log_every": 1, **kw})
+    return TrainConfig(
+        **{"batch_size": 2, "num_workers": 0, "checkpoint_every": 0, "sample_every": 0, "log_every": 1, **kw}
+    )
 
 
 @torch.no_grad()
@@ -69,8 +70,10 @@ def test_resume_continues_exactly(synth64, tmp_path):
         assert torch.equal(a[k], b[k]), k
     steps_logged = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "log.jsonl").read_text().splitlines()]
     assert steps_logged == [1, 2, 3, 4]
-    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == \
-        ["step_000002.safetensors", "step_000004.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()) == [
+        "step_000002.safetensors",
+        "step_000004.safetensors",
+    ]
     assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
 
 
@@ -78,8 +81,15 @@ def test_resume_continues_exactly(synth64, tmp_path):
 def test_rates_given_on_resume_reach_the_optimizers(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
-    train(pairs, tmp_path / "run", cfg=None, tcfg=TrainConfig(), steps=2, resume=True,
-          overrides={"lr": 3e-4, "beta1": 0.5, "weight_decay": 0.0})
+    train(
+        pairs,
+        tmp_path / "run",
+        cfg=None,
+        tcfg=TrainConfig(),
+        steps=2,
+        resume=True,
+        overrides={"lr": 3e-4, "beta1": 0.5, "weight_decay": 0.0},
+    )
     _, state = load_state(tmp_path / "run" / "state.safetensors")
     groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
     for name in ("generator", "style_decoder", "discriminator"):
@@ -103,8 +113,15 @@ def test_lr_decay_schedule():
 def test_lr_decay_reaches_the_optimizers_and_the_log(synth64, tmp_path):
     pairs = open_dataset(synth64, size=64)
     train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
-    train(pairs, tmp_path / "run", cfg=None, tcfg=TrainConfig(), steps=3, resume=True,
-          overrides={"lr_decay_start": 1, "lr_decay_steps": 4})
+    train(
+        pairs,
+        tmp_path / "run",
+        cfg=None,
+        tcfg=TrainConfig(),
+        steps=3,
+        resume=True,
+        overrides={"lr_decay_start": 1, "lr_decay_steps": 4},
+    )
     _, state = load_state(tmp_path / "run" / "state.safetensors")
     groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
     base = TrainConfig()
@@ -179,15 +196,29 @@ def test_bf16_autocast_step_on_cpu():
 
 
 def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 @pytest.mark.slow
 def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
     run = tmp_path / "run"
-    args = ["train", str(synth64), "--out", str(run), "--preset", "tiny-64", "--steps", "2", "--batch-size", "2",
-            "--num-workers", "0", "--json"]
+    args = [
+        "train",
+        str(synth64),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny-64",
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--json",
+    ]
     done = _cli(*args)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -195,8 +226,11 @@ def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
     assert load_model(summary["model"]).cfg == TINY
     again = _cli(*args)
     assert again.returncode == 1
-    assert again.stderr.strip().splitlines()[-1].endswith("already holds a training run (pass --resume to "
-                                                           "continue it, or choose another --out)")
+    assert (
+        again.stderr.strip()
+        .splitlines()[-1]
+        .endswith("already holds a training run (pass --resume to continue it, or choose another --out)")
+    )
     bad = _cli("train", str(synth64), "--out", str(tmp_path / "x"), "--preset", "tiny-32")
     assert bad.returncode == 2 and "unknown preset" in bad.stderr
     missing = _cli("train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y"), "--preset", "tiny-64")
@@ -210,9 +244,35 @@ def test_distributed_data_parallel_two_processes(synth64, tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "maskface_rt",
-         "train", str(synth64), "--out", str(run), "--preset", "tiny-64", "--steps", "2", "--batch-size", "2",
-         "--num-workers", "0", "--device", "cpu"], capture_output=True, text=True, env=env, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "maskface_rt",
+            "train",
+            str(synth64),
+            "--out",
+            str(run),
+            "--preset",
+            "tiny-64",
+            "--steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--num-workers",
+            "0",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert load_model(run / "model.safetensors").cfg == TINY

@@ -20,10 +20,15 @@ from maskface_rt.synth import write_dataset
 
 
 def _cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
-    env = {"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "HOME": str(home or Path.home()),
-           **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}}
-    return subprocess.run([sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True,
-                          timeout=300, env=env)
+    env = {
+        "NO_COLOR": "1",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home or Path.home()),
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 def _one_line_error(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -125,8 +130,9 @@ def test_malformed_manifest_is_one_line_in_generate_and_info(model_copy, masks, 
 def test_image_size_disagreeing_with_the_graph_is_found_before_any_work(model_copy, masks, tmp_path):
     _edit_manifest(model_copy, lambda d: {**d, "img_size": 128, "config": {**d["config"], "img_size": 128}})
     out = tmp_path / "out"
-    line = _one_line_error(_cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1,
-                           "img_size 128")
+    line = _one_line_error(
+        _cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1, "img_size 128"
+    )
     assert "generator.onnx" in line or "style_" in line
     assert not out.exists()
 
@@ -134,8 +140,17 @@ def test_image_size_disagreeing_with_the_graph_is_found_before_any_work(model_co
 # ----------------------------------------------------------------------------- (c) options and memory
 
 
-@pytest.mark.parametrize("flag,value", [("--styles", "0"), ("--batch-size", "0"), ("--seed", "-1"),
-                                        ("--workers", "0"), ("--styles", "1001"), ("--batch-size", "1000000000")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--styles", "0"),
+        ("--batch-size", "0"),
+        ("--seed", "-1"),
+        ("--workers", "0"),
+        ("--styles", "1001"),
+        ("--batch-size", "1000000000"),
+    ],
+)
 def test_bad_option_values_exit_2_naming_the_flag_before_the_model_is_loaded(masks, tmp_path, flag, value):
     out = tmp_path / "out"
     # A model that does not exist: the option must be refused before anyone looks at it.
@@ -157,8 +172,7 @@ def test_batch_size_is_split_by_the_models_max_batch(masks, tmp_path):
     backend = Recording(default_model(), device="cpu")
     backend.batches = []
     declared = read_manifest(default_model()).max_batch
-    report = run_generate(backend, masks, GenerateOptions(out=tmp_path / "out", styles=declared + 5,
-                                                          batch_size=1024))
+    report = run_generate(backend, masks, GenerateOptions(out=tmp_path / "out", styles=declared + 5, batch_size=1024))
     assert report.images_written == 2 * (declared + 5)
     assert max(backend.batches) == declared
 
@@ -173,9 +187,11 @@ def test_colour_mask_decodes_within_a_fixed_budget_per_pixel(tmp_path):
     labels = np.random.default_rng(0).integers(0, len(PALETTE), (side, side), dtype=np.uint8)
     path = tmp_path / "big.png"
     Image.fromarray(PALETTE[labels].astype(np.uint8)).save(path, compress_level=1)
-    script = ("import resource, sys\nfrom maskface_rt.mask_io import read_mask\nbefore = resource.getrusage("
-              "resource.RUSAGE_SELF).ru_maxrss\nassert read_mask(sys.argv[1], size=64).shape == (64, 64)\n"
-              "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    script = (
+        "import resource, sys\nfrom maskface_rt.mask_io import read_mask\nbefore = resource.getrusage("
+        "resource.RUSAGE_SELF).ru_maxrss\nassert read_mask(sys.argv[1], size=64).shape == (64, 64)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+    )
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=300)
     per_pixel = int(done.stdout) * 1024 / side**2
     # PIL's image (4 bytes a pixel), its numpy copy (3) and temporaries, the label map (1) and fixed-size
@@ -204,16 +220,22 @@ def _model_meta(**config) -> dict:
 def test_small_checkpoint_asking_for_wide_networks_allocates_nothing(tmp_path):
     tensor = {"generator.x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
     narrow = _safetensors(tmp_path / "narrow.safetensors", {"__metadata__": _model_meta(), **tensor}, bytes(16))
-    path = _safetensors(tmp_path / "wide.safetensors",
-                        {"__metadata__": _model_meta(max_conv_dim=1024, base_dim=1024), **tensor}, bytes(16))
+    path = _safetensors(
+        tmp_path / "wide.safetensors",
+        {"__metadata__": _model_meta(max_conv_dim=1024, base_dim=1024), **tensor},
+        bytes(16),
+    )
     assert path.stat().st_size < 1024
     # The narrow file first, so that lazy imports are not counted against the wide one.
-    script = ("import resource, sys\nfrom maskface_rt.checkpoint import load_model\nfrom maskface_rt.errors import "
-              "MaskfaceError\nfor i, p in enumerate(sys.argv[1:]):\n    before = resource.getrusage("
-              "resource.RUSAGE_SELF).ru_maxrss\n    try:\n        load_model(p)\n    except MaskfaceError as e:\n"
-              "        print(e)\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
-    done = subprocess.run([sys.executable, "-c", script, str(narrow), str(path)], capture_output=True, text=True,
-                          timeout=300)
+    script = (
+        "import resource, sys\nfrom maskface_rt.checkpoint import load_model\nfrom maskface_rt.errors import "
+        "MaskfaceError\nfor i, p in enumerate(sys.argv[1:]):\n    before = resource.getrusage("
+        "resource.RUSAGE_SELF).ru_maxrss\n    try:\n        load_model(p)\n    except MaskfaceError as e:\n"
+        "        print(e)\nprint(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(narrow), str(path)], capture_output=True, text=True, timeout=300
+    )
     message, grown_kb = done.stdout.splitlines()[1:]
     assert "does not match its config" in message and str(path) in message
     assert int(grown_kb) < 50 * 1024, f"{int(grown_kb) >> 10} MB for a {path.stat().st_size}-byte file"
@@ -302,8 +324,9 @@ def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp
 
     events = []
     real_fsync, real_link, real_replace = os.fsync, os.link, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))),
-                                                 real_fsync(fd))[1])
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1]
+    )
     monkeypatch.setattr(os, "link", lambda a, b: (events.append(("publish", str(b))), real_link(a, b))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("publish", str(b))), real_replace(a, b))[1])
     target = tmp_path / "a.png"
@@ -371,8 +394,9 @@ def test_a_fifo_as_mask_dir_is_one_named_line(tmp_path):
 def test_a_symlink_loop_is_not_called_missing(tmp_path):
     (tmp_path / "a").symlink_to(tmp_path / "b")
     (tmp_path / "b").symlink_to(tmp_path / "a")
-    _one_line_error(_cli("generate", str(tmp_path / "a"), "--out", str(tmp_path / "out")), 1,
-                    f"{tmp_path / 'a'}: symlink loop")
+    _one_line_error(
+        _cli("generate", str(tmp_path / "a"), "--out", str(tmp_path / "out")), 1, f"{tmp_path / 'a'}: symlink loop"
+    )
 
 
 def test_onnxruntime_writes_no_usage_events_under_home(masks, tmp_path):

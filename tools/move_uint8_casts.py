@@ -46,9 +46,15 @@ def swap_pair(model: onnx.ModelProto, first_op: str, second_op: str) -> onnx.Mod
     new.CopyFrom(model)
     graph = new.graph
     edges = {v.name for v in [*graph.input, *graph.output] if v.type.tensor_type.elem_type == onnx.TensorProto.UINT8}
-    pairs = [(i, j) for i, a in enumerate(graph.node) for j, b in enumerate(graph.node)
-             if a.op_type == first_op and b.op_type == second_op and list(b.input) == [a.output[0]]
-             and {a.input[0], b.output[0]} & edges]
+    pairs = [
+        (i, j)
+        for i, a in enumerate(graph.node)
+        for j, b in enumerate(graph.node)
+        if a.op_type == first_op
+        and b.op_type == second_op
+        and list(b.input) == [a.output[0]]
+        and {a.input[0], b.output[0]} & edges
+    ]
     if len(pairs) != 1:
         raise MaskfaceError(None, f"expected one {first_op} -> {second_op} pair at a uint8 edge, found {len(pairs)}")
     i, j = pairs[0]
@@ -89,14 +95,21 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def compare(old: dict[str, onnx.ModelProto], new: dict[str, onnx.ModelProto], masks: Path, seed: int = 0,
-            random_maps: int = 256, batch: int = 16) -> dict[str, int]:
+def compare(
+    old: dict[str, onnx.ModelProto],
+    new: dict[str, onnx.ModelProto],
+    masks: Path,
+    seed: int = 0,
+    random_maps: int = 256,
+    batch: int = 16,
+) -> dict[str, int]:
     """Run old and new graphs side by side; every output must be bitwise identical. Counts of what was compared."""
     rng = np.random.default_rng(seed)
     size = old["generator"].graph.input[0].type.tensor_type.shape.dim[1].dim_value
     latent_dim = old["style_encoder"].graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    classes = int(json.loads(next(p.value for p in old["generator"].metadata_props
-                                  if p.key == "maskface.config"))["num_classes"])
+    classes = int(
+        json.loads(next(p.value for p in old["generator"].metadata_props if p.key == "maskface.config"))["num_classes"]
+    )
     encoder = _session(old["style_encoder"])
     styles = encoder.run([STYLE], {LATENT: rng.standard_normal((64, latent_dim)).astype(np.float32)})[0]
     styles = np.concatenate([styles, rng.standard_normal((32, styles.shape[1])).astype(np.float32) * 3])
@@ -107,13 +120,17 @@ def compare(old: dict[str, onnx.ModelProto], new: dict[str, onnx.ModelProto], ma
     # every mask file with every style code; each random map with one
     pairs = [(m, k) for m in range(len(files)) for k in range(len(styles))]
     pairs += [(m, m % len(styles)) for m in range(len(files), len(label_maps))]
-    counts = {"mask files": len(files), "random label maps": 2 * random_maps, "style codes": len(styles),
-              "generator images": len(pairs)}
+    counts = {
+        "mask files": len(files),
+        "random label maps": 2 * random_maps,
+        "style codes": len(styles),
+        "generator images": len(pairs),
+    }
     gens = _session(old["generator"]), _session(new["generator"])
     decs = _session(old["style_decoder"]), _session(new["style_decoder"])
     faces = []
     for start in range(0, len(pairs), batch):
-        m, k = np.array(pairs[start:start + batch]).T
+        m, k = np.array(pairs[start : start + batch]).T
         feeds = {LABELS: label_maps[m], STYLE: styles[k]}
         a, b = (s.run([IMAGE], feeds)[0] for s in gens)
         if a.tobytes() != b.tobytes():
@@ -121,7 +138,7 @@ def compare(old: dict[str, onnx.ModelProto], new: dict[str, onnx.ModelProto], ma
         faces.append(a)
     images = np.concatenate([*faces, rng.integers(0, 256, (256, size, size, 3), dtype=np.uint8)])
     for start in range(0, len(images), batch):
-        feeds = {IMAGE: images[start:start + batch]}
+        feeds = {IMAGE: images[start : start + batch]}
         a, b = (s.run([STYLE], feeds)[0] for s in decs)
         if a.tobytes() != b.tobytes():
             raise MaskfaceError(graph_file("style_decoder"), f"rewritten graph differs from the old one at {start}")
@@ -153,8 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     except MaskfaceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"{args.folder}: {manifest.config.img_size}px; bitwise identical on "
-          + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    print(
+        f"{args.folder}: {manifest.config.img_size}px; bitwise identical on "
+        + ", ".join(f"{n} {what}" for what, n in counts.items())
+    )
     for graph in PAIRS:
         print(f"  {graph_file(graph)}: sha256 {data['graphs'][graph]['sha256']}, {data['graphs'][graph]['bytes']} B")
     return 0

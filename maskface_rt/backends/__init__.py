@@ -15,8 +15,19 @@ from maskface_rt.backends.registry import AUTO, AUTO_CHOICE, BACKENDS, ENGINE_BA
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.model_kind import ModelKind, model_kind
 
-__all__ = ["BACKENDS", "ENGINE_BACKENDS", "PRECISIONS", "REGISTRY", "GeneratorBackend", "ModelKind",
-           "latent_for_style", "model_kind", "open_backend", "precision_problem", "resolve_backend_name"]
+__all__ = [
+    "BACKENDS",
+    "ENGINE_BACKENDS",
+    "PRECISIONS",
+    "REGISTRY",
+    "GeneratorBackend",
+    "ModelKind",
+    "latent_for_style",
+    "model_kind",
+    "open_backend",
+    "precision_problem",
+    "resolve_backend_name",
+]
 
 
 def precision_problem(model: Path, backend: str, precision: str) -> str | None:
@@ -26,8 +37,10 @@ def precision_problem(model: Path, backend: str, precision: str) -> str | None:
     name = resolve_backend_name(model_kind(model), backend, model, precision)
     if precision != "auto" and not REGISTRY[name].takes_precision:
         takers = " or ".join(spec.name for spec in REGISTRY.values() if spec.takes_precision)
-        return (f"{precision} applies to the {takers} backend only ({name} runs the export's own precision); "
-                f"pass --backend {takers}, or leave --precision at auto")
+        return (
+            f"{precision} applies to the {takers} backend only ({name} runs the export's own precision); "
+            f"pass --backend {takers}, or leave --precision at auto"
+        )
     return None
 
 
@@ -36,8 +49,9 @@ def resolve_backend_name(kind: ModelKind, backend: str, model: Path | None = Non
     engine, the runtime its sidecar names, ``model``; TensorRT when it names none)."""
     name = AUTO_CHOICE[kind](model, precision) if backend == AUTO else backend_spec(backend).name
     if name not in REGISTRY:  # an engine's sidecar names a runtime this version does not know
-        raise MaskfaceError(model, f"was built for the runtime {name!r}; this maskface runs engines of "
-                                   f"{', '.join(ENGINE_BACKENDS)}")
+        raise MaskfaceError(
+            model, f"was built for the runtime {name!r}; this maskface runs engines of {', '.join(ENGINE_BACKENDS)}"
+        )
     spec = REGISTRY[name]
     if spec.kind is not kind:
         raise MaskfaceError(None, f"backend {name} cannot run a {kind.value}; {spec.kind_hint}")
@@ -45,8 +59,9 @@ def resolve_backend_name(kind: ModelKind, backend: str, model: Path | None = Non
     return name
 
 
-def open_backend(model: str | Path, backend: str = "auto", *, device: str = "auto",
-                 precision: str = "auto") -> GeneratorBackend:
+def open_backend(
+    model: str | Path, backend: str = "auto", *, device: str = "auto", precision: str = "auto"
+) -> GeneratorBackend:
     """Open ``model`` on the named backend ('auto': the fastest that can run it here); ``precision``
     (auto, fp32, bf16) is the openvino backend's."""
     model = Path(model)

@@ -131,12 +131,22 @@ class _CudaPythonBuffer(HostDeviceBuffer):
         self._device.call(rt.cudaMemcpyAsync(dst, src, nbytes, kind, self._device.stream), what)
 
     def upload(self, nbytes: int) -> None:
-        self._copy(self.device_ptr, self._host_ptr, nbytes,
-                   self._device.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, "cudaMemcpyAsync (host to device)")
+        self._copy(
+            self.device_ptr,
+            self._host_ptr,
+            nbytes,
+            self._device.rt.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            "cudaMemcpyAsync (host to device)",
+        )
 
     def download(self, nbytes: int) -> None:
-        self._copy(self._host_ptr, self.device_ptr, nbytes,
-                   self._device.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, "cudaMemcpyAsync (device to host)")
+        self._copy(
+            self._host_ptr,
+            self.device_ptr,
+            nbytes,
+            self._device.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            "cudaMemcpyAsync (device to host)",
+        )
 
     def free(self) -> None:
         rt = self._device.rt
@@ -161,8 +171,9 @@ class CudaPythonDevice(CudaDevice):
         err, count = rt.cudaGetDeviceCount()
         if err != rt.cudaError_t.cudaSuccess or count == 0:
             why = self.error_name(err) if err != rt.cudaError_t.cudaSuccess else "no device"
-            raise MaskfaceError(None, f"no usable CUDA GPU here (cudaGetDeviceCount: {why}); TensorRT needs an "
-                                      "NVIDIA GPU and driver")
+            raise MaskfaceError(
+                None, f"no usable CUDA GPU here (cudaGetDeviceCount: {why}); TensorRT needs an NVIDIA GPU and driver"
+            )
         if index >= count:
             raise MaskfaceError(None, f"device cuda:{index} does not exist; this machine has {count} CUDA GPU(s)")
         self.call(rt.cudaSetDevice(index), "cudaSetDevice")
@@ -276,8 +287,9 @@ class TorchDevice(CudaDevice):
         if torch is None or not torch.cuda.is_available():
             raise MaskfaceError(None, "torch sees no CUDA GPU here")
         if index >= torch.cuda.device_count():
-            raise MaskfaceError(None, f"device cuda:{index} does not exist; this machine has "
-                                      f"{torch.cuda.device_count()} CUDA GPU(s)")
+            raise MaskfaceError(
+                None, f"device cuda:{index} does not exist; this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
         self.torch = torch
         self.device = torch.device("cuda", index)
         torch.cuda.set_device(self.device)

@@ -17,6 +17,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import ExportManifest, read_manifest
 from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
 
+
 def cpu_threads() -> int:
     """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
     try:
@@ -37,8 +38,11 @@ def portable_manifest(folder: Path, runtime: str) -> ExportManifest:
     """The verified manifest of an export that ``runtime`` can run: any but a plugin export."""
     manifest = read_manifest(folder)
     if manifest.plugin:
-        raise MaskfaceError(folder, "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
-                                    f"nodes run only in TensorRT; export without --plugin for {runtime}")
+        raise MaskfaceError(
+            folder,
+            "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
+            f"nodes run only in TensorRT; export without --plugin for {runtime}",
+        )
     return manifest
 
 
@@ -56,8 +60,9 @@ class OnnxRuntimeBackend(GeneratorBackend):
         super().__init__(self.manifest.config, str(folder))
         has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         if device == "cuda" and not has_cuda:
-            raise MaskfaceError(None, "onnxruntime has no CUDA execution provider here "
-                                      "(pip install onnxruntime-gpu, with a CUDA GPU)")
+            raise MaskfaceError(
+                None, "onnxruntime has no CUDA execution provider here (pip install onnxruntime-gpu, with a CUDA GPU)"
+            )
         self.use_cuda = has_cuda and device != "cpu"
         self.provider = "CUDAExecutionProvider" if self.use_cuda else "CPUExecutionProvider"
         options = ort.SessionOptions()
@@ -98,8 +103,14 @@ class OnnxRuntimeBackend(GeneratorBackend):
         return binding.copy_outputs_to_cpu()[0]
 
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._run("generator", IMAGE, {LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                                              STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+        return self._run(
+            "generator",
+            IMAGE,
+            {
+                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
+            },
+        )
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
         return self._run("style_encoder", STYLE, {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})

@@ -74,8 +74,11 @@ def cache_dir() -> Path | None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        stderr.print(f"warning: {folder}: not writable ({e.strerror}); OpenVINO runs without its compiled-model "
-                     "cache", markup=False, highlight=False)
+        stderr.print(
+            f"warning: {folder}: not writable ({e.strerror}); OpenVINO runs without its compiled-model cache",
+            markup=False,
+            highlight=False,
+        )
         return None
     return folder
 
@@ -85,8 +88,15 @@ class OpenVinoBackend(GeneratorBackend):
 
     name = "openvino"
 
-    def __init__(self, folder: str | Path, *, device: str = "auto", precision: str = "auto",
-                 threads: int | None = None, cache: bool = True) -> None:
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        cache: bool = True,
+    ) -> None:
         import openvino as ov
 
         backend_device(device, self.name, REGISTRY[self.name].devices)
@@ -95,8 +105,12 @@ class OpenVinoBackend(GeneratorBackend):
         super().__init__(self.manifest.config, str(folder))
         self.precision = resolve_precision(precision)
         self.native = native_bf16()
-        config = {"INFERENCE_NUM_THREADS": threads or cpu_threads(), "NUM_STREAMS": 1,
-                  "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": _HINTS[self.precision]}
+        config = {
+            "INFERENCE_NUM_THREADS": threads or cpu_threads(),
+            "NUM_STREAMS": 1,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": _HINTS[self.precision],
+        }
         self.cache = cache_dir() if cache else None
         if self.cache is not None:
             config["CACHE_DIR"] = str(self.cache)
@@ -107,8 +121,9 @@ class OpenVinoBackend(GeneratorBackend):
             try:
                 self.models[graph] = core.compile_model(str(path), "CPU", config)
             except Exception as e:  # OpenVINO raises RuntimeError with multi-line text per failure
-                raise MaskfaceError(path, f"openvino cannot compile the graph ({str(e).strip().splitlines()[0]})") \
-                    from None
+                raise MaskfaceError(
+                    path, f"openvino cannot compile the graph ({str(e).strip().splitlines()[0]})"
+                ) from None
             self.requests[graph] = self.models[graph].create_infer_request()
 
     @property
@@ -127,8 +142,13 @@ class OpenVinoBackend(GeneratorBackend):
         return self.requests[graph].infer(feeds)[0]  # share_outputs=False: a fresh array per call
 
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._run("generator", {LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                                       STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+        return self._run(
+            "generator",
+            {
+                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
+            },
+        )
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
         return self._run("style_encoder", {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})

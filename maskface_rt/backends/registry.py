@@ -60,22 +60,66 @@ class BackendSpec:
         return cls(target, device=device, **self.options, **extra)
 
 
-REGISTRY: dict[str, BackendSpec] = {spec.name: spec for spec in (
-    BackendSpec("onnxruntime", "maskface_rt.backends.onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime",
-                ModelKind.ONNX_EXPORT, ("auto", "cpu", "cuda"), ("onnxruntime",), _EXPORT_FIRST),
-    BackendSpec("openvino", "maskface_rt.backends.openvino_backend", "OpenVinoBackend", "openvino",
-                ModelKind.ONNX_EXPORT, ("auto", "cpu"), ("openvino",), _EXPORT_FIRST, takes_precision=True),
-    BackendSpec("torch", "maskface_rt.backends.torch_backend", "TorchBackend", "torch", ModelKind.CHECKPOINT,
-                ("auto", "cpu", "cuda", "cuda:N"), ("torch",), "the torch backend runs .safetensors checkpoints",
-                unavailable_message="a .safetensors checkpoint needs torch (pip install 'maskface-rt[train]'), or "
-                                    "export it on a machine with torch and use the onnxruntime backend"),
-    BackendSpec("tensorrt", "maskface_rt.backends.tensorrt_backend", "TensorRTBackend", "tensorrt", ModelKind.ENGINE,
-                _ENGINE_DEVICES, ("tensorrt", "cuda.bindings"), "the tensorrt backend runs .engine files",
-                options={"runtime": "tensorrt"}),
-    BackendSpec("tensorrt-rtx", "maskface_rt.backends.tensorrt_backend", "TensorRTBackend", "tensorrt_rtx",
-                ModelKind.ENGINE, _ENGINE_DEVICES, ("tensorrt_rtx", "cuda.bindings"),
-                "the tensorrt-rtx backend runs .engine files", options={"runtime": "tensorrt-rtx"}),
-)}
+REGISTRY: dict[str, BackendSpec] = {
+    spec.name: spec
+    for spec in (
+        BackendSpec(
+            "onnxruntime",
+            "maskface_rt.backends.onnxruntime_backend",
+            "OnnxRuntimeBackend",
+            "onnxruntime",
+            ModelKind.ONNX_EXPORT,
+            ("auto", "cpu", "cuda"),
+            ("onnxruntime",),
+            _EXPORT_FIRST,
+        ),
+        BackendSpec(
+            "openvino",
+            "maskface_rt.backends.openvino_backend",
+            "OpenVinoBackend",
+            "openvino",
+            ModelKind.ONNX_EXPORT,
+            ("auto", "cpu"),
+            ("openvino",),
+            _EXPORT_FIRST,
+            takes_precision=True,
+        ),
+        BackendSpec(
+            "torch",
+            "maskface_rt.backends.torch_backend",
+            "TorchBackend",
+            "torch",
+            ModelKind.CHECKPOINT,
+            ("auto", "cpu", "cuda", "cuda:N"),
+            ("torch",),
+            "the torch backend runs .safetensors checkpoints",
+            unavailable_message="a .safetensors checkpoint needs torch (pip install 'maskface-rt[train]'), or "
+            "export it on a machine with torch and use the onnxruntime backend",
+        ),
+        BackendSpec(
+            "tensorrt",
+            "maskface_rt.backends.tensorrt_backend",
+            "TensorRTBackend",
+            "tensorrt",
+            ModelKind.ENGINE,
+            _ENGINE_DEVICES,
+            ("tensorrt", "cuda.bindings"),
+            "the tensorrt backend runs .engine files",
+            options={"runtime": "tensorrt"},
+        ),
+        BackendSpec(
+            "tensorrt-rtx",
+            "maskface_rt.backends.tensorrt_backend",
+            "TensorRTBackend",
+            "tensorrt_rtx",
+            ModelKind.ENGINE,
+            _ENGINE_DEVICES,
+            ("tensorrt_rtx", "cuda.bindings"),
+            "the tensorrt-rtx backend runs .engine files",
+            options={"runtime": "tensorrt-rtx"},
+        ),
+    )
+}
 
 AUTO = "auto"
 #: --backend values: auto, then the table's names.
@@ -83,7 +127,7 @@ BACKENDS = (AUTO, *REGISTRY)
 #: Backends that run engines (maskface build), each its own runtime (the sidecar says which built them).
 ENGINE_BACKENDS = tuple(name for name, spec in REGISTRY.items() if spec.kind is ModelKind.ENGINE)
 #: The --backend help text of the CLI.
-BACKEND_HELP = (f"{', '.join(BACKENDS[:-1])} or {BACKENDS[-1]} (auto: an engine runs on the runtime that built it).")
+BACKEND_HELP = f"{', '.join(BACKENDS[:-1])} or {BACKENDS[-1]} (auto: an engine runs on the runtime that built it)."
 
 
 def _engine_runtime(engine: Path | None, precision: str) -> str:

@@ -39,8 +39,15 @@ from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device
 from maskface_rt.config import ModelConfig
 from maskface_rt.devices import cuda_index
 from maskface_rt.engine_format import (
-    BuildProfile, EngineSidecar, TensorInfo, check_compatible, check_engine_io, plan_batches, read_sidecar,
-    rebuild_hint, verify_engine_files,
+    BuildProfile,
+    EngineSidecar,
+    TensorInfo,
+    check_compatible,
+    check_engine_io,
+    plan_batches,
+    read_sidecar,
+    rebuild_hint,
+    verify_engine_files,
 )
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPH_IO, IMAGE, LABELS, LATENT, STYLE, TENSOR_DTYPES, tensor_shape
@@ -117,10 +124,22 @@ class _BatchContext:
 class EngineRunner:
     """One deserialized engine of a graph (generator, style_encoder or style_decoder) on a CudaDevice."""
 
-    def __init__(self, trt: Any, runtime: Any, engine_bytes: bytes, graph: str, config: ModelConfig,
-                 profile: BuildProfile, cuda: CudaDevice, *, cuda_graphs: bool = True,
-                 where: str | Path = "", logger: Any = None, runtime_name: str = "tensorrt",
-                 cache_file: Any = None) -> None:
+    def __init__(
+        self,
+        trt: Any,
+        runtime: Any,
+        engine_bytes: bytes,
+        graph: str,
+        config: ModelConfig,
+        profile: BuildProfile,
+        cuda: CudaDevice,
+        *,
+        cuda_graphs: bool = True,
+        where: str | Path = "",
+        logger: Any = None,
+        runtime_name: str = "tensorrt",
+        cache_file: Any = None,
+    ) -> None:
         from maskface_rt import tensorrt_compat
 
         self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
@@ -128,12 +147,16 @@ class EngineRunner:
         self.inputs, self.output = GRAPH_IO[graph]
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
-            raise MaskfaceError(where, f"TensorRT could not deserialize the {graph} engine "
-                                       f"({tensorrt_compat.logged_error(logger) or 'see the log above'})")
+            raise MaskfaceError(
+                where,
+                f"TensorRT could not deserialize the {graph} engine "
+                f"({tensorrt_compat.logged_error(logger) or 'see the log above'})",
+            )
         check_engine_io(graph, self._io(), config, where)
         self._check_profile()
-        self.contexts = tensorrt_compat.ExecutionContexts(trt, runtime_name, self.engine, cuda_graphs=cuda_graphs,
-                                                          cache_file=cache_file)
+        self.contexts = tensorrt_compat.ExecutionContexts(
+            trt, runtime_name, self.engine, cuda_graphs=cuda_graphs, cache_file=cache_file
+        )
         self.policy = CudaGraphPolicy(self.contexts.own_cuda_graphs)
         self.buffers: dict[str, Any] = {}  # allocated on the first run (inspecting an engine needs none)
         self._scratch_size = 0
@@ -144,9 +167,15 @@ class EngineRunner:
     def _io(self) -> list[TensorInfo]:
         engine, trt = self.engine, self.trt
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        return [TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
-                           np.dtype(trt.nptype(engine.get_tensor_dtype(name))), tuple(engine.get_tensor_shape(name)))
-                for name in names]
+        return [
+            TensorInfo(
+                name,
+                engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                np.dtype(trt.nptype(engine.get_tensor_dtype(name))),
+                tuple(engine.get_tensor_shape(name)),
+            )
+            for name in names
+        ]
 
     def _check_profile(self) -> None:
         if self.engine.num_optimization_profiles < 1:
@@ -154,15 +183,20 @@ class EngineRunner:
         low, opt, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(self.inputs[0], 0))
         found = BuildProfile(int(low[0]), int(opt[0]), int(high[0]))
         if found != self.profile:
-            raise MaskfaceError(self.where, f"the {self.graph} engine's profile is {found}, its sidecar says "
-                                            f"{self.profile}: rebuild with 'maskface build'")
+            raise MaskfaceError(
+                self.where,
+                f"the {self.graph} engine's profile is {found}, its sidecar says "
+                f"{self.profile}: rebuild with 'maskface build'",
+            )
 
     def _allocate(self) -> None:
         """I/O buffers at the profile's max batch and the contexts' shared scratch memory."""
         if self.buffers:
             return
-        self.buffers = {name: self.cuda.buffer(tensor_shape(name, self.config, self.profile.max), TENSOR_DTYPES[name])
-                        for name in (*self.inputs, self.output)}
+        self.buffers = {
+            name: self.cuda.buffer(tensor_shape(name, self.config, self.profile.max), TENSOR_DTYPES[name])
+            for name in (*self.inputs, self.output)
+        }
         self._scratch_size = self._compat.device_memory_size(self.engine)
         self._scratch = self.cuda.scratch(self._scratch_size)
 
@@ -173,19 +207,27 @@ class EngineRunner:
             return found
         context = self.contexts.create()
         if context is None:
-            raise MaskfaceError(self.where, f"TensorRT could not create an execution context for the {self.graph} "
-                                            f"({self._compat.logged_error(self._logger) or 'see the log above'})")
+            raise MaskfaceError(
+                self.where,
+                f"TensorRT could not create an execution context for the {self.graph} "
+                f"({self._compat.logged_error(self._logger) or 'see the log above'})",
+            )
         self._compat.set_device_memory(context, self._scratch, self._scratch_size)
         for name in self.inputs:
             if not context.set_input_shape(name, tensor_shape(name, self.config, batch)):
-                raise MaskfaceError(self.where, f"the {self.graph} engine refused input {name!r} at batch {batch} "
-                                                f"(profile {self.profile})")
+                raise MaskfaceError(
+                    self.where,
+                    f"the {self.graph} engine refused input {name!r} at batch {batch} (profile {self.profile})",
+                )
         for name, buf in self.buffers.items():
             context.set_tensor_address(name, buf.device_ptr)
         out_shape, want = tuple(context.get_tensor_shape(self.output)), tensor_shape(self.output, self.config, batch)
         if out_shape != want:
-            raise MaskfaceError(self.where, f"the {self.graph} engine's output {self.output!r} is {list(out_shape)} at "
-                                            f"batch {batch}, expected {list(want)}")
+            raise MaskfaceError(
+                self.where,
+                f"the {self.graph} engine's output {self.output!r} is {list(out_shape)} at "
+                f"batch {batch}, expected {list(want)}",
+            )
         self._contexts[batch] = _BatchContext(context)
         self._first_run.add(batch)
         return self._contexts[batch]
@@ -201,8 +243,11 @@ class EngineRunner:
             return bool(ctx.context.execute_async_v3(self.cuda.stream_handle))
 
         if not enqueue():
-            raise MaskfaceError(self.where, f"TensorRT failed to run the {self.graph} at batch {batch} "
-                                            f"({self._compat.logged_error(self._logger) or 'see the log above'})")
+            raise MaskfaceError(
+                self.where,
+                f"TensorRT failed to run the {self.graph} at batch {batch} "
+                f"({self._compat.logged_error(self._logger) or 'see the log above'})",
+            )
         if step is GraphStep.WARM_UP_AND_CAPTURE:
             self.cuda.synchronize()  # the warm-up has finished (and any error surfaced) before capturing
             ctx.graph = self.cuda.capture(enqueue)
@@ -218,16 +263,17 @@ class EngineRunner:
         for name in self.inputs:
             want = tensor_shape(name, self.config, count)
             if tuple(feeds[name].shape) != want:
-                raise MaskfaceError(None, f"{self.graph} input {name!r} has shape {list(feeds[name].shape)}, "
-                                          f"expected {list(want)}")
+                raise MaskfaceError(
+                    None, f"{self.graph} input {name!r} has shape {list(feeds[name].shape)}, expected {list(want)}"
+                )
         self._allocate()
         return count
 
     def _upload(self, feeds: dict[str, np.ndarray], chunk: Any) -> None:
         for name in self.inputs:
             buf = self.buffers[name]
-            buf.host[:chunk.rows] = feeds[name][chunk.start:chunk.stop]
-            buf.host[chunk.rows:chunk.run_batch] = 0  # padding rows: valid inputs, results dropped
+            buf.host[: chunk.rows] = feeds[name][chunk.start : chunk.stop]
+            buf.host[chunk.rows : chunk.run_batch] = 0  # padding rows: valid inputs, results dropped
             buf.upload(chunk.run_batch * buf.host[0].nbytes)
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -240,7 +286,7 @@ class EngineRunner:
             self._execute(chunk.run_batch)
             out.download(chunk.rows * out.host[0].nbytes)
             self.cuda.synchronize()
-            result[chunk.start:chunk.stop] = out.host[:chunk.rows]
+            result[chunk.start : chunk.stop] = out.host[: chunk.rows]
         return result
 
     def bind(self, feeds: dict[str, np.ndarray]) -> Callable[[], None]:
@@ -248,8 +294,9 @@ class EngineRunner:
         on it with no host copies, finished on return (what the bench times as device time)."""
         chunks = plan_batches(self._check_feeds(feeds), self.profile)
         if len(chunks) != 1:
-            raise MaskfaceError(self.where, f"bind takes 1..{self.profile.max} rows (the {self.graph} engine's "
-                                            "profile)")
+            raise MaskfaceError(
+                self.where, f"bind takes 1..{self.profile.max} rows (the {self.graph} engine's profile)"
+            )
         (chunk,) = chunks
         self._upload(feeds, chunk)
         self.cuda.synchronize()
@@ -275,8 +322,15 @@ class TensorRTBackend(GeneratorBackend):
 
     name = "tensorrt"
 
-    def __init__(self, engine: str | Path, *, runtime: str = "tensorrt", device: str = "auto",
-                 cuda_graphs: bool | None = None, cuda_implementation: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: str | Path,
+        *,
+        runtime: str = "tensorrt",
+        device: str = "auto",
+        cuda_graphs: bool | None = None,
+        cuda_implementation: str | None = None,
+    ) -> None:
         from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
 
         engine = Path(engine)
@@ -285,8 +339,11 @@ class TensorRTBackend(GeneratorBackend):
         super().__init__(self.sidecar.config, str(engine))
         built_for = self.sidecar.runtime
         if built_for != runtime:
-            raise MaskfaceError(engine, f"was built for {built_for}, not {runtime}: run it with --backend {built_for} "
-                                        f"(or auto), or {rebuild_hint(engine, self.sidecar)} --runtime {runtime}")
+            raise MaskfaceError(
+                engine,
+                f"was built for {built_for}, not {runtime}: run it with --backend {built_for} "
+                f"(or auto), or {rebuild_hint(engine, self.sidecar)} --runtime {runtime}",
+            )
         self.name = runtime
         self.files = verify_engine_files(engine, self.sidecar)
         self.trt = load_engine_runtime(runtime)
@@ -314,12 +371,24 @@ class TensorRTBackend(GeneratorBackend):
             path = self.files[graph]
             blob = path.read_bytes()
             if self.name == tensorrt_compat.TENSORRT_RTX:
-                tensorrt_compat.check_engine_validity(self.trt, self.runtime, blob, path,
-                                                      rebuild_hint(self.model_path, self.sidecar), _warn)
+                tensorrt_compat.check_engine_validity(
+                    self.trt, self.runtime, blob, path, rebuild_hint(self.model_path, self.sidecar), _warn
+                )
             cache = tensorrt_compat.RuntimeCacheFile(tensorrt_compat.runtime_cache_path(path), _warn)
-            runner = EngineRunner(self.trt, self.runtime, blob, graph, self.config, self.sidecar.profile,
-                                  self.cuda, cuda_graphs=self.cuda_graphs, where=path, logger=self.logger,
-                                  runtime_name=self.name, cache_file=cache)
+            runner = EngineRunner(
+                self.trt,
+                self.runtime,
+                blob,
+                graph,
+                self.config,
+                self.sidecar.profile,
+                self.cuda,
+                cuda_graphs=self.cuda_graphs,
+                where=path,
+                logger=self.logger,
+                runtime_name=self.name,
+                cache_file=cache,
+            )
             self._runners[graph] = runner
         return runner
 
@@ -334,13 +403,21 @@ class TensorRTBackend(GeneratorBackend):
         return self.sidecar.profile.max
 
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._runner("generator").run({LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                                              STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+        return self._runner("generator").run(
+            {
+                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
+            }
+        )
 
     def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]:
         """The generator on one batch already on the device: a call that runs it without host copies."""
-        return self._runner("generator").bind({LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                                               STYLE: np.ascontiguousarray(styles, dtype=np.float32)})
+        return self._runner("generator").bind(
+            {
+                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
+                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
+            }
+        )
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
         return self._runner("style_encoder").run({LATENT: np.ascontiguousarray(latents, dtype=np.float32)})

@@ -29,8 +29,15 @@ class TorchBackend(GeneratorBackend):
 
     name = "torch"
 
-    def __init__(self, model_path: str | Path, *, device: str = "auto", precision: str = "fp32",
-                 adain: str | None = None, generator_only: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        adain: str | None = None,
+        generator_only: bool = False,
+    ) -> None:
         import torch
 
         from maskface_rt.checkpoint import load_model

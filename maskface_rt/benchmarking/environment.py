@@ -83,8 +83,11 @@ def gpus() -> list[dict[str, str]]:
     """What nvidia-smi says about each GPU (empty without nvidia-smi)."""
     fields = ("name", "driver_version", "memory.total", "compute_cap", "clocks.max.sm")
     out = _run(["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader"])
-    return [dict(zip(fields, (v.strip() for v in line.split(",")), strict=False))
-            for line in (out or "").splitlines() if line.strip()]
+    return [
+        dict(zip(fields, (v.strip() for v in line.split(",")), strict=False))
+        for line in (out or "").splitlines()
+        if line.strip()
+    ]
 
 
 def gpu_names() -> list[str]:

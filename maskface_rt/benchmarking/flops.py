@@ -26,8 +26,9 @@ def _shapes(model) -> dict[str, list[int | None]]:
     graph = inferred.graph
     for info in (*graph.input, *graph.value_info, *graph.output):
         if info.type.HasField("tensor_type") and info.type.tensor_type.HasField("shape"):
-            shapes[info.name] = [d.dim_value if d.HasField("dim_value") else None
-                                 for d in info.type.tensor_type.shape.dim]
+            shapes[info.name] = [
+                d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim
+            ]
     for init in graph.initializer:
         shapes[init.name] = list(init.dims)
     return shapes

@@ -59,8 +59,11 @@ class ModelSource:
         """``model`` (a checkpoint or an export folder) or, when None, a random model of ``preset_name``."""
         if model is None:
             if not torch_installed():
-                raise MaskfaceError(None, f"without --model, bench makes a randomly initialised model, which needs "
-                                          f"torch: {TORCH_MISSING}; or pass --model EXPORT_DIR")
+                raise MaskfaceError(
+                    None,
+                    f"without --model, bench makes a randomly initialised model, which needs "
+                    f"torch: {TORCH_MISSING}; or pass --model EXPORT_DIR",
+                )
             path = random_model(preset_name, scratch, seed)
             return cls(preset(preset_name), path, scratch, max_batch, f"random init of {preset_name} (seed {seed})")
         kind = model_kind(model)
@@ -73,10 +76,17 @@ class ModelSource:
         if kind is ModelKind.ONNX_EXPORT:
             folder = export_folder_of(model)
             manifest = read_manifest(folder)
-            return cls(manifest.config, None, scratch, max_batch, str(folder),
-                       exports={(manifest.precision, manifest.plugin): folder})
-        raise MaskfaceError(model, "bench takes a .safetensors checkpoint or an export folder (engines are built "
-                                   "from the checkpoint)")
+            return cls(
+                manifest.config,
+                None,
+                scratch,
+                max_batch,
+                str(folder),
+                exports={(manifest.precision, manifest.plugin): folder},
+            )
+        raise MaskfaceError(
+            model, "bench takes a .safetensors checkpoint or an export folder (engines are built from the checkpoint)"
+        )
 
     def can_export(self, precision: str, plugin: bool = False) -> tuple[bool, str]:
         folder = self.exports.get((precision, plugin))
@@ -102,8 +112,13 @@ class ModelSource:
             from maskface_rt.export.onnx_export import export_onnx
 
             out = self.scratch / f"onnx-{precision}{'-plugin' if plugin else ''}"
-            export_onnx(self.checkpoint, out, fp16=precision == "fp16", plugin=plugin,
-                        max_batch=max(self.max_batch, MIN_MAX_BATCH))
+            export_onnx(
+                self.checkpoint,
+                out,
+                fp16=precision == "fp16",
+                plugin=plugin,
+                max_batch=max(self.max_batch, MIN_MAX_BATCH),
+            )
             self.exports[key] = out
         return self.exports[key]
 
@@ -116,8 +131,9 @@ class ModelSource:
 
             out = self.scratch / f"generator-{runtime}-fp16{'-plugin' if plugin else ''}.engine"
             chosen = {"runtime": runtime} if runtime != "tensorrt" else {}  # the builder's default: TensorRT
-            options = BuildOptions(min_batch=1, opt_batch=self.max_batch, max_batch=self.max_batch, plugin=plugin,
-                                   device=device, **chosen)
+            options = BuildOptions(
+                min_batch=1, opt_batch=self.max_batch, max_batch=self.max_batch, plugin=plugin, device=device, **chosen
+            )
             self.engines[key] = Path(build_engine(self.export("fp16", plugin), out, options).engine)
         return self.engines[key]
 
@@ -135,8 +151,11 @@ def fixed_inputs(source: ModelSource, count: int, seed: int = 0) -> tuple[np.nda
 
     cfg = source.config
     labels = np.stack([render_pair(seed, i, cfg.img_size)[1] for i in range(count)])
-    model, backend = (source.checkpoint, "torch") if source.checkpoint is not None else \
-        (next(iter(source.exports.values())), "onnxruntime")
+    model, backend = (
+        (source.checkpoint, "torch")
+        if source.checkpoint is not None
+        else (next(iter(source.exports.values())), "onnxruntime")
+    )
     with open_backend(model, backend, device="cpu") as runtime:
         styles = runtime.styles_for_seed(seed, count)
     return np.ascontiguousarray(labels, dtype=np.uint8), np.ascontiguousarray(styles, dtype=np.float32)
@@ -155,8 +174,9 @@ def no_tf32() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-def reference_images(source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str,
-                     chunk: int = 8) -> np.ndarray:
+def reference_images(
+    source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str, chunk: int = 8
+) -> np.ndarray:
     """uint8 images of plain torch fp32 on ``device`` (the torch backend with AdaIN in torch ops, no TF32):
     what accuracy is measured against."""
     if source.checkpoint is None:
@@ -167,7 +187,7 @@ def reference_images(source: ModelSource, labels: np.ndarray, styles: np.ndarray
 
     backend = TorchBackend(source.checkpoint, device=device, adain="torch", generator_only=True)
     with backend, no_tf32():
-        out = [backend.generate(labels[i:i + chunk], styles[i:i + chunk]) for i in range(0, len(labels), chunk)]
+        out = [backend.generate(labels[i : i + chunk], styles[i : i + chunk]) for i in range(0, len(labels), chunk)]
     del backend
     if device.startswith("cuda"):
         import torch

@@ -154,5 +154,6 @@ def cpu_peak(threads: int, cpuinfo: str | None = None, kind: str = "fp32") -> Pe
     if kind == "bf16":
         native = bf16_flops_per_cycle(flags, vendor, family)
         flops, unit = native if native else (flops, "fp32 (no AMX-BF16/AVX512-BF16: bf16 emulated)")
-    return Peak(cores * clock * flops / 1e3, kind,
-                f"estimate: {cores} cores x {clock:.2f} GHz x {flops} {unit} FLOP/cycle")
+    return Peak(
+        cores * clock * flops / 1e3, kind, f"estimate: {cores} cores x {clock:.2f} GHz x {flops} {unit} FLOP/cycle"
+    )

@@ -18,24 +18,55 @@ from maskface_rt.fileio import atomic_path, json_safe, write_bytes_atomic
 
 #: Every row of every report has these keys, in this order (None where a value does not apply).
 COLUMNS: tuple[str, ...] = (
-    "backend", "family", "precision", "device", "batch", "status", "reason",
-    "iterations", "warmup_iterations", "warmup_s", "measured_s", "build_s", "load_s", "prepare_s",
-    *(f"latency_{s}_ms" for s in STATS), "images_per_s",
-    *(f"gpu_compute_{s}_ms" for s in STATS), "gpu_compute_note",
+    "backend",
+    "family",
+    "precision",
+    "device",
+    "batch",
+    "status",
+    "reason",
+    "iterations",
+    "warmup_iterations",
+    "warmup_s",
+    "measured_s",
+    "build_s",
+    "load_s",
+    "prepare_s",
+    *(f"latency_{s}_ms" for s in STATS),
+    "images_per_s",
+    *(f"gpu_compute_{s}_ms" for s in STATS),
+    "gpu_compute_note",
     "peak_memory_mb",
-    "max_abs_error", "mean_abs_error", "psnr_db", "identical_images", "accuracy_note",
-    "gflops_per_image", "achieved_tflops", "compute_tflops", "peak_tflops", "peak_kind", "peak_source",
-    "peak_fraction", "compute_peak_fraction",
+    "max_abs_error",
+    "mean_abs_error",
+    "psnr_db",
+    "identical_images",
+    "accuracy_note",
+    "gflops_per_image",
+    "achieved_tflops",
+    "compute_tflops",
+    "peak_tflops",
+    "peak_kind",
+    "peak_source",
+    "peak_fraction",
+    "compute_peak_fraction",
 )
 
 #: (column, header, format) of the stderr table.
 TABLE = (
-    ("backend", "backend", "{}"), ("device", "device", "{}"), ("batch", "batch", "{}"),
-    ("latency_median_ms", "median ms", "{:.2f}"), ("latency_p99_ms", "p99 ms", "{:.2f}"),
-    ("images_per_s", "img/s", "{:.1f}"), ("gpu_compute_median_ms", "GPU ms", "{:.2f}"),
-    ("achieved_tflops", "TFLOPS", "{:.3f}"), ("peak_fraction", "% peak", "{:.1%}"),
-    ("compute_peak_fraction", "% peak GPU", "{:.1%}"), ("peak_memory_mb", "mem MB", "{:.0f}"),
-    ("psnr_db", "PSNR dB", "{:.1f}"), ("max_abs_error", "max err", "{}"),
+    ("backend", "backend", "{}"),
+    ("device", "device", "{}"),
+    ("batch", "batch", "{}"),
+    ("latency_median_ms", "median ms", "{:.2f}"),
+    ("latency_p99_ms", "p99 ms", "{:.2f}"),
+    ("images_per_s", "img/s", "{:.1f}"),
+    ("gpu_compute_median_ms", "GPU ms", "{:.2f}"),
+    ("achieved_tflops", "TFLOPS", "{:.3f}"),
+    ("peak_fraction", "% peak", "{:.1%}"),
+    ("compute_peak_fraction", "% peak GPU", "{:.1%}"),
+    ("peak_memory_mb", "mem MB", "{:.0f}"),
+    ("psnr_db", "PSNR dB", "{:.1f}"),
+    ("max_abs_error", "max err", "{}"),
 )
 GPU_ONLY = ("gpu_compute_median_ms", "compute_peak_fraction")
 
@@ -51,14 +82,27 @@ def _cell(value: Any, fmt: str) -> str:
 def environment_line(env: dict[str, Any]) -> str:
     """The machine and versions in one line (the table's and the plot's header)."""
     gpus = "; ".join(f"{g.get('name')} (driver {g.get('driver_version')})" for g in env.get("gpus") or []) or "none"
-    cuda = f", CUDA {env.get('torch_cuda') or '-'} (driver supports {env.get('cuda_driver') or '-'})" \
-        if env.get("gpus") else ""
-    versions = ", ".join(f"{name} {env.get(key) or '-'}" for key, name in (
-        ("torch", "torch"), ("onnxruntime", "onnxruntime"), ("openvino", "OpenVINO"), ("tensorrt", "TensorRT"),
-        ("triton", "triton"), ("maskface_rt", "maskface-rt")))
+    cuda = (
+        f", CUDA {env.get('torch_cuda') or '-'} (driver supports {env.get('cuda_driver') or '-'})"
+        if env.get("gpus")
+        else ""
+    )
+    versions = ", ".join(
+        f"{name} {env.get(key) or '-'}"
+        for key, name in (
+            ("torch", "torch"),
+            ("onnxruntime", "onnxruntime"),
+            ("openvino", "OpenVINO"),
+            ("tensorrt", "TensorRT"),
+            ("triton", "triton"),
+            ("maskface_rt", "maskface-rt"),
+        )
+    )
     isa = f" [{' '.join(env['cpu_isa'])}]" if env.get("cpu_isa") else ""
-    return (f"CPU {env.get('cpu')}{isa} ({env.get('cpu_threads')} threads); GPU {gpus}{cuda}; {versions}; "
-            f"commit {env.get('git_commit') or '-'}")
+    return (
+        f"CPU {env.get('cpu')}{isa} ({env.get('cpu_threads')} threads); GPU {gpus}{cuda}; {versions}; "
+        f"commit {env.get('git_commit') or '-'}"
+    )
 
 
 def print_table(rows: Sequence[dict[str, Any]], console: Any, env: dict[str, Any] | None = None) -> None:
@@ -74,8 +118,9 @@ def print_table(rows: Sequence[dict[str, Any]], console: Any, env: dict[str, Any
     widths = [max([len(header), *(len(line[i]) for line in cells)]) for i, (_, header, _) in enumerate(columns)]
     table = Table(show_edge=False, pad_edge=False, header_style="bold")
     for (key, header, _), width in zip(columns, widths, strict=True):
-        table.add_column(header, justify="left" if key in ("backend", "device") else "right", min_width=width,
-                         no_wrap=True)
+        table.add_column(
+            header, justify="left" if key in ("backend", "device") else "right", min_width=width, no_wrap=True
+        )
     for line in cells:
         table.add_row(*line)
     console.print(table, width=max(console.width, sum(widths) + 3 * len(widths)))
@@ -89,8 +134,9 @@ def to_json(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, A
     return json_safe({**meta, "columns": list(COLUMNS), "rows": [{c: row.get(c) for c in COLUMNS} for row in rows]})
 
 
-def write_json(path: str | Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any], *,
-               overwrite: bool = False) -> None:
+def write_json(
+    path: str | Path, rows: Sequence[dict[str, Any]], meta: dict[str, Any], *, overwrite: bool = False
+) -> None:
     text = json.dumps(to_json(rows, meta), indent=2) + "\n"
     write_bytes_atomic(path, text.encode(), overwrite=overwrite)
 
@@ -109,13 +155,26 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], *, overwrite: bo
 WIDTH, HEIGHT = 1040, 620
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 290, 60, 70
 BACKGROUND = (255, 255, 255)
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-           (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (0, 0, 128), (128, 0, 0), (0, 96, 0))
+PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (0, 0, 128),
+    (128, 0, 0),
+    (0, 96, 0),
+)
 
 
 def _nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
     if log:
-        return [10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
+        return [10.0**e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)]
     raw = hi / 5
     step = 10 ** math.floor(math.log10(raw))
     step *= next(m for m in (1, 2, 5, 10) if raw <= m * step)
@@ -193,8 +252,9 @@ def plot_throughput(rows: Sequence[dict[str, Any]], title: str, subtitle: str = 
     return image
 
 
-def write_plot(path: str | Path, rows: Sequence[dict[str, Any]], title: str, subtitle: str = "", *,
-               overwrite: bool = False) -> None:
+def write_plot(
+    path: str | Path, rows: Sequence[dict[str, Any]], title: str, subtitle: str = "", *, overwrite: bool = False
+) -> None:
     image = plot_throughput(rows, title, subtitle)
     with atomic_path(path, overwrite=overwrite) as tmp:
         image.save(tmp, format="PNG")

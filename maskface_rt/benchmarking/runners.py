@@ -107,8 +107,15 @@ class TorchRunner(Runner):
 
     family = "torch"
 
-    def __init__(self, ctx: RunnerContext, name: str, precision: str, mode: str = "eager", fused: bool = False,
-                 cuda_only: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: RunnerContext,
+        name: str,
+        precision: str,
+        mode: str = "eager",
+        fused: bool = False,
+        cuda_only: bool = True,
+    ) -> None:
         super().__init__(ctx, name)
         self.precision, self.mode, self.fused, self.cuda_only = precision, mode, fused, cuda_only
         self.graph = None
@@ -123,8 +130,11 @@ class TorchRunner(Runner):
 
     @property
     def notes(self) -> str:
-        parts = {"eager": "eager", "compile": "torch.compile (default mode, dynamic=False: one graph per batch size)",
-                 "cudagraphs": "one CUDA graph per batch size (torch.cuda.graphs)"}[self.mode]
+        parts = {
+            "eager": "eager",
+            "compile": "torch.compile (default mode, dynamic=False: one graph per batch size)",
+            "cudagraphs": "one CUDA graph per batch size (torch.cuda.graphs)",
+        }[self.mode]
         parts += "; fused AdaIN Triton kernel" if self.fused else "; AdaIN in torch ops"
         if not self.device.startswith("cuda"):
             import torch
@@ -164,8 +174,13 @@ class TorchRunner(Runner):
         from maskface_rt.backends.torch_backend import TorchBackend
 
         self.torch = torch
-        self.backend = TorchBackend(self.source.checkpoint, device=self.device, precision=self.precision,
-                                    adain="fused" if self.fused else "torch", generator_only=True)
+        self.backend = TorchBackend(
+            self.source.checkpoint,
+            device=self.device,
+            precision=self.precision,
+            adain="fused" if self.fused else "torch",
+            generator_only=True,
+        )
         forward = self.backend.generate_on_device
         self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
 
@@ -294,8 +309,10 @@ class OnnxRuntimeRunner(Runner):
         import onnxruntime as ort
 
         self.session = self.backend.sessions["generator"]
-        self.values = {LABELS: ort.OrtValue.ortvalue_from_numpy(self.labels, "cuda", 0),
-                       STYLE: ort.OrtValue.ortvalue_from_numpy(self.styles, "cuda", 0)}
+        self.values = {
+            LABELS: ort.OrtValue.ortvalue_from_numpy(self.labels, "cuda", 0),
+            STYLE: ort.OrtValue.ortvalue_from_numpy(self.styles, "cuda", 0),
+        }
         shape = [len(self.labels), self.source.config.img_size, self.source.config.img_size, 3]
         self.values[IMAGE] = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.uint8, "cuda", 0)
         self.binding = self.session.io_binding()
@@ -331,7 +348,7 @@ class OpenVinoRunner(OnnxRuntimeRunner):
 
     def available(self) -> tuple[bool, str]:
         ok, detail = REGISTRY["openvino"].available()
-        return (self.source.can_export("fp32") if ok else (False, detail))
+        return self.source.can_export("fp32") if ok else (False, detail)
 
     def build(self) -> None:
         self.folder = self.source.export("fp32")
@@ -364,10 +381,13 @@ class TensorRTRunner(Runner):
     @property
     def notes(self) -> str:
         backend = self.backend_description
-        return (f"one engine for batch 1..{self.source.max_batch}, optimised for {self.source.max_batch}"
-                + ("; FusedAdaIN plugin" if self.plugin else "") + (f"; {backend}" if backend else "")
-                + "; device time: host clock around the backend's run (its CUDA graph where captured) on "
-                  "device-resident buffers")
+        return (
+            f"one engine for batch 1..{self.source.max_batch}, optimised for {self.source.max_batch}"
+            + ("; FusedAdaIN plugin" if self.plugin else "")
+            + (f"; {backend}" if backend else "")
+            + "; device time: host clock around the backend's run (its CUDA graph where captured) on "
+            "device-resident buffers"
+        )
 
     def available(self) -> tuple[bool, str]:
         if reason := self._needs_cuda():
@@ -384,8 +404,11 @@ class TensorRTRunner(Runner):
         if self.plugin:
             missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
             if missing:
-                return False, f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} " \
-                              "(pip install 'maskface-rt[train,kernels]')"
+                return (
+                    False,
+                    f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} "
+                    "(pip install 'maskface-rt[train,kernels]')",
+                )
         return self.source.can_export("fp16", self.plugin)
 
     def build(self) -> None:

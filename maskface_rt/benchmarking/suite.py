@@ -75,14 +75,28 @@ def _one_line(error: BaseException) -> str:
 
 def _row(runner: Runner, batch: int | None, status: str, reason: str = "") -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
-    row.update(backend=runner.name, family=runner.family, precision=runner.precision, device=runner.device,
-               batch=batch, status=status, reason=reason)
+    row.update(
+        backend=runner.name,
+        family=runner.family,
+        precision=runner.precision,
+        device=runner.device,
+        batch=batch,
+        status=status,
+        reason=reason,
+    )
     return row
 
 
-def _measure_batch(runner: Runner, batch: int, labels: np.ndarray, styles: np.ndarray,
-                   reference: np.ndarray | None, reference_note: str, probe: MemoryProbe,
-                   options: BenchOptions) -> dict[str, Any]:
+def _measure_batch(
+    runner: Runner,
+    batch: int,
+    labels: np.ndarray,
+    styles: np.ndarray,
+    reference: np.ndarray | None,
+    reference_note: str,
+    probe: MemoryProbe,
+    options: BenchOptions,
+) -> dict[str, Any]:
     row = _row(runner, batch, "ok")
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
     probe.begin_row()
@@ -92,15 +106,25 @@ def _measure_batch(runner: Runner, batch: int, labels: np.ndarray, styles: np.nd
     host = measure(runner.run_once, **timing)
     peak = probe.peak()
     stats = host.stats
-    row.update(stats.as_ms("latency"), iterations=stats.count, warmup_iterations=host.warmup_calls,
-               warmup_s=host.warmup_s, measured_s=host.measured_s, images_per_s=batch * host.calls_per_s,
-               peak_memory_mb=None if peak is None else peak / 2**20)
+    row.update(
+        stats.as_ms("latency"),
+        iterations=stats.count,
+        warmup_iterations=host.warmup_calls,
+        warmup_s=host.warmup_s,
+        measured_s=host.measured_s,
+        images_per_s=batch * host.calls_per_s,
+        peak_memory_mb=None if peak is None else peak / 2**20,
+    )
     if reference is not None:
         accumulator = ParityAccumulator()
         accumulator.update(reference[:batch], images)
         parity = accumulator.result()
-        row.update(max_abs_error=parity.max_abs_error, mean_abs_error=parity.mean_abs_error, psnr_db=parity.psnr_db,
-                   identical_images=parity.identical_images)
+        row.update(
+            max_abs_error=parity.max_abs_error,
+            mean_abs_error=parity.mean_abs_error,
+            psnr_db=parity.psnr_db,
+            identical_images=parity.identical_images,
+        )
     else:
         row["accuracy_note"] = reference_note
     if runner.device.startswith("cuda"):
@@ -117,9 +141,16 @@ def _measure_batch(runner: Runner, batch: int, labels: np.ndarray, styles: np.nd
     return row
 
 
-def _run_runner(runner: Runner, options: BenchOptions, labels: np.ndarray, styles: np.ndarray,
-                reference: np.ndarray | None, reference_note: str,
-                on_row: Callable[[dict[str, Any]], None], on_stage: Callable[[str], None]) -> list[dict[str, Any]]:
+def _run_runner(
+    runner: Runner,
+    options: BenchOptions,
+    labels: np.ndarray,
+    styles: np.ndarray,
+    reference: np.ndarray | None,
+    reference_note: str,
+    on_row: Callable[[dict[str, Any]], None],
+    on_stage: Callable[[str], None],
+) -> list[dict[str, Any]]:
     ok, reason = runner.available()
     if not ok:
         return [_row(runner, None, "unavailable", reason)]
@@ -166,8 +197,9 @@ def _count_flops(source: ModelSource) -> tuple[int | None, str]:
     return None, f"no portable export and no torch to count FLOPs with{problem}"
 
 
-def _roofline(rows: list[dict[str, Any]], flops_per_image: int | None, options: BenchOptions,
-              runners: dict[str, Runner]) -> None:
+def _roofline(
+    rows: list[dict[str, Any]], flops_per_image: int | None, options: BenchOptions, runners: dict[str, Runner]
+) -> None:
     gpu_names = env.gpu_names()
     cpu = {kind: peaks.cpu_peak(env.cpu_threads(), kind=kind) for kind in ("fp32", "bf16")}
     for row in rows:
@@ -210,8 +242,12 @@ def _exit_code(rows: list[dict[str, Any]], named: bool) -> ExitCode:
     return ExitCode.OK
 
 
-def run_bench(options: BenchOptions, *, on_row: Callable[[dict[str, Any]], None] = lambda row: None,
-              on_stage: Callable[[str], None] = lambda text: None) -> BenchResult:
+def run_bench(
+    options: BenchOptions,
+    *,
+    on_row: Callable[[dict[str, Any]], None] = lambda row: None,
+    on_stage: Callable[[str], None] = lambda text: None,
+) -> BenchResult:
     """Every backend of ``options`` at every batch size; rows in backend order, then batch order."""
     device, no_cuda = resolve_device(options.device)
     max_batch = max(options.batch_sizes)
@@ -251,14 +287,14 @@ def run_bench(options: BenchOptions, *, on_row: Callable[[dict[str, Any]], None]
         "min_iterations": options.min_iterations,
         "seed": options.seed,
         "inputs": f"procedural masks (maskface synth seed {options.seed}, pairs 0..B-1) and styles F(z) of "
-                  f"indices 0..B-1 (seed {options.seed})",
+        f"indices 0..B-1 (seed {options.seed})",
         "reference": reference_note or f"torch fp32 on {device}, no TF32, AdaIN in torch ops",
         "flops_per_image": flops_per_image,
         "flops_source": flops_source,
         "memory": {"cpu": _cpu_memory_kind(), "gpu": MemoryProbe("cuda:0").kind},
         "latency": "host to host per call: numpy labels and styles in, numpy uint8 images out",
         "gpu_compute": "per call with inputs and outputs on the device (CUDA events, or the host clock around "
-                       "a synchronous ONNX Runtime IOBinding run)",
+        "a synchronous ONNX Runtime IOBinding run)",
         "notes": {name: runner.notes for name, runner in runners.items() if name in ran},
         "environment": env.environment(),
     }

@@ -43,8 +43,9 @@ def preset_of(report: dict[str, Any]) -> str | None:
 
 def _row(report: dict[str, Any], backend: str, batch: int, cuda: bool) -> dict[str, Any] | None:
     for row in report.get("rows", []):
-        if (row["backend"], row["batch"], row["status"]) == (backend, batch, "ok") and \
-                row["device"].startswith("cuda") == cuda:
+        if (row["backend"], row["batch"], row["status"]) == (backend, batch, "ok") and row["device"].startswith(
+            "cuda"
+        ) == cuda:
             return row
     return None
 
@@ -59,21 +60,38 @@ def check(report: dict[str, Any]) -> list[Verdict]:
     name = preset_of(report)
     verdicts = []
     env = report.get("environment", {})
-    if name in CPU_PRESETS and any(row["device"] == "cpu" and row["backend"] == "torch-fp32"
-                                   for row in report.get("rows", [])):
+    if name in CPU_PRESETS and any(
+        row["device"] == "cpu" and row["backend"] == "torch-fp32" for row in report.get("rows", [])
+    ):
         cores = f"{env.get('cpu_threads')} threads of {env.get('cpu')}"
         for batch in CPU_BATCHES:
-            verdicts.append(Verdict(f"CPU {name} batch {batch}: onnxruntime-cpu-fp32 / torch-fp32 images/s",
-                                    _ratio(report, "onnxruntime-cpu-fp32", "torch-fp32", batch, cuda=False),
-                                    CPU_RATIO, cores))
+            verdicts.append(
+                Verdict(
+                    f"CPU {name} batch {batch}: onnxruntime-cpu-fp32 / torch-fp32 images/s",
+                    _ratio(report, "onnxruntime-cpu-fp32", "torch-fp32", batch, cuda=False),
+                    CPU_RATIO,
+                    cores,
+                )
+            )
     if name == GPU_PRESET and any(row["device"].startswith("cuda") for row in report.get("rows", [])):
         gpu = ", ".join(g.get("name", "") for g in env.get("gpus", [])) or "GPU"
         for baseline, threshold in GPU_RATIOS:
-            verdicts.append(Verdict(f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 / {baseline} images/s",
-                                    _ratio(report, "tensorrt-plugin-fp16", baseline, GPU_BATCH, cuda=True),
-                                    threshold, gpu))
+            verdicts.append(
+                Verdict(
+                    f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 / {baseline} images/s",
+                    _ratio(report, "tensorrt-plugin-fp16", baseline, GPU_BATCH, cuda=True),
+                    threshold,
+                    gpu,
+                )
+            )
         row = _row(report, "tensorrt-plugin-fp16", GPU_BATCH, cuda=True)
-        verdicts.append(Verdict(f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 fraction of the dense fp16 peak "
-                                "(GPU compute time)", row and row.get("compute_peak_fraction"), GPU_PEAK_FRACTION,
-                                row["peak_source"] if row else gpu))
+        verdicts.append(
+            Verdict(
+                f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 fraction of the dense fp16 peak "
+                "(GPU compute time)",
+                row and row.get("compute_peak_fraction"),
+                GPU_PEAK_FRACTION,
+                row["peak_source"] if row else gpu,
+            )
+        )
     return verdicts

@@ -56,8 +56,15 @@ class Measurement:
         return len(self.samples) / self.measured_s if self.measured_s > 0 else 0.0
 
 
-def measure(run: Callable[[], Any], *, warmup_s: float, duration_s: float, min_iterations: int = 1,
-            device_timed: bool = False, clock: Callable[[], float] = time.perf_counter) -> Measurement:
+def measure(
+    run: Callable[[], Any],
+    *,
+    warmup_s: float,
+    duration_s: float,
+    min_iterations: int = 1,
+    device_timed: bool = False,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Measurement:
     """Call ``run`` for ``warmup_s`` seconds (at least once), then for ``duration_s`` seconds and at least
     ``min_iterations`` times, timing each call.
 

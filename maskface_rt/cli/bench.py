@@ -33,8 +33,10 @@ def parse_backends(values: list[str] | None) -> tuple[tuple[str, ...], bool]:
     names = [v.strip() for value in values or [ALL] for v in value.split(",") if v.strip()]
     bad = [n for n in names if n != ALL and n not in BACKEND_NAMES]
     if bad or not names:
-        raise typer.BadParameter(f"unknown backend {', '.join(map(repr, bad)) or '(empty)'}; valid: {ALL}, "
-                                 f"{', '.join(BACKEND_NAMES)}", param_hint="--backend")
+        raise typer.BadParameter(
+            f"unknown backend {', '.join(map(repr, bad)) or '(empty)'}; valid: {ALL}, {', '.join(BACKEND_NAMES)}",
+            param_hint="--backend",
+        )
     if ALL in names:
         return BACKEND_NAMES, False
     return tuple(n for n in BACKEND_NAMES if n in names), True
@@ -46,8 +48,9 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
     except ValueError:
         sizes = []
     if not sizes or sizes[0] < 1:
-        raise typer.BadParameter(f"{text!r} is not a comma-separated list of positive integers (e.g. 1,8,32)",
-                                 param_hint="--batch-sizes")
+        raise typer.BadParameter(
+            f"{text!r} is not a comma-separated list of positive integers (e.g. 1,8,32)", param_hint="--batch-sizes"
+        )
     return tuple(sizes)
 
 
@@ -64,35 +67,60 @@ def _check_outputs(paths: dict[str, Path | None], overwrite: bool) -> None:
 
 
 def bench(
-    model: Annotated[Optional[Path], typer.Option(
-        "--model", "-m", help="A .safetensors checkpoint or an export folder (default: a randomly initialised "
-                              "model of --preset; speed does not depend on training).")] = None,
-    preset_name: Annotated[Optional[str], typer.Option(
-        "--preset", help=f"Size of the random model: {', '.join(PRESETS)} [paper-256].")] = None,
-    backend: Annotated[Optional[list[str]], typer.Option(
-        "--backend", help=f"Repeatable or comma-separated: {ALL} (default: every backend, those that cannot run "
-                          f"here listed with the reason) or {', '.join(BACKEND_NAMES)}.")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--model",
+            "-m",
+            help="A .safetensors checkpoint or an export folder (default: a randomly initialised "
+            "model of --preset; speed does not depend on training).",
+        ),
+    ] = None,
+    preset_name: Annotated[
+        Optional[str], typer.Option("--preset", help=f"Size of the random model: {', '.join(PRESETS)} [paper-256].")
+    ] = None,
+    backend: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--backend",
+            help=f"Repeatable or comma-separated: {ALL} (default: every backend, those that cannot run "
+            f"here listed with the reason) or {', '.join(BACKEND_NAMES)}.",
+        ),
+    ] = None,
     batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")] = "1,8,32",
-    warmup_s: Annotated[float, typer.Option("--warmup-s", min=0.0,
-                                            help="Warm-up seconds per backend and batch size.")] = 2.0,
-    duration_s: Annotated[float, typer.Option("--duration-s", min=0.0,
-                                              help="Measured seconds per backend and batch size.")] = 5.0,
-    iterations: Annotated[int, typer.Option("--iterations", min=1,
-                                            help="Measured calls at least, however long they take.")] = 10,
-    device: Annotated[str, device_option("auto, cpu, cuda or cuda:N: where torch fp32 runs "
-                                         "and whether the CUDA backends run.")] = "auto",
-    peak_tflops: Annotated[Optional[float], typer.Option(
-        "--peak-tflops", help="The device's peak TFLOPS for the roofline columns (default: the table of "
-                              "common GPUs, an estimate for the CPU).")] = None,
+    warmup_s: Annotated[
+        float, typer.Option("--warmup-s", min=0.0, help="Warm-up seconds per backend and batch size.")
+    ] = 2.0,
+    duration_s: Annotated[
+        float, typer.Option("--duration-s", min=0.0, help="Measured seconds per backend and batch size.")
+    ] = 5.0,
+    iterations: Annotated[
+        int, typer.Option("--iterations", min=1, help="Measured calls at least, however long they take.")
+    ] = 10,
+    device: Annotated[
+        str, device_option("auto, cpu, cuda or cuda:N: where torch fp32 runs and whether the CUDA backends run.")
+    ] = "auto",
+    peak_tflops: Annotated[
+        Optional[float],
+        typer.Option(
+            "--peak-tflops",
+            help="The device's peak TFLOPS for the roofline columns (default: the table of "
+            "common GPUs, an estimate for the CPU).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
     as_json: Annotated[bool, json_option("Print the rows, settings and environment as JSON on stdout.")] = False,
-    json_path: Annotated[Optional[Path], typer.Option("--json-file", help="Write that JSON to this file "
-                                                                          "('-': stdout).")] = None,
+    json_path: Annotated[
+        Optional[Path], typer.Option("--json-file", help="Write that JSON to this file ('-': stdout).")
+    ] = None,
     csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
-    plot_path: Annotated[Optional[Path], typer.Option("--plot", help="Write a PNG of images/s against batch "
-                                                                     "size per backend to this file.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite",
-                                            help="Replace existing --json-file/--csv/--plot files.")] = False,
+    plot_path: Annotated[
+        Optional[Path],
+        typer.Option("--plot", help="Write a PNG of images/s against batch size per backend to this file."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing --json-file/--csv/--plot files.")
+    ] = False,
 ) -> None:
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)
@@ -115,14 +143,28 @@ def bench(
     from maskface_rt.benchmarking.suite import DEFAULT_PRESET, BenchOptions, run_bench
     from maskface_rt.console import stderr
 
-    options = BenchOptions(backends=names, batch_sizes=sizes, named=named, model=model,
-                           preset=preset_name or DEFAULT_PRESET, device=device, warmup_s=warmup_s,
-                           duration_s=duration_s, min_iterations=iterations, peak_tflops=peak_tflops, seed=seed)
+    options = BenchOptions(
+        backends=names,
+        batch_sizes=sizes,
+        named=named,
+        model=model,
+        preset=preset_name or DEFAULT_PRESET,
+        device=device,
+        warmup_s=warmup_s,
+        duration_s=duration_s,
+        min_iterations=iterations,
+        peak_tflops=peak_tflops,
+        seed=seed,
+    )
 
     def on_row(row: dict) -> None:
         if row["status"] == "ok":
-            stderr.print(f"{row['backend']} batch {row['batch']}: {row['images_per_s']:.2f} images/s, median "
-                         f"{row['latency_median_ms']:.2f} ms", markup=False, highlight=False)
+            stderr.print(
+                f"{row['backend']} batch {row['batch']}: {row['images_per_s']:.2f} images/s, median "
+                f"{row['latency_median_ms']:.2f} ms",
+                markup=False,
+                highlight=False,
+            )
         elif row["status"] == "failed":  # unavailable backends are listed under the table
             batch = f" batch {row['batch']}" if row["batch"] is not None else ""
             stderr.print(f"{row['backend']}{batch}: failed: {row['reason']}", markup=False, highlight=False)
@@ -142,10 +184,18 @@ def bench(
         written.append(csv_path)
     if plot_path is not None:
         gpus = result.meta["environment"].get("gpus") or []
-        where = gpus[0].get("name", "GPU") if result.meta["device"].startswith("cuda") and gpus \
+        where = (
+            gpus[0].get("name", "GPU")
+            if result.meta["device"].startswith("cuda") and gpus
             else result.meta["environment"]["cpu"]
-        report.write_plot(plot_path, result.rows, f"maskface bench: {result.meta['model']}, {where}",
-                          report.environment_line(result.meta["environment"]), overwrite=overwrite)
+        )
+        report.write_plot(
+            plot_path,
+            result.rows,
+            f"maskface bench: {result.meta['model']}, {where}",
+            report.environment_line(result.meta["environment"]),
+            overwrite=overwrite,
+        )
         written.append(plot_path)
     for path in written:
         stderr.print(f"wrote {path}", markup=False, highlight=False)
@@ -174,8 +224,11 @@ def _old_json_spelling(args: list[str]) -> list[str]:
             continue
         from maskface_rt.console import stderr
 
-        stderr.print(f"note: --json {value} is deprecated: --json prints on stdout, --json-file FILE writes a file",
-                     markup=False, highlight=False)
+        stderr.print(
+            f"note: --json {value} is deprecated: --json prints on stdout, --json-file FILE writes a file",
+            markup=False,
+            highlight=False,
+        )
         rewritten += ["--json-file", value]
     return rewritten
 
@@ -192,9 +245,22 @@ def _command_line(options: BenchOptions, model: Path | None) -> str:
     args = ["maskface", "bench"]
     args += ["--model", str(model)] if model is not None else ["--preset", options.preset]
     backends = ",".join(options.backends) if options.named else ALL
-    args += ["--backend", backends, "--batch-sizes", ",".join(map(str, options.batch_sizes)),
-             "--warmup-s", f"{options.warmup_s:g}", "--duration-s", f"{options.duration_s:g}",
-             "--iterations", str(options.min_iterations), "--device", options.device, "--seed", str(options.seed)]
+    args += [
+        "--backend",
+        backends,
+        "--batch-sizes",
+        ",".join(map(str, options.batch_sizes)),
+        "--warmup-s",
+        f"{options.warmup_s:g}",
+        "--duration-s",
+        f"{options.duration_s:g}",
+        "--iterations",
+        str(options.min_iterations),
+        "--device",
+        options.device,
+        "--seed",
+        str(options.seed),
+    ]
     if options.peak_tflops is not None:
         args += ["--peak-tflops", f"{options.peak_tflops:g}"]
     return shlex.join(args)

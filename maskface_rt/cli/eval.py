@@ -44,18 +44,28 @@ def _require_torch() -> None:
     from maskface_rt.backends.torch_backend import available
 
     if not available()[0]:
-        raise MaskfaceError(None, "maskface eval needs torch for its metric networks: "
-                                  "pip install 'maskface-rt[train]'")
+        raise MaskfaceError(None, "maskface eval needs torch for its metric networks: pip install 'maskface-rt[train]'")
 
 
 @eval_app.command("run")
 def run(
     model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or engine to evaluate.")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Data set (paired layout or CelebAMask-HQ): held-out "
-                                                            "masks, and real photos for FID/KID.")],
-    metrics: Annotated[Optional[str], typer.Option(
-        "--metrics", help="Comma-separated: consistency, diversity, lpips, fid, kid, parity. Default: all that can "
-                          "run here (missing weights skip a metric; named metrics must run).")] = None,
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Data set (paired layout or CelebAMask-HQ): held-out masks, and real photos for FID/KID.",
+        ),
+    ],
+    metrics: Annotated[
+        Optional[str],
+        typer.Option(
+            "--metrics",
+            help="Comma-separated: consistency, diversity, lpips, fid, kid, parity. Default: all that can "
+            "run here (missing weights skip a metric; named metrics must run).",
+        ),
+    ] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda (backend and metric networks).")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
@@ -63,23 +73,43 @@ def run(
     styles: Annotated[int, typer.Option("--styles", "-k", min=2, help="Styles per mask (indices 0..K-1).")] = 10,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per network call.")] = 8,
-    split: Annotated[str, typer.Option("--split", help="auto (CelebAMask-HQ: test, else all), all, train, val, "
-                                                       "test.")] = "auto",
+    split: Annotated[
+        str, typer.Option("--split", help="auto (CelebAMask-HQ: test, else all), all, train, val, test.")
+    ] = "auto",
     label_order: Annotated[str, label_order_option()] = "celebamask",
-    real_limit: Annotated[Optional[int], typer.Option("--real-limit", min=2, help="Real photos for FID/KID "
-                                                                                  "[whole split].")] = None,
-    parser: Annotated[Optional[str], typer.Option(
-        "--parser", help="Face parser for consistency: a file from 'maskface eval train-parser', or 'bisenet' "
-                         "(79999_iter.pth in --weights-dir; the default when it is there).")] = None,
-    compare: Annotated[Optional[list[str]], typer.Option(
-        "--compare", help="BACKEND:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
-                          "e.g. onnxruntime:runs/demo/onnx-fp16.")] = None,
-    weights_dir: Annotated[Optional[Path], typer.Option(
-        "--weights-dir", help="Folder of the pretrained metric networks [$MASKFACE_WEIGHTS_DIR or ./weights].")] = None,
-    weights_manifest: Annotated[Optional[Path], typer.Option(
-        "--weights-manifest", help="JSON replacing file names/sha256 of known weights (converted files).")] = None,
-    stats_cache: Annotated[Optional[Path], typer.Option(
-        "--stats-cache", help="Folder caching real-set Inception features [~/.cache/maskface-rt/fid].")] = None,
+    real_limit: Annotated[
+        Optional[int], typer.Option("--real-limit", min=2, help="Real photos for FID/KID [whole split].")
+    ] = None,
+    parser: Annotated[
+        Optional[str],
+        typer.Option(
+            "--parser",
+            help="Face parser for consistency: a file from 'maskface eval train-parser', or 'bisenet' "
+            "(79999_iter.pth in --weights-dir; the default when it is there).",
+        ),
+    ] = None,
+    compare: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--compare",
+            help="BACKEND:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
+            "e.g. onnxruntime:runs/demo/onnx-fp16.",
+        ),
+    ] = None,
+    weights_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--weights-dir", help="Folder of the pretrained metric networks [$MASKFACE_WEIGHTS_DIR or ./weights]."
+        ),
+    ] = None,
+    weights_manifest: Annotated[
+        Optional[Path],
+        typer.Option("--weights-manifest", help="JSON replacing file names/sha256 of known weights (converted files)."),
+    ] = None,
+    stats_cache: Annotated[
+        Optional[Path],
+        typer.Option("--stats-cache", help="Folder caching real-set Inception features [~/.cache/maskface-rt/fid]."),
+    ] = None,
     no_stats_cache: Annotated[bool, typer.Option("--no-stats-cache", help="Neither read nor write the cache.")] = False,
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1, help="KID subsets.")] = 100,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID subset size.")] = 1000,
@@ -103,12 +133,24 @@ def run(
         raise MaskfaceError(report, "already exists (pass --overwrite to replace it)")
     store = WeightStore(weights_dir, read_manifest(weights_manifest) if weights_manifest else REGISTRY)
     options = EvalOptions(
-        data=data, metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
-        limit=limit, styles=styles, seed=seed, batch_size=batch_size, split=split, label_order=label_order,
-        real_limit=real_limit, parser=parser, compare=tuple(Comparison.parse(c) for c in compare or ()),
+        data=data,
+        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None,
+        limit=limit,
+        styles=styles,
+        seed=seed,
+        batch_size=batch_size,
+        split=split,
+        label_order=label_order,
+        real_limit=real_limit,
+        parser=parser,
+        compare=tuple(Comparison.parse(c) for c in compare or ()),
         stats_cache=None if no_stats_cache else (stats_cache or default_cache_dir()),
-        kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, device=device)
+        kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size,
+        device=device,
+    )
     with progress_bar() as progress:
+
         def stage(name: str, total: int) -> Callable[[int], None]:
             task = progress.add_task(name, total=total, rate="")
             return lambda n: progress.advance(task, n)
@@ -127,15 +169,17 @@ def run(
 def train_parser_command(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="Paired data set (images/, masks/) or CelebAMask-HQ.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Parser file to write (.safetensors).")],
-    size: Annotated[int, typer.Option("--size", min=8, help="Image side the parser works at (multiple of 8); "
-                                                            "use the model's size.")] = 64,
+    size: Annotated[
+        int, typer.Option("--size", min=8, help="Image side the parser works at (multiple of 8); use the model's size.")
+    ] = 64,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Training steps.")] = 600,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Pairs per step.")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 2e-3,
     width: Annotated[int, typer.Option("--width", min=1, help="Channels of the first U-Net level.")] = 16,
     max_pairs: Annotated[int, typer.Option("--max-pairs", min=1, help="Pairs held in memory for training.")] = 4000,
-    split: Annotated[str, typer.Option("--split", help="auto (CelebAMask-HQ: train, else all), all, train, val, "
-                                                       "test.")] = "auto",
+    split: Annotated[
+        str, typer.Option("--split", help="auto (CelebAMask-HQ: train, else all), all, train, val, test.")
+    ] = "auto",
     label_order: Annotated[str, label_order_option()] = "celebamask",
     seed: Annotated[int, typer.Option("--seed", help="Seed of init and batch order.")] = 0,
     device: Annotated[str, device_option()] = "auto",
@@ -160,15 +204,37 @@ def train_parser_command(
         def on_step(step: int, loss: float, accuracy: float) -> None:
             progress.update(task, completed=step, rate=f"loss {loss:.3f} acc {accuracy:.3f}")
 
-        result = train_parser(pairs, out, steps=steps, batch_size=batch_size, lr=lr, width=width,
-                              max_pairs=max_pairs, seed=seed, device=resolve_device(device), overwrite=overwrite,
-                              data_description=str(data), on_step=on_step)
-    stderr.print(f"trained a {size} px parser on {result.pairs} pairs in {result.seconds:.1f} s: training pixel "
-                 f"accuracy {result.pixel_accuracy:.3f}, loss {result.loss:.3f}; wrote {out}", markup=False)
+        result = train_parser(
+            pairs,
+            out,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            width=width,
+            max_pairs=max_pairs,
+            seed=seed,
+            device=resolve_device(device),
+            overwrite=overwrite,
+            data_description=str(data),
+            on_step=on_step,
+        )
+    stderr.print(
+        f"trained a {size} px parser on {result.pairs} pairs in {result.seconds:.1f} s: training pixel "
+        f"accuracy {result.pixel_accuracy:.3f}, loss {result.loss:.3f}; wrote {out}",
+        markup=False,
+    )
     stderr.print(f"next: maskface eval MODEL --data HELD_OUT_DATA --parser {out}", markup=False)
     if as_json:
-        emit_json({"out": str(out), "steps": result.steps, "pairs": result.pairs, "seconds": result.seconds,
-                   "loss": result.loss, "pixel_accuracy": result.pixel_accuracy})
+        emit_json(
+            {
+                "out": str(out),
+                "steps": result.steps,
+                "pairs": result.pairs,
+                "seconds": result.seconds,
+                "loss": result.loss,
+                "pixel_accuracy": result.pixel_accuracy,
+            }
+        )
 
 
 command = eval_app

@@ -14,16 +14,20 @@ from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 def generate(
     mask_dir: Annotated[Path, typer.Argument(metavar="MASK_DIR", help="Folder of masks (or one mask file).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
-                                                                        "(default: the bundled demo model).")] = None,
+    model: Annotated[
+        Optional[Path],
+        typer.Option("--model", "-m", help="Checkpoint, export folder or engine (default: the bundled demo model)."),
+    ] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
     styles: Annotated[int, typer.Option("--styles", "-k", help="Styles per mask (indices 0..K-1).")] = 4,
     seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per backend call.")] = 8,
-    reference: Annotated[Optional[list[Path]], typer.Option("--reference", "-r", help="Take the style from this "
-                                                            "photo (repeatable) instead of seeds.")] = None,
+    reference: Annotated[
+        Optional[list[Path]],
+        typer.Option("--reference", "-r", help="Take the style from this photo (repeatable) instead of seeds."),
+    ] = None,
     label_order: Annotated[str, label_order_option()] = "celebamask",
     recursive: Annotated[bool, typer.Option("--recursive", help="Also read masks in subfolders.")] = False,
     grid: Annotated[bool, typer.Option("--grid", help="Also write contact sheet(s) grid*.png.")] = False,
@@ -36,9 +40,18 @@ def generate(
     from maskface_rt.bundled import default_model
     from maskface_rt.generate import GenerateOptions, options_problem, run_generate
 
-    opts = GenerateOptions(out=out, styles=styles, seed=seed, batch_size=batch_size,
-                           references=tuple(reference or ()), label_order=label_order, recursive=recursive,
-                           grid=grid, overwrite=overwrite, workers=workers)
+    opts = GenerateOptions(
+        out=out,
+        styles=styles,
+        seed=seed,
+        batch_size=batch_size,
+        references=tuple(reference or ()),
+        label_order=label_order,
+        recursive=recursive,
+        grid=grid,
+        overwrite=overwrite,
+        workers=workers,
+    )
     if problem := options_problem(opts):
         raise typer.BadParameter(problem)
     model = model if model is not None else default_model()
@@ -64,8 +77,10 @@ def generate(
             stop_progress(progress)
     for skipped in report.skipped:
         stderr.print(f"skipped {skipped}", markup=False)
-    stderr.print(f"{report.images_written} images written, {report.images_existing} already there, "
-                 f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})")
+    stderr.print(
+        f"{report.images_written} images written, {report.images_existing} already there, "
+        f"{len(report.skipped)} masks skipped, {report.images_per_s:.1f} images/s ({report.backend})"
+    )
     if as_json:
         emit_json(report.to_json())
     raise typer.Exit(int(report.exit_code))

@@ -12,8 +12,10 @@ from maskface_rt.cli.options import json_option
 from maskface_rt.console import emit_json
 
 
-def info(model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or .onnx graph.")],
-         as_json: Annotated[bool, json_option("Print JSON on stdout.")] = False) -> None:
+def info(
+    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or .onnx graph.")],
+    as_json: Annotated[bool, json_option("Print JSON on stdout.")] = False,
+) -> None:
     """Print a model's metadata: config, versions, checksums, graph inputs and outputs."""
     from maskface_rt.model_info import describe
 

@@ -17,8 +17,10 @@ from maskface_rt.backends.registry import BACKEND_HELP
 from maskface_rt.devices import DEVICE_HELP, DeviceError, parse_device
 from maskface_rt.labels import LABEL_ORDERS
 
-PRECISION_HELP = ("openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
-                  "else fp32); other backends run the model's own precision.")
+PRECISION_HELP = (
+    "openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
+    "else fp32); other backends run the model's own precision."
+)
 
 
 def _checker(what: str, valid: Sequence[str], ok: Callable[[str], bool]) -> Callable[[str], str]:

@@ -12,8 +12,9 @@ from maskface_rt.console import emit_json, stderr
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
 
-plugin_app = typer.Typer(help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.",
-                         no_args_is_help=True)
+plugin_app = typer.Typer(
+    help="The fused AdaIN kernel of the TensorRT plugin maskface::FusedAdaIN.", no_args_is_help=True
+)
 
 
 def _plane(text: str) -> int | None:
@@ -32,14 +33,18 @@ def _plane(text: str) -> int | None:
 @plugin_app.command("ptx")
 def plugin_ptx(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the .ptx files and fused_adain_ptx.json.")],
-    arch: Annotated[Optional[list[str]], typer.Option("--arch", help="GPU target, repeatable: sm_80, sm_86, sm_89, "
-                                                                     "sm_90 [all].")] = None,
+    arch: Annotated[
+        Optional[list[str]], typer.Option("--arch", help="GPU target, repeatable: sm_80, sm_86, sm_89, sm_90 [all].")
+    ] = None,
     dtype: Annotated[Optional[list[str]], typer.Option("--dtype", help="fp16 or fp32, repeatable [both].")] = None,
-    plane: Annotated[Optional[list[str]], typer.Option("--plane", help="Plane size HxW the kernel is specialised "
-                                                                       "for, or 'any', repeatable [any].")] = None,
+    plane: Annotated[
+        Optional[list[str]],
+        typer.Option("--plane", help="Plane size HxW the kernel is specialised for, or 'any', repeatable [any]."),
+    ] = None,
     eps: Annotated[float, typer.Option("--eps", help="Instance norm epsilon (baked in).")] = DEFAULT_EPS,
-    negative_slope: Annotated[float, typer.Option("--negative-slope",
-                                                  help="LeakyReLU slope (baked in).")] = DEFAULT_SLOPE,
+    negative_slope: Annotated[
+        float, typer.Option("--negative-slope", help="LeakyReLU slope (baked in).")
+    ] = DEFAULT_SLOPE,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Build the fused AdaIN kernel's PTX ahead of time (no GPU needed; needs triton) and assemble it with ptxas."""
@@ -61,8 +66,9 @@ def plugin_ptx(
         raise typer.BadParameter(str(e)) from None
     if importlib.util.find_spec("triton") is None:
         raise MaskfaceError(None, "building PTX needs triton: pip install 'maskface-rt[kernels]'")
-    variants = [ptx.Variant(a, d, kernel_config(hw), eps, negative_slope)
-                for a in arches for d in dtypes for hw in sizes]
+    variants = [
+        ptx.Variant(a, d, kernel_config(hw), eps, negative_slope) for a in arches for d in dtypes for hw in sizes
+    ]
     with stderr.status(f"compiling {len(variants)} kernel variants"):
         kernels = ptx.build(variants)
     written = ptx.write(kernels, out)
@@ -72,16 +78,26 @@ def plugin_ptx(
         ok, message = ptx.assemble(kernel, ptxas) if ptxas else (None, "ptxas not on PATH: not assembled")
         checks[kernel.variant.stem] = {"ptxas_ok": ok, "message": message}
         verdict = {True: "ptxas ok", False: "ptxas FAILED", None: message}[ok]
-        stderr.print(f"  {kernel.variant.stem}.ptx: block {kernel.block_x}, shared {kernel.shared_mem} B, "
-                     f"global scratch {kernel.global_scratch_size} B; {verdict}", markup=False)
+        stderr.print(
+            f"  {kernel.variant.stem}.ptx: block {kernel.block_x}, shared {kernel.shared_mem} B, "
+            f"global scratch {kernel.global_scratch_size} B; {verdict}",
+            markup=False,
+        )
         if ok is False:
             stderr.print(f"    {message}", markup=False)
     stderr.print(f"wrote {len(written)} files to {out}")
-    stderr.print("next: maskface export MODEL --out DIR --plugin --fp16, then maskface build DIR --out ENGINE",
-                 markup=False)
+    stderr.print(
+        "next: maskface export MODEL --out DIR --plugin --fp16, then maskface build DIR --out ENGINE", markup=False
+    )
     if as_json:
-        emit_json({"out": str(out), "files": [str(p) for p in written], "ptxas": checks,
-                   "kernels": [k.launch_info() for k in kernels]})
+        emit_json(
+            {
+                "out": str(out),
+                "files": [str(p) for p in written],
+                "ptxas": checks,
+                "kernels": [k.launch_info() for k in kernels],
+            }
+        )
     if any(c["ptxas_ok"] is False for c in checks.values()):
         raise typer.Exit(int(ExitCode.FAILED))
 

@@ -18,8 +18,12 @@ from maskface_rt.console import stderr
 from maskface_rt.errors import MaskfaceError
 
 #: Modules of the [serve] extra (import name -> distribution).
-SERVE_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart",
-                 "prometheus_client": "prometheus-client"}
+SERVE_MODULES = {
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "multipart": "python-multipart",
+    "prometheus_client": "prometheus-client",
+}
 
 
 def missing_serve_modules() -> list[str]:
@@ -28,22 +32,31 @@ def missing_serve_modules() -> list[str]:
 
 
 def serve(
-    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint, export folder or engine "
-                                                                        "(default: the bundled demo model).")] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="Checkpoint, export folder or engine (default: the bundled demo model)."),
+    ] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
-    host: Annotated[str, typer.Option("--host", help="Address to listen on; anything but loopback needs a "
-                                                     "reverse proxy for TLS and auth (README).")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to listen on; anything but loopback needs a reverse proxy for TLS and auth (README).",
+        ),
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
-    max_batch: Annotated[int, typer.Option("--max-batch", min=1, max=128,
-                                           help="Most faces in one backend call.")] = 8,
-    max_delay_ms: Annotated[float, typer.Option("--max-delay-ms", min=0.0, max=1000.0,
-                                                help="Longest wait for a batch to fill.")] = 5.0,
-    max_queue: Annotated[int, typer.Option("--max-queue", min=1,
-                                           help="Faces waiting at most; more get 503 + Retry-After.")] = 64,
-    max_body_mb: Annotated[float, typer.Option("--max-body-mb", min=0.001, max=1024.0,
-                                               help="Largest request body (MiB); larger get 413.")] = 8.0,
+    max_batch: Annotated[int, typer.Option("--max-batch", min=1, max=128, help="Most faces in one backend call.")] = 8,
+    max_delay_ms: Annotated[
+        float, typer.Option("--max-delay-ms", min=0.0, max=1000.0, help="Longest wait for a batch to fill.")
+    ] = 5.0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", min=1, help="Faces waiting at most; more get 503 + Retry-After.")
+    ] = 64,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.001, max=1024.0, help="Largest request body (MiB); larger get 413.")
+    ] = 8.0,
 ) -> None:
     """Serve faces over HTTP (POST /v1/faces, dynamic batching) and the mask editor at /."""
     from maskface_rt.backends import open_backend, precision_problem
@@ -53,8 +66,9 @@ def serve(
         if host != "localhost":
             ipaddress.ip_address(host)
     except ValueError:
-        raise typer.BadParameter(f"{host!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)",
-                                 param_hint="--host") from None
+        raise typer.BadParameter(
+            f"{host!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)", param_hint="--host"
+        ) from None
     model = model if model is not None else default_model()
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
@@ -66,13 +80,16 @@ def serve(
 
     from maskface_rt.serve.app import ServeSettings, create_app
 
-    settings = ServeSettings(max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue,
-                             max_body_bytes=int(max_body_mb * 2**20))
+    settings = ServeSettings(
+        max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20)
+    )
     with open_backend(model, backend, device=device, precision=precision) as runtime:
         if host not in ("127.0.0.1", "::1", "localhost"):
             stderr.print(f"listening on {host}: put a reverse proxy with TLS and auth in front (README: serve)")
-        stderr.print(f"maskface serve: {runtime.description}, editor and API at http://{host}:{port}/ "
-                     f"(API docs /docs)", markup=False)
+        stderr.print(
+            f"maskface serve: {runtime.description}, editor and API at http://{host}:{port}/ (API docs /docs)",
+            markup=False,
+        )
         try:
             uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level="warning")
         except SystemExit as e:  # uvicorn's startup failure (3) is not the README's "some inputs skipped"
@@ -88,8 +105,9 @@ def _check_bind(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as e:
-            raise MaskfaceError(f"{host}:{port}", f"cannot listen there ({e.strerror or e}); pick another "
-                                                  "--port or --host") from None
+            raise MaskfaceError(
+                f"{host}:{port}", f"cannot listen there ({e.strerror or e}); pick another --port or --host"
+            ) from None
 
 
 command = serve

@@ -35,8 +35,9 @@ def synth(
     finally:
         stop_progress(progress)
     rate = summary.count / max(summary.seconds, 1e-9)
-    stderr.print(f"wrote {summary.count} pairs of {size}x{size} to {out} in {summary.seconds:.1f} s "
-                 f"({rate:.0f} pairs/s)")
+    stderr.print(
+        f"wrote {summary.count} pairs of {size}x{size} to {out} in {summary.seconds:.1f} s ({rate:.0f} pairs/s)"
+    )
     stderr.print(f"next: maskface train {out} --out runs/demo --preset tiny-{'128' if size >= 128 else '64'}")
     if as_json:
         emit_json({**dataclasses.asdict(summary), "pairs_per_s": rate})

@@ -20,22 +20,34 @@ def _train_overrides(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def train(
-    data: Annotated[Path, typer.Argument(metavar="DATA", help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")],
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, samples, log).")],
-    preset_name: Annotated[Optional[str], typer.Option(
-        "--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored).")] = None,
+    preset_name: Annotated[
+        Optional[str],
+        typer.Option("--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored)."),
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", min=1, help="Total training steps (also when resuming).")] = 100_000,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     device: Annotated[str, device_option()] = "auto",
-    split: Annotated[str, typer.Option("--split", help="auto, all, train, val or test (CelebAMask-HQ; auto: train "
-                                                       "where the split is known, else all).")] = "auto",
+    split: Annotated[
+        str,
+        typer.Option(
+            "--split",
+            help="auto, all, train, val or test (CelebAMask-HQ; auto: train where the split is known, else all).",
+        ),
+    ] = "auto",
     label_order: Annotated[str, label_order_option()] = "celebamask",
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Per-process batch size [8].")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate of G, E, D [1e-4].")] = None,
-    lr_decay_start: Annotated[Optional[int], typer.Option(
-        "--lr-decay-start", help="Step where the linear decay of the rates to 0 starts [0].")] = None,
-    lr_decay_steps: Annotated[Optional[int], typer.Option(
-        "--lr-decay-steps", help="Steps of that decay; 0: constant rates [0].")] = None,
+    lr_decay_start: Annotated[
+        Optional[int],
+        typer.Option("--lr-decay-start", help="Step where the linear decay of the rates to 0 starts [0]."),
+    ] = None,
+    lr_decay_steps: Annotated[
+        Optional[int], typer.Option("--lr-decay-steps", help="Steps of that decay; 0: constant rates [0].")
+    ] = None,
     mapping_lr: Annotated[Optional[float], typer.Option("--mapping-lr", help="Style encoder lr [1e-6].")] = None,
     beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam beta1 [0].")] = None,
     beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam beta2 [0.99].")] = None,
@@ -43,17 +55,27 @@ def train(
     ema_beta: Annotated[Optional[float], typer.Option("--ema-beta", help="EMA decay of G, F, E [0.999].")] = None,
     lambda_adv: Annotated[Optional[float], typer.Option("--lambda-adv", help="Adversarial weight [1].")] = None,
     lambda_r1: Annotated[Optional[float], typer.Option("--lambda-r1", help="R1 weight [1].")] = None,
-    lambda_sty: Annotated[Optional[float], typer.Option("--lambda-sty", help="Style reconstruction weight [1].")] = None,
+    lambda_sty: Annotated[
+        Optional[float], typer.Option("--lambda-sty", help="Style reconstruction weight [1].")
+    ] = None,
     lambda_ds: Annotated[Optional[float], typer.Option("--lambda-ds", help="Diversity weight at step 0 [1].")] = None,
-    ds_decay_steps: Annotated[Optional[int], typer.Option("--ds-decay-steps", help="Diversity decay steps [100000].")] = None,
-    lambda_rec: Annotated[Optional[float], typer.Option("--lambda-rec", help="Paired reconstruction weight [10].")] = None,
+    ds_decay_steps: Annotated[
+        Optional[int], typer.Option("--ds-decay-steps", help="Diversity decay steps [100000].")
+    ] = None,
+    lambda_rec: Annotated[
+        Optional[float], typer.Option("--lambda-rec", help="Paired reconstruction weight [10].")
+    ] = None,
     hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random mirroring [on].")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of init, batch order and noise [0].")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="Checkpoint period [1000].")] = None,
+    checkpoint_every: Annotated[
+        Optional[int], typer.Option("--checkpoint-every", help="Checkpoint period [1000].")
+    ] = None,
     sample_every: Annotated[Optional[int], typer.Option("--sample-every", help="Sample grid period [500].")] = None,
     log_every: Annotated[Optional[int], typer.Option("--log-every", help="JSONL log period [10].")] = None,
     num_workers: Annotated[Optional[int], typer.Option("--num-workers", help="Data loader workers [2].")] = None,
-    amp: Annotated[Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off [auto].")] = None,
+    amp: Annotated[
+        Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off [auto].")
+    ] = None,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Train the four networks; writes RUN/model.safetensors (EMA weights + config), resumable."""
@@ -87,16 +109,37 @@ def train(
         progress.update(task, rate=f"{speed:.2f} it/s" if speed else "")
 
     try:
-        result = run_training(pairs, out, cfg=cfg, tcfg=tcfg, overrides=overrides, steps=steps, resume=resume,
-                              device=device, data_description=str(data), on_start=on_start, on_step=on_step)
+        result = run_training(
+            pairs,
+            out,
+            cfg=cfg,
+            tcfg=tcfg,
+            overrides=overrides,
+            steps=steps,
+            resume=resume,
+            device=device,
+            data_description=str(data),
+            on_start=on_start,
+            on_step=on_step,
+        )
     finally:
         stop_progress(progress)
-    stderr.print(f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
-                 f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)")
+    stderr.print(
+        f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
+        f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)"
+    )
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
     if as_json:
-        emit_json({"run": str(result.run), "model": str(result.model), "start_step": result.start_step,
-                   "steps": result.steps, "seconds": result.seconds, "losses": result.last_losses})
+        emit_json(
+            {
+                "run": str(result.run),
+                "model": str(result.model),
+                "start_step": result.start_step,
+                "steps": result.steps,
+                "seconds": result.seconds,
+                "losses": result.last_losses,
+            }
+        )
 
 
 def _stored_img_size(run: Path) -> int:

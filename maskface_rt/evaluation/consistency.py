@@ -34,10 +34,15 @@ class Consistency:
         union = in_target + in_pred - tp
         accuracy = np.divide(tp, in_target, out=np.full_like(tp, np.nan), where=in_target > 0)
         iou = np.divide(tp, union, out=np.full_like(tp, np.nan), where=union > 0)
-        names = CLASS_NAMES[:len(tp)]
-        return cls(pixel_accuracy=float(tp.sum() / confusion.sum()), mean_accuracy=float(np.nanmean(accuracy)),
-                   miou=float(np.nanmean(iou)), class_accuracy=_by_name(names, accuracy),
-                   class_iou=_by_name(names, iou), pixels=int(confusion.sum()))
+        names = CLASS_NAMES[: len(tp)]
+        return cls(
+            pixel_accuracy=float(tp.sum() / confusion.sum()),
+            mean_accuracy=float(np.nanmean(accuracy)),
+            miou=float(np.nanmean(iou)),
+            class_accuracy=_by_name(names, accuracy),
+            class_iou=_by_name(names, iou),
+            pixels=int(confusion.sum()),
+        )
 
 
 def _by_name(names: tuple[str, ...], values: np.ndarray) -> dict[str, float | None]:

@@ -64,8 +64,9 @@ class KID:
     subset_size: int
 
 
-def kernel_inception_distance(x: np.ndarray, y: np.ndarray, *, subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> KID:
+def kernel_inception_distance(
+    x: np.ndarray, y: np.ndarray, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> KID:
     """Unbiased MMD^2 with the cubic polynomial kernel, mean and std over random subsets."""
     m = min(subset_size, len(x), len(y))
     if m < 2:

@@ -27,13 +27,18 @@ class AlexNetTrunk(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(),
+            nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2), nn.ReLU(),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(),
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -76,8 +81,9 @@ class LPIPS:
     def __init__(self, store: WeightStore, device: torch.device, batch_size: int = 32) -> None:
         self.net = LPIPSNet()
         store.load_into(self.net.trunk, "alexnet", ignore_prefixes=("classifier.",))
-        store.load_into(self.net.lins, "lpips-alex",
-                        rename={f"lin{k}.model.1.weight": f"{k}.weight" for k in range(len(CHANNELS))})
+        store.load_into(
+            self.net.lins, "lpips-alex", rename={f"lin{k}.model.1.weight": f"{k}.weight" for k in range(len(CHANNELS))}
+        )
         self.net.to(device).eval()
         self.device = device
         self.batch_size = batch_size
@@ -91,6 +97,10 @@ class LPIPS:
         out = []
         with torch.inference_mode():
             for i in range(0, len(a), self.batch_size):
-                out.append(self.net(self._tensor(a[i:i + self.batch_size]),
-                                    self._tensor(b[i:i + self.batch_size])).double().cpu().numpy())
+                out.append(
+                    self.net(self._tensor(a[i : i + self.batch_size]), self._tensor(b[i : i + self.batch_size]))
+                    .double()
+                    .cpu()
+                    .numpy()
+                )
         return np.concatenate(out) if out else np.zeros(0)

@@ -45,7 +45,7 @@ class FaceParser(abc.ABC):
         out = []
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(images[i:i + self.batch_size])).to(self.device)
+                x = torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size])).to(self.device)
                 x = _resize(x.permute(0, 3, 1, 2).float() / 255.0, (self.input_size, self.input_size))
                 logits = _resize(self._logits(x).float(), size)
                 out.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())

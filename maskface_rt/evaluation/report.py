@@ -29,18 +29,37 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _consistency(c: dict[str, Any]) -> list[str]:
     generated, real = c["generated"], c["real"]
-    lines = [f"## Mask consistency ({c['parser']})", "",
-             "The parser's labels on the generated faces against the input masks; the real photos of the same "
-             "masks give the parser's own ceiling.", ""]
-    lines += _table(["faces", "pixel accuracy", "mean class accuracy", "mIoU"],
-                    [[name, _num(s["pixel_accuracy"]), _num(s["mean_accuracy"]), _num(s["miou"])]
-                     for name, s in (("generated", generated), ("real photos", real))])
-    rows = [[name, _num(generated["class_accuracy"][name]), _num(generated["class_iou"][name]),
-             _num(real["class_accuracy"][name]), _num(real["class_iou"][name])]
-            for name in CLASS_NAMES
-            if generated["class_iou"][name] is not None or real["class_iou"][name] is not None]
-    return lines + ["", "Per class (- : class absent from masks and predictions):", ""] + \
-        _table(["class", "accuracy", "IoU", "accuracy (real)", "IoU (real)"], rows) + [""]
+    lines = [
+        f"## Mask consistency ({c['parser']})",
+        "",
+        "The parser's labels on the generated faces against the input masks; the real photos of the same "
+        "masks give the parser's own ceiling.",
+        "",
+    ]
+    lines += _table(
+        ["faces", "pixel accuracy", "mean class accuracy", "mIoU"],
+        [
+            [name, _num(s["pixel_accuracy"]), _num(s["mean_accuracy"]), _num(s["miou"])]
+            for name, s in (("generated", generated), ("real photos", real))
+        ],
+    )
+    rows = [
+        [
+            name,
+            _num(generated["class_accuracy"][name]),
+            _num(generated["class_iou"][name]),
+            _num(real["class_accuracy"][name]),
+            _num(real["class_iou"][name]),
+        ]
+        for name in CLASS_NAMES
+        if generated["class_iou"][name] is not None or real["class_iou"][name] is not None
+    ]
+    return (
+        lines
+        + ["", "Per class (- : class absent from masks and predictions):", ""]
+        + _table(["class", "accuracy", "IoU", "accuracy (real)", "IoU (real)"], rows)
+        + [""]
+    )
 
 
 def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[str] = ()) -> str:
@@ -49,14 +68,20 @@ def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[
     lines = [f"# {title}", ""]
     for note in notes:
         lines += [note, ""]
-    lines += _table(["", ""], [
-        ["model", f"`{result.model}` ({result.backend})"],
-        ["data", f"`{result.data}`, split {result.split}, {result.img_size} px"],
-        ["faces", f"{result.masks} masks x {result.styles} styles (seed {result.seed}) = "
-                  f"{result.masks * result.styles} images"],
-        ["weights", ", ".join(f"`{Path(p).name}`" for p in result.weights.values()) or "none"],
-        ["time", f"{result.seconds:.1f} s"],
-    ]) + [""]
+    lines += _table(
+        ["", ""],
+        [
+            ["model", f"`{result.model}` ({result.backend})"],
+            ["data", f"`{result.data}`, split {result.split}, {result.img_size} px"],
+            [
+                "faces",
+                f"{result.masks} masks x {result.styles} styles (seed {result.seed}) = "
+                f"{result.masks * result.styles} images",
+            ],
+            ["weights", ", ".join(f"`{Path(p).name}`" for p in result.weights.values()) or "none"],
+            ["time", f"{result.seconds:.1f} s"],
+        ],
+    ) + [""]
     if "consistency" in m:
         lines += _consistency(m["consistency"])
     if "diversity" in m or "lpips" in m:
@@ -71,8 +96,13 @@ def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[
             rows.append(["pixel L1 ([0, 1] scale)", _num(d["mean"]), _num(d["std"])])
             if "real_pixel_l1" in m["diversity"]:
                 d = m["diversity"]["real_pixel_l1"]
-                rows.append([f"pixel L1, real: each mask painted in {result.styles} synthetic appearances",
-                             _num(d["mean"]), _num(d["std"])])
+                rows.append(
+                    [
+                        f"pixel L1, real: each mask painted in {result.styles} synthetic appearances",
+                        _num(d["mean"]),
+                        _num(d["std"]),
+                    ]
+                )
         lines += _table(["distance", "mean", "std over masks"], rows) + [""]
     if "fid" in m or "kid" in m:
         info = m.get("fid") or m["kid"]
@@ -82,27 +112,51 @@ def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[
             rows.append(["FID", _num(m["fid"]["value"], 3)])
         if "kid" in m:
             k = m["kid"]
-            rows.append([f"KID x 1000 ({k['subsets']} subsets of {k['subset_size']})",
-                         f"{k['mean'] * 1000:.3f} ± {k['std'] * 1000:.3f}"])
+            rows.append(
+                [
+                    f"KID x 1000 ({k['subsets']} subsets of {k['subset_size']})",
+                    f"{k['mean'] * 1000:.3f} ± {k['std'] * 1000:.3f}",
+                ]
+            )
         lines += _table(["metric", "value"], rows) + [""]
     if result.parity:
-        lines += [f"## Backend parity (reference: {result.backend})", "",
-                  "Same masks and seeds; errors in uint8 levels over all pixels.", ""]
-        rows = [[p["backend"], f"`{p['model']}`", _num(p["psnr_db"], 2), str(p["max_abs_error"]),
-                 _num(p["mean_abs_error"], 3), f"{p['identical_images']}/{p['images']}",
-                 _num(p["lpips"]["mean"]) if "lpips" in p else "-",
-                 _num(p["fid"], 3) if "fid" in p else "-",
-                 f"{p['fid_change']:+.3f}" if "fid_change" in p else "-"]
-                for p in result.parity]
-        lines += _table(["backend", "model", "PSNR dB", "max abs err", "mean abs err", "identical", "LPIPS",
-                         "FID", "FID change"], rows) + [""]
+        lines += [
+            f"## Backend parity (reference: {result.backend})",
+            "",
+            "Same masks and seeds; errors in uint8 levels over all pixels.",
+            "",
+        ]
+        rows = [
+            [
+                p["backend"],
+                f"`{p['model']}`",
+                _num(p["psnr_db"], 2),
+                str(p["max_abs_error"]),
+                _num(p["mean_abs_error"], 3),
+                f"{p['identical_images']}/{p['images']}",
+                _num(p["lpips"]["mean"]) if "lpips" in p else "-",
+                _num(p["fid"], 3) if "fid" in p else "-",
+                f"{p['fid_change']:+.3f}" if "fid_change" in p else "-",
+            ]
+            for p in result.parity
+        ]
+        lines += _table(
+            ["backend", "model", "PSNR dB", "max abs err", "mean abs err", "identical", "LPIPS", "FID", "FID change"],
+            rows,
+        ) + [""]
     if result.skipped:
         lines += ["## Skipped", ""] + [f"- **{name}**: {reason}" for name, reason in result.skipped.items()] + [""]
     return "\n".join(lines)
 
 
-def write_report(path: str | Path, result: EvalResult, *, overwrite: bool = False, title: str = DEFAULT_TITLE,
-                 notes: Sequence[str] = ()) -> None:
+def write_report(
+    path: str | Path,
+    result: EvalResult,
+    *,
+    overwrite: bool = False,
+    title: str = DEFAULT_TITLE,
+    notes: Sequence[str] = (),
+) -> None:
     """Write the markdown report atomically (an existing file only with ``overwrite``)."""
     write_bytes_atomic(path, markdown(result, title=title, notes=notes).encode("utf-8"), overwrite=overwrite)
 
@@ -110,18 +164,24 @@ def write_report(path: str | Path, result: EvalResult, *, overwrite: bool = Fals
 def summary(result: EvalResult) -> list[str]:
     """A few lines for the terminal: the headline number of every metric, then what was skipped."""
     m = result.metrics
-    lines = [f"{result.model} ({result.backend}): {result.masks} masks x {result.styles} styles of {result.data} "
-             f"in {result.seconds:.1f} s"]
+    lines = [
+        f"{result.model} ({result.backend}): {result.masks} masks x {result.styles} styles of {result.data} "
+        f"in {result.seconds:.1f} s"
+    ]
     if "consistency" in m:
         g, r = m["consistency"]["generated"], m["consistency"]["real"]
-        lines.append(f"consistency: mIoU {g['miou']:.4f}, pixel accuracy {g['pixel_accuracy']:.4f} "
-                     f"(real photos: mIoU {r['miou']:.4f})")
+        lines.append(
+            f"consistency: mIoU {g['miou']:.4f}, pixel accuracy {g['pixel_accuracy']:.4f} "
+            f"(real photos: mIoU {r['miou']:.4f})"
+        )
     if "lpips" in m:
         lines.append(f"diversity: LPIPS {m['lpips']['diversity']['mean']:.4f}")
     if "diversity" in m:
         real = m["diversity"].get("real_pixel_l1")
-        lines.append(f"diversity: pixel L1 {m['diversity']['pixel_l1']['mean']:.4f}"
-                     + (f" (real images of the same masks: {real['mean']:.4f})" if real else ""))
+        lines.append(
+            f"diversity: pixel L1 {m['diversity']['pixel_l1']['mean']:.4f}"
+            + (f" (real images of the same masks: {real['mean']:.4f})" if real else "")
+        )
     if "fid" in m:
         lines.append(f"FID {m['fid']['value']:.3f}")
     if "kid" in m:
@@ -129,7 +189,9 @@ def summary(result: EvalResult) -> list[str]:
     for p in result.parity:
         extra = f", LPIPS {p['lpips']['mean']:.4f}" if "lpips" in p else ""
         extra += f", FID change {p['fid_change']:+.3f}" if "fid_change" in p else ""
-        lines.append(f"parity {p['backend']} ({p['model']}): PSNR {_num(p['psnr_db'], 2)} dB, max abs error "
-                     f"{p['max_abs_error']}{extra}")
+        lines.append(
+            f"parity {p['backend']} ({p['model']}): PSNR {_num(p['psnr_db'], 2)} dB, max abs error "
+            f"{p['max_abs_error']}{extra}"
+        )
     lines += [f"skipped {name}: {reason}" for name, reason in result.skipped.items()]
     return lines

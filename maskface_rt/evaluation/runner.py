@@ -25,8 +25,13 @@ from maskface_rt.datasets import CELEBA_MAPPING, PairedDataset, open_dataset
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1, synthetic_real_diversity
-from maskface_rt.evaluation.fid import FeatureCache, GaussianStats, frechet_distance, kernel_inception_distance, \
-    real_set_key
+from maskface_rt.evaluation.fid import (
+    FeatureCache,
+    GaussianStats,
+    frechet_distance,
+    kernel_inception_distance,
+    real_set_key,
+)
 from maskface_rt.evaluation.weights import WeightStore
 from maskface_rt.fileio import json_safe
 from maskface_rt.image_io import read_rgb, resize_rgb
@@ -42,8 +47,7 @@ METRICS = ("consistency", "diversity", "lpips", "fid", "kid", "parity")
 #: ``--parser`` value that selects BiSeNet from --weights-dir.
 BISENET = "bisenet"
 #: Weight files each metric needs (consistency: only with BiSeNet, see _needs).
-NEEDS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet", "lpips-alex"), "fid": ("inception",),
-                                     "kid": ("inception",)}
+NEEDS: dict[str, tuple[str, ...]] = {"lpips": ("alexnet", "lpips-alex"), "fid": ("inception",), "kid": ("inception",)}
 
 #: progress(stage, total) -> advance(n): how the runner reports progress.
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -64,8 +68,11 @@ class Comparison:
     def parse(cls, text: str) -> Comparison:
         backend, sep, model = text.partition(":")
         if not sep or not model or backend not in BACKENDS:
-            raise MaskfaceError(None, f"--compare takes BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}, "
-                                      f"got {text!r} (e.g. onnxruntime:runs/demo/onnx-fp16)")
+            raise MaskfaceError(
+                None,
+                f"--compare takes BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}, "
+                f"got {text!r} (e.g. onnxruntime:runs/demo/onnx-fp16)",
+            )
         return cls(backend, Path(model))
 
 
@@ -109,11 +116,24 @@ class EvalResult:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return json_safe({"model": self.model, "backend": self.backend, "data": self.data, "split": self.split,
-                           "img_size": self.img_size, "masks": self.masks, "styles": self.styles,
-                           "images": self.masks * self.styles, "seed": self.seed, "metrics": self.metrics,
-                           "parity": self.parity, "skipped": self.skipped, "weights": self.weights,
-                           "seconds": self.seconds})
+        return json_safe(
+            {
+                "model": self.model,
+                "backend": self.backend,
+                "data": self.data,
+                "split": self.split,
+                "img_size": self.img_size,
+                "masks": self.masks,
+                "styles": self.styles,
+                "images": self.masks * self.styles,
+                "seed": self.seed,
+                "metrics": self.metrics,
+                "parity": self.parity,
+                "skipped": self.skipped,
+                "weights": self.weights,
+                "seconds": self.seconds,
+            }
+        )
 
 
 def eval_split(data: Path, split: str) -> str:
@@ -163,13 +183,18 @@ def _generate(backend: GeneratorBackend, labels: np.ndarray, styles: np.ndarray,
     jobs_labels = np.repeat(labels, len(styles), axis=0)
     jobs_styles = np.tile(styles, (len(labels), 1))
     step = min(batch_size, backend.max_batch or batch_size)
-    faces = np.concatenate([backend.generate(jobs_labels[i:i + step], jobs_styles[i:i + step])
-                            for i in range(0, len(jobs_labels), step)])
+    faces = np.concatenate(
+        [
+            backend.generate(jobs_labels[i : i + step], jobs_styles[i : i + step])
+            for i in range(0, len(jobs_labels), step)
+        ]
+    )
     return faces.reshape(len(labels), len(styles), *faces.shape[1:])
 
 
-def _real_features(pairs: PairedDataset, count: int, inception: InceptionFeatures, cache: FeatureCache | None,
-                   progress: Progress) -> tuple[np.ndarray, dict[str, Any]]:
+def _real_features(
+    pairs: PairedDataset, count: int, inception: InceptionFeatures, cache: FeatureCache | None, progress: Progress
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Inception features of the first ``count`` real photos of ``pairs``, from the cache when it has them."""
     paths = [pair.image for pair in pairs.pairs[:count]]
     key = real_set_key(paths, pairs.size, inception.weights_sha256)
@@ -183,7 +208,7 @@ def _real_features(pairs: PairedDataset, count: int, inception: InceptionFeature
     advance = progress("real images", len(paths))
     features = []
     for i in range(0, len(paths), inception.batch_size):
-        batch = np.stack([resize_rgb(read_rgb(p), pairs.size) for p in paths[i:i + inception.batch_size]])
+        batch = np.stack([resize_rgb(read_rgb(p), pairs.size) for p in paths[i : i + inception.batch_size]])
         features.append(inception(batch))
         advance(len(batch))
     features = np.concatenate(features)
@@ -196,8 +221,15 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
-def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", precision: str = "auto",
-             store: WeightStore | None = None, progress: Progress = _no_progress) -> EvalResult:
+def evaluate(
+    model: str | Path,
+    options: EvalOptions,
+    *,
+    backend: str = "auto",
+    precision: str = "auto",
+    store: WeightStore | None = None,
+    progress: Progress = _no_progress,
+) -> EvalResult:
     """Run the selected metrics on ``model`` (through ``backend`` at ``precision``) and the data set of ``options``."""
     from maskface_rt.devices import resolve_device
 
@@ -213,17 +245,31 @@ def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", 
         size = reference.config.img_size
         split = eval_split(options.data, options.split)
         pairs = open_dataset(options.data, size=size, split=split, label_order=options.label_order)
-        result = EvalResult(model=str(model), backend=reference.description, data=str(options.data), split=split,
-                            img_size=size, masks=min(options.limit, len(pairs)), styles=options.styles,
-                            seed=options.seed, skipped=skipped)
+        result = EvalResult(
+            model=str(model),
+            backend=reference.description,
+            data=str(options.data),
+            split=split,
+            img_size=size,
+            masks=min(options.limit, len(pairs)),
+            styles=options.styles,
+            seed=options.seed,
+            skipped=skipped,
+        )
         nets = _open_networks(selected, options, store, device, result)
-        others = [open_backend(c.model, c.backend, device=options.device) for c in options.compare] \
-            if "parity" in selected else []
+        others = (
+            [open_backend(c.model, c.backend, device=options.device) for c in options.compare]
+            if "parity" in selected
+            else []
+        )
         try:
             for other, comparison in zip(others, options.compare):
                 if other.config.img_size != size:
-                    raise MaskfaceError(comparison.model, f"makes {other.config.img_size} px faces, the reference "
-                                                          f"makes {size} px: parity needs the same model")
+                    raise MaskfaceError(
+                        comparison.model,
+                        f"makes {other.config.img_size} px faces, the reference "
+                        f"makes {size} px: parity needs the same model",
+                    )
             _run(reference, others, pairs, options, selected, nets, result, progress)
         finally:
             for other in others:
@@ -232,8 +278,9 @@ def evaluate(model: str | Path, options: EvalOptions, *, backend: str = "auto", 
     return result
 
 
-def _open_networks(selected: list[str], options: EvalOptions, store: WeightStore, device: torch.device,
-                   result: EvalResult) -> dict[str, Any]:
+def _open_networks(
+    selected: list[str], options: EvalOptions, store: WeightStore, device: torch.device, result: EvalResult
+) -> dict[str, Any]:
     """The metric networks the selection needs, loaded from verified files."""
     nets: dict[str, Any] = {}
     if "consistency" in selected:
@@ -257,8 +304,16 @@ def _open_networks(selected: list[str], options: EvalOptions, store: WeightStore
     return nets
 
 
-def _run(reference: GeneratorBackend, others: list[GeneratorBackend], pairs: PairedDataset, options: EvalOptions,
-         selected: list[str], nets: dict[str, Any], result: EvalResult, progress: Progress) -> None:
+def _run(
+    reference: GeneratorBackend,
+    others: list[GeneratorBackend],
+    pairs: PairedDataset,
+    options: EvalOptions,
+    selected: list[str],
+    nets: dict[str, Any],
+    result: EvalResult,
+    progress: Progress,
+) -> None:
     parser, lpips, inception = nets.get("parser"), nets.get("lpips"), nets.get("inception")
     use_fid = "fid" in selected or "kid" in selected
     real_features = None
@@ -302,12 +357,14 @@ def _run(reference: GeneratorBackend, others: list[GeneratorBackend], pairs: Pai
 
     metrics = result.metrics
     if parser is not None:
-        metrics["consistency"] = {"parser": parser.description,
-                                  "generated": dataclasses.asdict(Consistency.of(conf_generated)),
-                                  "real": dataclasses.asdict(Consistency.of(conf_real))}
+        metrics["consistency"] = {
+            "parser": parser.description,
+            "generated": dataclasses.asdict(Consistency.of(conf_generated)),
+            "real": dataclasses.asdict(Consistency.of(conf_real)),
+        }
     if "diversity" in selected:
         metrics["diversity"] = {"pixel_l1": _mean_std(l1), "pairs_per_mask": k * (k - 1) // 2}
-        real_l1 = synthetic_real_diversity(options.data, [p.name for p in pairs.pairs[:result.masks]], pairs.size, k)
+        real_l1 = synthetic_real_diversity(options.data, [p.name for p in pairs.pairs[: result.masks]], pairs.size, k)
         if real_l1 is not None:
             metrics["diversity"]["real_pixel_l1"] = _mean_std(real_l1)
     if lpips is not None:
@@ -315,15 +372,26 @@ def _run(reference: GeneratorBackend, others: list[GeneratorBackend], pairs: Pai
     generated = np.concatenate(features[0]) if use_fid else None
     real_stats = GaussianStats.of(real_features) if "fid" in selected else None
     if "fid" in selected:
-        metrics["fid"] = {"value": frechet_distance(GaussianStats.of(generated), real_stats),
-                          "generated_images": len(generated), **real_info}
+        metrics["fid"] = {
+            "value": frechet_distance(GaussianStats.of(generated), real_stats),
+            "generated_images": len(generated),
+            **real_info,
+        }
     if "kid" in selected:
-        kid = kernel_inception_distance(generated, real_features, subsets=options.kid_subsets,
-                                        subset_size=options.kid_subset_size, seed=options.seed)
+        kid = kernel_inception_distance(
+            generated,
+            real_features,
+            subsets=options.kid_subsets,
+            subset_size=options.kid_subset_size,
+            seed=options.seed,
+        )
         metrics["kid"] = {**dataclasses.asdict(kid), "generated_images": len(generated), **real_info}
     for j, (other, comparison) in enumerate(zip(others, options.compare)):
-        entry: dict[str, Any] = {"backend": other.description, "model": str(comparison.model),
-                                 **dataclasses.asdict(parity[j].result())}
+        entry: dict[str, Any] = {
+            "backend": other.description,
+            "model": str(comparison.model),
+            **dataclasses.asdict(parity[j].result()),
+        }
         if lpips is not None:
             entry["lpips"] = _mean_std(np.concatenate(parity_lpips[j]))
         if "fid" in selected:

@@ -27,8 +27,14 @@ PARSER_FORMAT = "maskface-parser/1"
 
 
 def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    )
 
 
 class ParserNet(nn.Module):
@@ -77,8 +83,11 @@ class TrainedParser(FaceParser):
         path = Path(path)
         meta = read_metadata(path)
         if meta.get("format") != PARSER_FORMAT:
-            raise MaskfaceError(path, f"not a {PARSER_FORMAT} file (format is {meta.get('format')!r}); "
-                                      "make one with 'maskface eval train-parser DATA --out FILE'")
+            raise MaskfaceError(
+                path,
+                f"not a {PARSER_FORMAT} file (format is {meta.get('format')!r}); "
+                "make one with 'maskface eval train-parser DATA --out FILE'",
+            )
         try:
             self.config = ParserConfig(**json.loads(meta["config"]))
             self.training = json.loads(meta.get("training", "{}"))
@@ -113,10 +122,21 @@ def _load_pairs(pairs: PairedDataset, limit: int) -> tuple[np.ndarray, np.ndarra
     return np.stack([rgb for rgb, _ in loaded]), np.stack([labels for _, labels in loaded])
 
 
-def train_parser(pairs: PairedDataset, out: str | Path, *, steps: int = 600, batch_size: int = 16,
-                 lr: float = 2e-3, width: int = 16, max_pairs: int = 4000, seed: int = 0,
-                 device: torch.device | None = None, overwrite: bool = False, data_description: str = "",
-                 on_step: Callable[[int, float, float], None] | None = None) -> ParserTrainResult:
+def train_parser(
+    pairs: PairedDataset,
+    out: str | Path,
+    *,
+    steps: int = 600,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    width: int = 16,
+    max_pairs: int = 4000,
+    seed: int = 0,
+    device: torch.device | None = None,
+    overwrite: bool = False,
+    data_description: str = "",
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> ParserTrainResult:
     """Train a ``ParserNet`` at the data set's size with cross-entropy and Adam; write ``out`` atomically.
 
     Up to ``max_pairs`` pairs are held in memory; half of each batch is mirrored (labels swapped
@@ -151,12 +171,25 @@ def train_parser(pairs: PairedDataset, out: str | Path, *, steps: int = 600, bat
         if on_step is not None:
             on_step(step, history[-1][0], accuracy)
     seconds = time.perf_counter() - t0
-    tail = np.array(history[-max(1, steps // 10):])
+    tail = np.array(history[-max(1, steps // 10) :])
     result = ParserTrainResult(out, steps, len(images), seconds, float(tail[:, 0].mean()), float(tail[:, 1].mean()))
-    training = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "pairs": len(images),
-                "data": data_description, "loss": result.loss, "pixel_accuracy": result.pixel_accuracy}
-    metadata = {"format": PARSER_FORMAT, "config": json.dumps(dataclasses.asdict(config)), "label_order": "celebamask",
-                "training": json.dumps(training), "maskface_version": __version__}
+    training = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seed": seed,
+        "pairs": len(images),
+        "data": data_description,
+        "loss": result.loss,
+        "pixel_accuracy": result.pixel_accuracy,
+    }
+    metadata = {
+        "format": PARSER_FORMAT,
+        "config": json.dumps(dataclasses.asdict(config)),
+        "label_order": "celebamask",
+        "training": json.dumps(training),
+        "maskface_version": __version__,
+    }
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}

@@ -42,23 +42,46 @@ class WeightFile:
     used_for: str  # which metrics need it
 
 
-REGISTRY: dict[str, WeightFile] = {w.key: w for w in (
-    WeightFile("inception", "pt_inception-2015-12-05-6726825d.pth",
-               "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
-               "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-               "pt_inception-2015-12-05-6726825d.pth", "pytorch-fid's FID Inception-v3", "FID and KID"),
-    WeightFile("alexnet", "alexnet-owt-7be5be79.pth",
-               "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
-               "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", "torchvision's AlexNet", "LPIPS"),
-    WeightFile("lpips-alex", "alex.pth",
-               "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
-               "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth "
-               "(also lpips/weights/v0.1/alex.pth inside the lpips wheel)", "the LPIPS v0.1 AlexNet heads", "LPIPS"),
-    WeightFile("bisenet", "79999_iter.pth",
-               "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
-               "https://drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812 "
-               "(face-parsing.PyTorch's pretrained model)", "face-parsing.PyTorch's BiSeNet", "mask consistency"),
-)}
+REGISTRY: dict[str, WeightFile] = {
+    w.key: w
+    for w in (
+        WeightFile(
+            "inception",
+            "pt_inception-2015-12-05-6726825d.pth",
+            "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+            "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+            "pt_inception-2015-12-05-6726825d.pth",
+            "pytorch-fid's FID Inception-v3",
+            "FID and KID",
+        ),
+        WeightFile(
+            "alexnet",
+            "alexnet-owt-7be5be79.pth",
+            "7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02",
+            "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            "torchvision's AlexNet",
+            "LPIPS",
+        ),
+        WeightFile(
+            "lpips-alex",
+            "alex.pth",
+            "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
+            "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/alex.pth "
+            "(also lpips/weights/v0.1/alex.pth inside the lpips wheel)",
+            "the LPIPS v0.1 AlexNet heads",
+            "LPIPS",
+        ),
+        WeightFile(
+            "bisenet",
+            "79999_iter.pth",
+            "468e13ca13a9b43cc0881a9f99083a430e9c0a38abd935431d1c28ee94b26567",
+            "https://drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812 "
+            "(face-parsing.PyTorch's pretrained model)",
+            "face-parsing.PyTorch's BiSeNet",
+            "mask consistency",
+        ),
+    )
+}
 
 
 def default_weights_dir() -> Path:
@@ -76,7 +99,7 @@ def read_manifest(path: str | Path) -> dict[str, WeightFile]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise MaskfaceError(path, f"not a readable JSON weights manifest ({e})") from None
     if not isinstance(data, dict):
-        raise MaskfaceError(path, "a weights manifest is a JSON object: {key: {\"file\": ..., \"sha256\": ...}}")
+        raise MaskfaceError(path, 'a weights manifest is a JSON object: {key: {"file": ..., "sha256": ...}}')
     registry = dict(REGISTRY)
     for key, entry in data.items():
         if key not in REGISTRY:
@@ -109,8 +132,11 @@ class WeightStore:
     def missing_error(self, key: str) -> MaskfaceError:
         """The one-line error for a missing file: its path, expected sha256 and where to get it."""
         spec = self.registry[key]
-        return MaskfaceError(self.folder / spec.file, f"missing; expected sha256 {spec.sha256}; get it from "
-                                                      f"{spec.url} and put it in --weights-dir (needed for {spec.used_for})")
+        return MaskfaceError(
+            self.folder / spec.file,
+            f"missing; expected sha256 {spec.sha256}; get it from "
+            f"{spec.url} and put it in --weights-dir (needed for {spec.used_for})",
+        )
 
     def path(self, key: str) -> Path:
         """The verified file of ``key``, or a one-line error."""
@@ -122,13 +148,22 @@ class WeightStore:
         if self._verified.get(path) != (stat.st_size, stat.st_mtime_ns):
             actual = sha256_file(path)
             if actual != spec.sha256:
-                raise MaskfaceError(path, f"sha256 is {actual}, expected {spec.sha256} ({spec.network}); "
-                                          f"get the published file from {spec.url}")
+                raise MaskfaceError(
+                    path,
+                    f"sha256 is {actual}, expected {spec.sha256} ({spec.network}); "
+                    f"get the published file from {spec.url}",
+                )
             self._verified[path] = (stat.st_size, stat.st_mtime_ns)
         return path
 
-    def load_into(self, module: torch.nn.Module, key: str, *, ignore_prefixes: tuple[str, ...] = (),
-                  rename: Mapping[str, str] | None = None) -> None:
+    def load_into(
+        self,
+        module: torch.nn.Module,
+        key: str,
+        *,
+        ignore_prefixes: tuple[str, ...] = (),
+        rename: Mapping[str, str] | None = None,
+    ) -> None:
         """Load ``key``'s verified file into ``module`` (strict, after dropping ``ignore_prefixes``
         and renaming keys by ``rename``); never runs pickled code."""
         import torch

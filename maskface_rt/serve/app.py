@@ -39,8 +39,17 @@ EXAMPLES = STATIC / "examples"
 MAX_STYLES = 16
 #: Largest label map /v1/labels returns (the editor paints at the examples' 256).
 MAX_LABEL_SIZE = 1024
-_ROUTES = ("/", "/v1/faces", "/v1/labels", "/v1/model", "/v1/examples", "/healthz", "/metrics", "/docs",
-           "/openapi.json")
+_ROUTES = (
+    "/",
+    "/v1/faces",
+    "/v1/labels",
+    "/v1/model",
+    "/v1/examples",
+    "/healthz",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+)
 T = TypeVar("T")
 
 
@@ -70,8 +79,13 @@ class ClientGone(Exception):
 def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The FastAPI app serving ``backend``; the batcher runs for the app's lifespan."""
     metrics = Metrics()
-    batcher = Batcher(backend, max_batch=settings.max_batch, max_delay_s=settings.max_delay_ms / 1000,
-                      max_queue=settings.max_queue, metrics=metrics)
+    batcher = Batcher(
+        backend,
+        max_batch=settings.max_batch,
+        max_delay_s=settings.max_delay_ms / 1000,
+        max_queue=settings.max_queue,
+        metrics=metrics,
+    )
     size = backend.config.img_size
 
     @contextlib.asynccontextmanager
@@ -85,26 +99,38 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
                 await task
             batcher.close()
 
-    app = FastAPI(title="maskface", version=__version__, lifespan=lifespan,
-                  description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
-                              "a reference photo. The editor is at /.")
+    app = FastAPI(
+        title="maskface",
+        version=__version__,
+        lifespan=lifespan,
+        description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
+        "a reference photo. The editor is at /.",
+    )
     app.state.metrics, app.state.batcher = metrics, batcher
     app.add_middleware(_Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     _add_error_handlers(app, metrics)
 
-    @app.post("/v1/faces", summary="Faces of one mask", response_class=Response, responses={
-        200: {"content": {"image/png": {}, "application/json": {}},
-              "description": "One face: PNG bytes; several (or Accept: application/json): JSON, base64 PNGs."},
-        400: {"description": "Bad input (one line)"}, 413: {"description": "Request too large"},
-        503: {"description": "Queue full; retry after Retry-After seconds"}})
+    @app.post(
+        "/v1/faces",
+        summary="Faces of one mask",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/png": {}, "application/json": {}},
+                "description": "One face: PNG bytes; several (or Accept: application/json): JSON, base64 PNGs.",
+            },
+            400: {"description": "Bad input (one line)"},
+            413: {"description": "Request too large"},
+            503: {"description": "Queue full; retry after Retry-After seconds"},
+        },
+    )
     async def faces(
         request: Request,
         mask: Annotated[UploadFile, File(description="A mask in any format maskface generate reads")],
         styles: Annotated[str, Form(description=f"Comma-separated style indices (at most {MAX_STYLES})")] = "0",
         seed: Annotated[int, Form(ge=0, lt=2**63, description="Style k depends only on (seed, k)")] = 0,
         label_order: Annotated[str, Form(description=", ".join(LABEL_ORDERS))] = "celebamask",
-        reference: Annotated[UploadFile | None, File(description="A photo: its style replaces the "
-                                                                 "seeds'")] = None,
+        reference: Annotated[UploadFile | None, File(description="A photo: its style replaces the seeds'")] = None,
     ) -> Response:
         start = time.perf_counter()
         indices = _style_indices(styles)
@@ -127,16 +153,25 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         metrics.latency.observe(time.perf_counter() - start)
         if len(pngs) == 1 and "application/json" not in request.headers.get("accept", ""):
             return Response(pngs[0], media_type="image/png", headers={"X-Maskface-Style": str(names[0])})
-        return JSONResponse({"seed": seed, "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()}
-                                                     for k, png in zip(names, pngs)]})
+        return JSONResponse(
+            {
+                "seed": seed,
+                "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()} for k, png in zip(names, pngs)],
+            }
+        )
 
-    @app.post("/v1/labels", summary="A mask as a canonical label PNG", response_class=Response,
-              responses={200: {"content": {"image/png": {}}, "description": "Single-channel PNG, value = label"}})
+    @app.post(
+        "/v1/labels",
+        summary="A mask as a canonical label PNG",
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}, "description": "Single-channel PNG, value = label"}},
+    )
     async def labels_png(
         mask: Annotated[UploadFile, File(description="A mask in any format maskface generate reads")],
         label_order: Annotated[str, Form(description=", ".join(LABEL_ORDERS))] = "celebamask",
-        size: Annotated[int | None, Form(ge=1, le=MAX_LABEL_SIZE, description="Resize (nearest) to "
-                                                                               "size x size")] = None,
+        size: Annotated[
+            int | None, Form(ge=1, le=MAX_LABEL_SIZE, description="Resize (nearest) to size x size")
+        ] = None,
     ) -> Response:
         _check_label_order(label_order)
         labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
@@ -145,12 +180,21 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     @app.get("/v1/model", summary="The model and the service's limits")
     async def model() -> dict[str, Any]:
         config = backend.config
-        return {"backend": backend.description, "model": Path(backend.model_path).name,
-                "img_size": config.img_size, "style_dim": config.style_dim, "latent_dim": config.latent_dim,
-                "classes": [{"label": i, "name": n, "color": PALETTE[i].tolist()} for i, n in enumerate(CLASS_NAMES)],
-                "label_orders": list(LABEL_ORDERS), "max_styles": MAX_STYLES, "max_batch": batcher.max_batch,
-                "max_delay_ms": settings.max_delay_ms, "max_queue": settings.max_queue,
-                "max_body_bytes": settings.max_body_bytes, "version": __version__}
+        return {
+            "backend": backend.description,
+            "model": Path(backend.model_path).name,
+            "img_size": config.img_size,
+            "style_dim": config.style_dim,
+            "latent_dim": config.latent_dim,
+            "classes": [{"label": i, "name": n, "color": PALETTE[i].tolist()} for i, n in enumerate(CLASS_NAMES)],
+            "label_orders": list(LABEL_ORDERS),
+            "max_styles": MAX_STYLES,
+            "max_batch": batcher.max_batch,
+            "max_delay_ms": settings.max_delay_ms,
+            "max_queue": settings.max_queue,
+            "max_body_bytes": settings.max_body_bytes,
+            "version": __version__,
+        }
 
     @app.get("/v1/examples", summary="Names of the example masks under /static/examples/")
     async def examples() -> list[str]:
@@ -178,8 +222,7 @@ def _style_indices(text: str) -> list[int]:
     except ValueError:
         indices = []
     if not indices or min(indices) < 0 or max(indices) >= 2**31:
-        raise BadRequest(400, f"styles: {text[:40]!r} is not a comma-separated list of style indices >= 0 "
-                              "(e.g. 0,1,2)")
+        raise BadRequest(400, f"styles: {text[:40]!r} is not a comma-separated list of style indices >= 0 (e.g. 0,1,2)")
     if len(indices) > MAX_STYLES:
         raise BadRequest(400, f"styles: {len(indices)} styles asked, at most {MAX_STYLES} per request")
     return indices
@@ -208,8 +251,9 @@ async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) ->
 
 def _check_label_order(label_order: str) -> None:
     if label_order not in LABEL_ORDERS:
-        raise BadRequest(400, f"label_order: unknown label order {label_order[:40]!r}; valid: "
-                              f"{', '.join(LABEL_ORDERS)}")
+        raise BadRequest(
+            400, f"label_order: unknown label order {label_order[:40]!r}; valid: {', '.join(LABEL_ORDERS)}"
+        )
 
 
 async def _unless_gone(request: Request, work: Awaitable[T]) -> T:
@@ -260,8 +304,9 @@ class _Guard:
     def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics, max_body_bytes: int) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]],
-                       send: Callable[..., Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -296,6 +341,7 @@ class _Guard:
         if not length.isdigit():
             return _one_line(400, f"Content-Length {length[:20].decode(errors='replace')!r} is not a number")
         if int(length) > self.max_body_bytes:
-            return _one_line(413, f"request body of {int(length)} bytes is larger than the limit of "
-                                  f"{self.max_body_bytes} bytes")
+            return _one_line(
+                413, f"request body of {int(length)} bytes is larger than the limit of {self.max_body_bytes} bytes"
+            )
         return None

@@ -39,8 +39,9 @@ class _Job:
 class Batcher:
     """Queues faces, batches them into backend calls; ``run()`` is the one consumer task."""
 
-    def __init__(self, backend: GeneratorBackend, *, max_batch: int, max_delay_s: float, max_queue: int,
-                 metrics: Metrics) -> None:
+    def __init__(
+        self, backend: GeneratorBackend, *, max_batch: int, max_delay_s: float, max_queue: int, metrics: Metrics
+    ) -> None:
         self.backend, self.metrics = backend, metrics
         self.max_batch = min(max_batch, backend.max_batch or max_batch)
         self.max_delay_s, self.max_queue = max_delay_s, max_queue

@@ -19,18 +19,23 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("maskface_requests", "HTTP requests answered, by route and status code",
-                                ("route", "status"), registry=r)
-        self.errors = Counter("maskface_errors", "Requests answered with a 4xx or 5xx status, by status code",
-                              ("status",), registry=r)
+        self.requests = Counter(
+            "maskface_requests", "HTTP requests answered, by route and status code", ("route", "status"), registry=r
+        )
+        self.errors = Counter(
+            "maskface_errors", "Requests answered with a 4xx or 5xx status, by status code", ("status",), registry=r
+        )
         self.queue_length = Gauge("maskface_queue_images", "Faces waiting for the backend", registry=r)
-        self.batch_size = Histogram("maskface_batch_size", "Faces per backend call", buckets=BATCH_BUCKETS,
-                                    registry=r)
-        self.latency = Histogram("maskface_request_latency_seconds", "Time to answer POST /v1/faces",
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("maskface_batch_size", "Faces per backend call", buckets=BATCH_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "maskface_request_latency_seconds", "Time to answer POST /v1/faces", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.images = Counter("maskface_images", "Faces generated", registry=r)
-        self.dropped_images = Counter("maskface_dropped_images", "Queued faces dropped because their client "
-                                                                 "went away before the backend ran them", registry=r)
+        self.dropped_images = Counter(
+            "maskface_dropped_images",
+            "Queued faces dropped because their client went away before the backend ran them",
+            registry=r,
+        )
 
     def text(self) -> bytes:
         """The Prometheus text exposition format."""

@@ -18,5 +18,4 @@ from maskface_rt.synth.dataset import (
     write_dataset,
 )
 
-__all__ = ["GENERATOR_VERSION", "MAX_SIZE", "MIN_SIZE", "SynthSummary", "render_looks", "render_pair",
-           "write_dataset"]
+__all__ = ["GENERATOR_VERSION", "MAX_SIZE", "MIN_SIZE", "SynthSummary", "render_looks", "render_pair", "write_dataset"]

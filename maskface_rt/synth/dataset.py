@@ -98,8 +98,9 @@ def _write_chunk(out: Path, size: int, seed: int, indices: range, overwrite: boo
         return e.where, e.problem
 
 
-def _run_chunks(out: Path, size: int, seed: int, chunks: list[range], overwrite: bool,
-                workers: int) -> Iterator[tuple[range, np.ndarray]]:
+def _run_chunks(
+    out: Path, size: int, seed: int, chunks: list[range], overwrite: bool, workers: int
+) -> Iterator[tuple[range, np.ndarray]]:
     """(chunk, class pixel counts) for each chunk written, in order of completion."""
     if workers == 1 or len(chunks) == 1:
         for chunk in chunks:
@@ -133,8 +134,16 @@ def _default_workers() -> int:
     return max(1, min(cores, 8))
 
 
-def write_dataset(out: str | Path, count: int, size: int, seed: int, *, overwrite: bool = False,
-                  workers: int | None = None, progress: Callable[[int], None] | None = None) -> SynthSummary:
+def write_dataset(
+    out: str | Path,
+    count: int,
+    size: int,
+    seed: int,
+    *,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SynthSummary:
     """Write ``count`` pairs as out/images/00000.png (RGB), out/masks/00000.png (labels, mode L), out/synth.json.
 
     Refuses a folder that already holds a data set unless ``overwrite``; ``progress(n)``
@@ -160,8 +169,17 @@ def write_dataset(out: str | Path, count: int, size: int, seed: int, *, overwrit
         if progress:
             progress(len(chunk))
     pixel_counts = [int(c) for c in counts]
-    write_json_atomic(out / "synth.json", {
-        "generator": GENERATOR_VERSION, "layout": "paired", "count": count, "size": size, "seed": seed,
-        "class_names": list(CLASS_NAMES), "class_pixel_counts": pixel_counts,
-    }, overwrite=overwrite)
+    write_json_atomic(
+        out / "synth.json",
+        {
+            "generator": GENERATOR_VERSION,
+            "layout": "paired",
+            "count": count,
+            "size": size,
+            "seed": seed,
+            "class_names": list(CLASS_NAMES),
+            "class_pixel_counts": pixel_counts,
+        },
+        overwrite=overwrite,
+    )
     return SynthSummary(out, count, size, seed, time.perf_counter() - start, pixel_counts)

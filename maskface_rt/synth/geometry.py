@@ -162,8 +162,12 @@ class _Mouth:
 
     @property
     def box(self) -> Box:
-        return (self.x - self.w, self.x + self.w, self.y - max(self.smile, 0.0) - self.gap / 2 - self.upper,
-                self.y + self.gap / 2 + self.lower)
+        return (
+            self.x - self.w,
+            self.x + self.w,
+            self.y - max(self.smile, 0.0) - self.gap / 2 - self.upper,
+            self.y + self.gap / 2 + self.lower,
+        )
 
 
 @dataclass(frozen=True)
@@ -260,8 +264,12 @@ class _Hair:
         return hair
 
     def front(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        line = self.hairline + self.hairline_curve * X * X + self.parting * X \
+        line = (
+            self.hairline
+            + self.hairline_curve * X * X
+            + self.parting * X
             + self.fringe * np.abs(np.sin(9.0 * X + self.phase))
+        )
         return self.back(X, Y) & ((Y < line) | ((np.abs(X) > self.frame_x + 0.08 * Y) & (Y < self.frame_bottom)))
 
     @property
@@ -401,20 +409,38 @@ def _sample_geometry(rng: np.random.Generator) -> _Geometry:
     face = _Face(frame, ar=u(1.22, 1.42), jaw=u(0.15, 0.35), mx=u(-0.12, 0.12), my=u(-0.05, 0.05))
     eyes = _sample_eyes(rng, face)
     lift, width, arch, thick = u(0.2, 0.3), u(1.15, 1.4), u(0.02, 0.07), u(0.05, 0.09)
-    brows = tuple(_Brow(e.x + side * 0.03, e.y - lift, e.w * width, arch, thick, side)
-                  for e, side in zip(eyes, (-1, 1)))
+    brows = tuple(
+        _Brow(e.x + side * 0.03, e.y - lift, e.w * width, arch, thick, side) for e, side in zip(eyes, (-1, 1))
+    )
     nose = _Nose(face.mx * 1.2, eyes[0].y + 0.02, face.my + u(0.28, 0.4), u(0.15, 0.22), u(0.07, 0.1))
     gap = 0.0 if u() < 0.6 else u(0.03, 0.16)
-    mouth = _Mouth(face.mx * 1.1, nose.tip + u(0.22, 0.32), u(0.3, 0.42), u(-0.03, 0.09), gap,
-                   u(0.06, 0.1), u(0.08, 0.13), u(0.1, 0.4))
+    mouth = _Mouth(
+        face.mx * 1.1,
+        nose.tip + u(0.22, 0.32),
+        u(0.3, 0.42),
+        u(-0.03, 0.09),
+        gap,
+        u(0.06, 0.1),
+        u(0.08, 0.13),
+        u(0.1, 0.4),
+    )
     ear_y, ear_rx, ear_ry = face.my + u(-0.15, 0.05), u(0.14, 0.2), u(0.28, 0.36)
     # the ear on the side the face turns away from looks narrower
-    ears = tuple(_Ellipse(side * u(0.93, 0.99) + face.mx * 0.3, ear_y, ear_rx * (1 - side * 1.5 * face.mx),
-                          ear_ry, lobe=0.3) for side in (-1, 1))
+    ears = tuple(
+        _Ellipse(side * u(0.93, 0.99) + face.mx * 0.3, ear_y, ear_rx * (1 - side * 1.5 * face.mx), ear_ry, lobe=0.3)
+        for side in (-1, 1)
+    )
     body = _sample_body(rng, face)
     hair = None if u() < 0.06 else _sample_hair(rng, face)
     return _Geometry(
-        face=face, eyes=eyes, brows=brows, nose=nose, mouth=mouth, ears=ears, body=body, hair=hair,
+        face=face,
+        eyes=eyes,
+        brows=brows,
+        nose=nose,
+        mouth=mouth,
+        ears=ears,
+        body=body,
+        hair=hair,
         hat=_sample_hat(rng, face, hair) if u() < 0.14 else None,
         glasses=_sample_glasses(rng, eyes) if u() < 0.22 else None,
         earrings=_sample_earrings(rng, ears) if u() < 0.2 else None,
@@ -427,8 +453,9 @@ def _sample_eyes(rng: np.random.Generator, face: _Face) -> tuple[_Eye, _Eye]:
     y, spacing, w = face.my + u(-0.2, -0.08), u(0.36, 0.44), u(0.17, 0.23)
     openness = 0.15 if u() < 0.06 else u(0.6, 1.0)
     up, low, tilt, gaze = w * u(0.38, 0.55) * openness, w * u(0.25, 0.38) * openness, u(0.0, 0.04), u(-1, 1)
-    return tuple(_Eye(face.mx + side * spacing, y, w * (1 - side * face.mx), up, low, -side * tilt, gaze)
-                 for side in (-1, 1))
+    return tuple(
+        _Eye(face.mx + side * spacing, y, w * (1 - side * face.mx), up, low, -side * tilt, gaze) for side in (-1, 1)
+    )
 
 
 def _sample_hair(rng: np.random.Generator, face: _Face) -> _Hair:
@@ -440,14 +467,29 @@ def _sample_hair(rng: np.random.Generator, face: _Face) -> _Hair:
     rx = u(1.06, 1.3) + (u(0.0, 0.3) if curly else 0.0)
     bangs = u() < 0.3
     hairline, fringe = (u(-0.55, -0.42), u(0.03, 0.08)) if bangs else (u(-1.0, -0.75), u(0.0, 0.02))
-    style = dict(cy=cy, rx=rx, ry=ry, curl=curl, waves=waves, phase=u(0, 2 * math.pi), hairline=hairline,
-                 hairline_curve=u(0.2, 0.5), parting=u(-0.15, 0.15), fringe=fringe)
+    style = dict(
+        cy=cy,
+        rx=rx,
+        ry=ry,
+        curl=curl,
+        waves=waves,
+        phase=u(0, 2 * math.pi),
+        hairline=hairline,
+        hairline_curve=u(0.2, 0.5),
+        parting=u(-0.15, 0.15),
+        fringe=fringe,
+    )
     if u() < 0.5:  # long hair, sometimes falling in front of the shoulders
         length = face.ar + u(0.3, 1.8)
-        return _Hair(**style, cut=cy + ry, length=length, flare=u(0.0, 0.5), frame_x=u(0.78, 0.92),
-                     frame_bottom=length if u() < 0.4 else u(0.2, face.ar))
-    return _Hair(**style, cut=u(-0.35, 0.25), length=0.0, flare=0.0, frame_x=u(0.88, 0.97),
-                 frame_bottom=u(-0.6, -0.2))
+        return _Hair(
+            **style,
+            cut=cy + ry,
+            length=length,
+            flare=u(0.0, 0.5),
+            frame_x=u(0.78, 0.92),
+            frame_bottom=length if u() < 0.4 else u(0.2, face.ar),
+        )
+    return _Hair(**style, cut=u(-0.35, 0.25), length=0.0, flare=0.0, frame_x=u(0.88, 0.97), frame_bottom=u(-0.6, -0.2))
 
 
 def _sample_hat(rng: np.random.Generator, face: _Face, hair: _Hair | None) -> _Hat:
@@ -457,15 +499,23 @@ def _sample_hat(rng: np.random.Generator, face: _Face, hair: _Hair | None) -> _H
         rx = max(rx, hair.rx * (1 + hair.curl) + 0.03)
         top = min(top, hair.cy - hair.ry * (1 + hair.curl) - u(0.03, 0.2))
     brim = u() < 0.5
-    return _Hat(line=face.my + u(-1.0, -0.72), top=top, rx=rx, brim_w=rx * u(1.2, 1.6) if brim else 0.0,
-                brim_h=u(0.06, 0.12))
+    return _Hat(
+        line=face.my + u(-1.0, -0.72), top=top, rx=rx, brim_w=rx * u(1.2, 1.6) if brim else 0.0, brim_h=u(0.06, 0.12)
+    )
 
 
 def _sample_glasses(rng: np.random.Generator, eyes: tuple[_Eye, _Eye]) -> _Glasses:
     u = rng.uniform
     rx = max(e.w for e in eyes) * u(1.25, 1.45)
-    return _Glasses(xs=(eyes[0].x, eyes[1].x), y=eyes[0].y + u(-0.02, 0.04), rx=rx, ry=rx * u(0.65, 0.85),
-                    power=float(rng.choice([2.0, 2.5, 4.0])), thick=u(0.05, 0.1), sun=bool(u() < 0.3))
+    return _Glasses(
+        xs=(eyes[0].x, eyes[1].x),
+        y=eyes[0].y + u(-0.02, 0.04),
+        rx=rx,
+        ry=rx * u(0.65, 0.85),
+        power=float(rng.choice([2.0, 2.5, 4.0])),
+        thick=u(0.05, 0.1),
+        sun=bool(u() < 0.3),
+    )
 
 
 def _sample_earrings(rng: np.random.Generator, ears: tuple[_Ellipse, _Ellipse]) -> tuple[_Ring | _Ellipse, ...]:
@@ -485,16 +535,28 @@ def _sample_body(rng: np.random.Generator, face: _Face) -> _Body:
     neck_w = u(0.5, 0.65)
     neckline = str(rng.choice(["v", "round", "crew", "turtle"], p=[0.3, 0.35, 0.25, 0.1]))
     crew = neckline in ("crew", "turtle")
-    return _Body(_Frame((f.cx + chin_x) / 2, f.cy, f.unit), neck_w=neck_w, shoulder_y=face.ar + u(0.25, 0.55),
-                 shoulder_w=u(2.2, 2.9), shoulder_h=u(0.5, 0.9), neckline=neckline,
-                 neckline_w=neck_w * u(1.1, 1.3) if crew else u(0.7, 1.3),
-                 neckline_depth=u(0.1, 0.25) if crew else u(0.3, 1.1), chin=face.ar)
+    return _Body(
+        _Frame((f.cx + chin_x) / 2, f.cy, f.unit),
+        neck_w=neck_w,
+        shoulder_y=face.ar + u(0.25, 0.55),
+        shoulder_w=u(2.2, 2.9),
+        shoulder_h=u(0.5, 0.9),
+        neckline=neckline,
+        neckline_w=neck_w * u(1.1, 1.3) if crew else u(0.7, 1.3),
+        neckline_depth=u(0.1, 0.25) if crew else u(0.3, 1.1),
+        chin=face.ar,
+    )
 
 
 def _sample_necklace(rng: np.random.Generator, body: _Body) -> _Necklace:
     u = rng.uniform
-    return _Necklace(w=body.neck_w * u(0.9, 1.1), y=body.shoulder_y - u(0.1, 0.3), depth=u(0.15, 0.7),
-                     thick=u(0.025, 0.045), pendant=u(0.06, 0.12) if u() < 0.5 else 0.0)
+    return _Necklace(
+        w=body.neck_w * u(0.9, 1.1),
+        y=body.shoulder_y - u(0.1, 0.3),
+        depth=u(0.15, 0.7),
+        thick=u(0.025, 0.045),
+        pendant=u(0.06, 0.12) if u() < 0.5 else 0.0,
+    )
 
 
 def _paint(geo: _Geometry, n: int) -> np.ndarray:

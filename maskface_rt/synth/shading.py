@@ -28,13 +28,24 @@ class _Shader:
     def __init__(self, geo: _Geometry, look: _Look) -> None:
         self.geo, self.look = geo, look
         self.by_class: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-            _K["skin"]: self.skin, _K["nose"]: self.nose,
-            _K["eye_g"]: self.glasses, _K["l_eye"]: lambda x, y: self.eye(0, x, y),
-            _K["r_eye"]: lambda x, y: self.eye(1, x, y), _K["l_brow"]: self.brow, _K["r_brow"]: self.brow,
-            _K["l_ear"]: lambda x, y: self.ear(0, x, y), _K["r_ear"]: lambda x, y: self.ear(1, x, y),
-            _K["mouth"]: self.mouth, _K["u_lip"]: lambda x, y: self.lip(0, x, y),
-            _K["l_lip"]: lambda x, y: self.lip(1, x, y), _K["hair"]: self.hair, _K["hat"]: self.hat,
-            _K["ear_r"]: self.jewel, _K["neck_l"]: self.jewel, _K["neck"]: self.neck, _K["cloth"]: self.cloth,
+            _K["skin"]: self.skin,
+            _K["nose"]: self.nose,
+            _K["eye_g"]: self.glasses,
+            _K["l_eye"]: lambda x, y: self.eye(0, x, y),
+            _K["r_eye"]: lambda x, y: self.eye(1, x, y),
+            _K["l_brow"]: self.brow,
+            _K["r_brow"]: self.brow,
+            _K["l_ear"]: lambda x, y: self.ear(0, x, y),
+            _K["r_ear"]: lambda x, y: self.ear(1, x, y),
+            _K["mouth"]: self.mouth,
+            _K["u_lip"]: lambda x, y: self.lip(0, x, y),
+            _K["l_lip"]: lambda x, y: self.lip(1, x, y),
+            _K["hair"]: self.hair,
+            _K["hat"]: self.hat,
+            _K["ear_r"]: self.jewel,
+            _K["neck_l"]: self.jewel,
+            _K["neck"]: self.neck,
+            _K["cloth"]: self.cloth,
         }
 
     def head(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +64,12 @@ class _Shader:
     def background(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """[3, n, n] for a row of x and a column of y: the background is drawn everywhere first."""
         x, y = np.broadcast_arrays(x, y)
-        t = {"flat": np.zeros(x.shape, np.float32), "vertical": y, "horizontal": x,
-             "radial": np.clip(np.hypot(x - 0.5, y - 0.45) / 0.7, 0, 1)}[self.look.bg_kind]
+        t = {
+            "flat": np.zeros(x.shape, np.float32),
+            "vertical": y,
+            "horizontal": x,
+            "radial": np.clip(np.hypot(x - 0.5, y - 0.45) / 0.7, 0, 1),
+        }[self.look.bg_kind]
         return self.look.bg[:, None, None] + t * (self.look.bg2 - self.look.bg)[:, None, None]
 
     def skin(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -155,8 +170,10 @@ class _Shader:
     def cloth(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         b = self.geo.body
         X, Y = b.frame.local(x, y)
-        shade = self.lit(np.clip(X / b.shoulder_w, -1, 1) * 0.8,
-                         np.clip((Y - b.shoulder_y - b.shoulder_h) / b.shoulder_h, -1, 0) * 0.8)
+        shade = self.lit(
+            np.clip(X / b.shoulder_w, -1, 1) * 0.8,
+            np.clip((Y - b.shoulder_y - b.shoulder_h) / b.shoulder_h, -1, 0) * 0.8,
+        )
         fx, fy = X * self.look.pattern_freq, Y * self.look.pattern_freq
         second = {
             "plain": lambda: np.zeros(X.shape, bool),
@@ -177,7 +194,7 @@ def _shade(labels: np.ndarray, shader: _Shader) -> np.ndarray:
     order = np.argsort(flat, kind="stable")
     ends = np.cumsum(np.bincount(flat, minlength=NUM_CLASSES))
     for k in range(1, NUM_CLASSES):
-        idx = order[ends[k - 1]:ends[k]]
+        idx = order[ends[k - 1] : ends[k]]
         if idx.size:
             rgb[:, idx] = shader.by_class[k](centres[idx % n], centres[idx // n])
     return np.clip(rgb, 0, 255).astype(np.uint8).reshape(3, n, n).transpose(1, 2, 0)
