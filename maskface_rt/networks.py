@@ -209,9 +209,7 @@ class Generator(nn.Module):
             self.encode.append(ResBlk(dim_in, dim_in, normalize=True, negative_slope=slope))
             self.decode.insert(0, AdainResBlk(dim_in, dim_in, cfg.style_dim, eps=cfg.eps, negative_slope=slope))
         self.to_rgb = nn.Sequential(
-            InstanceNorm2d(cfg.first_dim, affine=True),
-            nn.LeakyReLU(slope),
-            nn.Conv2d(cfg.first_dim, 3, 1, 1, 0),
+            InstanceNorm2d(cfg.first_dim, affine=True), nn.LeakyReLU(slope), nn.Conv2d(cfg.first_dim, 3, 1, 1, 0)
         )
 
     def set_adain_impl(self, impl: str) -> None:

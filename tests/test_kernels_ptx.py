@@ -12,12 +12,7 @@ import pytest
 pytest.importorskip("triton")
 
 from maskface_rt.kernels import ptx  # noqa: E402
-from maskface_rt.kernels.config import (  # noqa: E402
-    LOOP_BLOCK,
-    MAX_SINGLE_PASS,
-    PLUGIN_DTYPES,
-    kernel_config,
-)
+from maskface_rt.kernels.config import LOOP_BLOCK, MAX_SINGLE_PASS, PLUGIN_DTYPES, kernel_config  # noqa: E402
 
 #: any size, the generator's planes from 16x16 to 256x256 (single pass up to 128x128, looped above), an odd one.
 PLANES = (None, 16 * 16, 64 * 64, 128 * 128, 256 * 256, 7 * 13)

@@ -12,14 +12,7 @@ from PIL import Image
 
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.labels import CELEBAMASK_TO_FACEPARSING, CLASS_NAMES, NUM_CLASSES, PALETTE
-from maskface_rt.mask_io import (
-    MaskSource,
-    discover_masks,
-    mask_to_png,
-    merge_parts,
-    read_mask,
-    write_label_png,
-)
+from maskface_rt.mask_io import MaskSource, discover_masks, mask_to_png, merge_parts, read_mask, write_label_png
 
 
 def make_labels(h: int = 64, w: int = 64, seed: int = 0) -> np.ndarray:

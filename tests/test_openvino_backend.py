@@ -15,11 +15,7 @@ from typer.testing import CliRunner
 pytest.importorskip("openvino")
 
 from maskface_rt.backends import ModelKind, open_backend, resolve_backend_name  # noqa: E402
-from maskface_rt.backends.openvino_backend import (  # noqa: E402
-    OpenVinoBackend,
-    native_bf16,
-    resolve_precision,
-)
+from maskface_rt.backends.openvino_backend import OpenVinoBackend, native_bf16, resolve_precision  # noqa: E402
 from maskface_rt.bundled import default_model  # noqa: E402
 from maskface_rt.cli import app  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402

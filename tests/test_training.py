@@ -201,12 +201,11 @@ def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subpro
     )
 
 
-@pytest.mark.slow
-def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
-    run = tmp_path / "run"
-    args = [
+def _two_tiny_steps(data: Path, run: Path, *extra: str) -> list[str]:
+    """``maskface train`` arguments: two tiny-64 steps at batch 2, no loader workers."""
+    return [
         "train",
-        str(synth64),
+        str(data),
         "--out",
         str(run),
         "--preset",
@@ -217,8 +216,14 @@ def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
         "2",
         "--num-workers",
         "0",
-        "--json",
+        *extra,
     ]
+
+
+@pytest.mark.slow
+def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
+    run = tmp_path / "run"
+    args = _two_tiny_steps(synth64, run, "--json")
     done = _cli(*args)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -253,20 +258,7 @@ def test_distributed_data_parallel_two_processes(synth64, tmp_path):
             "2",
             "-m",
             "maskface_rt",
-            "train",
-            str(synth64),
-            "--out",
-            str(run),
-            "--preset",
-            "tiny-64",
-            "--steps",
-            "2",
-            "--batch-size",
-            "2",
-            "--num-workers",
-            "0",
-            "--device",
-            "cpu",
+            *_two_tiny_steps(synth64, run, "--device", "cpu"),
         ],
         capture_output=True,
         text=True,

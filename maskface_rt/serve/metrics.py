@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 #: Batch-size buckets: powers of two up to the largest --max-batch worth using on one GPU.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
