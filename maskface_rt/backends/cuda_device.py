@@ -28,7 +28,7 @@ from maskface_rt.engine_format import DeviceInfo
 from maskface_rt.errors import MaskfaceError
 
 CUDA_PYTHON, TORCH = "cuda-python", "torch"
-CUDA_PYTHON_HINT = "pip install 'maskface-rt[tensorrt]' (installs cuda-python)"
+CUDA_PYTHON_HINT = "pip install cuda-python (the [tensorrt] and [tensorrt-rtx] extras include it)"
 
 
 def _cuda_python_importable() -> bool:
@@ -344,7 +344,7 @@ def open_cuda_device(index: int = 0, implementation: str | None = None) -> CudaD
     (``implementation`` names one instead)."""
     choice = implementation or cuda_implementation(_torch_with_cuda(sys.modules), _cuda_python_importable())
     if choice is None:
-        raise MaskfaceError(None, f"the tensorrt backend needs cuda-python for its GPU buffers; {CUDA_PYTHON_HINT}")
+        raise MaskfaceError(None, f"the TensorRT backends need cuda-python for their GPU buffers; {CUDA_PYTHON_HINT}")
     if choice not in (CUDA_PYTHON, TORCH):
         raise MaskfaceError(None, f"unknown CUDA implementation {choice!r}; valid: {CUDA_PYTHON}, {TORCH}")
     return TorchDevice(index) if choice == TORCH else CudaPythonDevice(index)
