@@ -344,7 +344,7 @@ def open_cuda_device(index: int = 0, implementation: str | None = None) -> CudaD
     (``implementation`` names one instead)."""
     choice = implementation or cuda_implementation(_torch_with_cuda(sys.modules), _cuda_python_importable())
     if choice is None:
-        raise MaskfaceError(None, f"the TensorRT backends need cuda-python for their GPU buffers; {CUDA_PYTHON_HINT}")
+        raise MaskfaceError(None, f"the TensorRT backend needs cuda-python for its GPU buffers; {CUDA_PYTHON_HINT}")
     if choice not in (CUDA_PYTHON, TORCH):
         raise MaskfaceError(None, f"unknown CUDA implementation {choice!r}; valid: {CUDA_PYTHON}, {TORCH}")
     return TorchDevice(index) if choice == TORCH else CudaPythonDevice(index)
