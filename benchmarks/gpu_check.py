@@ -84,6 +84,12 @@ def plan(work: Path, dry: bool) -> list[Step]:
     ]
     rows = "torch-fp32" if dry else BENCH_ROWS
     big = "tiny-64" if dry else "paper-256"  # dry: the small model stands in for paper-256
+
+    def bench(name: str, preset: str, backends: str, timeout_s: int) -> Step:
+        result = "bench_" + name.removeprefix("bench-").replace("-compile", "_compile") + ".json"
+        args = ["-m", "maskface_rt", "bench", "--preset", preset, "--backend", backends, *bench_common]
+        return Step(name, [*args, "--json-file", str(work / result)], timeout_s, result)
+
     steps = [
         Step(
             "pytest-gpu",
@@ -104,40 +110,8 @@ def plan(work: Path, dry: bool) -> list[Step]:
             120,
             "fused_adain.json",
         ),
-        Step(
-            "bench-paper-256",
-            [
-                "-m",
-                "maskface_rt",
-                "bench",
-                "--preset",
-                big,
-                "--backend",
-                rows,
-                *bench_common,
-                "--json-file",
-                str(work / "bench_paper-256.json"),
-            ],
-            150,
-            "bench_paper-256.json",
-        ),
-        Step(
-            "bench-tiny-64",
-            [
-                "-m",
-                "maskface_rt",
-                "bench",
-                "--preset",
-                "tiny-64",
-                "--backend",
-                rows,
-                *bench_common,
-                "--json-file",
-                str(work / "bench_tiny-64.json"),
-            ],
-            90,
-            "bench_tiny-64.json",
-        ),
+        bench("bench-paper-256", big, rows, 150),
+        bench("bench-tiny-64", "tiny-64", rows, 90),
     ]
     for preset, size, steps_n, batch in (("tiny-64", 64, 40, 8), ("paper-256", 256, 30, 8)):
         preset_run = "tiny-64" if dry else preset
@@ -196,25 +170,7 @@ def plan(work: Path, dry: bool) -> list[Step]:
                 150,
             )
         )
-    steps.append(
-        Step(
-            "bench-paper-256-compile",
-            [
-                "-m",
-                "maskface_rt",
-                "bench",
-                "--preset",
-                big,
-                "--backend",
-                "torch-compile-fp32" if dry else BENCH_COMPILE_ROWS,
-                *bench_common,
-                "--json-file",
-                str(work / "bench_paper-256_compile.json"),
-            ],
-            150,
-            "bench_paper-256_compile.json",
-        )
-    )
+    steps.append(bench("bench-paper-256-compile", big, "torch-compile-fp32" if dry else BENCH_COMPILE_ROWS, 150))
     if dry:  # the CPU rehearsal runs on small shared machines: time matters less than finishing
         for step in steps:
             step.timeout_s *= 4
