@@ -480,15 +480,11 @@ class ExecutionContexts:
 
 
 def sidecar_runtime(engine: str | Path) -> str:
-    """The runtime an engine set was built for: its sidecar's "runtime" field, "tensorrt" when absent (sidecars
-    from before TensorRT-RTX) or when the sidecar cannot be read (opening the engine reports that)."""
-    import json
-
-    from maskface_rt.engine_format import sidecar_path
+    """The runtime an engine set was built for: its sidecar's "runtime" (``read_sidecar`` gives "tensorrt" for
+    sidecars from before TensorRT-RTX), "tensorrt" when the sidecar cannot be read (opening the engine says why)."""
+    from maskface_rt.engine_format import read_sidecar
 
     try:
-        data = json.loads(sidecar_path(engine).read_text())
-    except (OSError, ValueError):
+        return read_sidecar(engine).runtime
+    except MaskfaceError:
         return TENSORRT
-    runtime = data.get("runtime") if isinstance(data, dict) else None
-    return runtime if isinstance(runtime, str) and runtime else TENSORRT
