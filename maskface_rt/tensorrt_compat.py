@@ -190,11 +190,6 @@ def load_runtime(name: str | None) -> tuple[TensorRTRuntime, ModuleType]:
     return runtime, runtime.load()
 
 
-def load_tensorrt() -> ModuleType:
-    """``import tensorrt``, checked for the version maskface needs, or a one-line error saying how to install it."""
-    return RUNTIMES["tensorrt"].load()
-
-
 def make_logger(trt: ModuleType, sink: LogSink | None = None, min_severity: str = "warning") -> Any:
     """A TensorRT logger that hands messages to ``sink`` (TensorRT's default logger prints on stdout,
     which ``--json`` keeps for its result) and remembers the errors for one-line messages."""
