@@ -1,11 +1,9 @@
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from cli_support import maskface, unimportable
 
 torch = pytest.importorskip("torch")
 
@@ -137,41 +135,13 @@ def test_onnxruntime_path_runs_with_torch_unimportable(tiny_export, tmp_path):
     from maskface_rt.synth import write_dataset
 
     write_dataset(tmp_path / "data", 3, 64, seed=2)
-    script = (
-        "import sys\n"
-        "sys.modules['torch'] = None  # any 'import torch' now raises ImportError\n"
-        "from maskface_rt.cli import main\n"
-        "main()\n"
-    )
-    env = {**os.environ, "NO_COLOR": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            script,
-            "generate",
-            str(tmp_path / "data" / "masks"),
-            "--out",
-            str(tmp_path / "out"),
-            "--model",
-            str(tiny_export),
-            "--styles",
-            "2",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    no_torch = unimportable("torch")  # any 'import torch' now raises ImportError
+    masks, out = str(tmp_path / "data" / "masks"), str(tmp_path / "out")
+    done = maskface(
+        "generate", masks, "--out", out, "--model", str(tiny_export), "--styles", "2", "--json", prelude=no_torch
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["images_written"] == 6
     assert len(list((tmp_path / "out").glob("*_s[01].png"))) == 6
-    info = subprocess.run(
-        [sys.executable, "-c", script, "info", str(tiny_export), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    info = maskface("info", str(tiny_export), "--json", prelude=no_torch)
     assert info.returncode == 0 and json.loads(info.stdout)["kind"] == "onnx-export"

@@ -4,13 +4,11 @@ ONNX parser on exported graphs (tensorrt_parse; its tests run where tensorrt_rtx
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from cli_support import maskface
 from onnx import TensorProto, helper
 
 from maskface_rt.bundled import BUNDLED_MODEL
@@ -153,18 +151,18 @@ def test_the_bundled_demo_model_is_tensorrt_clean():
 @pytest.mark.slow
 def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path):
     """The generator of before issue 15 (uint8 Cast before the NHWC Transpose): one line, exit 1, nothing written."""
-    script = (
+    uint8_before_transpose = (
         "import maskface_rt.export.onnx_export as ox\n"
         "ox.to_uint8_nhwc = lambda x: ((x.float() + 1) * 127.5 + 0.5).floor().clamp(0, 255).byte().permute(0, 2, 3, 1)\n"
-        "from maskface_rt.cli import main\n"
-        "main()\n"
     )
     out = tmp_path / "never"
-    done = subprocess.run(
-        [sys.executable, "-c", script, "export", str(tiny_model), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1", "COLUMNS": "300"},
+    done = maskface(
+        "export",
+        str(tiny_model),
+        "--out",
+        str(out),
+        prelude=uint8_before_transpose,
+        env={"COLUMNS": "300"},
         timeout=600,
     )
     assert done.returncode == 1, done.stderr

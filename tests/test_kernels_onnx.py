@@ -1,13 +1,11 @@
 """The plugin-flavoured ONNX export (maskface export --plugin) and the numpy FusedAdaIN node."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from cli_support import maskface, unimportable
 from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE, FusedAdaIN, register_schema, single_node_model
 from maskface_rt.kernels.reference import fused_adain_reference
 from onnx import TensorProto
@@ -57,23 +55,16 @@ def test_checker_rejects_a_malformed_node():
 def plugin_export(tiny_model, tmp_path_factory):
     """The fp32 plugin export of the tiny model, made through the CLI."""
     out = tmp_path_factory.mktemp("plugin") / "tiny64-plugin"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "maskface_rt",
-            "export",
-            str(tiny_model),
-            "--out",
-            str(out),
-            "--plugin",
-            "--max-batch",
-            "8",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1", "OMP_NUM_THREADS": "1"},
+    done = maskface(
+        "export",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--plugin",
+        "--max-batch",
+        "8",
+        "--json",
+        env={"OMP_NUM_THREADS": "1"},
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -198,27 +189,9 @@ def test_a_failed_plugin_check_leaves_nothing(tiny_model, tmp_path, monkeypatch)
 
 
 def test_cli_and_onnxruntime_path_work_without_triton(tiny_export, tmp_path):
-    script = (
-        "import sys\n"
-        "sys.modules['triton'] = None  # any 'import triton' now raises ImportError\n"
-        "from maskface_rt.cli import main\n"
-        "main()\n"
-    )
-    env = {**os.environ, "NO_COLOR": "1"}
-    info = subprocess.run(
-        [sys.executable, "-c", script, "info", str(tiny_export), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    no_triton = unimportable("triton")  # any 'import triton' now raises ImportError
+    info = maskface("info", str(tiny_export), "--json", prelude=no_triton)
     assert info.returncode == 0 and json.loads(info.stdout)["plugin"] is False, info.stderr
-    ptx = subprocess.run(
-        [sys.executable, "-c", script, "plugin", "ptx", "--out", str(tmp_path / "ptx")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    ptx = maskface("plugin", "ptx", "--out", str(tmp_path / "ptx"), prelude=no_triton)
     assert ptx.returncode == 1 and "building PTX needs triton: pip install 'maskface-rt[kernels]'" in ptx.stderr
     assert not (tmp_path / "ptx").exists()

@@ -1,13 +1,11 @@
 """Ahead-of-time PTX of the fused AdaIN kernel, built without a GPU, assembled by ptxas for every target."""
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
+from cli_support import maskface
 
 pytest.importorskip("triton")
 
@@ -111,32 +109,22 @@ def test_eps_and_slope_are_baked_in():
 
 
 def test_cli_writes_ptx_and_launch_parameters(tmp_path):
-    env = {**os.environ, "NO_COLOR": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "maskface_rt",
-            "plugin",
-            "ptx",
-            "--arch",
-            "sm_90",
-            "--arch",
-            "sm_80",
-            "--dtype",
-            "fp16",
-            "--plane",
-            "64x64",
-            "--plane",
-            "any",
-            "--out",
-            str(tmp_path / "ptx"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    done = maskface(
+        "plugin",
+        "ptx",
+        "--arch",
+        "sm_90",
+        "--arch",
+        "sm_80",
+        "--dtype",
+        "fp16",
+        "--plane",
+        "64x64",
+        "--plane",
+        "any",
+        "--out",
+        str(tmp_path / "ptx"),
+        "--json",
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -165,14 +153,7 @@ def test_cli_writes_ptx_and_launch_parameters(tmp_path):
     ],
 )
 def test_cli_rejects_bad_options_before_any_work(tmp_path, args, message):
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
-    done = subprocess.run(
-        [sys.executable, "-m", "maskface_rt", "plugin", "ptx", "--out", str(tmp_path / "o"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    done = maskface("plugin", "ptx", "--out", str(tmp_path / "o"), *args, env={"COLUMNS": "200"}, timeout=120)
     assert done.returncode == 2
     assert message in " ".join(done.stderr.split())
     assert not (tmp_path / "o").exists()
