@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import maskface
 
 torch = pytest.importorskip("torch")
 
@@ -77,21 +78,20 @@ def test_resume_continues_exactly(synth64, tmp_path):
     assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
 
 
+def _optimizer_groups_after_resume(synth64: Path, run: Path, steps: int, overrides: dict) -> dict[str, dict]:
+    """One tiny step, then a resume to ``steps`` with ``overrides``: each optimizer's param group at the end."""
+    pairs = open_dataset(synth64, size=64)
+    train(pairs, run, cfg=TINY, tcfg=_fast(), steps=1)
+    train(pairs, run, cfg=None, tcfg=TrainConfig(), steps=steps, resume=True, overrides=overrides)
+    _, state = load_state(run / "state.safetensors")
+    return {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
+
+
 @pytest.mark.slow
 def test_rates_given_on_resume_reach_the_optimizers(synth64, tmp_path):
-    pairs = open_dataset(synth64, size=64)
-    train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
-    train(
-        pairs,
-        tmp_path / "run",
-        cfg=None,
-        tcfg=TrainConfig(),
-        steps=2,
-        resume=True,
-        overrides={"lr": 3e-4, "beta1": 0.5, "weight_decay": 0.0},
+    groups = _optimizer_groups_after_resume(
+        synth64, tmp_path / "run", 2, {"lr": 3e-4, "beta1": 0.5, "weight_decay": 0.0}
     )
-    _, state = load_state(tmp_path / "run" / "state.safetensors")
-    groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
     for name in ("generator", "style_decoder", "discriminator"):
         assert groups[name]["lr"] == 3e-4, name
     assert groups["style_encoder"]["lr"] == TrainConfig().mapping_lr
@@ -111,19 +111,7 @@ def test_lr_decay_schedule():
 
 @pytest.mark.slow
 def test_lr_decay_reaches_the_optimizers_and_the_log(synth64, tmp_path):
-    pairs = open_dataset(synth64, size=64)
-    train(pairs, tmp_path / "run", cfg=TINY, tcfg=_fast(), steps=1)
-    train(
-        pairs,
-        tmp_path / "run",
-        cfg=None,
-        tcfg=TrainConfig(),
-        steps=3,
-        resume=True,
-        overrides={"lr_decay_start": 1, "lr_decay_steps": 4},
-    )
-    _, state = load_state(tmp_path / "run" / "state.safetensors")
-    groups = {name: opt["param_groups"][0] for name, opt in state["optims"].items()}
+    groups = _optimizer_groups_after_resume(synth64, tmp_path / "run", 3, {"lr_decay_start": 1, "lr_decay_steps": 4})
     base = TrainConfig()
     for name in ("generator", "style_decoder", "discriminator"):
         assert groups[name]["lr"] == pytest.approx(base.lr * 0.75), name  # the rate of the last step, t = 2
@@ -195,12 +183,6 @@ def test_bf16_autocast_step_on_cpu():
     assert all(np.isfinite(v) for v in losses.values())
 
 
-def _cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
-
-
 def _two_tiny_steps(data: Path, run: Path, *extra: str) -> list[str]:
     """``maskface train`` arguments: two tiny-64 steps at batch 2, no loader workers."""
     return [
@@ -224,21 +206,21 @@ def _two_tiny_steps(data: Path, run: Path, *extra: str) -> list[str]:
 def test_cli_train_writes_a_loadable_model_and_refuses_reuse(synth64, tmp_path):
     run = tmp_path / "run"
     args = _two_tiny_steps(synth64, run, "--json")
-    done = _cli(*args)
+    done = maskface(*args, timeout=600)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["steps"] == 2 and Path(summary["model"]).is_file()
     assert load_model(summary["model"]).cfg == TINY
-    again = _cli(*args)
+    again = maskface(*args, timeout=600)
     assert again.returncode == 1
     assert (
         again.stderr.strip()
         .splitlines()[-1]
         .endswith("already holds a training run (pass --resume to continue it, or choose another --out)")
     )
-    bad = _cli("train", str(synth64), "--out", str(tmp_path / "x"), "--preset", "tiny-32")
+    bad = maskface("train", str(synth64), "--out", str(tmp_path / "x"), "--preset", "tiny-32")
     assert bad.returncode == 2 and "unknown preset" in bad.stderr
-    missing = _cli("train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y"), "--preset", "tiny-64")
+    missing = maskface("train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "y"), "--preset", "tiny-64")
     assert missing.returncode == 1 and "nowhere: no such folder" in missing.stderr
     assert not (tmp_path / "y").exists()
 
