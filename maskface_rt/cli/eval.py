@@ -15,7 +15,15 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from maskface_rt.cli.options import backend_option, device_option, json_option, label_order_option, precision_option
+from maskface_rt.cli.options import (
+    backend_option,
+    device_option,
+    json_option,
+    label_order_option,
+    precision_option,
+    style_seed_option,
+    styles_option,
+)
 from maskface_rt.errors import MaskfaceError
 
 
@@ -70,8 +78,8 @@ def run(
     device: Annotated[str, device_option("auto, cpu or cuda (backend and metric networks).")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Masks: the first N of the split.")] = 100,
-    styles: Annotated[int, typer.Option("--styles", "-k", min=2, help="Styles per mask (indices 0..K-1).")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
+    styles: Annotated[int, styles_option(min=2)] = 10,
+    seed: Annotated[int, style_seed_option()] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per network call.")] = 8,
     split: Annotated[
         str, typer.Option("--split", help="auto (CelebAMask-HQ: test, else all), all, train, val, test.")

@@ -63,3 +63,15 @@ def label_order_option(help: str = f"Label order of the masks: {', '.join(LABEL_
 
 def json_option(help: str = "Print a JSON summary on stdout.") -> Any:
     return typer.Option("--json", help=help)
+
+
+def model_option(help: str = "Checkpoint, export folder or engine (default: the bundled demo model).") -> Any:
+    return typer.Option("--model", "-m", help=help)
+
+
+def styles_option(min: int | None = None) -> Any:
+    return typer.Option("--styles", "-k", min=min, help="Styles per mask (indices 0..K-1).")
+
+
+def style_seed_option() -> Any:
+    return typer.Option("--seed", help="Style k depends only on (seed, k).")

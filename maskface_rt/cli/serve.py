@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from maskface_rt.cli.options import backend_option, device_option, precision_option
+from maskface_rt.cli.options import backend_option, device_option, model_option, precision_option
 from maskface_rt.console import stderr
 from maskface_rt.errors import MaskfaceError
 
@@ -32,10 +32,7 @@ def missing_serve_modules() -> list[str]:
 
 
 def serve(
-    model: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Checkpoint, export folder or engine (default: the bundled demo model)."),
-    ] = None,
+    model: Annotated[Path | None, model_option()] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
