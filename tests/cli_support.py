@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 #: Runs the CLI as ``python -m maskface_rt`` does (same program name in usage lines), after the prelude.
 _RUN_CLI = "import runpy\nrunpy.run_module('maskface_rt', run_name='__main__', alter_sys=True)\n"
@@ -17,7 +16,7 @@ def unimportable(*modules: str) -> str:
 
 
 def maskface(
-    *args: str, prelude: str = "", env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+    *args: str, prelude: str = "", env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
     """``python -m maskface_rt ARGS`` with NO_COLOR set (plus ``env``) and its output captured as text;
     ``prelude``: Python run first in that process (``unimportable(...)``, a monkeypatch)."""
@@ -28,5 +27,4 @@ def maskface(
         text=True,
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
         timeout=timeout,
-        cwd=cwd,
     )
