@@ -45,6 +45,12 @@ def tensor_shape(name: str, config: ModelConfig, batch: int) -> tuple[int, ...]:
     return (batch, *tails[name])
 
 
+def graph_feeds(graph: str, *arrays: np.ndarray) -> dict[str, np.ndarray]:
+    """``arrays``, in ``graph``'s input order, as its feeds: by name, contiguous, in the contract's dtypes."""
+    names, _ = GRAPH_IO[graph]
+    return {name: np.ascontiguousarray(a, dtype=TENSOR_DTYPES[name]) for name, a in zip(names, arrays, strict=True)}
+
+
 def sample_inputs(graph: str, cfg: ModelConfig, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random but valid inputs of one graph (labels of every class, normal styles and latents, any pixels)."""
     rng = np.random.default_rng([seed, batch])

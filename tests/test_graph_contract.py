@@ -10,7 +10,7 @@ import pytest
 
 from maskface_rt.config import preset
 from maskface_rt.fileio import json_safe
-from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, sample_inputs, tensor_shape
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, graph_feeds, sample_inputs, tensor_shape
 from maskface_rt.parity import ParityCheck
 
 CONFIG = preset("tiny-64")
@@ -23,6 +23,18 @@ def test_sample_inputs_follow_the_contract(graph):
     assert tuple(feeds) == inputs and output not in feeds
     for name, array in feeds.items():
         assert array.shape == tensor_shape(name, CONFIG, 3) and array.dtype == TENSOR_DTYPES[name]
+
+
+@pytest.mark.parametrize("graph", GRAPHS)
+def test_feeds_take_the_contract_names_and_dtypes(graph):
+    inputs, _ = GRAPH_IO[graph]
+    arrays = [np.asfortranarray(np.ones(tensor_shape(name, CONFIG, 2), np.float64)) for name in inputs]
+    feeds = graph_feeds(graph, *arrays)
+    assert tuple(feeds) == inputs
+    for name, array in feeds.items():
+        assert array.dtype == TENSOR_DTYPES[name] and array.flags.c_contiguous and (array == 1).all()
+    with pytest.raises(ValueError):
+        graph_feeds(graph, *arrays, arrays[0])  # one input too many
 
 
 def test_uint8_round_trip_is_exact_and_rounds_half_up():

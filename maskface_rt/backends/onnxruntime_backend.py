@@ -10,12 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.registry import REGISTRY
-from maskface_rt.devices import backend_device
+from maskface_rt.backends.export_folder import ExportFolderBackend
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import ExportManifest, read_manifest
-from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS
 
 
 def cpu_threads() -> int:
@@ -34,19 +31,7 @@ def available() -> tuple[bool, str]:
     return True, f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}"
 
 
-def portable_manifest(folder: Path, runtime: str) -> ExportManifest:
-    """The verified manifest of an export that ``runtime`` can run: any but a plugin export."""
-    manifest = read_manifest(folder)
-    if manifest.plugin:
-        raise MaskfaceError(
-            folder,
-            "is a plugin export (maskface export --plugin): its generator's FusedAdaIN "
-            f"nodes run only in TensorRT; export without --plugin for {runtime}",
-        )
-    return manifest
-
-
-class OnnxRuntimeBackend(GeneratorBackend):
+class OnnxRuntimeBackend(ExportFolderBackend):
     """The three exported graphs of a ``maskface export`` folder in ONNX Runtime sessions."""
 
     name = "onnxruntime"
@@ -54,10 +39,7 @@ class OnnxRuntimeBackend(GeneratorBackend):
     def __init__(self, folder: str | Path, *, device: str = "auto", threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        backend_device(device, self.name, REGISTRY[self.name].devices)
-        folder = Path(folder)
-        self.manifest = portable_manifest(folder, "onnxruntime")
-        super().__init__(self.manifest.config, str(folder))
+        super().__init__(folder, device)
         has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
         if device == "cuda" and not has_cuda:
             raise MaskfaceError(
@@ -76,7 +58,7 @@ class OnnxRuntimeBackend(GeneratorBackend):
         providers = [self.provider] if not self.use_cuda else [self.provider, "CPUExecutionProvider"]
         self.sessions = {}
         for graph in GRAPHS:
-            path = folder / self.manifest.graphs[graph]["file"]
+            path = self.graph_path(graph)
             try:
                 self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as e:  # onnxruntime raises its own exception types per failure
@@ -91,8 +73,8 @@ class OnnxRuntimeBackend(GeneratorBackend):
     def description(self) -> str:
         return f"onnxruntime {self.provider} {self.manifest.precision}"
 
-    def _run(self, graph: str, output: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        session = self.sessions[graph]
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        session, output = self.sessions[graph], GRAPH_IO[graph][1]
         if not self.use_cuda:
             return session.run([output], feeds)[0]
         binding = session.io_binding()
@@ -101,22 +83,6 @@ class OnnxRuntimeBackend(GeneratorBackend):
         binding.bind_output(output, "cuda")
         session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
-
-    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._run(
-            "generator",
-            IMAGE,
-            {
-                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
-            },
-        )
-
-    def map_latent(self, latents: np.ndarray) -> np.ndarray:
-        return self._run("style_encoder", STYLE, {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
-
-    def encode_style(self, images: np.ndarray) -> np.ndarray:
-        return self._run("style_decoder", STYLE, {IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
 
     def close(self) -> None:
         self.sessions.clear()

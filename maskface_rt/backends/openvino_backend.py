@@ -13,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.onnxruntime_backend import cpu_threads, portable_manifest
-from maskface_rt.backends.registry import REGISTRY
+from maskface_rt.backends.export_folder import ExportFolderBackend
+from maskface_rt.backends.onnxruntime_backend import cpu_threads
 from maskface_rt.console import stderr
-from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.graph_contract import GRAPHS, IMAGE, LABELS, LATENT, STYLE
+from maskface_rt.graph_contract import GRAPHS
 
 PRECISIONS = ("auto", "fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -83,7 +81,7 @@ def cache_dir() -> Path | None:
     return folder
 
 
-class OpenVinoBackend(GeneratorBackend):
+class OpenVinoBackend(ExportFolderBackend):
     """The three exported graphs of a ``maskface export`` folder compiled for OpenVINO's CPU plugin."""
 
     name = "openvino"
@@ -99,10 +97,7 @@ class OpenVinoBackend(GeneratorBackend):
     ) -> None:
         import openvino as ov
 
-        backend_device(device, self.name, REGISTRY[self.name].devices)
-        folder = Path(folder)
-        self.manifest = portable_manifest(folder, "openvino")
-        super().__init__(self.manifest.config, str(folder))
+        super().__init__(folder, device)
         self.precision = resolve_precision(precision)
         self.native = native_bf16()
         config = {
@@ -117,7 +112,7 @@ class OpenVinoBackend(GeneratorBackend):
         core = ov.Core()
         self.models, self.requests = {}, {}
         for graph in GRAPHS:
-            path = folder / self.manifest.graphs[graph]["file"]
+            path = self.graph_path(graph)
             try:
                 self.models[graph] = core.compile_model(str(path), "CPU", config)
             except Exception as e:  # OpenVINO raises RuntimeError with multi-line text per failure
@@ -140,21 +135,6 @@ class OpenVinoBackend(GeneratorBackend):
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.requests[graph].infer(feeds)[0]  # share_outputs=False: a fresh array per call
-
-    def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._run(
-            "generator",
-            {
-                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
-            },
-        )
-
-    def map_latent(self, latents: np.ndarray) -> np.ndarray:
-        return self._run("style_encoder", {LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
-
-    def encode_style(self, images: np.ndarray) -> np.ndarray:
-        return self._run("style_decoder", {IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
 
     def close(self) -> None:
         self.requests.clear()
