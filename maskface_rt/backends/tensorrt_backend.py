@@ -50,7 +50,7 @@ from maskface_rt.engine_format import (
     verify_engine_files,
 )
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.graph_contract import GRAPH_IO, IMAGE, LABELS, LATENT, STYLE, TENSOR_DTYPES, tensor_shape
+from maskface_rt.graph_contract import GRAPH_IO, TENSOR_DTYPES, graph_feeds, tensor_shape
 
 #: MASKFACE_CUDA_GRAPHS=0 turns CUDA graphs off (plain execute_async_v3 every call).
 CUDA_GRAPHS_ENV = "MASKFACE_CUDA_GRAPHS"
@@ -403,27 +403,17 @@ class TensorRTBackend(GeneratorBackend):
         return self.sidecar.profile.max
 
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        return self._runner("generator").run(
-            {
-                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
-            }
-        )
+        return self._runner("generator").run(graph_feeds("generator", labels, styles))
 
     def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]:
         """The generator on one batch already on the device: a call that runs it without host copies."""
-        return self._runner("generator").bind(
-            {
-                LABELS: np.ascontiguousarray(labels, dtype=np.uint8),
-                STYLE: np.ascontiguousarray(styles, dtype=np.float32),
-            }
-        )
+        return self._runner("generator").bind(graph_feeds("generator", labels, styles))
 
     def map_latent(self, latents: np.ndarray) -> np.ndarray:
-        return self._runner("style_encoder").run({LATENT: np.ascontiguousarray(latents, dtype=np.float32)})
+        return self._runner("style_encoder").run(graph_feeds("style_encoder", latents))
 
     def encode_style(self, images: np.ndarray) -> np.ndarray:
-        return self._runner("style_decoder").run({IMAGE: np.ascontiguousarray(images, dtype=np.uint8)})
+        return self._runner("style_decoder").run(graph_feeds("style_decoder", images))
 
     def close(self) -> None:
         for runner in self._runners.values():
