@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
 from maskface_rt.cli.options import backend_option, device_option, json_option, label_order_option, precision_option
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
+from maskface_rt.errors import MaskfaceError
+
+if TYPE_CHECKING:
+    from maskface_rt.distributed import RayOptions
+    from maskface_rt.generate import GenerateOptions, GenerateReport
 
 
 def generate(
@@ -34,6 +40,42 @@ def generate(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Regenerate outputs that already exist.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding masks and encoding PNGs.")] = 2,
     as_json: Annotated[bool, json_option()] = False,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run on Ray workers (pip install 'maskface-rt[ray]'): a new local Ray instance, or --ray-address.",
+            rich_help_panel="Ray",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster instead: auto (the one on this machine), host:port or ray://host:port.",
+            rich_help_panel="Ray",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        Optional[int],
+        typer.Option(
+            "--ray-workers", help="Worker actors (default: as many as the cluster holds).", rich_help_panel="Ray"
+        ),
+    ] = None,
+    cpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            "--cpus-per-worker", help="CPUs per worker, also its backend's threads (default 1).", rich_help_panel="Ray"
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        Optional[float],
+        typer.Option(
+            "--gpus-per-worker",
+            help="GPUs per worker (default: 1 where the cluster has GPUs, else 0).",
+            rich_help_panel="Ray",
+        ),
+    ] = None,
 ) -> None:
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
     from maskface_rt.backends import open_backend, precision_problem
@@ -54,7 +96,19 @@ def generate(
     )
     if problem := options_problem(opts):
         raise typer.BadParameter(problem)
+    ray_flags = {"--ray-address": ray_address, "--ray-workers": ray_workers, "--cpus-per-worker": cpus_per_worker}
+    ray_flags["--gpus-per-worker"] = gpus_per_worker
+    if not ray and (given := [flag for flag, value in ray_flags.items() if value is not None]):
+        raise typer.BadParameter(f"{', '.join(given)} apply to --ray runs only; add --ray or leave them out")
     model = model if model is not None else default_model()
+    if ray:
+        from maskface_rt.distributed import RayOptions, ray_options_problem
+
+        cpus = 1.0 if cpus_per_worker is None else cpus_per_worker
+        ray_opts = RayOptions(ray_address, ray_workers, cpus, gpus_per_worker)
+        if problem := ray_options_problem(ray_opts):
+            raise typer.BadParameter(problem)
+        _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
     with open_backend(model, backend, device=device, precision=precision) as runtime:
@@ -75,6 +129,11 @@ def generate(
             report = run_generate(runtime, mask_dir, opts, on_total=on_total, on_advance=on_advance)
         finally:
             stop_progress(progress)
+    _finish(report, as_json)
+
+
+def _finish(report: GenerateReport, as_json: bool) -> NoReturn:
+    """Print the skipped inputs and the summary (stderr), the JSON report (stdout), and exit with its code."""
     for skipped in report.skipped:
         stderr.print(f"skipped {skipped}", markup=False)
     stderr.print(
@@ -84,6 +143,59 @@ def generate(
     if as_json:
         emit_json(report.to_json())
     raise typer.Exit(int(report.exit_code))
+
+
+def _run_on_ray(
+    mask_dir: Path,
+    opts: GenerateOptions,
+    model: Path,
+    backend: str,
+    device: str,
+    precision: str,
+    ray_opts: RayOptions,
+    as_json: bool,
+) -> NoReturn:
+    """``generate --ray``: the run on Ray workers, with the local run's progress bar, summary and exit codes."""
+    from maskface_rt.backends import precision_problem
+    from maskface_rt.distributed import WorkerModel, run_generate_ray
+
+    for flag, path in (("MASK_DIR", mask_dir), ("--out", opts.out), ("--model", model)):
+        if "://" in str(path):
+            raise typer.BadParameter(
+                f"{path}: URIs are not supported by --ray yet; give a local or shared (mounted) folder", param_hint=flag
+            )
+    try:
+        problem = precision_problem(model, backend, precision)
+    except MaskfaceError:  # the backend's runtime is not installed here: the workers check it
+        problem = None
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--precision")
+    worker_model = WorkerModel(os.path.abspath(model), backend, device, precision)
+    progress = progress_bar()
+    task = progress.add_task("generate", total=None, rate="", start=False)
+    workers = 0
+
+    def on_total(n: int) -> None:
+        progress.start()
+        progress.update(task, total=n)
+        progress.start_task(task)
+
+    def on_advance(n: int) -> None:
+        progress.advance(task, n)
+
+    def on_workers(n: int) -> None:
+        nonlocal workers
+        workers = n
+        speed = progress.tasks[task].speed
+        progress.update(task, rate=(f"{speed:.1f} img/s, " if speed else "") + f"{workers} workers")
+
+    try:
+        report = run_generate_ray(
+            mask_dir, opts, worker_model, ray_opts, on_total=on_total, on_advance=on_advance, on_workers=on_workers
+        )
+    finally:
+        stop_progress(progress)
+    _finish(report, as_json)
 
 
 command = generate
