@@ -85,8 +85,13 @@ class RayGenerateReport(GenerateReport):
     per_worker: dict[str, int] = field(default_factory=dict)  # "host:pid" -> images written
 
 
-def ray_options_problem(ray_opts: RayOptions) -> str | None:
+def ray_options_problem(ray_opts: RayOptions, opts: GenerateOptions) -> str | None:
     """What is wrong with the --ray option values, naming the flag and the valid range (None: nothing)."""
+    if opts.grid:
+        return (
+            "--grid is not supported with --ray; run the same command without --ray, with --grid, "
+            "afterwards (the faces are kept, only the sheets are made)"
+        )
     for name, (flag, low, high) in _RAY_LIMITS.items():
         value = getattr(ray_opts, name)
         if value is None:
@@ -247,12 +252,8 @@ def run_generate_ray(
 ) -> RayGenerateReport:
     """``run_generate`` on a Ray cluster: the same outputs, names, report and exit codes, plus the cluster's
     size and per-worker counts. ``on_workers(n)``: the workers that reported in the last 30 s."""
-    if opts.grid:
-        raise MaskfaceError(
-            "--grid",
-            "is not supported with --ray; run the same command without --ray and with "
-            "--grid afterwards (the faces are kept, only the sheets are made)",
-        )
+    if problem := ray_options_problem(ray_opts, opts):
+        raise MaskfaceError(None, problem)
     start = time.perf_counter()
     ray = import_ray()
     planned = plan_run(mask_dir, opts)
@@ -296,6 +297,7 @@ def _results(
     context.enable_progress_bars = False  # ours is on stderr
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its own logs: /tmp/ray/session_*/logs/ray-data
     items = [
         {
             "index": i,

@@ -106,7 +106,7 @@ def generate(
 
         cpus = 1.0 if cpus_per_worker is None else cpus_per_worker
         ray_opts = RayOptions(ray_address, ray_workers, cpus, gpus_per_worker)
-        if problem := ray_options_problem(ray_opts):
+        if problem := ray_options_problem(ray_opts, opts):
             raise typer.BadParameter(problem)
         _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
     if problem := precision_problem(model, backend, precision):
