@@ -42,6 +42,7 @@ from maskface_rt.generate import (
     plan_run,
 )
 from maskface_rt.mask_io import MaskSource
+from maskface_rt.model_kind import model_kind
 
 RAY_INSTALL = "pip install 'maskface-rt[ray]'"
 #: A worker that has not reported for this long is no longer counted in the progress bar's "workers".
@@ -256,6 +257,7 @@ def run_generate_ray(
         raise MaskfaceError(None, problem)
     start = time.perf_counter()
     ray = import_ray()
+    model_kind(Path(model.model))  # a missing or unknown model is refused here, before Ray starts
     planned = plan_run(mask_dir, opts)
     if on_total:
         on_total(planned.todo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
@@ -160,7 +161,7 @@ def _run_on_ray(
     from maskface_rt.distributed import WorkerModel, run_generate_ray
 
     for flag, path in (("MASK_DIR", mask_dir), ("--out", opts.out), ("--model", model)):
-        if "://" in str(path):
+        if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):  # s3://b/k, which a Path holds as s3:/b/k
             raise typer.BadParameter(
                 f"{path}: URIs are not supported by --ray yet; give a local or shared (mounted) folder", param_hint=flag
             )

@@ -1,0 +1,198 @@
+"""`maskface generate --ray` on one local Ray instance (2 CPUs) for the whole module: the same bytes, names,
+report and exit codes as a local run; bad masks, resume, a worker killed mid-run, Ray not installed."""
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from maskface_rt.bundled import default_model
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.generate import GenerateOptions, complete_png, run_generate
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'maskface-rt[ray]')")
+# Under pytest-xdist (--dist loadgroup) the module's tests share one process, so one Ray instance; without
+# xdist the marker is unknown (and --strict-markers refuses it).
+_XDIST = importlib.util.find_spec("xdist") is not None
+pytestmark = [pytest.mark.slow] + ([pytest.mark.xdist_group("ray")] if _XDIST else [])
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "masks"
+WORKER_TITLE = b"ray::MapWorker(MapBatches(MaskWorker))"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance():
+    """One local instance for the module: run_generate_ray and the CLI join it instead of starting their own."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def backend():
+    from maskface_rt.backends import open_backend
+
+    with open_backend(default_model(), "onnxruntime") as runtime:
+        yield runtime
+
+
+def _masks(folder: Path, copies: int = 1) -> Path:
+    """The example single-file masks (synth*, hand*), each ``copies`` times under its own name."""
+    folder.mkdir()
+    for path in sorted(EXAMPLES.glob("[sh][ya]*.png")):
+        for i in range(copies):
+            shutil.copy(path, folder / (path.name if copies == 1 else f"{path.stem}-{i}.png"))
+    return folder
+
+
+def _ray(mask_dir: Path, opts: GenerateOptions, **ray_options):
+    from maskface_rt.distributed import RayOptions, WorkerModel, run_generate_ray
+
+    return run_generate_ray(mask_dir, opts, WorkerModel(str(default_model()), "onnxruntime"), RayOptions(**ray_options))
+
+
+def _same_files(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_same_bytes_names_and_json_as_local(tmp_path, backend):
+    from maskface_rt.cli import app
+
+    masks = _masks(tmp_path / "masks")
+    local = run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=3, seed=7))
+    done = CliRunner().invoke(
+        app,
+        ["generate", str(masks), "--out", str(tmp_path / "ray"), "--styles", "3", "--seed", "7"]
+        + ["--backend", "onnxruntime", "--batch-size", "5", "--ray", "--json"],
+    )
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert set(summary) == set(local.to_json()) | {"cluster", "per_worker"}
+    assert summary["images_written"] == local.images_written == 3 * local.masks
+    assert summary["backend"] == local.backend
+    assert [Path(p).name for p in summary["outputs"]] == [Path(p).name for p in local.outputs]
+    assert summary["cluster"]["cpus"] == 2 and summary["cluster"]["workers"] == 2
+    assert sum(summary["per_worker"].values()) == summary["images_written"]
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
+def test_bad_masks_are_skipped_by_name_and_the_rest_completes(tmp_path, backend):
+    masks = _masks(tmp_path / "masks")
+    (masks / "broken.png").write_bytes(b"not a png")
+    (masks / "words.png").write_text("text")
+    local = run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=2))
+    report = _ray(masks, GenerateOptions(out=tmp_path / "ray", styles=2))
+    assert int(report.exit_code) == 3 == int(local.exit_code)
+    assert [s.path for s in report.skipped] == [str(masks / "broken.png"), str(masks / "words.png")]
+    assert report.skipped == local.skipped and report.masks_skipped == 2
+    assert report.images_written == local.images_written > 0
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
+def test_resume_makes_only_the_missing_outputs(tmp_path, backend):
+    masks = _masks(tmp_path / "masks")
+    opts = GenerateOptions(out=tmp_path / "ray", styles=2)
+    first = _ray(masks, opts)
+    outputs = sorted((tmp_path / "ray").iterdir())
+    expected = {p.name: p.read_bytes() for p in outputs}
+    outputs[0].unlink()
+    outputs[3].unlink()
+    outputs[5].write_bytes(expected[outputs[5].name][:100])  # truncated: not a complete PNG, remade
+    again = _ray(masks, opts)
+    assert again.images_written == 3 and again.images_existing == first.images_written - 3
+    assert sorted(Path(p).name for p in again.outputs) == sorted(p.name for p in (outputs[0], outputs[3], outputs[5]))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ray").iterdir()} == expected
+    nothing = _ray(masks, opts)
+    assert nothing.images_written == 0 and nothing.images_existing == first.images_written
+
+
+def _worker_pids() -> list[int]:
+    """Pids of the actors that are past their constructor (Ray titles each process by what it runs)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+        except (OSError, ValueError):
+            continue
+        if title.startswith(WORKER_TITLE) and b"__init__" not in title:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_worker_killed_mid_run_does_not_fail_it(tmp_path, backend):
+    masks = _masks(tmp_path / "masks", copies=6)
+    opts = GenerateOptions(out=tmp_path / "ray", styles=2, batch_size=2, workers=1)
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(report=_ray(masks, opts)))
+    runner.start()
+    out, killed = tmp_path / "ray", None
+    deadline = time.monotonic() + 120
+    while runner.is_alive() and time.monotonic() < deadline:
+        pids = _worker_pids()
+        if pids and out.is_dir() and any(out.glob("*.png")):
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    runner.join(timeout=300)
+    assert killed is not None, "no worker was seen mid-run"
+    report = result["report"]
+    total = 2 * len(list(masks.iterdir()))
+    written = sorted(out.iterdir())
+    assert int(report.exit_code) == 0 and report.images_written + report.images_existing == total
+    assert len(written) == total and all(p.suffix == ".png" and complete_png(p) for p in written)  # no temp files
+    run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=2))
+    _same_files(tmp_path / "local", out)
+
+
+def test_option_errors_exit_2_naming_the_flag(tmp_path):
+    from maskface_rt.cli import app
+
+    masks = _masks(tmp_path / "masks")
+    for args, flag in (
+        (["--ray", "--ray-workers", "0"], "--ray-workers"),
+        (["--ray", "--cpus-per-worker", "0"], "--cpus-per-worker"),
+        (["--ray", "--gpus-per-worker", "-1"], "--gpus-per-worker"),
+        (["--ray-workers", "2"], "--ray-workers"),
+        (["--gpus-per-worker", "1", "--ray-address", "auto"], "--ray-address, --gpus-per-worker"),
+        (["--ray", "--grid"], "--grid"),
+        (["--ray", "--model", "s3://bucket/model"], "URIs are not supported"),
+    ):
+        done = CliRunner().invoke(app, ["generate", str(masks), "--out", str(tmp_path / "out"), *args])
+        assert done.exit_code == 2, (args, done.output)
+        assert flag in done.output, (args, done.output)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(MaskfaceError, match="--gpus-per-worker: each worker needs 1 GPUs but the Ray cluster has 0"):
+        _ray(masks, GenerateOptions(out=tmp_path / "out"), gpus_per_worker=1)
+
+
+def test_without_ray_one_line_says_how_to_install_it(tmp_path):
+    fake = tmp_path / "no-ray"
+    fake.mkdir()
+    (fake / "ray.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+    masks = _masks(tmp_path / "masks")
+    done = subprocess.run(
+        [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(tmp_path / "out"), "--ray"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(fake)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: --ray needs Ray Data (No module named 'ray'): pip install 'maskface-rt[ray]'"
+    ]
+    assert not (tmp_path / "out").exists()
