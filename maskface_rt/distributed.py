@@ -265,17 +265,21 @@ def run_generate_ray(
     remote_opts = replace(
         opts, out=_absolute(opts.out), references=tuple(_absolute(p) for p in opts.references), grid=False
     )
-    with ray_session(ray, ray_opts.address):
-        cluster = cluster_size(ray)
-        pool = worker_pool(cluster, ray_opts)
-        cluster.update(workers=pool.workers, cpus_per_worker=pool.cpus_per_worker, gpus_per_worker=pool.gpus_per_worker)
-        tally = _Tally(planned, on_advance, on_workers)
-        try:
+    try:
+        with ray_session(ray, ray_opts.address):
+            cluster = cluster_size(ray)
+            pool = worker_pool(cluster, ray_opts)
+            cluster.update(
+                workers=pool.workers, cpus_per_worker=pool.cpus_per_worker, gpus_per_worker=pool.gpus_per_worker
+            )
+            tally = _Tally(planned, on_advance, on_workers)
             if planned.todo:
                 for batch in _results(ray, planned, remote_opts, model, pool):
                     tally.add(batch)
-        finally:
-            remove_stale_temps(planned.out)  # left by a worker killed mid-write
+    finally:
+        # After the session: a local instance's workers are stopped by then (Ctrl-C, an error), so the temp
+        # files of writes they did not finish are removed; a killed worker's too.
+        remove_stale_temps(planned.out)
     return build_report(
         RayGenerateReport,
         planned,

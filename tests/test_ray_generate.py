@@ -47,11 +47,11 @@ def backend():
 
 
 def _masks(folder: Path, copies: int = 1) -> Path:
-    """The example single-file masks (synth*, hand*), each ``copies`` times under its own name."""
+    """The example masks of one file each (synth*, hand*: 12, five formats), each ``copies`` times."""
     folder.mkdir()
-    for path in sorted(EXAMPLES.glob("[sh][ya]*.png")):
+    for path in sorted(EXAMPLES.glob("[sh][ya]*")):
         for i in range(copies):
-            shutil.copy(path, folder / (path.name if copies == 1 else f"{path.stem}-{i}.png"))
+            shutil.copy(path, folder / (path.name if copies == 1 else f"{path.stem}-{i}{path.suffix}"))
     return folder
 
 
@@ -196,3 +196,27 @@ def test_without_ray_one_line_says_how_to_install_it(tmp_path):
         "error: --ray needs Ray Data (No module named 'ray'): pip install 'maskface-rt[ray]'"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_ctrl_c_stops_the_workers_exit_130_and_a_rerun_completes(tmp_path):
+    """The CLI in its own process with its own local Ray instance, interrupted once outputs appear."""
+    masks, out = _masks(tmp_path / "masks", copies=4), tmp_path / "out"
+    command = [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out), "--ray"]
+    command += ["--batch-size", "2", "--json"]
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("RAY_ADDRESS", None)
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
+        deadline = time.monotonic() + 120
+        while driver.poll() is None and time.monotonic() < deadline and not any(out.glob("*.png")):
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGINT)
+        _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    made = sorted(out.iterdir())
+    total = 4 * len(list(masks.iterdir()))
+    assert 0 < len(made) < total and all(complete_png(p) for p in made)  # no temp files, no partial PNGs
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["images_existing"] == len(made) and report["images_written"] == total - len(made)
