@@ -45,7 +45,7 @@ def generate(
         bool,
         typer.Option(
             "--ray",
-            help="Run on Ray workers (pip install 'maskface-rt[ray]'): a new local Ray instance, or --ray-address.",
+            help="Run on Ray workers (pip install maskface-rt with its ray extra): a new local Ray instance, or --ray-address.",
             rich_help_panel="Ray",
         ),
     ] = False,
