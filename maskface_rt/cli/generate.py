@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -16,6 +16,10 @@ from maskface_rt.errors import MaskfaceError
 if TYPE_CHECKING:
     from maskface_rt.distributed import RayOptions
     from maskface_rt.generate import GenerateOptions, GenerateReport
+
+
+def _ray_option(flag: str, help: str) -> Any:
+    return typer.Option(flag, help=help.replace("[", "\\["), rich_help_panel="Ray")
 
 
 def generate(
@@ -42,40 +46,21 @@ def generate(
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding masks and encoding PNGs.")] = 2,
     as_json: Annotated[bool, json_option()] = False,
     ray: Annotated[
-        bool,
-        typer.Option(
-            "--ray",
-            help="Run on Ray workers (pip install maskface-rt with its ray extra): a new local Ray instance, or --ray-address.",
-            rich_help_panel="Ray",
-        ),
+        bool, _ray_option("--ray", "Run on Ray workers ([ray] extra): a new local Ray instance, or --ray-address.")
     ] = False,
     ray_address: Annotated[
         Optional[str],
-        typer.Option(
-            "--ray-address",
-            help="Join this Ray cluster instead: auto (the one on this machine), host:port or ray://host:port.",
-            rich_help_panel="Ray",
-        ),
+        _ray_option("--ray-address", "Join this cluster instead: auto (the one here), host:port or ray://host:port."),
     ] = None,
     ray_workers: Annotated[
-        Optional[int],
-        typer.Option(
-            "--ray-workers", help="Worker actors (default: as many as the cluster holds).", rich_help_panel="Ray"
-        ),
+        Optional[int], _ray_option("--ray-workers", "Worker actors (default: as many as the cluster holds).")
     ] = None,
     cpus_per_worker: Annotated[
-        Optional[float],
-        typer.Option(
-            "--cpus-per-worker", help="CPUs per worker, also its backend's threads (default 1).", rich_help_panel="Ray"
-        ),
+        Optional[float], _ray_option("--cpus-per-worker", "CPUs per worker, also its backend's threads (default 1).")
     ] = None,
     gpus_per_worker: Annotated[
         Optional[float],
-        typer.Option(
-            "--gpus-per-worker",
-            help="GPUs per worker (default: 1 where the cluster has GPUs, else 0).",
-            rich_help_panel="Ray",
-        ),
+        _ray_option("--gpus-per-worker", "GPUs per worker (default: 1 where the cluster has GPUs, else 0)."),
     ] = None,
 ) -> None:
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
@@ -112,25 +97,42 @@ def generate(
         _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
-    with open_backend(model, backend, device=device, precision=precision) as runtime:
-        progress = progress_bar()
-        task = progress.add_task("generate", total=None, rate="", start=False)
-
-        def on_total(n: int) -> None:
-            progress.start()
-            progress.update(task, total=n)
-            progress.start_task(task)
-
-        def on_advance(n: int) -> None:
-            progress.advance(task, n)
-            speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:.1f} img/s" if speed else "")
-
-        try:
-            report = run_generate(runtime, mask_dir, opts, on_total=on_total, on_advance=on_advance)
-        finally:
-            stop_progress(progress)
+    with open_backend(model, backend, device=device, precision=precision) as runtime, _Progress() as bar:
+        report = run_generate(runtime, mask_dir, opts, on_total=bar.on_total, on_advance=bar.on_advance)
     _finish(report, as_json)
+
+
+class _Progress:
+    """The run's bar on stderr: images done / planned, images/s (and, on Ray, the workers reporting)."""
+
+    def __init__(self) -> None:
+        self.bar = progress_bar()
+        self.task = self.bar.add_task("generate", total=None, rate="", start=False)
+        self.workers: int | None = None
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        stop_progress(self.bar)
+
+    def on_total(self, n: int) -> None:
+        self.bar.start()
+        self.bar.update(self.task, total=n)
+        self.bar.start_task(self.task)
+
+    def on_advance(self, n: int) -> None:
+        self.bar.advance(self.task, n)
+        self._rate()
+
+    def on_workers(self, n: int) -> None:
+        self.workers = n
+        self._rate()
+
+    def _rate(self) -> None:
+        speed = self.bar.tasks[self.task].speed
+        parts = ([f"{speed:.1f} img/s"] if speed else []) + ([f"{self.workers} workers"] if self.workers else [])
+        self.bar.update(self.task, rate=", ".join(parts))
 
 
 def _finish(report: GenerateReport, as_json: bool) -> NoReturn:
@@ -172,30 +174,16 @@ def _run_on_ray(
     if problem:
         raise typer.BadParameter(problem, param_hint="--precision")
     worker_model = WorkerModel(os.path.abspath(model), backend, device, precision)
-    progress = progress_bar()
-    task = progress.add_task("generate", total=None, rate="", start=False)
-    workers = 0
-
-    def on_total(n: int) -> None:
-        progress.start()
-        progress.update(task, total=n)
-        progress.start_task(task)
-
-    def on_advance(n: int) -> None:
-        progress.advance(task, n)
-
-    def on_workers(n: int) -> None:
-        nonlocal workers
-        workers = n
-        speed = progress.tasks[task].speed
-        progress.update(task, rate=(f"{speed:.1f} img/s, " if speed else "") + f"{workers} workers")
-
-    try:
+    with _Progress() as bar:
         report = run_generate_ray(
-            mask_dir, opts, worker_model, ray_opts, on_total=on_total, on_advance=on_advance, on_workers=on_workers
+            mask_dir,
+            opts,
+            worker_model,
+            ray_opts,
+            on_total=bar.on_total,
+            on_advance=bar.on_advance,
+            on_workers=bar.on_workers,
         )
-    finally:
-        stop_progress(progress)
     _finish(report, as_json)
 
 
