@@ -116,7 +116,11 @@ def memory(masks: Path, count: int, args: argparse.Namespace, scratch: Path) -> 
     peaks = {"driver": 0, "worker": 0}
     env = {**os.environ, "NO_COLOR": "1"}
     env.pop("RAY_ADDRESS", None)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env) as driver:
+    log = scratch / f"mem-{count}.log"
+    with (
+        open(log, "w") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env) as driver,
+    ):
         stdout: list[str] = []
         reader = threading.Thread(target=lambda: stdout.append(driver.stdout.read()))
         reader.start()
@@ -125,6 +129,8 @@ def memory(masks: Path, count: int, args: argparse.Namespace, scratch: Path) -> 
             peaks["worker"] = max([peaks["worker"], *map(_hwm_kib, _workers())])
             time.sleep(0.2)
         reader.join()
+    if driver.returncode != 0:
+        sys.exit(f"maskface generate --ray failed ({driver.returncode}):\n{log.read_text()[-3000:]}")
     report = json.loads(stdout[0])
     assert report["images_written"] == count * args.memory_styles, report["skipped"]
     shutil.rmtree(out)
