@@ -47,6 +47,8 @@ from maskface_rt.model_kind import model_kind
 RAY_INSTALL = "pip install 'maskface-rt[ray]'"
 #: A worker that has not reported for this long is no longer counted in the progress bar's "workers".
 _ALIVE_WINDOW_S = 30.0
+#: Seconds a host:port --ray-address has to accept a connection.
+_CONNECT_TIMEOUT_S = 10.0
 #: Images per actor task, in backend batches: enough to keep the pipeline full, small enough to spread.
 _BATCHES_PER_TASK = 4
 
@@ -139,7 +141,7 @@ class MaskWorker:
             self.fatal = str(e)
 
     def __call__(self, batch: Any) -> Any:
-        """Input: a pyarrow table of (index, name, path, parts); output: one row per mask (``_RESULT_SCHEMA``)."""
+        """Input: a pyarrow table of (index, name, path, parts); output: one row per mask (``_result_schema``)."""
         import pyarrow as pa
 
         rows = batch.to_pylist()
@@ -206,6 +208,7 @@ def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    _check_reachable(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as e:
@@ -214,6 +217,17 @@ def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str | None) -> None:
+    """A host:port address must accept a connection within seconds (Ray itself retries for minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or "://" in address or not port.isdigit():
+        return  # a new local instance, auto, or ray:// (Ray Client has its own timeout)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        raise MaskfaceError("--ray-address", f"cannot reach a Ray cluster at {address} ({e.strerror or e})") from None
 
 
 def cluster_size(ray: ModuleType) -> dict[str, Any]:
@@ -259,9 +273,6 @@ def run_generate_ray(
     ray = import_ray()
     model_kind(Path(model.model))  # a missing or unknown model is refused here, before Ray starts
     planned = plan_run(mask_dir, opts)
-    if on_total:
-        on_total(planned.todo)
-    planned.prepare_output()
     remote_opts = replace(
         opts, out=_absolute(opts.out), references=tuple(_absolute(p) for p in opts.references), grid=False
     )
@@ -272,6 +283,9 @@ def run_generate_ray(
             cluster.update(
                 workers=pool.workers, cpus_per_worker=pool.cpus_per_worker, gpus_per_worker=pool.gpus_per_worker
             )
+            if on_total:
+                on_total(planned.todo)
+            planned.prepare_output()
             tally = _Tally(planned, on_advance, on_workers)
             if planned.todo:
                 for batch in _results(ray, planned, remote_opts, model, pool):

@@ -197,11 +197,11 @@ def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[_Ma
     return _plan(sources, _output_suffixes(opts), Path(opts.out), opts.overwrite)
 
 
-R = TypeVar("R", bound="GenerateReport")
+_R = TypeVar("_R", bound="GenerateReport")
 
 
 def build_report(
-    cls: type[R],
+    cls: type[_R],
     planned: Planned,
     seconds: float,
     backend: str,
@@ -209,7 +209,7 @@ def build_report(
     grid_problems: Sequence[Skipped] = (),
     grid_outputs: Sequence[str] = (),
     **extra: Any,
-) -> R:
+) -> _R:
     """The run's report from its plans, once each plan holds what was written, raced or skipped."""
     plans = planned.plans
     written = sum(len(p.written) for p in plans)

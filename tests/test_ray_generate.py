@@ -220,3 +220,16 @@ def test_ctrl_c_stops_the_workers_exit_130_and_a_rerun_completes(tmp_path):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["images_existing"] == len(made) and report["images_written"] == total - len(made)
+
+
+def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
+    masks = _masks(tmp_path / "masks")
+    command = [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(tmp_path / "out"), "--ray"]
+    done = subprocess.run(
+        [*command, "--ray-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60, env={"NO_COLOR": "1"}
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: --ray-address: cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused)"
+    ]
+    assert not (tmp_path / "out").exists()
