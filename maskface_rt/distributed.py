@@ -19,9 +19,10 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -205,18 +206,21 @@ def _result_schema() -> Any:
 def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
     """Connected to Ray for the block: the instance this process already has, else ``address`` (None: a new
     local instance, or the cluster RAY_ADDRESS names). Only a connection made here is closed here."""
-    if ray.is_initialized():
-        yield
-        return
-    _check_reachable(address)
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as e:
-        raise MaskfaceError("--ray-address", f"cannot connect to Ray at {address} ({e})") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    with redirect_stdout(sys.stderr):  # Ray prints notices (a worker died...) on stdout, the --json report's
+        if ray.is_initialized():
+            yield
+            return
+        _check_reachable(address)
+        try:
+            # Workers' logs stay in Ray's session folder (/tmp/ray/session_latest/logs); their problems come
+            # back as result rows.
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise MaskfaceError("--ray-address", f"cannot connect to Ray at {address} ({e})") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def _check_reachable(address: str | None) -> None:

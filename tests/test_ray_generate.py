@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -89,6 +88,17 @@ def test_same_bytes_names_and_json_as_local(tmp_path, backend):
     _same_files(tmp_path / "local", tmp_path / "ray")
 
 
+def test_styles_from_a_reference_photo_match_local(tmp_path, backend):
+    masks = _masks(tmp_path / "masks")
+    run_generate(backend, masks, GenerateOptions(out=tmp_path / "faces", styles=1))
+    photo = shutil.copy(sorted((tmp_path / "faces").iterdir())[0], tmp_path / "photo.png")
+    local = run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", references=(photo,)))
+    report = _ray(masks, GenerateOptions(out=tmp_path / "ray", references=(photo,)))
+    assert report.images_written == local.images_written == local.masks
+    assert all(Path(p).name.endswith("_ref-photo.png") for p in report.outputs)
+    _same_files(tmp_path / "local", tmp_path / "ray")
+
+
 def test_bad_masks_are_skipped_by_name_and_the_rest_completes(tmp_path, backend):
     masks = _masks(tmp_path / "masks")
     (masks / "broken.png").write_bytes(b"not a png")
@@ -132,27 +142,36 @@ def _worker_pids() -> list[int]:
     return pids
 
 
+def _cli(masks: Path, out: Path, *args: str) -> list[str]:
+    """``maskface generate MASKS --out OUT --ray ...`` in its own process, which starts its own Ray instance."""
+    return [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out), "--ray", *args]
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"NO_COLOR": "1"}
+
+
 def test_a_worker_killed_mid_run_does_not_fail_it(tmp_path, backend):
-    masks = _masks(tmp_path / "masks", copies=6)
-    opts = GenerateOptions(out=tmp_path / "ray", styles=2, batch_size=2, workers=1)
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(report=_ray(masks, opts)))
-    runner.start()
-    out, killed = tmp_path / "ray", None
-    deadline = time.monotonic() + 120
-    while runner.is_alive() and time.monotonic() < deadline:
-        pids = _worker_pids()
-        if pids and out.is_dir() and any(out.glob("*.png")):
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    runner.join(timeout=300)
+    """The CLI as users run it: a worker killed with SIGKILL once outputs appear; its batch is rerun."""
+    masks, out = _masks(tmp_path / "masks", copies=4), tmp_path / "ray"
+    command = _cli(masks, out, "--styles", "2", "--batch-size", "2", "--workers", "1", "--json")
+    killed = None
+    with subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
+        deadline = time.monotonic() + 120
+        while driver.poll() is None and time.monotonic() < deadline:
+            pids = _worker_pids()
+            if pids and any(out.glob("*.png")):
+                killed = pids[0]
+                os.kill(killed, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        stdout, stderr = driver.communicate(timeout=300)
     assert killed is not None, "no worker was seen mid-run"
-    report = result["report"]
+    assert driver.returncode == 0, stderr
+    report = json.loads(stdout)  # stdout holds the report only: Ray's worker-death messages stay in its logs
     total = 2 * len(list(masks.iterdir()))
+    assert report["images_written"] + report["images_existing"] == total
     written = sorted(out.iterdir())
-    assert int(report.exit_code) == 0 and report.images_written + report.images_existing == total
     assert len(written) == total and all(p.suffix == ".png" and complete_png(p) for p in written)  # no temp files
     run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=2))
     _same_files(tmp_path / "local", out)
@@ -199,13 +218,9 @@ def test_without_ray_one_line_says_how_to_install_it(tmp_path):
 
 
 def test_ctrl_c_stops_the_workers_exit_130_and_a_rerun_completes(tmp_path):
-    """The CLI in its own process with its own local Ray instance, interrupted once outputs appear."""
     masks, out = _masks(tmp_path / "masks", copies=4), tmp_path / "out"
-    command = [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out), "--ray"]
-    command += ["--batch-size", "2", "--json"]
-    env = {**os.environ, "NO_COLOR": "1"}
-    env.pop("RAY_ADDRESS", None)
-    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
+    command = _cli(masks, out, "--batch-size", "2", "--json")
+    with subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
         deadline = time.monotonic() + 120
         while driver.poll() is None and time.monotonic() < deadline and not any(out.glob("*.png")):
             time.sleep(0.05)
@@ -216,18 +231,15 @@ def test_ctrl_c_stops_the_workers_exit_130_and_a_rerun_completes(tmp_path):
     made = sorted(out.iterdir())
     total = 4 * len(list(masks.iterdir()))
     assert 0 < len(made) < total and all(complete_png(p) for p in made)  # no temp files, no partial PNGs
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["images_existing"] == len(made) and report["images_written"] == total - len(made)
 
 
 def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
-    masks = _masks(tmp_path / "masks")
-    command = [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(tmp_path / "out"), "--ray"]
-    done = subprocess.run(
-        [*command, "--ray-address", "127.0.0.1:1"], capture_output=True, text=True, timeout=60, env={"NO_COLOR": "1"}
-    )
+    command = _cli(_masks(tmp_path / "masks"), tmp_path / "out", "--ray-address", "127.0.0.1:1")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env={"NO_COLOR": "1"})
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         "error: --ray-address: cannot reach a Ray cluster at 127.0.0.1:1 (Connection refused)"
