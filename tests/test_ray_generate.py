@@ -1,6 +1,7 @@
 """`maskface generate --ray` on one local Ray instance (2 CPUs) for the whole module: the same bytes, names,
 report and exit codes as a local run; bad masks, resume, a worker killed mid-run, Ray not installed."""
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -127,6 +128,9 @@ def test_resume_makes_only_the_missing_outputs(tmp_path, backend):
     assert {p.name: p.read_bytes() for p in (tmp_path / "ray").iterdir()} == expected
     nothing = _ray(masks, opts)
     assert nothing.images_written == 0 and nothing.images_existing == first.images_written
+    remade = _ray(masks, dataclasses.replace(opts, overwrite=True))
+    assert remade.images_written == first.images_written and remade.images_existing == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ray").iterdir()} == expected
 
 
 def _worker_pids() -> list[int]:
