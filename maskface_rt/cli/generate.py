@@ -82,8 +82,12 @@ def generate(
     )
     if problem := options_problem(opts):
         raise typer.BadParameter(problem)
-    ray_flags = {"--ray-address": ray_address, "--ray-workers": ray_workers, "--cpus-per-worker": cpus_per_worker}
-    ray_flags["--gpus-per-worker"] = gpus_per_worker
+    ray_flags = {
+        "--ray-address": ray_address,
+        "--ray-workers": ray_workers,
+        "--cpus-per-worker": cpus_per_worker,
+        "--gpus-per-worker": gpus_per_worker,
+    }
     if not ray and (given := [flag for flag, value in ray_flags.items() if value is not None]):
         raise typer.BadParameter(f"{', '.join(given)} apply to --ray runs only; add --ray or leave them out")
     model = model if model is not None else default_model()
