@@ -133,15 +133,15 @@ def test_resume_makes_only_the_missing_outputs(tmp_path, backend):
     assert {p.name: p.read_bytes() for p in (tmp_path / "ray").iterdir()} == expected
 
 
-def _worker_pids() -> list[int]:
-    """Pids of the actors that are past their constructor (Ray titles each process by what it runs)."""
+def _worker_pids(past_init: bool = True) -> list[int]:
+    """Pids of the actors (those past their constructor): Ray titles each process by what it runs."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             title = (entry / "cmdline").read_bytes().split(b"\0")[0]
         except (OSError, ValueError):
             continue
-        if title.startswith(WORKER_TITLE) and b"__init__" not in title:
+        if title.startswith(WORKER_TITLE) and not (past_init and b"__init__" in title):
             pids.append(int(entry.name))
     return pids
 
@@ -167,6 +167,7 @@ def test_a_worker_killed_mid_run_does_not_fail_it(tmp_path, backend):
             if pids and any(out.glob("*.png")):
                 killed = pids[0]
                 os.kill(killed, signal.SIGKILL)
+                before = set(_worker_pids(past_init=False)) | {killed}
                 break
             time.sleep(0.02)
         stdout, stderr = driver.communicate(timeout=300)
@@ -175,6 +176,8 @@ def test_a_worker_killed_mid_run_does_not_fail_it(tmp_path, backend):
     report = json.loads(stdout)  # stdout holds the report only: Ray's worker-death messages stay in its logs
     total = 2 * len(list(masks.iterdir()))
     assert report["images_written"] + report["images_existing"] == total
+    # The restarted worker (a new process) ran the killed one's batch: the kill was mid-run.
+    assert {int(w.rsplit(":", 1)[1]) for w in report["per_worker"]} - before
     written = sorted(out.iterdir())
     assert len(written) == total and all(p.suffix == ".png" and complete_png(p) for p in written)  # no temp files
     run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=2))
