@@ -238,10 +238,9 @@ def test_ctrl_c_stops_the_workers_exit_130_and_a_rerun_completes(tmp_path):
     made = sorted(out.iterdir())
     total = 4 * len(list(masks.iterdir()))
     assert 0 < len(made) < total and all(complete_png(p) for p in made)  # no temp files, no partial PNGs
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["images_existing"] == len(made) and report["images_written"] == total - len(made)
+    report = _ray(masks, GenerateOptions(out=out, batch_size=2))  # the rerun, on the module's Ray instance
+    assert int(report.exit_code) == 0
+    assert report.images_existing == len(made) and report.images_written == total - len(made)
 
 
 def test_an_unreachable_address_is_one_line_within_seconds(tmp_path):
