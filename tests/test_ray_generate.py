@@ -71,8 +71,9 @@ def _same_files(a: Path, b: Path) -> None:
 def test_same_bytes_names_and_json_as_local(tmp_path, backend):
     from maskface_rt.cli import app
 
-    masks = _masks(tmp_path / "masks")
+    masks = EXAMPLES  # five file formats and one CelebAMask-HQ mask of per-part files (00010_*.png)
     local = run_generate(backend, masks, GenerateOptions(out=tmp_path / "local", styles=3, seed=7))
+    assert local.masks == 13
     done = CliRunner().invoke(
         app,
         ["generate", str(masks), "--out", str(tmp_path / "ray"), "--styles", "3", "--seed", "7"]
