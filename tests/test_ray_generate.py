@@ -1,5 +1,6 @@
 """`maskface generate --ray` on one local Ray instance (2 CPUs) for the whole module: the same bytes, names,
-report and exit codes as a local run; bad masks, resume, a worker killed mid-run, Ray not installed."""
+report and exit codes as a local run; references, bad masks, resume and --overwrite, option errors. The CLI
+in its own process (its own Ray instance) for a worker killed mid-run and Ctrl-C; Ray not installed."""
 
 import dataclasses
 import importlib.util
@@ -32,7 +33,8 @@ WORKER_TITLE = b"ray::MapWorker(MapBatches(MaskWorker))"
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
-    """One local instance for the module: run_generate_ray and the CLI join it instead of starting their own."""
+    """One local instance for the module: run_generate_ray and the in-process CLI join it instead of starting
+    their own."""
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
