@@ -84,6 +84,7 @@ def checks(with_torch: bool = True) -> list[Check]:
         ("triton", "pip install triton (Linux, for the fused kernel)"),
         ("cuda.bindings", "pip install cuda-python (CUDA buffers for TensorRT)"),
         ("onnx", "pip install onnx"),
+        ("ray", "pip install 'maskface-rt[ray]' (maskface generate --ray)"),
     ):
         version = _version(module)
         result.append(Check(module, version is not None, version or f"not installed; {hint}"))

@@ -13,6 +13,7 @@ and resumed: existing outputs are kept and only the missing ones are made.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -105,6 +106,8 @@ class _MaskPlan:
     missing: list[int] = field(default_factory=list)
     replace: set[int] = field(default_factory=set)  # missing outputs whose existing file is not a complete PNG
     problem: Skipped | None = None  # set when the mask is skipped
+    written: list[int] = field(default_factory=list)  # style indices this run wrote, in order
+    raced: int = 0  # missing outputs another process (or an earlier try) wrote first
 
     def skip(self, reason: str, path: str | None = None) -> None:
         """Give up on this mask, keeping its first problem."""
@@ -129,49 +132,123 @@ def run_generate(
     writes in progress finish, leaving only complete files.
     """
     start = time.perf_counter()
+    planned = plan_run(mask_dir, opts)
+    if on_total:
+        on_total(planned.todo)
+    planned.prepare_output(opts.grid)
+
+    with _pipeline(backend, opts, on_advance) as run:
+        if planned.to_make:
+            run.styles = _styles(backend, opts, planned.references)
+            run.generate(planned.to_make)
+        if opts.grid:
+            run.write_grids([p for p in planned.plans if not p.problem], planned.out)
+
+    return build_report(
+        GenerateReport,
+        planned,
+        time.perf_counter() - start,
+        backend.description,
+        str(backend.model_path),
+        grid_problems=run.grid_problems,
+        grid_outputs=run.grid_outputs,
+        grids_written=run.grids_written,
+        grids_existing=run.grids_existing,
+    )
+
+
+@dataclass
+class Planned:
+    """A run's plan, made before any work: every mask's outputs and the ones still to make."""
+
+    out: Path
+    sources: list[MaskSource]
+    plans: list[_MaskPlan]
+    references: list[tuple[str, np.ndarray]]
+
+    @property
+    def to_make(self) -> list[_MaskPlan]:
+        return [p for p in self.plans if p.missing and not p.problem]
+
+    @property
+    def todo(self) -> int:
+        """Images to make."""
+        return sum(len(p.missing) for p in self.to_make)
+
+    def prepare_output(self, grid: bool = False) -> None:
+        """Create OUT when there is something to write, check it is writable, remove stale temps."""
+        if self.todo or (grid and any(not p.problem for p in self.plans)):
+            _make_folder(self.out)
+            check_writable(self.out)
+            remove_stale_temps(self.out)
+
+
+def plan_run(mask_dir: Path, opts: GenerateOptions) -> Planned:
+    """Check the options, references and masks (MaskfaceError; nothing written), and plan the outputs."""
     mask_dir, out = Path(mask_dir), Path(opts.out)
     _check_options(opts, mask_dir)
     references = _read_references(opts.references)
     sources = discover_masks(mask_dir, recursive=opts.recursive)
-    plans = _plan(sources, _output_suffixes(opts), out, opts.overwrite)
-    to_make = [p for p in plans if p.missing and not p.problem]
-    usable = [p for p in plans if not p.problem]
-    todo = sum(len(p.missing) for p in to_make)
-    if on_total:
-        on_total(todo)
-    if todo or (opts.grid and usable):
-        _make_folder(out)
-        check_writable(out)
-        remove_stale_temps(out)
+    return Planned(out, sources, plan_masks(sources, opts), references)
 
-    with ThreadPoolExecutor(opts.workers, thread_name_prefix="maskface-io") as pool:
-        run = _Run(backend, opts, pool, on_advance)
-        run.images_existing = sum(len(p.outputs) - len(p.missing) for p in plans)
-        try:
-            if to_make:
-                run.styles = _styles(backend, opts, references)
-                run.generate(to_make)
-            if opts.grid:
-                run.write_grids([p for p in usable if not p.problem], out)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # writes in progress finish: no half-written files
 
-    seconds = time.perf_counter() - start
-    skipped = [p.problem for p in plans if p.problem] + run.grid_problems
-    return GenerateReport(
-        masks=len(sources),
-        images_written=run.images_written,
-        images_existing=run.images_existing,
+def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[_MaskPlan]:
+    """Each mask's outputs under opts.out and the ones still to make (existing complete PNGs are kept)."""
+    return _plan(sources, _output_suffixes(opts), Path(opts.out), opts.overwrite)
+
+
+_R = TypeVar("_R", bound="GenerateReport")
+
+
+def build_report(
+    cls: type[_R],
+    planned: Planned,
+    seconds: float,
+    backend: str,
+    model: str,
+    grid_problems: Sequence[Skipped] = (),
+    grid_outputs: Sequence[str] = (),
+    **extra: Any,
+) -> _R:
+    """The run's report from its plans, once each plan holds what was written, raced or skipped."""
+    plans = planned.plans
+    written = sum(len(p.written) for p in plans)
+    skipped = [p.problem for p in plans if p.problem] + list(grid_problems)
+    return cls(
+        masks=len(planned.sources),
+        images_written=written,
+        images_existing=sum(len(p.outputs) - len(p.missing) + p.raced for p in plans),
         skipped=sorted(skipped, key=lambda s: s.path),
         seconds=seconds,
-        images_per_s=run.images_written / seconds if seconds > 0 else 0.0,
-        backend=backend.description,
-        model=str(backend.model_path),
-        outputs=run.outputs,
+        images_per_s=written / seconds if seconds > 0 else 0.0,
+        backend=backend,
+        model=model,
+        outputs=[str(p.outputs[k]) for p in plans for k in p.written] + list(grid_outputs),
         masks_skipped=sum(p.problem is not None for p in plans),
-        grids_written=run.grids_written,
-        grids_existing=run.grids_existing,
+        **extra,
     )
+
+
+def generate_plans(
+    backend: GeneratorBackend, opts: GenerateOptions, styles: np.ndarray, plans: Sequence[_MaskPlan]
+) -> None:
+    """Make the missing outputs of ``plans`` with ``styles`` (from ``_styles``); each plan records what it
+    wrote, found written by another process, or why it was skipped (``maskface generate --ray``'s workers)."""
+    with _pipeline(backend, opts) as run:
+        run.styles = styles
+        run.generate(plans)
+
+
+@contextlib.contextmanager
+def _pipeline(
+    backend: GeneratorBackend, opts: GenerateOptions, on_advance: Callable[[int], None] | None = None
+) -> Iterator[_Run]:
+    """A run with its thread pool; on the way out (an exception too) the writes in progress finish."""
+    with ThreadPoolExecutor(opts.workers, thread_name_prefix="maskface-io") as pool:
+        try:
+            yield _Run(backend, opts, pool, on_advance)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # no half-written files
 
 
 # ----------------------------------------------------------------------------- checks and planning
@@ -330,10 +407,10 @@ class _Run:
         self.prefetch = self.batch + 2 * opts.workers
         self.max_pending_writes = 2 * self.batch + 2 * opts.workers
         self.styles = np.empty((0, 0), np.float32)
-        self.images_written = self.images_existing = self.grids_written = self.grids_existing = 0
-        self.outputs: list[str] = []
+        self.grids_written = self.grids_existing = 0
+        self.grid_outputs: list[str] = []
         self.grid_problems: list[Skipped] = []  # rows left out of contact sheets
-        self._pending_writes: deque[tuple[_MaskPlan, Path, Future[bool]]] = deque()
+        self._pending_writes: deque[tuple[_MaskPlan, int, Future[bool]]] = deque()
 
     def advance(self, n: int) -> None:
         if n and self.on_advance:
@@ -352,7 +429,7 @@ class _Run:
             for i, (plan, k) in enumerate(jobs):
                 path = plan.outputs[k]
                 overwrite = self.opts.overwrite or k in plan.replace
-                self._pending_writes.append((plan, path, self.pool.submit(_write_png, images[i], path, overwrite)))
+                self._pending_writes.append((plan, k, self.pool.submit(_write_png, images[i], path, overwrite)))
             self._collect_writes(block_above=self.max_pending_writes)
         self._collect_writes(block_above=0)
 
@@ -407,17 +484,16 @@ class _Run:
         """Account for finished writes, in order; wait for the oldest while more than ``block_above`` are pending."""
         done = 0
         while self._pending_writes and (len(self._pending_writes) > block_above or self._pending_writes[0][2].done()):
-            plan, path, future = self._pending_writes.popleft()
+            plan, k, future = self._pending_writes.popleft()
             try:
                 written = future.result()
             except _WriteFailed as e:
                 plan.skip(str(e))
             else:
                 if written:
-                    self.images_written += 1
-                    self.outputs.append(str(path))
+                    plan.written.append(k)
                 else:
-                    self.images_existing += 1
+                    plan.raced += 1
             done += 1
         self.advance(done)
 
@@ -449,7 +525,7 @@ class _Run:
         self.grid_problems.extend(problems)
         if written:
             self.grids_written += 1
-            self.outputs.append(str(path))
+            self.grid_outputs.append(str(path))
         elif written is False:
             self.grids_existing += 1
 

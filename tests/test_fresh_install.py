@@ -54,13 +54,13 @@ def test_runtime_install_has_no_torch(fresh_venv: Path) -> None:
             str(fresh_venv),
             "-c",
             "import importlib.util, json; print(json.dumps("
-            "{m: importlib.util.find_spec(m) is not None for m in ('torch', 'onnxruntime', 'maskface_rt')}))",
+            "{m: importlib.util.find_spec(m) is not None for m in ('torch', 'ray', 'onnxruntime', 'maskface_rt')}))",
         ],
         ROOT,
         timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
-    assert json.loads(probe.stdout) == {"torch": False, "onnxruntime": True, "maskface_rt": True}
+    assert json.loads(probe.stdout) == {"torch": False, "ray": False, "onnxruntime": True, "maskface_rt": True}
 
 
 def test_readme_generate_command_uses_the_bundled_model(fresh_venv: Path, tmp_path: Path) -> None:
@@ -93,3 +93,11 @@ def test_serve_without_its_extra_says_how_to_install_it(fresh_venv: Path) -> Non
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.split("]")[0] + "]" == str(["editor.css", "editor.js", "examples", "index.html"])
     assert int(probe.stdout.split()[-1]) >= 3
+
+
+def test_generate_ray_without_its_extra_says_how_to_install_it(fresh_venv: Path, tmp_path: Path) -> None:
+    maskface = str(fresh_venv.parent / "maskface")
+    done = _run([maskface, "generate", str(ROOT / "examples" / "masks"), "--out", "out", "--ray"], tmp_path, 120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "pip install 'maskface-rt[ray]'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

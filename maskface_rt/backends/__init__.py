@@ -60,12 +60,17 @@ def resolve_backend_name(kind: ModelKind, backend: str, model: Path | None = Non
 
 
 def open_backend(
-    model: str | Path, backend: str = "auto", *, device: str = "auto", precision: str = "auto"
+    model: str | Path,
+    backend: str = "auto",
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
 ) -> GeneratorBackend:
     """Open ``model`` on the named backend ('auto': the fastest that can run it here); ``precision``
-    (auto, fp32, bf16) is the openvino backend's."""
+    (auto, fp32, bf16) is the openvino backend's; ``threads`` caps the CPU backends' math threads."""
     model = Path(model)
     if problem := precision_problem(model, backend, precision):
         raise MaskfaceError("--precision", problem)
     name = resolve_backend_name(model_kind(model), backend, model, precision)
-    return REGISTRY[name].open(model, device=device, precision=precision)
+    return REGISTRY[name].open(model, device=device, precision=precision, threads=threads)

@@ -35,6 +35,7 @@ class BackendSpec:
     needs: tuple[str, ...]  # the Python modules it imports
     kind_hint: str  # what to do when given a model of another kind
     takes_precision: bool = False  # --precision auto|fp32|bf16
+    takes_threads: bool = False  # ``threads``: CPU threads of its math (default: every core this process may use)
     options: dict[str, Any] = field(default_factory=dict)  # fixed keyword arguments of ``cls`` (and ``available``)
     #: the whole message when it cannot run here (None: "the NAME backend cannot run here: <why>")
     unavailable_message: str | None = None
@@ -52,11 +53,14 @@ class BackendSpec:
         if not ok:
             raise MaskfaceError(None, self.unavailable_message or f"the {self.name} backend cannot run here: {detail}")
 
-    def open(self, model: Path, *, device: str, precision: str = "auto") -> Any:
-        """The backend on ``model`` (a path of ``kind``): a GeneratorBackend."""
+    def open(self, model: Path, *, device: str, precision: str = "auto", threads: int | None = None) -> Any:
+        """The backend on ``model`` (a path of ``kind``): a GeneratorBackend. ``threads`` applies to the
+        backends that take it (the CPU ones) and is ignored by the others."""
         cls = getattr(self.load_module(), self.cls)
         target = export_folder_of(model) if self.kind is ModelKind.ONNX_EXPORT else model
-        extra = {"precision": precision} if self.takes_precision else {}
+        extra: dict[str, Any] = {"precision": precision} if self.takes_precision else {}
+        if self.takes_threads and threads is not None:
+            extra["threads"] = threads
         return cls(target, device=device, **self.options, **extra)
 
 
@@ -72,6 +76,7 @@ REGISTRY: dict[str, BackendSpec] = {
             ("auto", "cpu", "cuda"),
             ("onnxruntime",),
             _EXPORT_FIRST,
+            takes_threads=True,
         ),
         BackendSpec(
             "openvino",
@@ -83,6 +88,7 @@ REGISTRY: dict[str, BackendSpec] = {
             ("openvino",),
             _EXPORT_FIRST,
             takes_precision=True,
+            takes_threads=True,
         ),
         BackendSpec(
             "torch",
