@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
-from maskface_rt.cli.options import backend_option, device_option, json_option, label_order_option, precision_option
+from maskface_rt.cli.options import (
+    backend_option,
+    device_option,
+    json_option,
+    label_order_option,
+    model_option,
+    precision_option,
+    style_seed_option,
+    styles_option,
+)
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.errors import MaskfaceError
 
@@ -25,15 +34,12 @@ def _ray_option(flag: str, help: str) -> Any:
 def generate(
     mask_dir: Annotated[Path, typer.Argument(metavar="MASK_DIR", help="Folder of masks (or one mask file).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
-    model: Annotated[
-        Optional[Path],
-        typer.Option("--model", "-m", help="Checkpoint, export folder or engine (default: the bundled demo model)."),
-    ] = None,
+    model: Annotated[Optional[Path], model_option()] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, precision_option()] = "auto",
-    styles: Annotated[int, typer.Option("--styles", "-k", help="Styles per mask (indices 0..K-1).")] = 4,
-    seed: Annotated[int, typer.Option("--seed", help="Style k depends only on (seed, k).")] = 0,
+    styles: Annotated[int, styles_option()] = 4,
+    seed: Annotated[int, style_seed_option()] = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per backend call.")] = 8,
     reference: Annotated[
         Optional[list[Path]],
