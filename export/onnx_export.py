@@ -220,10 +220,11 @@ def _run_generator(
     graph onnx.reference with the numpy FusedAdaIN."""
     model, pre = with_pre_quantization_output(onnx.load(str(path)))
     if plugin:
+        from maskface_rt.export.reference_ops import FAST_OPS
         from maskface_rt.kernels.onnx_op import FusedAdaIN
         from onnx.reference import ReferenceEvaluator
 
-        run = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run
+        run = ReferenceEvaluator(model, new_ops=[FusedAdaIN, *FAST_OPS]).run
     else:
         run = _ort_session(model).run
     return [tuple(run([IMAGE, pre], sample_inputs("generator", cfg, batch, seed=1))) for batch in batches]

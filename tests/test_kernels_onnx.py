@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch")
 
 from maskface_rt.export import onnx_export  # noqa: E402
 from maskface_rt.export.onnx_export import export_onnx  # noqa: E402
+from maskface_rt.export.reference_ops import FAST_OPS  # noqa: E402
 
 
 @pytest.mark.parametrize(("elem_type", "dtype"), [(TensorProto.FLOAT, np.float32), (TensorProto.FLOAT16, np.float16)])
@@ -151,7 +152,7 @@ def test_plugin_graph_matches_torch_through_the_reference_evaluator(plugin_expor
     nets = load_model(tiny_model)
     model, pre = onnx_export.with_pre_quantization_output(onnx.load(str(out / "generator.onnx")))
     feeds = onnx_export.sample_inputs("generator", nets.cfg, 2, seed=5)
-    _, got = ReferenceEvaluator(model, new_ops=[FusedAdaIN]).run(["image", pre], feeds)
+    _, got = ReferenceEvaluator(model, new_ops=[FusedAdaIN, *FAST_OPS]).run(["image", pre], feeds)
     with torch.no_grad():
         want = nets.generator(torch.from_numpy(feeds["labels"]).long(), torch.from_numpy(feeds["style"]))
     assert np.abs(got - want.numpy()).max() < 1e-4

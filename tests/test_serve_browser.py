@@ -131,9 +131,11 @@ def test_reference_photo_and_example_masks(page: object, tmp_path: Path) -> None
 
     photo = tmp_path / "photo.png"
     photo.write_bytes(base64.b64decode(_faces(page)[1].split(",", 1)[1]))  # a face is a photo of a face
-    version = page.evaluate("document.body.dataset.facesVersion")
     page.set_input_files("#upload-reference", str(photo))
-    page.wait_for_function(f"document.body.dataset.facesVersion !== '{version}'", timeout=60000)
+    # Wait for the reference face itself: a render begun before the upload may land first on a loaded machine.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#faces img')].map(i => i.dataset.style).join() === 'reference'", timeout=60000
+    )
     assert page.eval_on_selector_all("#faces img", "imgs => imgs.map(i => i.dataset.style)") == ["reference"]
     page.click("#clear-reference")
     page.wait_for_function("document.querySelectorAll('#faces img').length === 4", timeout=60000)
