@@ -7,6 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUN_VENV ?= .venv-run
+# The suite on every core (pytest-xdist), one test file per worker at a time: a file's fixtures are made once.
+TEST_WORKERS ?= auto
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 # The OpenVINO extra where its bf16 path is native (--backend auto then picks it); elsewhere it is no faster.
 RUN_EXTRAS := $(if $(shell grep -m1 -wE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null),[openvino])
 
@@ -35,11 +38,11 @@ test: lint
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the editor's browser test will skip"
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PARALLEL)
 
 # The edit loop: everything but the tests marked slow (exports, training, installs, the browser).
 test-fast: $(VENV)/.installed-test
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(PARALLEL)
 
 demo: $(RUN_VENV)/.installed
 	$(RUN_VENV)/bin/maskface generate examples/masks --out out/ --grid

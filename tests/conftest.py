@@ -1,10 +1,40 @@
-"""Shared fixtures: small synthetic data sets made by the project itself (nothing is downloaded)."""
+"""Shared fixtures: small synthetic data sets made by the project itself (nothing is downloaded).
+
+The session's data (data sets, the tiny model, its exports) is made once per test run even under
+pytest-xdist (``make test`` runs the suite on every core): the workers share one folder per fixture.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """The folder ``name`` filled by ``make(folder)`` once per test run: the first pytest-xdist worker to
+    ask makes it under a lock, the others wait for it and use it (a failed ``make`` leaves nothing)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, made = root / "made-once" / name, root / "made-once" / f"{name}.made"
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not made.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                make(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            made.touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -12,9 +42,7 @@ def synth64(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 procedural (image, mask) pairs at 64x64 in the paired layout."""
     from maskface_rt.synth import write_dataset
 
-    root = tmp_path_factory.mktemp("synth64")
-    write_dataset(root, 24, 64, seed=7)
-    return root
+    return made_once(tmp_path_factory, "synth64", lambda root: write_dataset(root, 24, 64, seed=7))
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +53,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from maskface_rt.config import preset
     from maskface_rt.networks import Nets
 
-    path = tmp_path_factory.mktemp("model") / "tiny64.safetensors"
-    save_model(path, Nets(preset("tiny-64")), weights="raw")
-    return path
+    folder = made_once(
+        tmp_path_factory,
+        "model",
+        lambda f: save_model(f / "tiny64.safetensors", Nets(preset("tiny-64")), weights="raw"),
+    )
+    return folder / "tiny64.safetensors"
 
 
 @pytest.fixture(scope="session")
@@ -35,9 +66,8 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> P
     """The fp32 ONNX export of ``tiny_model``."""
     from maskface_rt.export.onnx_export import export_onnx
 
-    out = tmp_path_factory.mktemp("export") / "tiny64-onnx"
-    export_onnx(tiny_model, out, max_batch=16)
-    return out
+    folder = made_once(tmp_path_factory, "export", lambda f: export_onnx(tiny_model, f / "tiny64-onnx", max_batch=16))
+    return folder / "tiny64-onnx"
 
 
 @pytest.fixture(scope="session")
@@ -45,25 +75,38 @@ def tiny_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path)
     """The fp16 (portable) ONNX export of ``tiny_model``."""
     from maskface_rt.export.onnx_export import export_onnx
 
-    out = tmp_path_factory.mktemp("export-fp16") / "tiny64-onnx-fp16"
-    export_onnx(tiny_model, out, max_batch=16, fp16=True)
-    return out
+    folder = made_once(
+        tmp_path_factory,
+        "export-fp16",
+        lambda f: export_onnx(tiny_model, f / "tiny64-onnx-fp16", max_batch=16, fp16=True),
+    )
+    return folder / "tiny64-onnx-fp16"
 
 
 @pytest.fixture(scope="session")
-def tiny_plugin_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path):
-    """The fp16 plugin export (FusedAdaIN nodes) of ``tiny_model``: its ExportResult, made once per session."""
+def tiny_plugin_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The fp16 plugin export (FusedAdaIN nodes) of ``tiny_model``."""
     from maskface_rt.export.onnx_export import export_onnx
 
-    return export_onnx(tiny_model, tmp_path_factory.mktemp("plugin16") / "export", fp16=True, plugin=True, max_batch=4)
+    folder = made_once(
+        tmp_path_factory,
+        "plugin16",
+        lambda f: export_onnx(tiny_model, f / "export", fp16=True, plugin=True, max_batch=4),
+    )
+    return folder / "export"
 
 
 @pytest.fixture(scope="session")
 def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """Randomly initialised metric networks saved like the published files (same names, keys and
     shapes, torch.save pickles), and a weights manifest with their sha256: (weights dir, manifest)."""
-    torch = pytest.importorskip("torch")
-    import json
+    pytest.importorskip("torch")
+    folder = made_once(tmp_path_factory, "weights", _write_eval_weights)
+    return folder, folder / "manifest.json"
+
+
+def _write_eval_weights(folder: Path) -> None:
+    import torch
 
     from maskface_rt.evaluation.bisenet import BiSeNet
     from maskface_rt.evaluation.inception import FIDInceptionV3
@@ -72,7 +115,6 @@ def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from maskface_rt.export_format import sha256_file
 
     torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("weights")
     inception = FIDInceptionV3()
     for module in inception.modules():
         if isinstance(module, torch.nn.Conv2d):  # keep activations O(1) through the 94 layers
@@ -101,6 +143,4 @@ def eval_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         path = folder / REGISTRY[key].file
         torch.save(tensors, path)
         manifest[key] = {"sha256": sha256_file(path)}
-    manifest_path = folder / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest))
-    return folder, manifest_path
+    (folder / "manifest.json").write_text(json.dumps(manifest))

@@ -220,11 +220,6 @@ def test_fused_adain_function_matches_the_numpy_reference(elem_type, dtype):
     assert fused_adain_function().domain == "maskface"
 
 
-@pytest.fixture(scope="module")
-def plugin_fp16_export(tiny_plugin_export_fp16):
-    return tiny_plugin_export_fp16.out
-
-
 def _run_reference(path, feeds, output):
     import onnxruntime as ort
 
@@ -233,8 +228,8 @@ def _run_reference(path, feeds, output):
 
 
 @pytest.mark.slow
-def test_fp32_reference_runs_a_plugin_fp16_export_on_onnxruntime(plugin_fp16_export, tiny_export):
-    model = onnx.load(str(plugin_fp16_export / "generator.onnx"))
+def test_fp32_reference_runs_a_tiny_plugin_export_fp16_on_onnxruntime(tiny_plugin_export_fp16, tiny_export):
+    model = onnx.load(str(tiny_plugin_export_fp16 / "generator.onnx"))
     assert any(n.op_type == "FusedAdaIN" for n in model.graph.node)
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
     reference = fp32_reference(model)
@@ -243,7 +238,7 @@ def test_fp32_reference_runs_a_plugin_fp16_export_on_onnxruntime(plugin_fp16_exp
 
     config = preset("tiny-64")
     feeds = sample_inputs("generator", config, 3)
-    got = _run_reference(plugin_fp16_export / "generator.onnx", feeds, "image")
+    got = _run_reference(tiny_plugin_export_fp16 / "generator.onnx", feeds, "image")
     want = _run_reference(tiny_export / "generator.onnx", feeds, "image")  # fp32 portable
     parity = compare("generator", want, got, "fp16")
     # Only the fp16 rounding of the weights separates them: far inside the fp16 bound.
@@ -253,7 +248,7 @@ def test_fp32_reference_runs_a_plugin_fp16_export_on_onnxruntime(plugin_fp16_exp
         styles = compare(
             graph,
             _run_reference(tiny_export / f"{graph}.onnx", feeds, "style"),
-            _run_reference(plugin_fp16_export / f"{graph}.onnx", feeds, "style"),
+            _run_reference(tiny_plugin_export_fp16 / f"{graph}.onnx", feeds, "style"),
             "fp16",
         )
         assert styles.passed, styles.line()
