@@ -15,6 +15,22 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The workers share the cores: one math thread each (torch and OpenMP here and in the processes tests
+    # start), or two workers' torch thread pools fight over the same cores and both slow down.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the files with the most slow tests first: workers take whole files in this order,
+    so the longest start early instead of running alone at the end."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow: dict[Path, int] = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests keep their order
+
 
 def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
     """The folder ``name`` filled by ``make(folder)`` once per test run: the first pytest-xdist worker to

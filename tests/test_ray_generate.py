@@ -3,7 +3,6 @@ report and exit codes as a local run; references, bad masks, resume and --overwr
 in its own process (its own Ray instance) for a worker killed mid-run and Ctrl-C; Ray not installed."""
 
 import dataclasses
-import importlib.util
 import json
 import logging
 import os
@@ -22,10 +21,8 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.generate import GenerateOptions, complete_png, run_generate
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'maskface-rt[ray]')")
-# Under pytest-xdist (--dist loadgroup) the module's tests share one process, so one Ray instance; without
-# xdist the marker is unknown (and --strict-markers refuses it).
-_XDIST = importlib.util.find_spec("xdist") is not None
-pytestmark = [pytest.mark.slow] + ([pytest.mark.xdist_group("ray")] if _XDIST else [])
+# make test's pytest-xdist --dist loadfile runs a module's tests in one worker process: one Ray instance.
+pytestmark = pytest.mark.slow
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "masks"
 WORKER_TITLE = b"ray::MapWorker(MapBatches(MaskWorker))"
@@ -34,10 +31,13 @@ WORKER_TITLE = b"ray::MapWorker(MapBatches(MaskWorker))"
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
     """One local instance for the module: run_generate_ray and the in-process CLI join it instead of starting
-    their own."""
+    their own. Its workers (and those of the CLI runs below, which inherit the variable) run at normal
+    priority, not Ray's default nice 15: the suite shares the cores with another pytest-xdist worker."""
+    os.environ["RAY_worker_niceness"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
     yield
     ray.shutdown()
+    del os.environ["RAY_worker_niceness"]
 
 
 @pytest.fixture(scope="module")

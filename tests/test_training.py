@@ -49,7 +49,7 @@ def test_a_few_steps_lower_the_reconstruction_loss(synth64):
     trainer = Trainer(TINY, _fast(batch_size=4), torch.device("cpu"))
     before = _reconstruction_error(trainer, images, labels)
     sampler = iter(StepBatchSampler(len(data), 4, seed=0))
-    for step in range(25):
+    for step in range(10):  # measured: 0.58 of the error before at 10 steps, 0.47 at 25
         batch = [data[i] for i in next(sampler)]
         trainer.train_step(step, torch.stack([b[0] for b in batch]), torch.stack([b[1] for b in batch]))
     after = _reconstruction_error(trainer, images, labels)
