@@ -77,39 +77,29 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "tiny64.safetensors"
 
 
+def _export_once(tmp_path_factory: pytest.TempPathFactory, model: Path, name: str, **options: object) -> Path:
+    """The export folder ``name`` of ``model`` (``export_onnx`` with ``options``), made once per test run."""
+    from maskface_rt.export.onnx_export import export_onnx
+
+    return made_once(tmp_path_factory, name, lambda folder: export_onnx(model, folder / name, **options)) / name
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """The fp32 ONNX export of ``tiny_model``."""
-    from maskface_rt.export.onnx_export import export_onnx
-
-    folder = made_once(tmp_path_factory, "export", lambda f: export_onnx(tiny_model, f / "tiny64-onnx", max_batch=16))
-    return folder / "tiny64-onnx"
+    return _export_once(tmp_path_factory, tiny_model, "tiny64-onnx", max_batch=16)
 
 
 @pytest.fixture(scope="session")
 def tiny_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """The fp16 (portable) ONNX export of ``tiny_model``."""
-    from maskface_rt.export.onnx_export import export_onnx
-
-    folder = made_once(
-        tmp_path_factory,
-        "export-fp16",
-        lambda f: export_onnx(tiny_model, f / "tiny64-onnx-fp16", max_batch=16, fp16=True),
-    )
-    return folder / "tiny64-onnx-fp16"
+    return _export_once(tmp_path_factory, tiny_model, "tiny64-onnx-fp16", max_batch=16, fp16=True)
 
 
 @pytest.fixture(scope="session")
 def tiny_plugin_export_fp16(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """The fp16 plugin export (FusedAdaIN nodes) of ``tiny_model``."""
-    from maskface_rt.export.onnx_export import export_onnx
-
-    folder = made_once(
-        tmp_path_factory,
-        "plugin16",
-        lambda f: export_onnx(tiny_model, f / "export", fp16=True, plugin=True, max_batch=4),
-    )
-    return folder / "export"
+    return _export_once(tmp_path_factory, tiny_model, "tiny64-plugin-fp16", max_batch=4, fp16=True, plugin=True)
 
 
 @pytest.fixture(scope="session")
