@@ -152,7 +152,7 @@ class MaskWorker:
             plans = plan_masks([_source(row) for row in rows], self.opts)
             fatal = ""
             try:
-                generate_plans(self.backend, self.opts, self.styles, [p for p in plans if p.missing and not p.problem])
+                generate_plans(self.backend, self.opts, self.styles, [p for p in plans if p.needs_work])
             except MaskfaceError as e:  # a full or read-only disk: no other output could be written either
                 fatal = str(e)
             results = [_result(row["index"], plan, fatal) for row, plan in zip(rows, plans)]
@@ -330,7 +330,7 @@ def _results(
             "parts": [str(_absolute(part)) for part in p.source.parts],
         }
         for i, p in enumerate(planned.plans)
-        if p.missing and not p.problem
+        if p.needs_work
     ]
     per_mask = max(1, len(planned.plans[items[0]["index"]].outputs))
     masks_per_task = max(

@@ -109,6 +109,11 @@ class _MaskPlan:
     written: list[int] = field(default_factory=list)  # style indices this run wrote, in order
     raced: int = 0  # missing outputs another process (or an earlier try) wrote first
 
+    @property
+    def needs_work(self) -> bool:
+        """Whether some output is missing and the mask is not skipped."""
+        return bool(self.missing) and self.problem is None
+
     def skip(self, reason: str, path: str | None = None) -> None:
         """Give up on this mask, keeping its first problem."""
         if self.problem is None:
@@ -168,7 +173,7 @@ class Planned:
 
     @property
     def to_make(self) -> list[_MaskPlan]:
-        return [p for p in self.plans if p.missing and not p.problem]
+        return [p for p in self.plans if p.needs_work]
 
     @property
     def todo(self) -> int:
