@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 from maskface_rt.datasets import open_dataset  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
-from maskface_rt.evaluation.consistency import Consistency, confusion_matrix  # noqa: E402
+from maskface_rt.evaluation.consistency import Consistency, colour_parser_consistency, confusion_matrix  # noqa: E402
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1  # noqa: E402
 from maskface_rt.evaluation.fid import (
     FeatureCache,
@@ -25,6 +25,7 @@ from maskface_rt.evaluation.fid import (
 from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest  # noqa: E402
 from maskface_rt.labels import CLASS_NAMES, FACEPARSING_TO_CELEBAMASK, NUM_CLASSES  # noqa: E402
 from maskface_rt.parity import ParityAccumulator  # noqa: E402
+from maskface_rt.synth import render_pair  # noqa: E402
 
 CPU = torch.device("cpu")
 
@@ -192,6 +193,18 @@ def test_consistency_counts_errors_per_class():
     assert result.class_accuracy["nose"] is None  # not in the masks
     assert result.class_iou["nose"] == 0.0  # predicted where absent: counts against mIoU
     assert result.miou == pytest.approx((1 / 2 + 1 / 3 + 0) / 3)
+
+
+def test_colour_parser_finds_regions_painted_in_their_own_colours_and_not_in_noise():
+    masks = np.stack([render_pair(3, i, 64)[1] for i in range(2)])
+    palette = np.random.default_rng(0).integers(0, 256, (NUM_CLASSES, 3), dtype=np.uint8)
+    painted = palette[masks]
+    assert colour_parser_consistency(painted, masks).miou == 1.0
+    # Two classes of one colour cannot be told apart: the parser's one weakness (left/right eye or brow).
+    palette[5] = palette[4]
+    assert colour_parser_consistency(palette[masks], masks).miou < 1.0
+    noise = np.random.default_rng(1).integers(0, 256, painted.shape, dtype=np.uint8)
+    assert colour_parser_consistency(noise, masks).miou < 0.2
 
 
 def test_pairwise_diversity_over_styles():

@@ -19,8 +19,7 @@ from maskface_rt.backends.openvino_backend import OpenVinoBackend, native_bf16, 
 from maskface_rt.bundled import default_model  # noqa: E402
 from maskface_rt.cli import app  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
-from maskface_rt.evaluation.consistency import Consistency, confusion_matrix  # noqa: E402
-from maskface_rt.labels import NUM_CLASSES  # noqa: E402
+from maskface_rt.evaluation.consistency import colour_parser_consistency  # noqa: E402
 from maskface_rt.parity import ParityAccumulator  # noqa: E402
 from maskface_rt.synth import render_pair  # noqa: E402
 
@@ -60,18 +59,9 @@ def _psnr(reference: np.ndarray, images: np.ndarray) -> float:
 
 
 def _miou(faces: np.ndarray, labels: np.ndarray) -> float:
-    """Mask consistency with the cheapest parser: each pixel takes the class whose mean colour in the same
-    face (under the input mask) is nearest. ``maskface eval`` uses a trained U-Net/BiSeNet (torch, minutes);
-    this keeps its figure (mIoU of the parser's labels against the input masks, evaluation.consistency)
-    and asks the same question: do the mask's regions come out as distinct regions of the face?"""
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    for face, mask in zip(faces, labels):
-        pixels, flat = face.reshape(-1, 3).astype(np.float64), mask.ravel()
-        present = np.unique(flat)
-        means = np.stack([pixels[flat == k].mean(0) for k in present])
-        predicted = present[((pixels[:, None] - means[None]) ** 2).sum(-1).argmin(1)]
-        confusion += confusion_matrix(predicted.reshape(mask.shape), mask, NUM_CLASSES)
-    return Consistency.of(confusion).miou
+    """``maskface eval`` uses a trained U-Net/BiSeNet (torch, minutes); the colour parser keeps its figure
+    (mIoU of the parser's labels against the input masks) and asks the same question in milliseconds."""
+    return colour_parser_consistency(faces, labels).miou
 
 
 def test_auto_precision_is_bf16_exactly_where_the_cpu_has_native_bf16():

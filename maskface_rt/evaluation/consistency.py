@@ -47,3 +47,22 @@ class Consistency:
 
 def _by_name(names: tuple[str, ...], values: np.ndarray) -> dict[str, float | None]:
     return {name: None if np.isnan(v) else float(v) for name, v in zip(names, values)}
+
+
+def nearest_colour_labels(face: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The cheapest face parser: each pixel of ``face`` (uint8 [H, W, 3]) takes the class of ``mask``
+    ([H, W]) whose mean colour in this face is nearest. It cannot tell left from right eye or brow, so its
+    mIoU has a low ceiling, but it asks the parser's question without torch or training: do the mask's regions
+    come out as distinct regions of the face? Used to compare backends and precisions on the same inputs."""
+    pixels, flat = face.reshape(-1, 3).astype(np.float64), mask.ravel()
+    present = np.unique(flat)
+    means = np.stack([pixels[flat == k].mean(0) for k in present])
+    return present[((pixels[:, None] - means[None]) ** 2).sum(-1).argmin(1)].reshape(mask.shape)
+
+
+def colour_parser_consistency(faces: np.ndarray, masks: np.ndarray) -> Consistency:
+    """Mask consistency of ``faces`` [N, H, W, 3] against ``masks`` [N, H, W] by ``nearest_colour_labels``."""
+    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    for face, mask in zip(faces, masks, strict=True):
+        confusion += confusion_matrix(nearest_colour_labels(face, mask), mask, NUM_CLASSES)
+    return Consistency.of(confusion)
