@@ -81,6 +81,17 @@ def cache_dir() -> Path | None:
     return folder
 
 
+def compile_config(precision: str, threads: int | None = None) -> dict[str, object]:
+    """The CPU plugin's settings, as the onnxruntime backend sets its session: ``threads`` math threads
+    (default: the usable cores), one stream, latency first; ``precision`` fp32 or bf16."""
+    return {
+        "INFERENCE_NUM_THREADS": threads or cpu_threads(),
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": _HINTS[precision],
+    }
+
+
 class OpenVinoBackend(ExportFolderBackend):
     """The three exported graphs of a ``maskface export`` folder compiled for OpenVINO's CPU plugin."""
 
@@ -100,12 +111,7 @@ class OpenVinoBackend(ExportFolderBackend):
         super().__init__(folder, device)
         self.precision = resolve_precision(precision)
         self.native = native_bf16()
-        config = {
-            "INFERENCE_NUM_THREADS": threads or cpu_threads(),
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": _HINTS[self.precision],
-        }
+        config = compile_config(self.precision, threads)
         self.cache = cache_dir() if cache else None
         if self.cache is not None:
             config["CACHE_DIR"] = str(self.cache)
