@@ -2,6 +2,8 @@
 
     pip install nncf==3.4.0      # not a project dependency: only this measurement needs it
     python benchmarks/openvino_int8.py --json benchmarks/results/cpu_openvino_int8_tiny-64.json
+    python benchmarks/openvino_int8.py --nncf-preset mixed --accuracy-control \
+        --json benchmarks/results/cpu_openvino_int8_tiny-64_accuracy-control.json
     python benchmarks/openvino_int8.py --preset paper-256 --seconds 10 --rounds 3 \
         --json benchmarks/results/cpu_openvino_int8_paper-256.json
 
@@ -18,8 +20,11 @@ the colour parser's mask consistency (mIoU) of both.
 The adoption rule was fixed before the first measurement (issue 18's stretch: int8 only if it is faster
 than bf16 and stays within stated bounds), and the script prints its verdict from it: on a trained model
 (the bundled one) int8 must keep PSNR >= 40 dB against onnxruntime fp32 and the mIoU within 0.01 of fp32's
-(the bounds bf16 is held to), and at batch 8 it must reach >= 1.1x the fastest other row. A random init
-(``--preset``) is judged on speed only: its images are noise, so their PSNR says little.
+(the bounds bf16 is held to), and at batch 8 it must reach >= 1.1x the fastest other row, native bf16
+among them: on a CPU without native bf16 the verdict is "undecided here". A random init (``--preset``) is
+judged on speed only: its images are noise, so their PSNR says little. ``--accuracy-control`` makes the
+int8 model that meets the PSNR bound, if one exists: NNCF puts layers back into fp32, most harmful first,
+until a validation set's PSNR reaches the bound.
 """
 
 from __future__ import annotations
@@ -36,11 +41,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment, scratch, write_result  # noqa: E402
 
+from maskface_rt.backends import open_backend  # noqa: E402
+from maskface_rt.backends.openvino_backend import compile_config, native_bf16  # noqa: E402
+from maskface_rt.benchmarking.timing import measure  # noqa: E402
+from maskface_rt.evaluation.consistency import colour_parser_consistency  # noqa: E402
+from maskface_rt.export_format import graph_file  # noqa: E402
+from maskface_rt.graph_contract import graph_feeds  # noqa: E402
+from maskface_rt.parity import ParityAccumulator  # noqa: E402
+from maskface_rt.synth import render_pair  # noqa: E402
+
 PSNR_MIN_DB = 40.0
 MIOU_DELTA_MAX = 0.01
 SPEEDUP_MIN = 1.1
 EVAL_COUNT = 16
-CALIBRATION_SEED, EVAL_MASK_SEED, EVAL_STYLE_SEED = 7, 99, 0
+PSNR_CAP_DB = 60.0
+CALIBRATION_SEED, VALIDATION_SEED, EVAL_MASK_SEED, EVAL_STYLE_SEED = 7, 11, 99, 0
 
 
 def export_folder(preset: str | None, tmp: Path, max_batch: int) -> tuple[Path, str]:
@@ -56,9 +71,6 @@ def export_folder(preset: str | None, tmp: Path, max_batch: int) -> tuple[Path, 
 
 def inputs(folder: Path, mask_seed: int, style_seed: int, count: int) -> dict[str, np.ndarray]:
     """Generator feeds: ``count`` procedural masks of ``mask_seed`` and the styles of ``style_seed``."""
-    from maskface_rt.backends import open_backend
-    from maskface_rt.graph_contract import graph_feeds
-    from maskface_rt.synth import render_pair
 
     with open_backend(folder, "onnxruntime", device="cpu") as ort:
         styles = ort.styles_for_seed(style_seed, count)
@@ -66,25 +78,47 @@ def inputs(folder: Path, mask_seed: int, style_seed: int, count: int) -> dict[st
     return graph_feeds("generator", labels, styles)
 
 
-def quantize(folder: Path, calibration: dict[str, np.ndarray], preset: str) -> tuple[object, float]:
+def quantize(
+    folder: Path, calibration: dict[str, np.ndarray], preset: str, accuracy_control: bool
+) -> tuple[object, float]:
+    """The generator quantised by NNCF; with ``accuracy_control``, layers go back to fp32 one group at a time
+    until the PSNR against onnxruntime fp32 on a validation set (synth seed 11, not the evaluation's) reaches
+    PSNR_MIN_DB (``nncf.quantize_with_accuracy_control``; the metric is capped at 60 dB, fp32's score)."""
     import nncf
     import openvino as ov
 
-    from maskface_rt.export_format import graph_file
-
     model = ov.Core().read_model(str(folder / graph_file("generator")))
     count = len(next(iter(calibration.values())))
-    samples = [{name: array[i : i + 1] for name, array in calibration.items()} for i in range(count)]
+    samples = nncf.Dataset([{name: array[i : i + 1] for name, array in calibration.items()} for i in range(count)])
+    options = {"preset": nncf.QuantizationPreset(preset), "subset_size": count}
     started = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(samples), preset=nncf.QuantizationPreset(preset), subset_size=count)
+    if not accuracy_control:
+        return nncf.quantize(model, samples, **options), time.perf_counter() - started
+    validation = inputs(folder, VALIDATION_SEED, VALIDATION_SEED, 32)
+    with open_backend(folder, "onnxruntime", device="cpu") as ort:
+        expected = ort.generate(*validation.values())
+    chunks = [({name: a[i : i + 4] for name, a in validation.items()}, expected[i : i + 4]) for i in range(0, 32, 4)]
+
+    def capped_psnr(compiled: object, data: list) -> float:
+        accumulator = ParityAccumulator()
+        for feeds, reference in data:
+            accumulator.update(reference, compiled(feeds)[0])
+        return min(accumulator.result().psnr_db, PSNR_CAP_DB)
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        samples,
+        nncf.Dataset(chunks, lambda chunk: chunk[0]),
+        capped_psnr,
+        max_drop=PSNR_CAP_DB - PSNR_MIN_DB,
+        drop_type=nncf.DropType.ABSOLUTE,
+        **options,
+    )
     return quantized, time.perf_counter() - started
 
 
 def runners(folder: Path, quantized: object) -> dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]]:
     import openvino as ov
-
-    from maskface_rt.backends import open_backend
-    from maskface_rt.backends.openvino_backend import compile_config, native_bf16
 
     ort = open_backend(folder, "onnxruntime", device="cpu")
     table = {"onnxruntime-fp32": lambda feeds: ort.generate(*feeds.values())}
@@ -105,19 +139,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calibration", type=int, default=128, help="calibration samples")
     parser.add_argument("--nncf-preset", choices=["performance", "mixed"], default="performance")
+    parser.add_argument(
+        "--accuracy-control", action="store_true", help="revert layers to fp32 until PSNR >= the bound (validation)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     import nncf
 
-    from maskface_rt.benchmarking.timing import measure
-    from maskface_rt.evaluation.consistency import colour_parser_consistency
-    from maskface_rt.parity import ParityAccumulator
-
     with scratch() as tmp:
         folder, description = export_folder(args.preset, Path(tmp), args.batch)
-        quantized, quantize_s = quantize(
-            folder, inputs(folder, CALIBRATION_SEED, CALIBRATION_SEED, args.calibration), args.nncf_preset
-        )
+        calibration = inputs(folder, CALIBRATION_SEED, CALIBRATION_SEED, args.calibration)
+        quantized, quantize_s = quantize(folder, calibration, args.nncf_preset, args.accuracy_control)
         table = runners(folder, quantized)
         held_out = inputs(folder, EVAL_MASK_SEED, EVAL_STYLE_SEED, EVAL_COUNT)
         faces = {name: run(held_out) for name, run in table.items()}
@@ -154,13 +186,21 @@ def main() -> None:
         print(f"{name}: {speed[name]:.2f} img/s (batch {args.batch}, median of {args.rounds} rounds)", flush=True)
 
     int8, fp32 = quality["openvino-int8"], quality["onnxruntime-fp32"]
-    checks = {f"int8 >= {SPEEDUP_MIN}x {fastest}": speedup >= SPEEDUP_MIN}
+    checks: dict[str, bool | None] = {f"int8 >= {SPEEDUP_MIN}x {fastest}": speedup >= SPEEDUP_MIN}
+    # The issue's rule is "faster than bf16": where the CPU has no native bf16 that row cannot be had here.
+    checks["a native bf16 row to compare with"] = True if "openvino-bf16" in table else None
     if args.preset is None:
         checks[f"PSNR >= {PSNR_MIN_DB} dB"] = int8["psnr_db_vs_onnxruntime_fp32"] >= PSNR_MIN_DB
         miou_delta = abs(int8["miou_colour_parser"] - fp32["miou_colour_parser"])
         checks[f"|mIoU - fp32's| <= {MIOU_DELTA_MAX}"] = miou_delta <= MIOU_DELTA_MAX
-    verdict = "adopt" if all(checks.values()) else "leave out"
-    print(f"int8 / {fastest}: {speedup:.2f}x; " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items()))
+    if False in checks.values():
+        verdict = "leave out"
+    elif None in checks.values():
+        verdict = "undecided here: no native bf16 on this CPU (run again on one with AVX512-BF16 or AMX)"
+    else:
+        verdict = "adopt"
+    words = {True: "yes", False: "NO", None: "not measurable here"}
+    print(f"int8 / {fastest}: {speedup:.2f}x; " + "; ".join(f"{k}: {words[v]}" for k, v in checks.items()))
     print(f"verdict: {verdict}")
     write_result(
         args.json,
@@ -172,6 +212,11 @@ def main() -> None:
             "quantization": {
                 "tool": f"nncf {nncf.__version__}",
                 "preset": args.nncf_preset,
+                "accuracy_control": (
+                    f"layers reverted to fp32 until PSNR >= {PSNR_MIN_DB} dB on 32 masks of seed {VALIDATION_SEED}"
+                    if args.accuracy_control
+                    else None
+                ),
                 "calibration": f"{args.calibration} procedural masks and styles of seed {CALIBRATION_SEED}",
                 "seconds": quantize_s,
             },
