@@ -1,12 +1,14 @@
-"""onnxruntime vs torch eager, fp32 on the CPU, in alternating rounds: the ratio of the CPU target.
+"""Two ``maskface bench`` rows on the CPU in alternating rounds: the ratio of the second to the first.
 
     python benchmarks/backend_throughput.py --preset paper-256 --batch-sizes 1,8 --seconds 20 \
         --json benchmarks/results/cpu_ort_vs_torch_paper-256.json
+    python benchmarks/backend_throughput.py --model maskface_rt/data/demo-model --batch-sizes 1,8 \
+        --backends onnxruntime-cpu-fp32,openvino-cpu-fp32 --json benchmarks/results/cpu_ort_vs_openvino_tiny-64.json
 
-The runners are ``maskface bench``'s torch-fp32 and onnxruntime-cpu-fp32 (same random model, same inputs,
-host to host), but here they run in alternating rounds (torch, onnxruntime, torch, ...) so that machine
-noise hits both alike; the ratio is the median of per-round ratios. ``maskface bench`` gives the full
-table (latency percentiles, memory, accuracy, roofline) with the backends run one after the other.
+The runners are ``maskface bench``'s (default: torch-fp32 then onnxruntime-cpu-fp32, the CPU target's pair;
+same model, same inputs, host to host), but here they run in alternating rounds (first, second, first, ...)
+so that machine noise hits both alike; the ratio is the median of per-round ratios. ``maskface bench``
+gives the full table (latency percentiles, memory, accuracy, roofline) with the backends run one after the other.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment, scratch, write_result  # noqa: E402
 
-RUNNERS = {"torch": "torch-fp32", "onnxruntime": "onnxruntime-cpu-fp32"}
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="paper-256")
+    parser.add_argument("--preset", default="paper-256", help="a random init of this preset, without --model")
+    parser.add_argument("--model", type=Path, default=None, help="a checkpoint or an export folder")
+    parser.add_argument("--backends", default="torch-fp32,onnxruntime-cpu-fp32", help="FIRST,SECOND bench rows")
     parser.add_argument("--batch-sizes", default="1,8")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per backend, batch and round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -36,12 +38,16 @@ def main() -> None:
     from maskface_rt.benchmarking.timing import measure
 
     batches = sorted({int(b) for b in args.batch_sizes.split(",")})
+    names = args.backends.split(",")
+    if len(names) != 2:
+        parser.error(f"--backends takes two bench rows, FIRST,SECOND; got {args.backends!r}")
+    first, second = names
     rows = []
     with scratch() as tmp:
-        source = ModelSource.open(None, args.preset, Path(tmp), max(batches))
+        source = ModelSource.open(args.model, args.preset, Path(tmp), max(batches))
         labels, styles = fixed_inputs(source, max(batches))
         ctx = RunnerContext(source, "cpu", "--device cpu")
-        runners = {key: make_runner(name, ctx) for key, name in RUNNERS.items()}
+        runners = {name: make_runner(name, ctx) for name in names}
         notes = {}
         for runner in runners.values():
             runner.build()
@@ -61,15 +67,14 @@ def main() -> None:
             ]
             row = {
                 "batch": batch,
-                **{f"{key}_images_per_s": statistics.median(r[key] for r in rounds) for key in runners},
-                "ratio_onnxruntime_over_torch": statistics.median(r["onnxruntime"] / r["torch"] for r in rounds),
+                "images_per_s": {key: statistics.median(r[key] for r in rounds) for key in runners},
+                "ratio_second_over_first": statistics.median(r[second] / r[first] for r in rounds),
                 "rounds": rounds,
             }
             rows.append(row)
+            speeds = ", ".join(f"{key} {value:.2f} img/s" for key, value in row["images_per_s"].items())
             print(
-                f"{args.preset} batch {batch}: torch {row['torch_images_per_s']:.2f} img/s, onnxruntime "
-                f"{row['onnxruntime_images_per_s']:.2f} img/s, ratio {row['ratio_onnxruntime_over_torch']:.2f}x",
-                flush=True,
+                f"{source.description} batch {batch}: {speeds}, ratio {row['ratio_second_over_first']:.2f}x", flush=True
             )
         for runner in runners.values():
             runner.close()
@@ -77,8 +82,8 @@ def main() -> None:
         args.json,
         {
             "benchmark": "backend_throughput",
-            "preset": args.preset,
-            "precision": "fp32",
+            "model": source.description,
+            "backends": names,
             "device": "cpu",
             "seconds_per_round": args.seconds,
             "rows": rows,
