@@ -44,10 +44,13 @@ def precision_problem(model: Path, backend: str, precision: str) -> str | None:
     return None
 
 
-def resolve_backend_name(kind: ModelKind, backend: str, model: Path | None = None, precision: str = "auto") -> str:
-    """The backend for a model of ``kind``, checked to run it here: 'auto' takes the table's choice (for an
-    engine, the runtime its sidecar names, ``model``; TensorRT when it names none)."""
-    name = AUTO_CHOICE[kind](model, precision) if backend == AUTO else backend_spec(backend).name
+def resolve_backend_name(
+    kind: ModelKind, backend: str, model: Path | None = None, precision: str = "auto", device: str = "auto"
+) -> str:
+    """The backend for a model of ``kind``, checked to run it here: 'auto' takes the table's choice for
+    ``precision`` and ``device`` (for an engine, the runtime its sidecar names, ``model``; TensorRT when it
+    names none)."""
+    name = AUTO_CHOICE[kind](model, precision, device) if backend == AUTO else backend_spec(backend).name
     if name not in REGISTRY:  # an engine's sidecar names a runtime this version does not know
         raise MaskfaceError(
             model, f"was built for the runtime {name!r}; this maskface runs engines of {', '.join(ENGINE_BACKENDS)}"
@@ -72,5 +75,5 @@ def open_backend(
     model = Path(model)
     if problem := precision_problem(model, backend, precision):
         raise MaskfaceError("--precision", problem)
-    name = resolve_backend_name(model_kind(model), backend, model, precision)
+    name = resolve_backend_name(model_kind(model), backend, model, precision, device)
     return REGISTRY[name].open(model, device=device, precision=precision, threads=threads)

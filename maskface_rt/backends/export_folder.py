@@ -38,6 +38,11 @@ class ExportFolderBackend(GeneratorBackend):
         self.manifest = portable_manifest(self.folder, self.name)
         super().__init__(self.manifest.config, str(self.folder))
 
+    @property
+    def max_batch(self) -> int | None:
+        """The export's declared max batch: larger batches are split (memory grows with the batch)."""
+        return self.manifest.max_batch
+
     def graph_path(self, graph: str) -> Path:
         return self.folder / self.manifest.graphs[graph]["file"]
 

@@ -31,6 +31,13 @@ def available() -> tuple[bool, str]:
     return True, f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}"
 
 
+def has_cuda_provider() -> bool:
+    """Whether this onnxruntime runs on CUDA (onnxruntime-gpu with a usable CUDA)."""
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 class OnnxRuntimeBackend(ExportFolderBackend):
     """The three exported graphs of a ``maskface export`` folder in ONNX Runtime sessions."""
 
@@ -40,7 +47,7 @@ class OnnxRuntimeBackend(ExportFolderBackend):
         import onnxruntime as ort
 
         super().__init__(folder, device)
-        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        has_cuda = has_cuda_provider()
         if device == "cuda" and not has_cuda:
             raise MaskfaceError(
                 None, "onnxruntime has no CUDA execution provider here (pip install onnxruntime-gpu, with a CUDA GPU)"
@@ -63,11 +70,6 @@ class OnnxRuntimeBackend(ExportFolderBackend):
                 self.sessions[graph] = ort.InferenceSession(str(path), options, providers=providers)
             except Exception as e:  # onnxruntime raises its own exception types per failure
                 raise MaskfaceError(path, f"onnxruntime cannot load the graph ({str(e).splitlines()[0]})") from None
-
-    @property
-    def max_batch(self) -> int | None:
-        """The export's declared max batch: larger batches are split (memory grows with the batch)."""
-        return self.manifest.max_batch
 
     @property
     def description(self) -> str:
