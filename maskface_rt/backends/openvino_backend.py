@@ -140,7 +140,14 @@ class OpenVinoBackend(ExportFolderBackend):
         return f"openvino CPU {executed}{note}, {self.manifest.precision} export"
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.requests[graph].infer(feeds)[0]  # share_outputs=False: a fresh array per call
+        # The CPU plugin's kernels for a batch of one round differently from those for two or more (up to one
+        # uint8 level on most images of the bundled model); run one item as two copies, so that every image
+        # gets the bytes it gets in any batch, as with onnxruntime.
+        single = len(next(iter(feeds.values()))) == 1
+        if single:
+            feeds = {name: np.concatenate([array, array]) for name, array in feeds.items()}
+        out = self.requests[graph].infer(feeds)[0]  # share_outputs=False: a fresh array per call
+        return out[:1] if single else out
 
     def close(self) -> None:
         self.requests.clear()

@@ -146,21 +146,22 @@ def _engine_runtime(engine: Path | None, precision: str, device: str) -> str:
 
 
 def _onnx_export_runtime(model: Path | None, precision: str, device: str) -> str:
-    """An export: onnxruntime on a GPU (``device`` cuda, or auto where it has CUDA); on the CPU, OpenVINO where
-    it is installed (its --precision auto: bf16 where native, 3-4x onnxruntime fp32; else fp32, measured
-    1.2-1.4x onnxruntime fp32 on the bundled model, 1.15x for a whole ``generate``), else onnxruntime."""
+    """An export: OpenVINO where a precision was asked for (it alone takes one) or, on the CPU, where it runs
+    bf16 natively (3-4x onnxruntime fp32); else onnxruntime, which a GPU (``device`` cuda, or auto where
+    onnxruntime has CUDA) always gets. Without native bf16, OpenVINO fp32 is faster at batch >= 2 but a
+    single image costs it 1.5x onnxruntime's time, padded to two for batch-invariant bytes (docs)."""
     if not REGISTRY["openvino"].available()[0]:
         return "onnxruntime"
     if precision != "auto":
-        return "openvino"  # only OpenVINO takes a precision
+        return "openvino"
     if device.startswith("cuda"):
         return "onnxruntime"
-    if device == "auto":
-        from maskface_rt.backends.onnxruntime_backend import has_cuda_provider
+    from maskface_rt.backends.onnxruntime_backend import has_cuda_provider
+    from maskface_rt.backends.openvino_backend import native_bf16
 
-        if has_cuda_provider():
-            return "onnxruntime"
-    return "openvino"
+    if device == "auto" and has_cuda_provider():
+        return "onnxruntime"
+    return "openvino" if native_bf16() else "onnxruntime"
 
 
 #: What ``auto`` picks for each model kind: (model path or None, --precision, --device) -> backend name.
