@@ -149,7 +149,7 @@ def _onnx_export_runtime(model: Path | None, precision: str, device: str) -> str
     """An export: OpenVINO where a precision was asked for (it alone takes one) or, on the CPU, where it runs
     bf16 natively (3-4x onnxruntime fp32); else onnxruntime, which a GPU (``device`` cuda, or auto where
     onnxruntime has CUDA) always gets. Without native bf16, OpenVINO fp32 is faster at batch >= 2 but a
-    single image costs it 1.5x onnxruntime's time, padded to two for batch-invariant bytes (docs)."""
+    single image costs it 1.3-1.5x onnxruntime's time, padded to two for batch-invariant bytes (docs)."""
     if not REGISTRY["openvino"].available()[0]:
         return "onnxruntime"
     if precision != "auto":
