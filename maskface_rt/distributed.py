@@ -75,7 +75,7 @@ class RayOptions:
 class WorkerModel:
     """What every actor opens: ``open_backend(model, backend, device=..., precision=..., threads=...)``."""
 
-    model: str  # an absolute path every node can read (shared storage)
+    model: str  # a path every node can read (shared storage); the driver makes it absolute
     backend: str = "auto"
     device: str = "auto"
     precision: str = "auto"
@@ -276,6 +276,7 @@ def run_generate_ray(
     start = time.perf_counter()
     ray = import_ray()
     model_kind(Path(model.model))  # a missing or unknown model is refused here, before Ray starts
+    model = replace(model, model=str(_absolute(Path(model.model))))
     planned = plan_run(mask_dir, opts)
     remote_opts = replace(
         opts, out=_absolute(opts.out), references=tuple(_absolute(p) for p in opts.references), grid=False

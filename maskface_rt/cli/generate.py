@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
@@ -183,7 +182,7 @@ def _run_on_ray(
         problem = None
     if problem:
         raise typer.BadParameter(problem, param_hint="--precision")
-    worker_model = WorkerModel(os.path.abspath(model), backend, device, precision)
+    worker_model = WorkerModel(str(model), backend, device, precision)
     with _Progress() as bar:
         report = run_generate_ray(
             mask_dir,
