@@ -8,6 +8,7 @@ cached by OpenVINO itself (CACHE_DIR). Never imports torch.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -32,8 +33,10 @@ def available() -> tuple[bool, str]:
     return True, f"openvino {ov.get_version().split('-')[0]}: {cpu_capabilities_line()}"
 
 
+@functools.cache
 def native_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX-BF16)."""
+    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX-BF16); asked once per process
+    (auto's backend choice, precision resolution and every backend opened ask it)."""
     import openvino as ov
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
