@@ -25,7 +25,6 @@ checkout, installed or not (without an install, a folder of links lays it out as
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -37,31 +36,30 @@ import sys
 import tarfile
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from _steps import (
+    LEFT_OUT,
+    REPO,
+    Step,
+    bench_figures,
+    check_parser,
+    chosen_steps,
+    number,
+    run_step,
+    run_steps,
+    run_text,
+)
+
+__all__ = ["Step", "bench_figures", "run_step", "train_figures"]
+
 DEFAULT_BUDGET_S = 450.0  # the whole run stays under 8 minutes with the set-up and the archive
 
 #: The CUDA rows of maskface bench, without and with torch.compile (compiling is slow: run apart, last).
 BENCH_ROWS = "torch-fp32,torch-fp16,torch-bf16,torch-fused-fp16,torch-cudagraphs-fp16,torch-fused-cudagraphs-fp16"
 BENCH_COMPILE_ROWS = "torch-compile-fp32,torch-compile-fp16"
-
-
-@dataclass
-class Step:
-    name: str
-    args: list[str]  # after the python interpreter
-    timeout_s: float
-    json_file: str | None = None  # a result file the step writes into the work folder
-    # filled in by run_step
-    command: str = ""
-    status: str = "not run"  # ok, failed, timed out, not run
-    returncode: int | None = None
-    seconds: float = 0.0
-    tail: str = ""
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def plan(work: Path, dry: bool) -> list[Step]:
@@ -177,75 +175,7 @@ def plan(work: Path, dry: bool) -> list[Step]:
     return steps
 
 
-def run_step(step: Step, env: dict[str, str], work: Path, deadline: float) -> None:
-    left = deadline - time.monotonic()
-    step.command = shlex.join(["python", *step.args])
-    if left < 5:
-        step.status, step.tail = "not run", "no time left in the budget"
-        return
-    timeout = min(step.timeout_s, left)
-    log = work / "logs" / f"{step.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    print(f"gpu-check: {step.name} (timeout {timeout:.0f} s): {step.command}", file=sys.stderr, flush=True)
-    start = time.monotonic()
-    with log.open("w") as out:
-        out.write(f"$ {step.command}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            [sys.executable, *step.args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-        try:
-            step.returncode = proc.wait(timeout=timeout)
-            step.status = "ok" if step.returncode == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            step.status = "timed out"
-    step.seconds = round(time.monotonic() - start, 1)
-    step.tail = _tail(log)
-    print(f"gpu-check: {step.name}: {step.status} in {step.seconds} s", file=sys.stderr, flush=True)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    import signal
-
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the step's own process group (start_new_session), nothing else
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def _tail(log: Path, lines: int = 6) -> str:
-    text = log.read_text(errors="replace").strip().splitlines()
-    return "\n".join(text[-lines:])
-
-
 # ----------------------------------------------------------------------------- figures
-
-
-def bench_figures(path: Path) -> dict[str, Any]:
-    """images/s and median latency per backend and batch, from a maskface bench --json file."""
-    data = json.loads(path.read_text())
-    rows = {}
-    for row in data.get("rows", []):
-        key = f"{row.get('backend')} b{row.get('batch')}"
-        if row.get("status") == "ok":
-            rows[key] = {
-                k: row.get(k)
-                for k in ("images_per_s", "latency_median_ms", "gpu_ms", "tflops", "fraction_of_peak", "psnr_db")
-                if row.get(k) is not None
-            }
-        else:
-            rows[key if row.get("batch") is not None else str(row.get("backend"))] = {
-                "status": row.get("status"),
-                "reason": row.get("reason"),
-            }
-    return rows
 
 
 def adain_figures(path: Path) -> dict[str, Any]:
@@ -287,14 +217,6 @@ def collect_figures(step: Step, work: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- environment and package
-
-
-def run_text(args: list[str], timeout: float = 30, env: dict[str, str] | None = None) -> str:
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"({args[0]} failed: {e})"
-    return (done.stdout + done.stderr).strip()
 
 
 PROBE = """
@@ -379,6 +301,8 @@ def markdown(summary: dict[str, Any]) -> str:
         f"(CUDA {env.get('torch_cuda')}), triton {env.get('triton')}, python {env.get('python')}; "
         f"commit {summary['commit']}; package: {summary['package']}; mode: {summary['mode']}",
         "",
+        f"Host CPU: {summary['host']['cpu']} x {summary['host']['cpus']} ({', '.join(summary['host']['cpu_isa'])})",
+        "",
         "| step | status | seconds | command |",
         "|---|---|---|---|",
     ]
@@ -397,17 +321,17 @@ def markdown(summary: dict[str, Any]) -> str:
             for key, row in figures.get("rows", {}).items():
                 cell = [row.get(i, {}).get("us") for i in ("fused", "torch", "compile")]
                 lines.append(
-                    f"| {key} | {_num(cell[0])} | {_num(row.get('fused', {}).get('gbs'))} | {_num(cell[1])} "
-                    f"| {_num(cell[2])} |"
+                    f"| {key} | {number(cell[0])} | {number(row.get('fused', {}).get('gbs'))} | {number(cell[1])} "
+                    f"| {number(cell[2])} |"
                 )
         else:
             lines += ["| backend, batch | images/s | median ms | note |", "|---|---|---|---|"]
             for key, row in figures.items():
                 lines.append(
-                    f"| {key} | {_num(row.get('images_per_s'))} | {_num(row.get('latency_median_ms'))} | "
+                    f"| {key} | {number(row.get('images_per_s'))} | {number(row.get('latency_median_ms'))} | "
                     f"{row.get('reason') or ''} |"
                 )
-    failed = [s for s in summary["steps"] if s["status"] != "ok"]
+    failed = [s for s in summary["steps"] if s["status"] != "ok" and s["tail"] != LEFT_OUT]
     if failed:
         lines += ["", "## Not ok", ""]
         for step in failed:
@@ -415,24 +339,20 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _num(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else "-"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "out" / "gpu-check"))
-    parser.add_argument(
-        "--budget-s", type=float, default=None, help=f"seconds for all steps together [{DEFAULT_BUDGET_S:g}; dry: 4x]"
+    parser = check_parser(
+        __doc__,
+        Path(os.environ.get("OUT") or REPO / "out" / "gpu-check"),
+        f"seconds for all steps together [{DEFAULT_BUDGET_S:g}; dry: 4x]",
+        "GPU_CHECK_DRY",
+        "rehearse every step on the CPU at tiny sizes",
     )
-    parser.add_argument(
-        "--dry",
-        action="store_true",
-        default=os.environ.get("GPU_CHECK_DRY", "") not in ("", "0"),
-        help="rehearse every step on the CPU at tiny sizes (also GPU_CHECK_DRY=1)",
-    )
-    parser.add_argument("--only", default="", help="comma-separated step names to run (default: all)")
     args = parser.parse_args(argv)
+    try:
+        chosen = chosen_steps(args.only, [step.name for step in plan(args.out, args.dry)])
+    except ValueError as e:
+        print(f"gpu-check: {e}", file=sys.stderr)
+        return 2
     if args.budget_s is None:
         args.budget_s = DEFAULT_BUDGET_S * (4 if args.dry else 1)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -456,26 +376,13 @@ def main(argv: list[str] | None = None) -> int:
             f"$ pip freeze\n{run_text([sys.executable, '-m', 'pip', 'freeze'], env=env)}\n"
         )
         steps = plan(work, args.dry)
-        only = {s for s in args.only.split(",") if s}
-        unknown = only - {s.name for s in steps}
-        if unknown:
-            print(
-                f"gpu-check: unknown step(s) {', '.join(sorted(unknown))}; valid: {', '.join(s.name for s in steps)}",
-                file=sys.stderr,
-            )
-            return 2
-        for step in steps:
-            if only and step.name not in only:
-                step.command, step.tail = shlex.join(["python", *step.args]), "left out (--only)"
-                continue
-            run_step(step, env, work, deadline)
-            collect_figures(step, work)
+        ran = run_steps(steps, chosen, env, work, deadline, "gpu-check", lambda step: collect_figures(step, work))
         summary = {
             "started": started,
             "mode": "dry (CPU rehearsal)" if args.dry else "gpu",
             "package": package,
             "commit": run_text(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
-            "host": {"machine": platform.machine(), "cpu": _cpu_name(), "cpus": os.cpu_count()},
+            "host": _host(),
             "environment": found,
             "budget_s": args.budget_s,
             "command": shlex.join(["python", "benchmarks/gpu_check.py", *(argv or sys.argv[1:])]),
@@ -486,15 +393,15 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
-    ran = [s for s in steps if s.tail != "left out (--only)"]
-    return 0 if all(s.status == "ok" for s in ran) else 1
+    return 0 if all(step.status == "ok" for step in ran.values()) else 1
 
 
-def _cpu_name() -> str:
+def _host() -> dict[str, Any]:
+    """The host's CPU: its model and SIMD/matrix flags (AMX-BF16 there would let it run make bf16-check too)."""
     sys.path.insert(0, str(REPO))  # the checkout's package (its benchmarking part needs no install)
-    from maskface_rt.benchmarking.environment import cpu_model
+    from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
 
-    return cpu_model()
+    return {"machine": platform.machine(), "cpu": cpu_model(), "cpu_isa": cpu_isa(), "cpus": os.cpu_count()}
 
 
 if __name__ == "__main__":

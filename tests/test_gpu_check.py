@@ -47,6 +47,7 @@ def test_dry_run_executes_its_steps_on_the_cpu_and_reports_them(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["logs.tar.gz", "summary.json", "summary.md"]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["mode"] == "dry (CPU rehearsal)" and summary["environment"]["cuda_available"] is False
+    assert summary["host"]["cpu"] and isinstance(summary["host"]["cpu_isa"], list)
     by_name = {s["name"]: s for s in summary["steps"]}
     assert [s["name"] for s in summary["steps"]][:4] == [
         "pytest-gpu",
@@ -64,6 +65,7 @@ def test_dry_run_executes_its_steps_on_the_cpu_and_reports_them(tmp_path):
     assert train["status"] == "ok" and train["figures"]["steps"] == 2 and train["figures"]["it_per_s"] > 0
     md = (out / "summary.md").read_text()
     assert "| train-tiny-64 | ok |" in md and "## Not ok" in md and "### fused-adain: failed" in md
+    assert "### pytest-gpu" not in md  # left out by --only: not a failure
     with tarfile.open(out / "logs.tar.gz") as tar:
         names = set(tar.getnames())
     assert {
