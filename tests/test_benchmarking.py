@@ -438,6 +438,30 @@ def test_targets_are_checked_from_reports():
     assert [v.passed for v in check(gpu)] == [None, None, None]  # not measured, not failed
 
 
+@pytest.mark.parametrize("name", ["tiny-64", "paper-256"])
+def test_openvino_bf16_target_counts_only_where_bf16_is_native(name):
+    from maskface_rt.benchmarking.targets import check
+
+    def row(backend: str, batch: int, rate: float) -> dict:
+        return {"backend": backend, "device": "cpu", "batch": batch, "status": "ok", "images_per_s": rate}
+
+    report = {
+        "config": preset(name).to_dict(),
+        "environment": {"cpu_threads": 2, "cpu": "AMD EPYC 9R14", "cpu_isa": ["avx512f", "avx512_bf16"]},
+        "rows": [row("onnxruntime-cpu-fp32", 8, 100.0), row("openvino-cpu-bf16", 8, 300.0)],
+    }
+    (verdict,) = check(report)
+    assert verdict.passed is True and verdict.value == pytest.approx(3.0)
+    assert verdict.line().endswith("2 threads of AMD EPYC 9R14, bf16 on avx512_bf16")
+    report["rows"][1]["images_per_s"] = 240.0
+    assert [v.passed for v in check(report)] == [False]
+    emulated = {**report, "environment": {**report["environment"], "cpu_isa": ["avx512f", "avx512_vnni"]}}
+    (verdict,) = check(emulated)
+    assert verdict.passed is None and "bf16 emulated, measured 2.4" in verdict.line()
+    report["rows"][1]["batch"] = 1  # no batch-8 bf16 row: the target does not apply to this report
+    assert check(report) == []
+
+
 def test_onnxruntime_rows_run_without_torch(tiny_export, tmp_path):
     import subprocess
     import sys

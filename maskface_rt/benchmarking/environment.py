@@ -48,6 +48,8 @@ def cpu_model() -> str:
 
 #: The /proc/cpuinfo flags that decide the CPU rows' speed and peak (fp32 SIMD width, int8 and bf16 units).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+#: The flags of the CPU units that execute bf16 natively; without them OpenVINO emulates bf16 on the fp32 units.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def cpu_isa() -> list[str]:

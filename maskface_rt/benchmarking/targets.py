@@ -2,6 +2,9 @@
 
 - CPU: onnxruntime-cpu-fp32 >= 1.3x torch-fp32 images/s for paper-256 and tiny-128, batch 1 and 8
   (the target is stated for 2 cores; each verdict names the cores the report ran on).
+- CPU, OpenVINO: openvino-cpu-bf16 >= 2.5x onnxruntime-cpu-fp32 images/s at batch 8 for tiny-64 (the bundled
+  model's architecture) and paper-256, on a CPU that runs bf16 natively (AMX-BF16 or AVX512-BF16 in the report's
+  ``cpu_isa``); where bf16 was emulated the ratio goes into the detail and the target counts as not measured.
 - GPU, paper-256, batch 32: tensorrt-plugin-fp16 >= 8x torch-fp32 and >= 1.3x torch-compile-fp16
   images/s, and >= 50% of the card's dense fp16 tensor-core peak (on its GPU compute time).
 """
@@ -11,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from maskface_rt.benchmarking.environment import NATIVE_BF16_FLAGS
 from maskface_rt.config import PRESETS
 
 CPU_PRESETS, CPU_BATCHES, CPU_RATIO = ("paper-256", "tiny-128"), (1, 8), 1.3
+BF16_PRESETS, BF16_BATCH, BF16_RATIO = ("tiny-64", "paper-256"), 8, 2.5
 GPU_PRESET, GPU_BATCH = "paper-256", 32
 GPU_RATIOS = (("torch-fp32", 8.0), ("torch-compile-fp16", 1.3))
 GPU_PEAK_FRACTION = 0.5
@@ -73,6 +78,8 @@ def check(report: dict[str, Any]) -> list[Verdict]:
                     cores,
                 )
             )
+    if name in BF16_PRESETS and _row(report, "openvino-cpu-bf16", BF16_BATCH, cuda=False):
+        verdicts.append(_bf16_verdict(report, name))
     if name == GPU_PRESET and any(row["device"].startswith("cuda") for row in report.get("rows", [])):
         gpu = ", ".join(g.get("name", "") for g in env.get("gpus", [])) or "GPU"
         for baseline, threshold in GPU_RATIOS:
@@ -95,3 +102,17 @@ def check(report: dict[str, Any]) -> list[Verdict]:
             )
         )
     return verdicts
+
+
+def _bf16_verdict(report: dict[str, Any], name: str) -> Verdict:
+    env = report.get("environment", {})
+    ratio = _ratio(report, "openvino-cpu-bf16", "onnxruntime-cpu-fp32", BF16_BATCH, cuda=False)
+    target = f"CPU {name} batch {BF16_BATCH}: openvino-cpu-bf16 / onnxruntime-cpu-fp32 images/s"
+    cpu = f"{env.get('cpu_threads')} threads of {env.get('cpu')}"
+    native = [flag for flag in env.get("cpu_isa", []) if flag in NATIVE_BF16_FLAGS]
+    if native:
+        return Verdict(target, ratio, BF16_RATIO, f"{cpu}, bf16 on {'+'.join(native)}")
+    measured = "-" if ratio is None else f"{ratio:.3g}"
+    return Verdict(
+        target, None, BF16_RATIO, f"{cpu} has no {'/'.join(NATIVE_BF16_FLAGS)}: bf16 emulated, measured {measured}"
+    )
