@@ -72,3 +72,11 @@ GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),out/gpu-check)
 .PHONY: gpu-check
 gpu-check:
 	$(PYTHON) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
+
+# The OpenVINO bf16 figures (issue 18's done-when) on a CPU with AMX-BF16 or AVX512-BF16, into $(BF16_CHECK_OUT)
+# (bench results under their benchmarks/results/ names, summary.md/json); refuses elsewhere (exit 4).
+# BF16_CHECK_DRY=1 rehearses it on any CPU. Uses the test venv (make test makes it; it has OpenVINO).
+BF16_CHECK_OUT ?= out/bf16-check
+.PHONY: bf16-check
+bf16-check: $(VENV)/.installed-test
+	$(PY) benchmarks/bf16_check.py --out $(BF16_CHECK_OUT)
