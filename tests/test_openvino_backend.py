@@ -194,6 +194,26 @@ def test_generate_cli_gives_the_same_files_and_json_as_onnxruntime(tmp_path):
     assert ov["backend"].startswith(f"openvino CPU {resolve_precision('auto')}")
 
 
+def test_eval_compares_openvino_with_onnxruntime(tmp_path):
+    """maskface eval's parity metric with OpenVINO on either side: its own backend (--precision) or --compare."""
+    data, model = tmp_path / "data", str(default_model())
+    assert CliRunner().invoke(app, ["synth", str(data), "--count", "3", "--size", "64", "--seed", "5"]).exit_code == 0
+    common = ["--data", str(data), "--styles", "2", "--metrics", "diversity,parity", "--json"]
+    runs = {
+        "compare": ["eval", "run", model, "--backend", "onnxruntime", "--compare", f"openvino:{model}"],
+        "backend": ["eval", "run", model, "--backend", "openvino", "--precision", "fp32"]
+        + ["--compare", f"onnxruntime:{model}"],
+    }
+    for name, args in runs.items():
+        result = CliRunner().invoke(app, [*args, *common])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        (parity,) = report["parity"]
+        openvino = parity["backend"] if name == "compare" else report["backend"]
+        assert openvino.startswith("openvino CPU fp32") and parity["images"] == 6
+        assert parity["psnr_db"] >= 70 and parity["max_abs_error"] <= 2, (name, parity)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
