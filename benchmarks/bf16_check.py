@@ -118,7 +118,7 @@ def int8_figures(path: Path) -> dict[str, Any]:
 
 
 def speed_checks(out: Path, steps: dict[str, Step]) -> list[Check]:
-    from maskface_rt.benchmarking.targets import BF16_BATCH, BF16_RATIO, check
+    from maskface_rt.benchmarking.targets import BF16_BATCH, BF16_RATIO, bf16_verdict
 
     checks = []
     for name in ("tiny-64", "paper-256"):
@@ -130,7 +130,7 @@ def speed_checks(out: Path, steps: dict[str, Step]) -> list[Check]:
         if step.status != "ok" or not report.is_file():
             checks.append(Check(title, False, f"{step.name} {step.status}"))
             continue
-        verdict = next((v for v in check(json.loads(report.read_text())) if "openvino-cpu-bf16" in v.target), None)
+        verdict = bf16_verdict(json.loads(report.read_text()))
         if verdict is None:
             checks.append(Check(title, False, f"{report.name} has no batch-{BF16_BATCH} bf16 row"))
         else:
@@ -188,7 +188,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"CPU: {summary['cpu']} (ISA: {', '.join(summary['cpu_isa']) or '-'}); {summary['openvino']}; "
         f"commit {summary['commit']}; mode: {summary['mode']}",
         "",
-        *(f"- {line}" for line in summary["check_lines"]),
+        *(f"- {Check(**check).line()}" for check in summary["checks"]),
         "",
         "| step | status | seconds | command |",
         "|---|---|---|---|",
@@ -268,15 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         "budget_s": args.budget_s,
         "command": shlex.join(["python", "benchmarks/bf16_check.py", *(argv if argv is not None else sys.argv[1:])]),
         "checks": [asdict(c) for c in checks],
-        "check_lines": [c.line() for c in checks],
         "steps": [asdict(s) for s in steps],
     }
     from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
 
     write_json_atomic(args.out / "summary.json", summary)
     write_bytes_atomic(args.out / "summary.md", markdown(summary).encode())
-    for line in summary["check_lines"]:
-        print(f"bf16-check: {line}", file=sys.stderr)
+    for check in checks:
+        print(f"bf16-check: {check.line()}", file=sys.stderr)
     print(f"bf16-check: wrote {args.out}/summary.md and summary.json", file=sys.stderr)
     if any(s.status != "ok" for s in ran.values()) or any(c.passed is False for c in checks):
         return 1

@@ -95,7 +95,7 @@ def test_same_bytes_names_and_json_as_local(tmp_path, backend):
 def test_openvino_workers_give_the_local_bytes(tmp_path):
     """An OpenVINO worker that runs one image per call gives the bytes of local batches of 8: a single item must
     not round differently from a batch (the backend's batch-of-one padding). With two threads, as locally: on one
-    thread OpenVINO's kernels for one item agree with a batch's even without the padding (checked here)."""
+    thread OpenVINO's kernels for one item agreed with a batch's even without the padding, so 1-CPU workers hide it."""
     pytest.importorskip("openvino")
     from maskface_rt.backends import open_backend
     from maskface_rt.cli import app

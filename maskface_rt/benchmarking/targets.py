@@ -78,8 +78,8 @@ def check(report: dict[str, Any]) -> list[Verdict]:
                     cores,
                 )
             )
-    if name in BF16_PRESETS and _row(report, "openvino-cpu-bf16", BF16_BATCH, cuda=False):
-        verdicts.append(_bf16_verdict(report, name))
+    if bf16 := bf16_verdict(report):
+        verdicts.append(bf16)
     if name == GPU_PRESET and any(row["device"].startswith("cuda") for row in report.get("rows", [])):
         gpu = ", ".join(g.get("name", "") for g in env.get("gpus", [])) or "GPU"
         for baseline, threshold in GPU_RATIOS:
@@ -104,7 +104,11 @@ def check(report: dict[str, Any]) -> list[Verdict]:
     return verdicts
 
 
-def _bf16_verdict(report: dict[str, Any], name: str) -> Verdict:
+def bf16_verdict(report: dict[str, Any]) -> Verdict | None:
+    """The OpenVINO bf16 target's verdict, or None where the report has no batch-8 bf16 row of its presets."""
+    name = preset_of(report)
+    if name not in BF16_PRESETS or not _row(report, "openvino-cpu-bf16", BF16_BATCH, cuda=False):
+        return None
     env = report.get("environment", {})
     ratio = _ratio(report, "openvino-cpu-bf16", "onnxruntime-cpu-fp32", BF16_BATCH, cuda=False)
     target = f"CPU {name} batch {BF16_BATCH}: openvino-cpu-bf16 / onnxruntime-cpu-fp32 images/s"
