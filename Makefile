@@ -11,7 +11,10 @@ RUN_VENV ?= .venv-run
 TEST_WORKERS ?= auto
 PARALLEL := -n $(TEST_WORKERS) --dist loadfile
 # The OpenVINO extra where its bf16 path is native (--backend auto then picks it); elsewhere it is no faster.
-RUN_EXTRAS := $(if $(shell grep -m1 -wE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null),[openvino])
+# MASKFACE_NATIVE_BF16=1 or 0 overrides the CPU's flags here as it overrides --backend auto's probe.
+NATIVE_BF16 := $(or $(strip $(MASKFACE_NATIVE_BF16)),$(if $(shell grep -m1 -wE 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null),1,0))
+$(if $(filter-out 0 1,$(NATIVE_BF16)),$(error MASKFACE_NATIVE_BF16 must be 1, 0 or unset (ask the CPU), got '$(NATIVE_BF16)'))
+RUN_EXTRAS := $(if $(filter 1,$(NATIVE_BF16)),[openvino])
 
 .PHONY: demo test test-fast lint demo-model
 .DELETE_ON_ERROR:
@@ -22,10 +25,13 @@ $(VENV)/.installed-test: pyproject.toml requirements-test.txt
 	$(PY) -m pip install -q -r requirements-test.txt -e .
 	touch $@
 
-$(RUN_VENV)/.installed: pyproject.toml
+# The demo installs the package as users get it (a wheel, not editable: an editable install of this layout makes
+# setuptools print warnings), again whenever its sources or the bundled model change.
+RUN_SOURCES := $(wildcard maskface_rt/*.py maskface_rt/*/*.py export/*.py kernels/*.py maskface_rt/data/demo-model/*)
+$(RUN_VENV)/.installed: pyproject.toml $(RUN_SOURCES)
 	$(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip
-	$(RUN_VENV)/bin/python -m pip install -q -e '.$(RUN_EXTRAS)'
+	$(RUN_VENV)/bin/python -m pip install -q '.$(RUN_EXTRAS)'
 	touch $@
 
 # The editor's browser test drives Debian's chromium (Playwright's own browser download cannot work here):

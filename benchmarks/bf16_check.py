@@ -14,8 +14,9 @@ in its own process with its own timeout (benchmarks/_steps.py), each run whateve
 4. int8, int8-accuracy-control: benchmarks/openvino_int8.py, whose adoption verdict is decided only where bf16
    is native (needs ``pip install nncf==3.4.0``; not run without it).
 
-Then the checks: OpenVINO bf16 >= 2.5x onnxruntime fp32 at batch 8 on both models
-(maskface_rt.benchmarking.targets), the bf16 parity tests passed on native bf16, ``--backend auto`` picked
+Then the checks: OpenVINO bf16 / onnxruntime fp32 at batch 8 judged on paper-256 against this CPU's target
+(>= 2.5x with AMX-BF16, >= 1.8x with AVX512-BF16 alone; maskface_rt.benchmarking.targets) and reported for the
+bundled model, the bf16 parity tests passed on native bf16, ``--backend auto`` picked
 OpenVINO bf16, and ``make demo`` installs the OpenVINO extra on this CPU (``make -n``).
 
 Writes into ``--out`` (default out/bf16-check; it must not exist or be empty): the result files, logs/,
@@ -52,9 +53,15 @@ class Check:
     name: str
     passed: bool | None  # None: this run cannot tell
     detail: str
+    reported: bool = False  # a figure shown beside the targets, never judged (a real run needs it, not its value)
 
     def line(self) -> str:
-        return f"[{ {True: 'pass', False: 'FAIL', None: 'not judged'}[self.passed] }] {self.name}: {self.detail}"
+        verdict = (
+            "reported"
+            if self.reported and self.passed is None
+            else ({True: "pass", False: "FAIL", None: "not judged"}[self.passed])
+        )
+        return f"[{verdict}] {self.name}: {self.detail}"
 
 
 def plan(out: Path, dry: bool, with_int8: bool) -> list[Step]:
@@ -118,24 +125,30 @@ def int8_figures(path: Path) -> dict[str, Any]:
 
 
 def speed_checks(out: Path, steps: dict[str, Step]) -> list[Check]:
-    from maskface_rt.benchmarking.targets import BF16_BATCH, BF16_RATIO, bf16_verdict
+    """The bf16 target (maskface_rt.benchmarking.targets): judged on paper-256, reported for the bundled model."""
+    from maskface_rt.benchmarking.environment import cpu_isa
+    from maskface_rt.benchmarking.targets import BF16_BATCH, BF16_JUDGED, BF16_RATIOS, bf16_threshold, bf16_verdict
 
+    flag, ratio = bf16_threshold(cpu_isa()) or ("emulated", BF16_RATIOS[-1][1])
     checks = []
     for name in ("tiny-64", "paper-256"):
         step = steps.get(f"bench-{name}")
         if step is None:
             continue
         report = out / f"cpu_openvino_bench_{name}.json"
-        title = f"{name} batch {BF16_BATCH}: openvino-cpu-bf16 >= {BF16_RATIO:g}x onnxruntime-cpu-fp32"
+        judged = name == BF16_JUDGED
+        title = f"{name} batch {BF16_BATCH}: openvino-cpu-bf16 " + (
+            f">= {ratio:g}x onnxruntime-cpu-fp32 ({flag})" if judged else "/ onnxruntime-cpu-fp32 (reported)"
+        )
         if step.status != "ok" or not report.is_file():
-            checks.append(Check(title, False, f"{step.name} {step.status}"))
+            checks.append(Check(title, False, f"{step.name} {step.status}", reported=not judged))
             continue
         verdict = bf16_verdict(json.loads(report.read_text()))
         if verdict is None:
-            checks.append(Check(title, False, f"{report.name} has no batch-{BF16_BATCH} bf16 row"))
+            checks.append(Check(title, False, f"{report.name} has no batch-{BF16_BATCH} bf16 row", not judged))
         else:
             value = "" if verdict.value is None else f"{verdict.value:.3g}x; "
-            checks.append(Check(title, verdict.passed, value + verdict.detail))
+            checks.append(Check(title, verdict.passed, value + verdict.detail, reported=not judged))
     return checks
 
 
@@ -172,7 +185,9 @@ def makefile_check(native: bool) -> Check:
     title = f"make demo installs {'the openvino extra' if native else 'no extra'} on this CPU"
     with tempfile.TemporaryDirectory() as scratch:  # a venv folder that does not exist: make prints the install
         text = run_text(["make", "-n", "-C", str(REPO), "demo", f"RUN_VENV={scratch}/venv"])
-    install = next((line.strip() for line in text.splitlines() if "pip install" in line and " -e " in line), None)
+    install = next(
+        (line.strip() for line in text.splitlines() if "pip install" in line and "--upgrade" not in line), None
+    )
     if install is None:
         return Check(title, False, f"make -n demo printed no install line: {text[-300:]}")
     return Check(title, ("[openvino]" in install) == native, install.replace(scratch, "RUN_VENV"))
@@ -230,13 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         return _refuse(str(e), 2)
 
-    from maskface_rt.backends.openvino_backend import available, native_bf16
+    from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV, available, cpu_native_bf16
     from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
 
+    # This CPU's own answer, for this script and every step it runs: auto's choices are checked, not overridden.
+    os.environ.pop(NATIVE_BF16_ENV, None)
     has_openvino, openvino_line = available()
     if not has_openvino:
         return _refuse(openvino_line, 4)
-    native = native_bf16()
+    native = cpu_native_bf16()
     if not native and not args.dry:
         return _refuse(
             f"this CPU ({cpu_model()}) has no AMX-BF16 or AVX512-BF16 ({openvino_line}): its bf16 would be "
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bf16-check: wrote {args.out}/summary.md and summary.json", file=sys.stderr)
     if any(s.status != "ok" for s in ran.values()) or any(c.passed is False for c in checks):
         return 1
-    return 0 if args.dry or all(c.passed for c in checks) else 1  # a real run must judge every check
+    return 0 if args.dry or all(c.passed for c in checks if not c.reported) else 1  # a real run judges every target
 
 
 def _collect(step: Step, out: Path) -> None:

@@ -15,6 +15,13 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV
+
+# --backend auto and --precision auto take OpenVINO bf16 where the CPU runs it natively, and the development and CI
+# machines change CPU: the suite takes this one as a CPU without native bf16 (for itself and every process it
+# starts), and each test of the other branch says so (the ``auto_bf16`` fixture), so that no outcome depends on it.
+os.environ[NATIVE_BF16_ENV] = "0"
+
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # The workers share the cores: one math thread each (torch and OpenMP here and in the processes tests
     # start), or two workers' torch thread pools fight over the same cores and both slow down.
@@ -30,6 +37,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         slow[item.path] = slow.get(item.path, 0) + (item.get_closest_marker("slow") is not None)
     items.sort(key=lambda item: -slow[item.path])  # stable: a file's tests keep their order
+
+
+@pytest.fixture(params=[False, True], ids=["no-native-bf16", "native-bf16"])
+def auto_bf16(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each of auto's branches in turn, on any CPU: whether auto takes bf16 as native (OpenVINO emulates bf16
+    where the CPU lacks it: slower, same math)."""
+    monkeypatch.setenv(NATIVE_BF16_ENV, "1" if request.param else "0")
+    return request.param
 
 
 def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:

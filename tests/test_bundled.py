@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +65,9 @@ def test_bundled_faces_follow_the_mask_about_as_much_as_real_faces() -> None:
     assert generated >= 0.9 * real, f"mask explains {generated:.2f} of generated vs {real:.2f} of real variance"
 
 
-def test_generate_without_model_uses_the_bundled_model(tmp_path: Path) -> None:
+def test_generate_without_model_uses_the_bundled_model_on_autos_backend(tmp_path: Path, auto_bf16: bool) -> None:
+    """make demo's run: onnxruntime fp32, or OpenVINO bf16 where the CPU runs bf16 natively (taken as such here by
+    $MASKFACE_NATIVE_BF16; OpenVINO emulates bf16 where the CPU lacks it)."""
     result = CliRunner().invoke(
         app,
         [
@@ -78,8 +82,27 @@ def test_generate_without_model_uses_the_bundled_model(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["images_written"] == 3 and report["backend"].startswith("onnxruntime")
+    assert report["images_written"] == 3
+    assert report["backend"].startswith("openvino CPU bf16" if auto_bf16 else "onnxruntime")
     assert len(list((tmp_path / "out").glob("hand01_smile_color_s*.png"))) == 3
+
+
+def test_make_demo_installs_the_openvino_extra_exactly_where_auto_would_take_it(tmp_path: Path, auto_bf16) -> None:
+    """make demo's install line (make -n: nothing runs) follows the same $MASKFACE_NATIVE_BF16 as --backend auto,
+    and the CPU's flags where it is unset; a bad value stops make with one line."""
+    venv = f"RUN_VENV={tmp_path / 'venv'}"  # a venv that does not exist: make prints its install
+    done = subprocess.run(["make", "-n", "-C", str(ROOT), "demo", venv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (install,) = [line for line in done.stdout.splitlines() if "pip install" in line and "--upgrade" not in line]
+    assert install.endswith("pip install -q '.[openvino]'" if auto_bf16 else "pip install -q '.'"), install
+    bad = subprocess.run(
+        ["make", "-n", "-C", str(ROOT), "demo", venv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "MASKFACE_NATIVE_BF16": "yes"},
+    )
+    assert bad.returncode == 2 and "MASKFACE_NATIVE_BF16 must be 1, 0 or unset (ask the CPU), got 'yes'" in bad.stderr
 
 
 def test_doctor_checks_the_bundled_model() -> None:

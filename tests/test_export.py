@@ -119,15 +119,20 @@ def test_tampered_export_is_refused(tiny_export, tmp_path):
         open_backend(copy)
 
 
-def test_backend_choice_errors(tiny_model, tiny_export):
+def test_backend_choice_errors(tiny_model, tiny_export, auto_bf16):
     with pytest.raises(MaskfaceError, match="backend onnxruntime cannot run a checkpoint; export it first"):
         open_backend(tiny_model, "onnxruntime")
     with pytest.raises(MaskfaceError, match="backend torch cannot run a onnx-export"):
         open_backend(tiny_export, "torch")
     with pytest.raises(MaskfaceError, match="unknown backend 'tvm'"):
         open_backend(tiny_export, "tvm")
-    assert open_backend(tiny_export).name == "onnxruntime"
-    assert open_backend(tiny_model).name == "torch"
+    # auto: OpenVINO bf16 for an export where the CPU runs bf16 natively (as $MASKFACE_NATIVE_BF16 says here)
+    with open_backend(tiny_export) as chosen:
+        assert (chosen.name, getattr(chosen, "precision", None)) == (
+            ("openvino", "bf16") if auto_bf16 else ("onnxruntime", None)
+        )
+    with open_backend(tiny_model) as chosen:
+        assert chosen.name == "torch"
 
 
 def test_onnxruntime_path_runs_with_torch_unimportable(tiny_export, tmp_path):

@@ -75,11 +75,14 @@ def test_same_bytes_whatever_the_batch_size(tiny_export, tmp_path):
 
 def test_onnxruntime_matches_torch_through_generate(tiny_model, tiny_export, tmp_path):
     masks = _masks(tmp_path, count=2)
-    for name, model in (("ort", tiny_export), ("torch", tiny_model)):
-        done = _generate(str(masks), "--out", str(tmp_path / name), "--model", str(model), "--styles", "2", "--grid")
+    for name, model in (("onnxruntime", tiny_export), ("torch", tiny_model)):
+        args = ["--model", str(model), "--backend", name, "--styles", "2", "--grid"]
+        done = _generate(str(masks), "--out", str(tmp_path / name), *args)
         assert done.returncode == 0, done.stderr
-    for path in (tmp_path / "ort").glob("*_s*.png"):
+    faces = sorted((tmp_path / "onnxruntime").glob("*_s*.png"))
+    assert len(faces) == 4  # 2 masks x 2 styles
+    for path in faces:
         a = np.asarray(Image.open(path), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "torch" / path.name), dtype=np.int16)
         assert np.abs(a - b).max() <= 1
-    assert (tmp_path / "ort" / "grid.png").is_file()
+    assert (tmp_path / "onnxruntime" / "grid.png").is_file()

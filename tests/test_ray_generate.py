@@ -172,8 +172,10 @@ def _worker_pids(past_init: bool = True) -> list[int]:
 
 
 def _cli(masks: Path, out: Path, *args: str) -> list[str]:
-    """``maskface generate MASKS --out OUT --ray ...`` in its own process, which starts its own Ray instance."""
-    return [sys.executable, "-m", "maskface_rt", "generate", str(masks), "--out", str(out), "--ray", *args]
+    """``maskface generate MASKS --out OUT --ray ...`` in its own process, which starts its own Ray instance, on
+    onnxruntime like the local runs it is compared with."""
+    command = ["generate", str(masks), "--out", str(out), "--ray", "--backend", "onnxruntime", *args]
+    return [sys.executable, "-m", "maskface_rt", *command]
 
 
 def _env() -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 bf16 is fast only where the CPU has bf16 matrix instructions (AVX512-BF16, AMX-BF16); elsewhere
 OpenVINO still accepts the bf16 hint but emulates it, slower than fp32. ``--precision auto`` takes
-bf16 exactly where OpenVINO reports the CPU's "BF16" optimisation capability. Compiled models are
+bf16 exactly where OpenVINO reports the CPU's "BF16" optimisation capability, or where
+``$MASKFACE_NATIVE_BF16`` says so (``native_bf16``: the one place it is read). Compiled models are
 cached by OpenVINO itself (CACHE_DIR). Never imports torch.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 from maskface_rt.backends.export_folder import ExportFolderBackend
 from maskface_rt.backends.onnxruntime_backend import cpu_threads
 from maskface_rt.console import stderr
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, printable
 from maskface_rt.graph_contract import GRAPHS
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -33,13 +34,29 @@ def available() -> tuple[bool, str]:
     return True, f"openvino {ov.get_version().split('-')[0]}: {cpu_capabilities_line()}"
 
 
+#: Overrides the native-bf16 probe for ``--precision auto`` and ``--backend auto``: 1 (take bf16 as native), 0 (not
+#: native), unset or empty (ask the CPU). The suite runs both of auto's branches on any CPU with it.
+NATIVE_BF16_ENV = "MASKFACE_NATIVE_BF16"
+
+
 @functools.cache
-def native_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin runs bf16 natively here (AVX512-BF16 or AMX-BF16); asked once per process
-    (auto's backend choice, precision resolution and every backend opened ask it)."""
+def cpu_native_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin runs bf16 natively on this CPU (AVX512-BF16 or AMX-BF16), whatever
+    ``$MASKFACE_NATIVE_BF16`` says; asked once per process."""
     import openvino as ov
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def native_bf16() -> bool:
+    """Whether auto's decisions (precision, backend) take bf16 as native here: ``$MASKFACE_NATIVE_BF16`` where
+    set, else the CPU's answer (``cpu_native_bf16``)."""
+    value = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if not value:
+        return cpu_native_bf16()
+    if value not in ("0", "1"):
+        raise MaskfaceError(None, f"${NATIVE_BF16_ENV} must be 1, 0 or unset (ask the CPU), got {printable(value)!r}")
+    return value == "1"
 
 
 def cpu_capabilities_line() -> str:
@@ -49,6 +66,8 @@ def cpu_capabilities_line() -> str:
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     auto = resolve_precision("auto")
     why = "native bf16" if auto == "bf16" else "no native bf16 (AVX512-BF16/AMX): bf16 would be emulated, slower"
+    if os.environ.get(NATIVE_BF16_ENV, "").strip():
+        why += f", as ${NATIVE_BF16_ENV} says"
     return f"CPU capabilities {', '.join(caps)}; --precision auto -> {auto} ({why})"
 
 
@@ -113,7 +132,7 @@ class OpenVinoBackend(ExportFolderBackend):
 
         super().__init__(folder, device)
         self.precision = resolve_precision(precision)
-        self.native = native_bf16()
+        self.native = cpu_native_bf16()  # the hardware, for the description: the override changes choices only
         config = compile_config(self.precision, threads)
         self.cache = cache_dir() if cache else None
         if self.cache is not None:
