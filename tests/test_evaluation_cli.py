@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,8 +69,11 @@ def test_named_metrics_that_cannot_run_are_errors(tmp_path, synth64):
         plan_metrics(EvalOptions(data=synth64, metrics=("is",)), empty)
     selected, _ = plan_metrics(EvalOptions(data=synth64, metrics=("consistency",), parser="p.safetensors"), empty)
     assert selected == ["consistency"]  # a package parser needs no downloaded weights
-    with pytest.raises(MaskfaceError, match="BACKEND:MODEL"):
-        Comparison.parse("runs/model.safetensors")
+    for text in ("runs/model.safetensors", "openvino@fp16:runs/onnx", "tvm:runs/onnx", "openvino@fp32:"):
+        with pytest.raises(MaskfaceError, match=r"BACKEND\[@PRECISION\]:MODEL .* got '"):
+            Comparison.parse(text)
+    assert Comparison.parse("openvino@fp32:runs/onnx") == Comparison("openvino", Path("runs/onnx"), "fp32")
+    assert Comparison.parse("onnxruntime:C:/runs/onnx") == Comparison("onnxruntime", Path("C:/runs/onnx"), "auto")
 
 
 @pytest.mark.slow
@@ -179,6 +183,27 @@ def test_cli_missing_weights_error(tiny_model, synth64, tmp_path):
         "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth "
         "and put it in --weights-dir (needed for FID and KID)"
     )
+
+
+@pytest.mark.parametrize(
+    ("compare", "message"),
+    [
+        ("openvino@fp16:{model}", "PRECISION one of auto, fp32, bf16, got 'openvino@fp16:"),
+        ("{model}", "--compare takes BACKEND[@PRECISION]:MODEL"),
+        ("onnxruntime@bf16:{export}", "bf16 applies to the openvino backend only"),
+    ],
+)
+def test_cli_bad_compare_exits_2_naming_the_flag_before_any_work(
+    tiny_model, tiny_export, synth64, tmp_path, compare, message
+):
+    report = tmp_path / "report.md"
+    compare = compare.format(model=tiny_model, export=tiny_export)
+    args = ["eval", str(tiny_model), "--data", str(synth64), "--compare", compare, "--report", str(report)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.replace("│", " ").split())
+    assert "--compare" in output and message in output, output
+    assert not report.exists()
 
 
 def test_cli_train_parser_subcommand_and_help(synth64, tmp_path):

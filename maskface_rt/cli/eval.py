@@ -100,8 +100,9 @@ def run(
         Optional[list[str]],
         typer.Option(
             "--compare",
-            help="BACKEND:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
-            "e.g. onnxruntime:runs/demo/onnx-fp16.",
+            help="BACKEND[@PRECISION]:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
+            "e.g. onnxruntime:runs/demo/onnx-fp16 or openvino@fp32:runs/demo/onnx (PRECISION: openvino's "
+            "auto, fp32 or bf16).",
         ),
     ] = None,
     weights_dir: Annotated[
@@ -137,6 +138,13 @@ def run(
 
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
+    try:
+        comparisons = tuple(Comparison.parse(c) for c in compare or ())
+    except MaskfaceError as e:
+        raise typer.BadParameter(e.problem, param_hint="--compare") from None
+    for comparison in comparisons:
+        if problem := precision_problem(comparison.model, comparison.backend, comparison.precision):
+            raise typer.BadParameter(problem, param_hint="--compare")
     if report is not None and report.exists() and not overwrite:
         raise MaskfaceError(report, "already exists (pass --overwrite to replace it)")
     store = WeightStore(weights_dir, read_manifest(weights_manifest) if weights_manifest else REGISTRY)
@@ -151,7 +159,7 @@ def run(
         label_order=label_order,
         real_limit=real_limit,
         parser=parser,
-        compare=tuple(Comparison.parse(c) for c in compare or ()),
+        compare=comparisons,
         stats_cache=None if no_stats_cache else (stats_cache or default_cache_dir()),
         kid_subsets=kid_subsets,
         kid_subset_size=kid_subset_size,

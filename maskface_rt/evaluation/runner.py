@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from maskface_rt.backends import BACKENDS, GeneratorBackend, open_backend
+from maskface_rt.backends import BACKENDS, PRECISIONS, GeneratorBackend, open_backend
 from maskface_rt.datasets import CELEBA_MAPPING, PairedDataset, open_dataset
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix
@@ -59,21 +59,25 @@ def _no_progress(stage: str, total: int) -> Callable[[int], None]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """A ``--compare BACKEND:MODEL`` entry: the same masks and seeds through another backend."""
+    """A ``--compare BACKEND[@PRECISION]:MODEL`` entry: the same masks and seeds through another backend, at
+    ``precision`` where that backend takes one (``openvino@fp32:MODEL``; auto: the backend's own choice)."""
 
     backend: str
     model: Path
+    precision: str = "auto"
 
     @classmethod
     def parse(cls, text: str) -> Comparison:
-        backend, sep, model = text.partition(":")
-        if not sep or not model or backend not in BACKENDS:
+        head, sep, model = text.partition(":")
+        backend, at, precision = head.partition("@")
+        if not sep or not model or backend not in BACKENDS or (at and precision not in PRECISIONS):
             raise MaskfaceError(
                 None,
-                f"--compare takes BACKEND:MODEL with BACKEND one of {', '.join(BACKENDS)}, "
-                f"got {text!r} (e.g. onnxruntime:runs/demo/onnx-fp16)",
+                f"--compare takes BACKEND[@PRECISION]:MODEL with BACKEND one of {', '.join(BACKENDS)} and "
+                f"PRECISION one of {', '.join(PRECISIONS)}, got {text!r} "
+                "(e.g. onnxruntime:runs/demo/onnx-fp16 or openvino@fp32:runs/demo/onnx)",
             )
-        return cls(backend, Path(model))
+        return cls(backend, Path(model), precision or "auto")
 
 
 @dataclass
@@ -258,7 +262,7 @@ def evaluate(
         )
         nets = _open_networks(selected, options, store, device, result)
         others = (
-            [open_backend(c.model, c.backend, device=options.device) for c in options.compare]
+            [open_backend(c.model, c.backend, device=options.device, precision=c.precision) for c in options.compare]
             if "parity" in selected
             else []
         )
