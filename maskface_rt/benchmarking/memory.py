@@ -72,21 +72,31 @@ def gpu_memory_used(index: int = 0) -> int | None:
 
 
 class MemoryProbe:
-    """Peak memory of a runner: ``start()`` before it loads, ``begin_row()`` before each batch size,
-    ``peak()`` after it; the peak is relative to the memory in use before the runner loaded."""
+    """Peak memory of a runner while other runners stay loaded (bench alternates them): ``start()`` before it
+    loads, ``loaded()`` after, ``begin_row()`` before each batch size, ``peak()`` after it. The peak is what
+    its load added plus how far the row rose above the level it began at, so runners loaded later do not count.
+    """
 
     def __init__(self, device: str) -> None:
         self.cuda_index = (int(device.split(":", 1)[1]) if ":" in device else 0) if device.startswith("cuda") else None
         self.baseline: int | None = None
+        self.footprint: int | None = None  # what loading the runner added
+        self.row_start: int | None = None
         self.resettable = True
 
     @property
     def kind(self) -> str:
         if self.cuda_index is not None:
-            return "gpu: device memory in use after the row minus before the runner loaded (cudaMemGetInfo)"
+            return (
+                "gpu: device memory the runner's load added, plus the rise from the row's start to its end "
+                "(cudaMemGetInfo)"
+            )
         if self.resettable:
-            return "cpu: peak RSS during the row minus RSS before the runner loaded (VmHWM)"
-        return "cpu: process lifetime peak RSS minus RSS before the runner loaded (VmHWM not resettable here)"
+            return "cpu: RSS the runner's load added, plus the peak RSS rise during the row (VmHWM)"
+        return (
+            "cpu: RSS the runner's load added, plus the process lifetime peak RSS above the row's start "
+            "(VmHWM not resettable here)"
+        )
 
     def _now(self) -> int | None:
         return gpu_memory_used(self.cuda_index) if self.cuda_index is not None else rss_bytes()
@@ -94,12 +104,17 @@ class MemoryProbe:
     def start(self) -> None:
         self.baseline = self._now()
 
+    def loaded(self) -> None:
+        now = self._now()
+        self.footprint = None if now is None or self.baseline is None else max(now - self.baseline, 0)
+
     def begin_row(self) -> None:
         if self.cuda_index is None:
             self.resettable = reset_hwm() and self.resettable
+        self.row_start = self._now()
 
     def peak(self) -> int | None:
         now = gpu_memory_used(self.cuda_index) if self.cuda_index is not None else hwm_bytes()
-        if now is None or self.baseline is None:
+        if now is None or self.row_start is None or self.footprint is None:
             return None
-        return max(now - self.baseline, 0)
+        return self.footprint + max(now - self.row_start, 0)

@@ -1,10 +1,12 @@
 """Run the runners over the batch sizes and collect one row per backend and batch size.
 
 Every runner gets the same inputs (procedural masks and the styles of indices 0..B-1 for the seed, the
-first B of them at batch B) and its uint8 images are compared with torch fp32's. Per row: a
-time-based warm-up, then host-to-host calls for the measured duration (latency statistics, images/s,
-peak memory); on a GPU, the same again on device-resident inputs and outputs (GPU compute time);
-then the roofline columns from the FLOPs per image and the device's peak.
+first B of them at batch B) and its uint8 images are compared with torch fp32's. All runners are loaded
+together; per batch size each one is prepared and warmed up (peak memory, accuracy), then the runners are
+timed host to host in alternating rounds (A B C A B C ...: a load change on a shared machine hits every
+row alike), each row's images/s the median over its rounds and its latency statistics over every call;
+on a GPU, the device-resident inputs and outputs are timed after that (GPU compute time); then the roofline
+columns from the FLOPs per image and the device's peak.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from maskface_rt.benchmarking.memory import MemoryProbe
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, fixed_inputs, reference_images, torch_installed
 from maskface_rt.benchmarking.report import COLUMNS
 from maskface_rt.benchmarking.runners import Runner, RunnerContext, make_runner
-from maskface_rt.benchmarking.timing import measure
+from maskface_rt.benchmarking.timing import Measurement, measure, summarize
 from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.parity import ParityAccumulator
@@ -43,6 +45,7 @@ class BenchOptions:
     warmup_s: float = 2.0
     duration_s: float = 5.0
     min_iterations: int = 10
+    rounds: int = 3  # alternating rounds; each measures duration_s / rounds and min_iterations / rounds calls
     peak_tflops: float | None = None
     seed: int = 0
 
@@ -87,32 +90,64 @@ def _row(runner: Runner, batch: int | None, status: str, reason: str = "") -> di
     return row
 
 
-def _measure_batch(
-    runner: Runner,
+@dataclass
+class _Loaded:
+    """A runner that loaded, with its memory probe and how long building and loading took."""
+
+    runner: Runner
+    probe: MemoryProbe
+    build_s: float
+    load_s: float
+
+
+def _load(runner: Runner, on_stage: Callable[[str], None]) -> _Loaded | dict[str, Any]:
+    """The runner built and loaded, or its row saying why it cannot run (closed then)."""
+    ok, reason = runner.available()
+    if not ok:
+        return _row(runner, None, "unavailable", reason)
+    try:
+        on_stage(f"{runner.name}: building and loading")
+        start = time.perf_counter()
+        runner.build()
+        build_s = time.perf_counter() - start
+        probe = MemoryProbe(runner.device)
+        probe.start()
+        start = time.perf_counter()
+        runner.load()
+        load_s = time.perf_counter() - start
+        probe.loaded()
+    except Exception as e:  # one backend's failure is a row, not the end of the benchmark
+        runner.close()
+        return _row(runner, None, "unavailable" if isinstance(e, Unavailable) else "failed", _one_line(e))
+    return _Loaded(runner, probe, build_s, load_s)
+
+
+def _failed(runner: Runner, batch: int, error: Exception) -> dict[str, Any]:
+    return _row(runner, batch, "unavailable" if isinstance(error, Unavailable) else "failed", _one_line(error))
+
+
+def _prepare_row(
+    loaded: _Loaded,
     batch: int,
     labels: np.ndarray,
     styles: np.ndarray,
     reference: np.ndarray | None,
     reference_note: str,
-    probe: MemoryProbe,
     options: BenchOptions,
 ) -> dict[str, Any]:
+    """Bind the batch, warm up, and fill what does not need timing: memory and accuracy."""
+    runner = loaded.runner
     row = _row(runner, batch, "ok")
-    timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
-    probe.begin_row()
+    row.update(build_s=loaded.build_s, load_s=loaded.load_s)
+    loaded.probe.begin_row()
     start = time.perf_counter()
     images = runner.prepare(labels[:batch], styles[:batch])
     row["prepare_s"] = time.perf_counter() - start
-    host = measure(runner.run_once, **timing)
-    peak = probe.peak()
-    stats = host.stats
+    warmup = measure(runner.run_once, warmup_s=options.warmup_s, duration_s=0.0)
+    peak = loaded.probe.peak()
     row.update(
-        stats.as_ms("latency"),
-        iterations=stats.count,
-        warmup_iterations=host.warmup_calls,
-        warmup_s=host.warmup_s,
-        measured_s=host.measured_s,
-        images_per_s=batch * host.calls_per_s,
+        warmup_iterations=warmup.warmup_calls + len(warmup.samples),
+        warmup_s=warmup.warmup_s + warmup.measured_s,
         peak_memory_mb=None if peak is None else peak / 2**20,
     )
     if reference is not None:
@@ -127,22 +162,89 @@ def _measure_batch(
         )
     else:
         row["accuracy_note"] = reference_note
-    if runner.device.startswith("cuda"):
-        try:
-            runner.prepare_device()
-            device = measure(runner.run_device, device_timed=True, **timing)
-            row.update(device.stats.as_ms("gpu_compute"))
-        except Unavailable as e:
-            row["gpu_compute_note"] = str(e)
-        except Exception as e:  # a device-time failure must not cost the row its host figures
-            row["gpu_compute_note"] = f"failed: {_one_line(e)}"
-    else:
-        row["gpu_compute_note"] = "CPU: no device copies"
     return row
 
 
-def _run_runner(
-    runner: Runner,
+def _timed_rounds(runners: dict[Runner, dict[str, Any]], options: BenchOptions) -> dict[Runner, list[Measurement]]:
+    """Host-to-host timing in alternating rounds: round r times every runner once, in order; each round is
+    preceded by one untimed call (the caches the previous runner left). A runner that fails drops out."""
+    per_round = {
+        "warmup_s": 0.0,
+        "duration_s": options.duration_s / options.rounds,
+        "min_iterations": -(-options.min_iterations // options.rounds),
+    }
+    timed: dict[Runner, list[Measurement]] = {runner: [] for runner in runners}
+    for _ in range(options.rounds):
+        for runner in runners:
+            if runners[runner]["status"] != "ok":
+                continue
+            try:
+                timed[runner].append(measure(runner.run_once, **per_round))
+            except Exception as e:  # its row says so; the others go on alternating
+                runners[runner] = _failed(runner, runners[runner]["batch"], e)
+    return timed
+
+
+def _timing_columns(batch: int, rounds: list[Measurement]) -> dict[str, Any]:
+    """The row's timing: latency over every call of every round, images/s the median of the rounds' rates."""
+    samples = [sample for measurement in rounds for sample in measurement.samples]
+    rates = [batch * m.calls_per_s for m in rounds]
+    return {
+        **summarize(samples).as_ms("latency"),
+        "iterations": len(samples),
+        "rounds": len(rounds),
+        "measured_s": sum(m.measured_s for m in rounds),
+        "images_per_s": float(np.median(rates)),
+        "images_per_s_min": min(rates),
+        "images_per_s_max": max(rates),
+    }
+
+
+def _device_timing(runner: Runner, options: BenchOptions) -> dict[str, Any]:
+    """GPU compute time with inputs and outputs on the device (after the host rounds), or why there is none."""
+    if not runner.device.startswith("cuda"):
+        return {"gpu_compute_note": "CPU: no device copies"}
+    timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
+    try:
+        runner.prepare_device()
+        return measure(runner.run_device, device_timed=True, **timing).stats.as_ms("gpu_compute")
+    except Unavailable as e:
+        return {"gpu_compute_note": str(e)}
+    except Exception as e:  # a device-time failure must not cost the row its host figures
+        return {"gpu_compute_note": f"failed: {_one_line(e)}"}
+
+
+def _measure_batch(
+    loaded: list[_Loaded],
+    batch: int,
+    labels: np.ndarray,
+    styles: np.ndarray,
+    reference: np.ndarray | None,
+    reference_note: str,
+    options: BenchOptions,
+    on_stage: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Every loaded runner at one batch size: prepared and warmed up one after another, then timed in
+    alternating rounds, then (on a GPU) device-timed; one row each, in runner order."""
+    rows: dict[Runner, dict[str, Any]] = {}
+    for item in loaded:
+        on_stage(f"{item.runner.name}: batch {batch}, warming up")
+        try:
+            rows[item.runner] = _prepare_row(item, batch, labels, styles, reference, reference_note, options)
+        except Exception as e:  # one backend's failure is a row, not the end of the benchmark
+            rows[item.runner] = _failed(item.runner, batch, e)
+    on_stage(f"batch {batch}: {options.rounds} alternating rounds")
+    timed = _timed_rounds(rows, options)
+    for runner, row in rows.items():
+        if row["status"] == "ok":
+            row.update(_timing_columns(batch, timed[runner]))
+            on_stage(f"{runner.name}: batch {batch}, device time")
+            row.update(_device_timing(runner, options))
+    return list(rows.values())
+
+
+def run_runners(
+    runners: list[Runner],
     options: BenchOptions,
     labels: np.ndarray,
     styles: np.ndarray,
@@ -151,38 +253,27 @@ def _run_runner(
     on_row: Callable[[dict[str, Any]], None],
     on_stage: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    ok, reason = runner.available()
-    if not ok:
-        return [_row(runner, None, "unavailable", reason)]
-    rows = []
+    """Rows in runner order, then batch order: unavailable runners' one row each, then every batch size of
+    the others (all loaded together, so that their timing can alternate)."""
+    rows: list[dict[str, Any]] = []
+    loaded: list[_Loaded] = []
     try:
-        on_stage(f"{runner.name}: building and loading")
-        start = time.perf_counter()
-        runner.build()
-        build_s = time.perf_counter() - start
-        probe = MemoryProbe(runner.device)
-        probe.start()
-        start = time.perf_counter()
-        runner.load()
-        load_s = time.perf_counter() - start
+        for runner in runners:
+            item = _load(runner, on_stage)
+            if isinstance(item, _Loaded):
+                loaded.append(item)
+            else:
+                rows.append(item)
+                on_row(item)
         for batch in options.batch_sizes:
-            on_stage(f"{runner.name}: batch {batch}")
-            try:
-                row = _measure_batch(runner, batch, labels, styles, reference, reference_note, probe, options)
-                row.update(build_s=build_s, load_s=load_s)
-            except Unavailable as e:
-                row = _row(runner, batch, "unavailable", str(e))
-            except Exception as e:  # one backend's failure is a row, not the end of the benchmark
-                row = _row(runner, batch, "failed", _one_line(e))
-            rows.append(row)
-            on_row(row)
-    except Unavailable as e:
-        rows.append(_row(runner, None, "unavailable", str(e)))
-    except Exception as e:
-        rows.append(_row(runner, None, "failed", _one_line(e)))
+            for row in _measure_batch(loaded, batch, labels, styles, reference, reference_note, options, on_stage):
+                rows.append(row)
+                on_row(row)
     finally:
-        runner.close()
-    return rows
+        for item in loaded:
+            item.runner.close()
+    order = {runner.name: i for i, runner in enumerate(runners)}
+    return sorted(rows, key=lambda row: (order[row["backend"]], row["batch"] or 0))
 
 
 def _count_flops(source: ModelSource) -> tuple[int | None, str]:
@@ -265,12 +356,7 @@ def run_bench(
             reference_note = f"the torch fp32 reference failed: {_one_line(e)}"
         ctx = RunnerContext(source, device, no_cuda)
         runners = {name: make_runner(name, ctx) for name in options.backends}
-        rows: list[dict[str, Any]] = []
-        for runner in runners.values():
-            produced = _run_runner(runner, options, labels, styles, reference, reference_note, on_row, on_stage)
-            if produced and produced[0]["batch"] is None:
-                on_row(produced[0])
-            rows += produced
+        rows = run_runners(list(runners.values()), options, labels, styles, reference, reference_note, on_row, on_stage)
         on_stage("counting FLOPs")
         flops_per_image, flops_source = _count_flops(source)
     _roofline(rows, flops_per_image, options, runners)
@@ -285,6 +371,10 @@ def run_bench(
         "warmup_s": options.warmup_s,
         "duration_s": options.duration_s,
         "min_iterations": options.min_iterations,
+        "rounds": options.rounds,
+        "timing": f"runners alternate in {options.rounds} rounds per batch size (A B C A B C ...), each round "
+        "after one untimed call; images/s is the median of a row's rounds, latency statistics are over all its "
+        "calls",
         "seed": options.seed,
         "inputs": f"procedural masks (maskface synth seed {options.seed}, pairs 0..B-1) and styles F(z) of "
         f"indices 0..B-1 (seed {options.seed})",

@@ -97,6 +97,15 @@ def bench(
     iterations: Annotated[
         int, typer.Option("--iterations", min=1, help="Measured calls at least, however long they take.")
     ] = 10,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds",
+            min=1,
+            help="Alternating rounds per batch size (A B C A B C ...): each times every backend for "
+            "--duration-s / ROUNDS; images/s is the median over rounds.",
+        ),
+    ] = 3,
     device: Annotated[
         str, device_option("auto, cpu, cuda or cuda:N: where torch fp32 runs and whether the CUDA backends run.")
     ] = "auto",
@@ -153,6 +162,7 @@ def bench(
         warmup_s=warmup_s,
         duration_s=duration_s,
         min_iterations=iterations,
+        rounds=rounds,
         peak_tflops=peak_tflops,
         seed=seed,
     )
@@ -256,6 +266,8 @@ def _command_line(options: BenchOptions, model: Path | None) -> str:
         f"{options.duration_s:g}",
         "--iterations",
         str(options.min_iterations),
+        "--rounds",
+        str(options.rounds),
         "--device",
         options.device,
         "--seed",
