@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -30,12 +31,9 @@ def _run(cmd: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("fresh")
-    venv.create(root / "venv", with_pip=True)
-    python = root / "venv" / "bin" / "python"
-    # A copy of the source tree without build leftovers, so the wheel is built from what git would hold.
-    src = root / "src"
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the source tree without build leftovers, so that installs see what git would hold."""
+    src = tmp_path_factory.mktemp("source") / "src"
     shutil.copytree(
         ROOT,
         src,
@@ -43,9 +41,28 @@ def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ".venv*", ".git", "out", "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs"
         ),
     )
-    done = _run([str(python), "-m", "pip", "install", "-q", str(src)], root, timeout=900)
+    return src
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
+    root = tmp_path_factory.mktemp("fresh")
+    venv.create(root / "venv", with_pip=True)
+    python = root / "venv" / "bin" / "python"
+    done = _run([str(python), "-m", "pip", "install", "-q", str(source)], root, timeout=900)
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
     return python
+
+
+def test_building_the_package_prints_no_packaging_warnings(source: Path, tmp_path: Path) -> None:
+    """make demo's install is a newcomer's first output: setuptools' warnings (package data outside the declared
+    packages, say: a hundred lines) would be noise. The suite's pip (a current one) shows a build's warnings."""
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)]
+    done = _run(build, tmp_path, timeout=900)
+    assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}\n{done.stderr}"
+    warnings = [line for line in (done.stdout + done.stderr).splitlines() if "Warning" in line]  # not pip's own
+    assert not warnings, "\n".join(warnings[:5])
+    assert len(list(tmp_path.glob("maskface_rt-*.whl"))) == 1
 
 
 def test_runtime_install_has_no_torch(fresh_venv: Path) -> None:
