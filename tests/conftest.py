@@ -17,6 +17,9 @@ from filelock import FileLock
 
 from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV
 
+# skip_guard: in CI, skips other than the GPU/TensorRT ones fail the run; pytester: to test such plugins.
+pytest_plugins = ["skip_guard", "pytester"]
+
 # --backend auto and --precision auto take OpenVINO bf16 where the CPU runs it natively, and the development and CI
 # machines change CPU: the suite takes this one as a CPU without native bf16 (for itself and every process it
 # starts), and each test of the other branch says so (the ``auto_bf16`` fixture), so that no outcome depends on it.
@@ -26,6 +29,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # The workers share the cores: one math thread each (torch and OpenMP here and in the processes tests
     # start), or two workers' torch thread pools fight over the same cores and both slow down.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The caches the package writes (OpenVINO's compiled models, FID statistics) go to this run's temporary
+    folder, not the user's ~/.cache shared with other runs and workers; pip keeps the user's own cache."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    os.environ.setdefault("PIP_CACHE_DIR", str(user_cache / "pip"))
+    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    return cache
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,18 +93,24 @@ def synth64(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A randomly initialised tiny-64 model file (export and backends do not need trained weights)."""
+    """A randomly initialised tiny-64 model file (export and backends do not need trained weights), the same
+    weights in every run: the thresholds of the tests that use it see one model."""
     pytest.importorskip("torch")
+    folder = made_once(tmp_path_factory, "model", lambda f: _save_seeded_model(f / "tiny64.safetensors"))
+    return folder / "tiny64.safetensors"
+
+
+def _save_seeded_model(path: Path) -> None:
+    import torch
+
     from maskface_rt.checkpoint import save_model
     from maskface_rt.config import preset
     from maskface_rt.networks import Nets
 
-    folder = made_once(
-        tmp_path_factory,
-        "model",
-        lambda f: save_model(f / "tiny64.safetensors", Nets(preset("tiny-64")), weights="raw"),
-    )
-    return folder / "tiny64.safetensors"
+    with torch.random.fork_rng():  # seeded here, leaving the worker's generator as it was
+        torch.manual_seed(0)
+        nets = Nets(preset("tiny-64"))
+    save_model(path, nets, weights="raw")
 
 
 def _export_once(tmp_path_factory: pytest.TempPathFactory, model: Path, name: str, **options: object) -> Path:

@@ -263,7 +263,9 @@ def test_bad_masks_are_skipped_and_the_others_complete(tmp_path: Path) -> None:
         np.testing.assert_array_equal(
             read_rgb(out / f"{name}_s1.png"), expected_face(ToyBackend(), sources[name], styles[1])
         )
-    assert json.dumps(report.to_json())
+    data = json.loads(json.dumps(report.to_json()))  # the --json report: plain JSON, every figure kept
+    assert (data["masks"], data["masks_skipped"], data["images_written"], data["exit_code"]) == (8, 4, 8, 3)
+    assert {Path(s["path"]).name: s["reason"] for s in data["skipped"]} == reasons
 
 
 def test_all_bad_or_empty_is_nothing_ran(tmp_path: Path) -> None:

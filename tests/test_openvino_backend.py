@@ -180,6 +180,12 @@ def test_bf16_keeps_the_mask_consistency_within_one_point(bf16_faces, inputs, re
     assert abs(bf16 - fp32) <= 0.01, f"mIoU bf16 {bf16:.4f} vs fp32 {fp32:.4f}"
 
 
+def test_the_suites_compiled_models_stay_in_its_own_temporary_folder(private_caches):
+    from maskface_rt.backends.openvino_backend import cache_dir
+
+    assert cache_dir() == private_caches / "maskface" / "openvino"
+
+
 def test_compiled_models_are_cached_and_an_unwritable_cache_only_warns(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with OpenVinoBackend(default_model(), precision="fp32") as first:

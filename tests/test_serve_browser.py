@@ -113,13 +113,16 @@ def test_paint_hair_and_hat_then_download_the_mask(page: object, tmp_path: Path)
     download.value.save_as(colours_png)
     assert np.array_equal(read_mask(colours_png), labels)  # the colour mask names the same classes
 
-    page.click("#undo")
-    page.wait_for_timeout(100)
+    page.click("#undo")  # the editor's undo and redo are synchronous: the next click sees their result
     with page.expect_download() as download:
         page.click("#download-labels")
     download.value.save_as(labels_png)
     assert not np.any(read_mask(labels_png)[int(0.9 * 256), 40:216] == hat)  # undo took the hat stroke away
     page.click("#redo")
+    with page.expect_download() as download:
+        page.click("#download-labels")
+    download.value.save_as(labels_png)
+    assert np.array_equal(read_mask(labels_png), labels)  # redo put it back, exactly
 
     if target := os.environ.get("MASKFACE_EDITOR_SCREENSHOT"):
         page.wait_for_function("document.querySelectorAll('#faces img').length === 4")

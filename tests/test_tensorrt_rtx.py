@@ -119,8 +119,16 @@ def test_cli_refuses_tensorrt_rtx_here_in_one_line(tmp_path, command):
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bench_lists_the_rtx_row():
+def test_bench_has_a_row_that_builds_and_runs_tensorrt_rtx_engines(tmp_path):
+    from maskface_rt.benchmarking.models import ModelSource
+    from maskface_rt.benchmarking.runners import RunnerContext, make_runner
+    from maskface_rt.config import preset
+
     assert "tensorrt-rtx-fp16" in BACKEND_NAMES
+    source = ModelSource(preset("tiny-64"), None, tmp_path, 2, "tiny")
+    runner = make_runner("tensorrt-rtx-fp16", RunnerContext(source, "cpu", "--device cpu was given"))
+    assert (runner.runtime, runner.plugin, runner.precision) == ("tensorrt-rtx", False, "fp16")
+    assert runner.available() == (False, "needs a CUDA GPU: --device cpu was given")
 
 
 # ----------------------------------------------------------------------------- the runtime cache file
