@@ -7,7 +7,9 @@ import io
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import SlowBackend, running
+from serve_support import GatedBackend, SlowBackend, running
 
 from maskface_rt.backends import open_backend
 from maskface_rt.bundled import default_model
@@ -108,13 +110,11 @@ def test_faces_are_byte_identical_to_generate(served: tuple[str, str], tmp_path:
         answers[name, styles] = post_faces(url, masks / name, styles=styles, seed=7)
 
     asks = [(n, s) for n in sorted(p.name for p in masks.iterdir()) for s in ("2", "0,1,2,3", "3,1")]
-    threads = [threading.Thread(target=ask, args=a) for a in asks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(len(asks)) as pool:
+        list(pool.map(lambda a: ask(*a), asks))  # a request that raised fails the test here
     for name in sorted(p.name for p in masks.iterdir()):  # one at a time: batches of one face
         ask(name, "1")
+    assert len(answers) == len(asks) + len(list(masks.iterdir()))
     for (name, styles), answer in answers.items():
         stem = Path(name).stem
         assert answer.status_code == 200, answer.text
@@ -263,12 +263,8 @@ def test_metrics_count_requests_errors_and_batches(url: str) -> None:
 def test_overload_gets_503_with_retry_after_and_disconnects_cost_nothing(backend: object) -> None:
     slow = SlowBackend(backend, delay_s=0.5)
     with running(create_app(slow, ServeSettings(max_batch=1, max_delay_ms=0, max_queue=2))) as url:
-        results: list[httpx.Response] = []
-        threads = [threading.Thread(target=lambda: results.append(post_faces(url))) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: post_faces(url), range(8)))  # one that raised fails the test
         codes = sorted(r.status_code for r in results)
         assert 200 in codes and 503 in codes, codes
         refused = next(r for r in results if r.status_code == 503)
@@ -276,26 +272,69 @@ def test_overload_gets_503_with_retry_after_and_disconnects_cost_nothing(backend
         assert metric(url, 'maskface_errors_total{status="503"}') == codes.count(503)
         made = slow.generated
         # Three clients that give up while the first face is being generated: their queued faces are dropped.
-        outcomes: list[str] = []
-        quitters = [threading.Thread(target=_give_up, args=(url, outcomes)) for _ in range(3)]
-        for t in quitters:
-            t.start()
-        for t in quitters:
-            t.join()
-        assert outcomes == ["gave up"] * 3
-        assert httpx.get(f"{url}/healthz").json()["queued"] == 0  # the dropped faces hold no queue places
+        with ThreadPoolExecutor(3) as pool:
+            outcomes = list(pool.map(lambda _: _give_up(url), range(3)))
+        assert outcomes == ["gave up"] * 3  # each waited 0.2 s; the backend sleeps 0.5 s before any face
+        # The dropped faces hold no queue places once the server has seen the disconnects (an event it
+        # reaches in its own time: polled, with a generous deadline, never a fixed wait).
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/healthz").json()["queued"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/healthz").json()["queued"] == 0
         assert post_faces(url).status_code == 200  # waits for everything queued before it
         assert metric(url, "maskface_dropped_images_total") >= 1
         assert slow.generated - made < 4  # the last request, and at most the faces already running
 
 
-def _give_up(url: str, outcomes: list[str]) -> None:
+def _wait_for_queue(url: str, faces: int, unless: threading.Event | None = None) -> None:
+    """Until /healthz says ``faces`` are queued (it answers while the backend thread is busy: the event loop is
+    never blocked by a batch), or ``unless`` is set."""
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{url}/healthz", timeout=10).json()["queued"] != faces:
+        if unless is not None and unless.is_set():
+            return
+        assert time.monotonic() < deadline, f"never saw {faces} faces queued"
+        time.sleep(0.02)
+
+
+def test_queued_faces_share_backend_calls_of_at_most_max_batch(backend: object) -> None:
+    gated = GatedBackend(backend, hold=True)
+    with running(create_app(gated, ServeSettings(max_batch=4, max_delay_ms=0, max_queue=64))) as url:
+        with ThreadPoolExecutor(10) as pool:
+            first = pool.submit(post_faces, url, styles="0")
+            assert gated.entered.wait(60)  # the first face is in the backend, which now holds
+            rest = [pool.submit(post_faces, url, styles=str(k)) for k in range(1, 10)]
+            _wait_for_queue(url, 9)
+            gated.release()
+            answers = [first.result(), *(f.result() for f in rest)]
+    assert [a.status_code for a in answers] == [200] * 10
+    assert gated.sizes == [1, 4, 4, 1]  # nine queued faces: batches of --max-batch, then the rest
+
+
+def test_max_delay_waits_for_company_but_a_lone_face_is_still_served(backend: object) -> None:
+    gated = GatedBackend(backend)
+    # A long delay and room for two: the first face waits for the second, and both share one call.
+    with running(create_app(gated, ServeSettings(max_batch=2, max_delay_ms=60_000))) as url:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(post_faces, url, styles="0")
+            _wait_for_queue(url, 1, unless=gated.entered)  # queued and waiting (or, if it did not wait, gone)
+            second = pool.submit(post_faces, url, styles="1")
+            assert (first.result().status_code, second.result().status_code) == (200, 200)
+    assert gated.sizes == [2]
+    # A short delay and room for four: a lone face goes to the backend alone once the delay is over.
+    lone = GatedBackend(backend)
+    with running(create_app(lone, ServeSettings(max_batch=4, max_delay_ms=50))) as url:
+        assert post_faces(url, styles="0").status_code == 200
+    assert lone.sizes == [1]
+
+
+def _give_up(url: str) -> str:
     """A client that waits 0.2 s for its face, then closes the connection."""
     try:
         answer = httpx.post(f"{url}/v1/faces", files={"mask": ("m.png", MASK.read_bytes())}, timeout=0.2)
-        outcomes.append(f"answered {answer.status_code}")
     except httpx.ReadTimeout:
-        outcomes.append("gave up")
+        return "gave up"
+    return f"answered {answer.status_code}"
 
 
 def test_serve_options_are_checked_before_any_work() -> None:
