@@ -193,23 +193,26 @@ class _OrtContext:
         batch = next(iter(self.shapes.values()))[0]
         return tensor_shape(name, self.engine.config, batch)
 
-    def _run(self):
+    def _run(self, shapes, addresses):
         self.runs += 1
         memory = self.engine.device.memory
         feeds = {}
         for name in self.engine.inputs:
             dtype = np.dtype(self.engine.dtypes[name])
-            count = int(np.prod(self.shapes[name])) * dtype.itemsize
-            feeds[name] = memory[self.addresses[name]][:count].view(dtype).reshape(self.shapes[name])
+            count = int(np.prod(shapes[name])) * dtype.itemsize
+            feeds[name] = memory[addresses[name]][:count].view(dtype).reshape(shapes[name])
         (out,) = self.engine.session.run([self.engine.output], feeds)
-        memory[self.addresses[self.engine.output]][: out.nbytes] = out.reshape(-1).view(np.uint8)
+        memory[addresses[self.engine.output]][: out.nbytes] = out.reshape(-1).view(np.uint8)
 
     def execute_async_v3(self, stream_handle):
         assert stream_handle == _HostDevice.stream_handle
+        # As in CUDA, a captured launch keeps the shapes and buffer addresses it was captured with: a replay
+        # reads and writes those buffers, whatever was set on the context afterwards.
+        shapes, addresses = dict(self.shapes), dict(self.addresses)
         if self.engine.device.recording is not None:
-            self.engine.device.recording.append(self._run)
+            self.engine.device.recording.append(lambda: self._run(shapes, addresses))
         else:
-            self._run()
+            self._run(shapes, addresses)
         return True
 
 
