@@ -204,13 +204,15 @@ def _result_schema() -> Any:
 
 @contextmanager
 def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
-    """Connected to Ray for the block: the instance this process already has, else ``address`` (None: a new
-    local instance, or the cluster RAY_ADDRESS names). Only a connection made here is closed here."""
+    """Connected to Ray for the block: the instance this process already has, else ``address`` (None: the
+    cluster RAY_ADDRESS names, else a new local instance, never one that happens to run on this host). Only a
+    connection made here is closed here."""
     with redirect_stdout(sys.stderr):  # Ray prints notices (a worker died...) on stdout, the --json report's
         if ray.is_initialized():
             yield
             return
         _check_reachable(address)
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
             # Workers' logs stay in Ray's session folder (/tmp/ray/session_latest/logs); their problems come
             # back as result rows.

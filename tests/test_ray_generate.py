@@ -34,7 +34,7 @@ def ray_instance():
     their own. Its workers (and those of the CLI runs below, which inherit the variable) run at normal
     priority, not Ray's default nice 15: the suite shares the cores with another pytest-xdist worker."""
     os.environ["RAY_worker_niceness"] = "0"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)  # never a cluster
     yield
     ray.shutdown()
     del os.environ["RAY_worker_niceness"]
@@ -158,8 +158,23 @@ def test_resume_makes_only_the_missing_outputs(tmp_path, backend):
     assert {p.name: p.read_bytes() for p in (tmp_path / "ray").iterdir()} == expected
 
 
-def _worker_pids(past_init: bool = True) -> list[int]:
-    """Pids of the actors (those past their constructor): Ray titles each process by what it runs."""
+def _parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state; the name may hold spaces
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid and pid != ancestor:
+        pid = _parent(pid) or 0
+    return pid == ancestor
+
+
+def _worker_pids(under: int, past_init: bool = True) -> list[int]:
+    """Pids of the actors (those past their constructor) that descend from process ``under`` (the driver whose
+    Ray instance started them; never another user's workers): Ray titles each process by what it runs."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
@@ -167,7 +182,8 @@ def _worker_pids(past_init: bool = True) -> list[int]:
         except (OSError, ValueError):
             continue
         if title.startswith(WORKER_TITLE) and not (past_init and b"__init__" in title):
-            pids.append(int(entry.name))
+            if _descends_from(int(entry.name), under):
+                pids.append(int(entry.name))
     return pids
 
 
@@ -190,11 +206,11 @@ def test_a_worker_killed_mid_run_does_not_fail_it(tmp_path, backend):
     with subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as driver:
         deadline = time.monotonic() + 120
         while driver.poll() is None and time.monotonic() < deadline:
-            pids = _worker_pids()
+            pids = _worker_pids(under=driver.pid)
             if pids and any(out.glob("*.png")):
                 killed = pids[0]
                 os.kill(killed, signal.SIGKILL)
-                before = set(_worker_pids(past_init=False)) | {killed}
+                before = set(_worker_pids(under=driver.pid, past_init=False)) | {killed}
                 break
             time.sleep(0.02)
         stdout, stderr = driver.communicate(timeout=300)
