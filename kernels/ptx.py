@@ -13,6 +13,7 @@ TRITON_INTERPRET nor triton's state in the calling process can affect it. The PT
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -205,11 +206,24 @@ def _compile(variant: Variant) -> dict[str, Any]:
     }
 
 
+def find_ptxas() -> str | None:
+    """ptxas from PATH (the CUDA toolkit's), else the one the triton wheel ships (triton/backends/nvidia/bin),
+    or None."""
+    found = shutil.which("ptxas")
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec("triton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    bundled = Path(next(iter(spec.submodule_search_locations))) / "backends" / "nvidia" / "bin" / "ptxas"
+    return str(bundled) if bundled.is_file() and os.access(bundled, os.X_OK) else None
+
+
 def assemble(kernel: CompiledKernel, ptxas: str | None = None) -> tuple[bool, str]:
     """Assemble the PTX with ptxas for its target: (ok, ptxas's message). Raises FileNotFoundError without ptxas."""
-    ptxas = ptxas or shutil.which("ptxas")
+    ptxas = ptxas or find_ptxas()
     if ptxas is None:
-        raise FileNotFoundError("ptxas not found on PATH (it comes with the CUDA toolkit)")
+        raise FileNotFoundError("ptxas not found on PATH or in the triton wheel (it comes with the CUDA toolkit)")
     with tempfile.TemporaryDirectory(prefix="maskface-ptxas-") as tmp:
         src = Path(tmp) / f"{kernel.variant.stem}.ptx"
         src.write_text(kernel.ptx)

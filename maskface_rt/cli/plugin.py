@@ -49,7 +49,6 @@ def plugin_ptx(
 ) -> None:
     """Build the fused AdaIN kernel's PTX ahead of time (no GPU needed; needs triton) and assemble it with ptxas."""
     import importlib.util
-    import shutil
 
     from maskface_rt.kernels import ptx
     from maskface_rt.kernels.config import PLUGIN_DTYPES, check_constants, kernel_config
@@ -72,10 +71,10 @@ def plugin_ptx(
     with stderr.status(f"compiling {len(variants)} kernel variants"):
         kernels = ptx.build(variants)
     written = ptx.write(kernels, out)
-    ptxas = shutil.which("ptxas")
+    ptxas = ptx.find_ptxas()
     checks = {}
     for kernel in kernels:
-        ok, message = ptx.assemble(kernel, ptxas) if ptxas else (None, "ptxas not on PATH: not assembled")
+        ok, message = ptx.assemble(kernel, ptxas) if ptxas else (None, "no ptxas (PATH, triton wheel): not assembled")
         checks[kernel.variant.stem] = {"ptxas_ok": ok, "message": message}
         verdict = {True: "ptxas ok", False: "ptxas FAILED", None: message}[ok]
         stderr.print(
