@@ -40,11 +40,16 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint mutation-check
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the editor's browser test will skip"
 	$(PY) -m pytest -q $(PARALLEL)
+
+# Deliberate bugs that named tests must catch (tools/mutation_check.py: each file put back afterwards); CI runs it.
+.PHONY: mutation-check
+mutation-check: $(VENV)/.installed-test
+	$(PY) tools/mutation_check.py
 
 # The edit loop: everything but the tests marked slow (exports, training, installs, the browser).
 test-fast: $(VENV)/.installed-test
