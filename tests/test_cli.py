@@ -1,7 +1,9 @@
 """The maskface CLI package: every command registered, shared options checked the same way everywhere."""
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -25,6 +27,17 @@ def test_every_command_module_is_registered_and_listed():
 def test_python_dash_m_and_the_entry_point_module_run():
     done = subprocess.run([sys.executable, "-m", "maskface_rt", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("maskface-rt ")
+
+
+def test_the_version_has_one_home_pyproject_and_every_command_shows_it():
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert "version" not in declared.get("dynamic", [])
+    assert _invoke("--version").stdout.strip() == f"maskface-rt {declared['version']}"
+    doctor = json.loads(_invoke("doctor", "--json").stdout)
+    (check,) = [c for c in doctor["checks"] if c["name"] == "maskface-rt"]
+    assert check["detail"] == declared["version"]
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,21 @@
 """The README's first command in a fresh virtual environment without torch.
 
-Installs the package (not editable, so the wheel's package data is what is tested) into a new venv that has
-only the runtime dependencies, then runs ``maskface generate examples/masks --out out/`` on the bundled model.
+Builds the release artifacts (sdist and wheel, ``python -m build``), checks their metadata (twine) and contents,
+installs the wheel into a new venv that has only the runtime dependencies (at the suite's pinned versions), then
+runs ``maskface generate examples/masks --out out/`` on the bundled model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -45,24 +49,77 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory, source: Path) -> Path:
+def artifacts(tmp_path_factory: pytest.TempPathFactory, source: Path) -> tuple[Path, Path, str]:
+    """The sdist and the wheel, built as a release is (python -m build), and what the build printed."""
+    dist = tmp_path_factory.mktemp("dist")
+    done = _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], dist, timeout=900)
+    assert done.returncode == 0, f"python -m build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    (sdist,), (wheel,) = sorted(dist.glob("*.tar.gz")), sorted(dist.glob("*.whl"))
+    return sdist, wheel, done.stdout + done.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory, artifacts: tuple[Path, Path, str]) -> Path:
+    """A new venv with the wheel and its runtime dependencies at the versions the suite pins."""
     root = tmp_path_factory.mktemp("fresh")
     venv.create(root / "venv", with_pip=True)
     python = root / "venv" / "bin" / "python"
-    done = _run([str(python), "-m", "pip", "install", "-q", str(source)], root, timeout=900)
+    pins = [line.split("#")[0].strip() for line in (ROOT / "requirements-test.txt").read_text().splitlines()]
+    constraints = root / "constraints.txt"  # pip's constraints take no extras: ray[data]==X -> ray==X
+    constraints.write_text("\n".join(re.sub(r"\[.*?\]", "", pin) for pin in pins if pin) + "\n")
+    install = [str(python), "-m", "pip", "install", "-q", "-c", str(constraints), str(artifacts[1])]
+    done = _run(install, root, timeout=900)
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
     return python
 
 
 def test_building_the_package_prints_no_packaging_warnings(source: Path, tmp_path: Path) -> None:
     """make demo's install is a newcomer's first output: setuptools' warnings (package data outside the declared
-    packages, say: a hundred lines) would be noise. The suite's pip (a current one) shows a build's warnings."""
+    packages, say: a hundred lines) would be noise. pip (the suite's, a current one) shows a build's warnings
+    where python -m build, above, keeps them to itself."""
     build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(source)]
     done = _run(build, tmp_path, timeout=900)
     assert done.returncode == 0, f"pip wheel failed:\n{done.stdout}\n{done.stderr}"
     warnings = [line for line in (done.stdout + done.stderr).splitlines() if "Warning" in line]  # not pip's own
     assert not warnings, "\n".join(warnings[:5])
-    assert len(list(tmp_path.glob("maskface_rt-*.whl"))) == 1
+
+
+def test_twine_accepts_both_artifacts_metadata(artifacts: tuple[Path, Path, str]) -> None:
+    sdist, wheel, _ = artifacts
+    done = _run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)], ROOT, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_the_wheel_ships_the_model_the_editor_and_the_license_and_nothing_else(
+    artifacts: tuple[Path, Path, str],
+) -> None:
+    _, wheel, _ = artifacts
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    tops = {name.split("/")[0] for name in names}
+    assert tops == {"maskface_rt", next(t for t in tops if t.endswith(".dist-info"))}, tops  # no tests/, tools/
+    for needed in ("maskface.json", "generator.onnx", "style_encoder.onnx", "style_decoder.onnx"):
+        assert f"maskface_rt/data/demo-model/{needed}" in names, needed
+    for needed in ("index.html", "editor.js", "editor.css"):
+        assert f"maskface_rt/serve/static/{needed}" in names, needed
+    assert any(n.startswith("maskface_rt/serve/static/examples/") and n.endswith(".png") for n in names)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), [n for n in names if "dist-info" in n]
+    assert "maskface_rt/export/onnx_export.py" in names and "maskface_rt/kernels/ptx.py" in names
+    leftovers = [n for n in names if "__pycache__" in n or n.endswith((".pyc", ".tmp", ".egg-info")) or "/build/" in n]
+    assert not leftovers, leftovers
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert "Classifier: Programming Language :: Python :: 3" in metadata
+
+
+def test_the_sdist_holds_the_license_the_changelog_the_docs_and_the_tests(artifacts: tuple[Path, Path, str]) -> None:
+    sdist, _, _ = artifacts
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "docs/cli.md", "tests/conftest.py"} <= names
+    assert "maskface_rt/data/demo-model/generator.onnx" in names
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
 def test_runtime_install_has_no_torch(fresh_venv: Path) -> None:
