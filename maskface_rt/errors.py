@@ -14,6 +14,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # a bad option or argument (typer/click's own code)
     PARTIAL = 3  # the job ran but some inputs were skipped
     NOTHING_RAN = 4  # no input could be processed at all
+    INTERRUPTED = 130  # Ctrl-C (SIGINT): the work stopped, nothing partial left behind
 
 
 def printable(text: str) -> str:

@@ -70,6 +70,10 @@ def main() -> None:
         stderr.print("[bold red]error:[/] ", end="")
         stderr.print(str(e), markup=False)
         sys.exit(ExitCode.FAILED)
-    except KeyboardInterrupt:
-        stderr.print("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt:  # before a command runs (typer turns one inside a command into exit 130)
+        stderr.print("\ninterrupted")
+        sys.exit(ExitCode.INTERRUPTED)
+    except SystemExit as e:
+        if e.code == ExitCode.INTERRUPTED:  # typer's exit for Ctrl-C inside a command: say so in one line
+            stderr.print("\ninterrupted")
+        raise
