@@ -61,6 +61,7 @@ def _run(trt, torch, engine, inputs: dict) -> dict:
             outputs[name] = torch.empty(tuple(context.get_tensor_shape(name)), dtype=dtype, device="cuda")
             context.set_tensor_address(name, outputs[name].data_ptr())
     stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())  # the inputs were copied on torch's stream: wait for them
     assert context.execute_async_v3(stream.cuda_stream)
     stream.synchronize()
     return outputs

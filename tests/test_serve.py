@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ import pytest
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from serve_support import GatedBackend, SlowBackend, running
+from serve_support import GatedBackend, SlowBackend, free_port, running
 
 from maskface_rt.backends import open_backend
 from maskface_rt.bundled import default_model
@@ -370,3 +371,34 @@ def test_serve_refuses_a_port_in_use() -> None:
             timeout=120,
         )
     assert done.returncode == 1 and f"127.0.0.1:{port}: cannot listen there" in done.stderr, done.stderr
+
+
+def test_a_real_serve_process_takes_its_limits_from_its_flags() -> None:
+    """``maskface serve`` as users start it: the flags reach the service (/v1/model says so, and a body over
+    --max-body-mb gets 413), and it serves faces."""
+    flags = ["--max-batch", "3", "--max-delay-ms", "7", "--max-queue", "11", "--max-body-mb", "0.5"]
+    for _ in range(3):  # the port was free a moment ago; another process may take it in between
+        port = free_port()
+        command = [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port), "--backend", "onnxruntime"]
+        with subprocess.Popen([*command, *flags], stderr=subprocess.PIPE, text=True) as server:
+            url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 120
+            try:
+                while server.poll() is None:
+                    try:
+                        model = httpx.get(f"{url}/v1/model", timeout=5).json()
+                        break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline, "the service never answered"
+                        time.sleep(0.05)
+                else:
+                    assert "cannot listen there" in server.stderr.read(), "serve exited before listening"
+                    continue
+                assert (model["max_batch"], model["max_delay_ms"], model["max_queue"]) == (3, 7.0, 11)
+                assert model["max_body_bytes"] == 2**19 and model["backend"].startswith("onnxruntime")
+                assert post_faces(url, styles="0,1").status_code == 200
+                assert post_faces(url, b"x" * (2**19 + 1)).status_code == 413
+            finally:
+                server.send_signal(signal.SIGINT)
+                server.communicate(timeout=60)
+        return
+    pytest.fail("no free port could be kept for the service in three tries")

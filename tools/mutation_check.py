@@ -60,6 +60,22 @@ MUTATIONS = (
         ("tests/test_serve.py", "-k", "max_delay"),
     ),
     Mutation(
+        "serve-flag-dropped",
+        "maskface serve's flags reach the running service",
+        "maskface_rt/cli/serve.py",
+        "max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20)",
+        "max_queue=max_queue",
+        ("tests/test_serve.py", "-k", "real_serve"),
+    ),
+    Mutation(
+        "ddp-gradients-not-averaged",
+        "data-parallel ranks keep identical weights",
+        "maskface_rt/trainer.py",
+        "        if self.dist.world_size == 1:\n            return module\n",
+        "        if True:\n            return module\n",
+        ("tests/test_training.py", "-k", "distributed"),
+    ),
+    Mutation(
         "native-bf16-override-ignored",
         "$MASKFACE_NATIVE_BF16 decides auto's branch on any CPU",
         "maskface_rt/backends/openvino_backend.py",
