@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import typer
+from cli_support import maskface
 from typer.testing import CliRunner
 
 from maskface_rt.bundled import BUNDLED_MODEL
@@ -272,3 +273,62 @@ def test_neither_runtime_installed_says_how_to_install_both(tiny_export, tmp_pat
     assert "neither TensorRT nor TensorRT-RTX is installed here" in str(done.exception)
     assert "maskface-rt[tensorrt]" in str(done.exception) and "maskface-rt[tensorrt-rtx]" in str(done.exception)
     assert not any(tmp_path.iterdir())
+
+
+#: A stand-in GPU for the build's parity step: TensorRT-RTX builds the real engines on the CPU, and "running" them
+#: is ONNX Runtime on the export's own graphs with every output made wrong, as a broken engine's would be.
+_WRONG_ENGINES = """
+import numpy as np
+import onnxruntime as ort
+from maskface_rt.engine_format import DeviceInfo
+from maskface_rt.export import engine_builder
+
+
+class StandInGpu:
+    info = DeviceInfo("stand-in GPU", "8.9")
+
+    def close(self):
+        pass
+
+
+class WrongEngine:
+    def __init__(self, path):
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(self, feeds):
+        out = self.session.run(None, feeds)[0]
+        return 255 - out if out.dtype == np.uint8 else out * 2 + 1
+
+    def close(self):
+        pass
+
+
+engine_builder._open_gpu = lambda plan: (StandInGpu(), "")
+engine_builder._runners = lambda trt, runtime, plan, blobs, cuda, logger: {
+    graph: WrongEngine(plan.onnx_files[graph]) for graph in blobs
+}
+"""
+
+
+def test_engines_that_fail_their_parity_check_exit_1_and_write_nothing(tiny_export, tmp_path):
+    out = tmp_path / "engines" / "tiny.engine"
+    out.parent.mkdir()
+    args = [
+        "build",
+        str(tiny_export),
+        "--out",
+        str(out),
+        "--runtime",
+        "tensorrt-rtx",
+        "--no-plugin",
+        "--max-batch",
+        "2",
+    ]
+    done = maskface(*args, prelude=_WRONG_ENGINES, timeout=900)
+    assert done.returncode == 1, done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(
+        f"error: {out}: the engines failed their parity check (nothing was written): generator: PSNR"
+    )
+    assert "[FAILED]" in line and "Traceback" not in done.stderr
+    assert list(out.parent.iterdir()) == []  # no engine, no sidecar, no temp file

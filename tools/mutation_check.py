@@ -174,6 +174,14 @@ MUTATIONS = (
         ("tests/test_graph_contract.py",),
     ),
     Mutation(
+        "build-parity-failure-ignored",
+        "engines that fail their parity check are never written",
+        "export/engine_builder.py",
+        "            failed = [p for p in parity if not p.passed]\n",
+        "            failed = []\n",
+        ("tests/test_rtx_build.py", "-k", "parity_check"),
+    ),
+    Mutation(
         "ci-accepts-any-skip",
         "in CI only GPU/TensorRT skips pass",
         "tests/skip_guard.py",
