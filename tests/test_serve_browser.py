@@ -7,6 +7,7 @@ MASKFACE_EDITOR_SCREENSHOT=docs/serve-editor.png it also saves the README's scre
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import Iterator
@@ -130,8 +131,6 @@ def test_paint_hair_and_hat_then_download_the_mask(page: object, tmp_path: Path)
 
 
 def test_reference_photo_and_example_masks(page: object, tmp_path: Path) -> None:
-    import base64
-
     photo = tmp_path / "photo.png"
     photo.write_bytes(base64.b64decode(_faces(page)[1].split(",", 1)[1]))  # a face is a photo of a face
     page.set_input_files("#upload-reference", str(photo))
@@ -151,3 +150,60 @@ def test_reference_photo_and_example_masks(page: object, tmp_path: Path) -> None
     download.value.save_as(labels_png)
     example = Path(__file__).parent.parent / "examples" / "masks" / "hand03_hat_color.png"
     assert np.array_equal(read_mask(labels_png), read_mask(example))
+
+
+def _download_labels(page: object, path: Path) -> np.ndarray:
+    with page.expect_download() as download:
+        page.click("#download-labels")
+    download.value.save_as(path)
+    return read_mask(path)
+
+
+def _api_face(url: str, labels_png: Path, seed: int, style: int) -> str:
+    """The service's own face for a mask, seed and style, as the editor shows it (a PNG data URL's base64)."""
+    import httpx
+
+    answer = httpx.post(
+        f"{url}/v1/faces",
+        files={"mask": ("m.png", labels_png.read_bytes())},
+        data={"styles": str(style), "seed": str(seed)},
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["faces"][0]["png_base64"]
+
+
+def test_clear_fill_eraser_seed_and_face_download(page: object, url: str, tmp_path: Path) -> None:
+    page.click("#clear")
+    assert not _download_labels(page, tmp_path / "cleared.png").any()  # all background
+    skin = CLASS_NAMES.index("skin")
+    page.click("#palette button[data-name=skin]")
+    page.check("input[name=tool][value=fill]")
+    box = page.locator("#mask").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert (_download_labels(page, tmp_path / "filled.png") == skin).all()  # one region: all of it
+    page.check("input[name=tool][value=eraser]")
+    page.fill("#brush-size", "10")
+    page.dispatch_event("#brush-size", "input")
+    _stroke(page, 0.5, 0.1, 0.9)
+    labels = _download_labels(page, tmp_path / "erased.png")
+    assert (labels[128, 40:216] == 0).all() and (labels[:100] == skin).all()  # erased back to background
+
+    # The faces follow the seed: the editor shows the service's own faces for this mask and seed 5.
+    page.fill("#seed", "5")
+    page.dispatch_event("#seed", "input")
+    expected = _api_face(url, tmp_path / "erased.png", seed=5, style=1)
+    page.wait_for_function(
+        "b64 => document.querySelectorAll('#faces img')[1]?.src === 'data:image/png;base64,' + b64",
+        arg=expected,
+        timeout=60000,
+    )
+    assert expected != _api_face(url, tmp_path / "erased.png", seed=0, style=1)
+    page.click("#faces img >> nth=1")
+    with page.expect_download() as download:
+        page.click("#download-face")
+    assert download.value.suggested_filename == "face_s1.png"
+    face = tmp_path / "face.png"
+    download.value.save_as(face)
+    assert face.read_bytes() == base64.b64decode(expected)  # the selected face, byte for byte
