@@ -15,10 +15,16 @@ from maskface_rt.fileio import write_bytes_atomic
 #: Largest accepted image side and pixel count; anything bigger is treated as a decompression bomb.
 MAX_SIDE = 16384
 MAX_PIXELS = 64 * 1024 * 1024
+#: The only formats ever handed to a decoder (Pillow's names; docs/masks.md lists them): the lossless ones masks
+#: may use, and JPEG for reference photos (masks refuse it after opening: lossy). Pillow knows forty more, some
+#: of which run other programs (EPS: Ghostscript) or rarely used decoders on untrusted bytes: never tried.
+LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF", "WEBP")
+READ_FORMATS = (*LOSSLESS_FORMATS, "JPEG")
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image, refusing missing, non-image, truncated and absurdly large files."""
+    """Open and fully decode an image, refusing missing, non-image, truncated and absurdly large files, and any
+    format but READ_FORMATS (recognised from the bytes, whatever the file's suffix)."""
     path = Path(path)
     if not path.exists():
         raise MaskfaceError(path, "no such file")
@@ -27,7 +33,7 @@ def open_image(path: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(path, formats=READ_FORMATS)
             w, h = img.size
             if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
                 raise MaskfaceError(
@@ -39,7 +45,9 @@ def open_image(path: str | Path) -> Image.Image:
     except MaskfaceError:
         raise
     except UnidentifiedImageError:
-        raise MaskfaceError(path, "not an image file (or an unsupported format)") from None
+        raise MaskfaceError(
+            path, "not an image file maskface reads (PNG, BMP, TIFF or WebP; JPEG for reference photos)"
+        ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise MaskfaceError(path, f"refusing a possible decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -206,6 +207,62 @@ def test_text_file_named_png(tmp_path: Path) -> None:
     path = tmp_path / "a.png"
     path.write_text("hello, I am not a mask\n")
     expect_error(path, "not an image")
+
+
+#: Formats Pillow decodes that maskface must never hand to a decoder: (Pillow's name, suffix, mode to write).
+_NEVER_DECODED = [
+    ("PPM", ".ppm", "L"),
+    ("TGA", ".tga", "L"),
+    ("PCX", ".pcx", "L"),
+    ("SGI", ".sgi", "L"),
+    ("IM", ".im", "L"),
+    ("ICO", ".ico", "RGBA"),
+    ("QOI", ".qoi", "RGB"),
+    ("DDS", ".dds", "RGB"),
+    ("GIF", ".gif", "L"),
+    ("JPEG2000", ".jp2", "L"),
+]
+
+
+@pytest.mark.parametrize(("name", "suffix", "mode"), _NEVER_DECODED, ids=[n for n, _, _ in _NEVER_DECODED])
+@pytest.mark.parametrize("named", ["own suffix", "named .png"])
+def test_formats_outside_the_documented_list_are_never_decoded(tmp_path: Path, name, suffix, mode, named) -> None:
+    """Masks and reference photos come from anywhere: only PNG, BMP, TIFF, WebP (and JPEG, for photos) reach a
+    decoder, recognised by their bytes, not by the file's suffix."""
+    from maskface_rt.image_io import read_rgb
+
+    labels = np.random.default_rng(0).integers(0, 19, (32, 32), dtype=np.uint8)
+    path = tmp_path / f"mask{suffix if named == 'own suffix' else '.png'}"
+    image = Image.fromarray(labels).convert(mode)
+    try:
+        image.save(path, format=name)
+    except (OSError, KeyError, ValueError) as e:  # an encoder this Pillow build lacks: nothing to refuse
+        pytest.skip(f"this Pillow cannot write {name} ({e})")
+    with Image.open(path) as check:  # Pillow itself reads it: refusing it is maskface's choice
+        assert check.format == name
+    expect_error(path, "not an image file maskface reads (PNG, BMP, TIFF or WebP; JPEG for reference photos)")
+    with pytest.raises(MaskfaceError, match="not an image file maskface reads"):
+        read_rgb(path)
+
+
+def test_an_eps_file_never_reaches_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow hands EPS to the gs program: a mask or photo would run PostScript. A stand-in gs on PATH records
+    any call."""
+    from maskface_rt.image_io import read_rgb
+
+    called = tmp_path / "gs-was-called"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gs").write_text(f"#!/bin/sh\ntouch {called}\nexit 1\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ.get('PATH', '')}")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\nnewpath 0 0 moveto 8 8 lineto stroke\n"
+    for path in (tmp_path / "mask.eps", tmp_path / "mask.png"):
+        path.write_bytes(eps)
+        expect_error(path, "not an image file maskface reads")
+        with pytest.raises(MaskfaceError, match="not an image file maskface reads"):
+            read_rgb(path)
+    assert not called.exists()
 
 
 def test_truncated_png(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from maskface_rt.serve.app import MAX_STYLES, ServeSettings, create_app
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "masks"
 MASK = EXAMPLES / "hand01_smile_color.png"
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke\n"
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,9 @@ def test_reference_photo_sets_the_style(url: str, backend: object) -> None:
         ({"mask": ("m.png", None)}, {"label_order": "bisenet"}, 400, "label order"),
         ({}, {}, 400, "mask"),
         ({"mask": ("m.png", None), "reference": ("r.png", b"\x89PNG junk")}, {}, 400, "reference"),
+        # Formats Pillow knows but maskface never decodes (EPS would run Ghostscript), whatever the name says.
+        ({"mask": ("m.png", b"P5\n2 2\n255\n\x00\x01\x02\x03")}, {}, 400, "not an image file maskface reads"),
+        ({"mask": ("m.png", None), "reference": ("r.eps", EPS)}, {}, 400, "not an image file maskface reads"),
     ],
 )
 def test_bad_input_is_one_line_4xx(url: str, files: dict, fields: dict, status: int, words: str) -> None:

@@ -380,7 +380,9 @@ def test_a_newline_in_a_file_name_stays_on_one_line(masks, tmp_path):
     done = _cli("generate", str(folder), "--out", str(tmp_path / "out"), "--styles", "1")
     assert done.returncode == 3, done.stderr
     skipped = [line for line in done.stderr.splitlines() if "bad" in line]
-    assert skipped == [f"skipped {folder}/bad\\nname.png: not an image file (or an unsupported format)"]
+    assert skipped == [
+        f"skipped {folder}/bad\\nname.png: not an image file maskface reads (PNG, BMP, TIFF or WebP; JPEG for reference photos)"
+    ]
     assert MaskfaceError(folder / "a\nb\tc.png", "x").__str__() == f"{folder}/a\\nb\\tc.png: x"
 
 

@@ -166,6 +166,14 @@ MUTATIONS = (
         ("tests/test_trust.py", "tests/test_generate.py"),
     ),
     Mutation(
+        "any-image-format-decoded",
+        "only the documented image formats reach a decoder (EPS never reaches Ghostscript)",
+        "maskface_rt/image_io.py",
+        "img = Image.open(path, formats=READ_FORMATS)",
+        "img = Image.open(path)",
+        ("tests/test_mask_io.py", "-k", "never"),
+    ),
+    Mutation(
         "parity-bound-ignored",
         "a parity check fails below its bound",
         "maskface_rt/parity.py",
