@@ -66,7 +66,11 @@ class Check:
 
 def plan(out: Path, dry: bool, with_int8: bool) -> list[Step]:
     """The steps, in order of importance (the budget cuts the last ones first)."""
-    timing = ["--warmup-s", "0", "--duration-s", "0.05", "--iterations", "1", "--rounds", "1"] if dry else ["--warmup-s", "2"]
+    timing = (
+        ["--warmup-s", "0", "--duration-s", "0.05", "--iterations", "1", "--rounds", "1"]
+        if dry
+        else ["--warmup-s", "2"]
+    )
     paper_timing = ["--duration-s", "10", "--iterations", "3"]  # a paper-256 batch of 8 takes seconds on 2 cores
 
     def bench(name: str, model: list[str], batches: str, extra: list[str], timeout_s: float) -> Step:
