@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     PARTIAL = 3  # the job ran but some inputs were skipped
     NOTHING_RAN = 4  # no input could be processed at all
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the work stopped, nothing partial left behind
+    TERMINATED = 143  # SIGTERM (timeout, systemd, docker): stopped and cleaned up as for Ctrl-C
 
 
 def printable(text: str) -> str:

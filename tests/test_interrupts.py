@@ -1,5 +1,6 @@
 """Ctrl-C (SIGINT) on a local generate, train and export, as a user at a shell sends it: exit 130 and one line,
-no traceback, nothing partial left behind, and a rerun (or --resume) completes the job.
+no traceback, nothing partial left behind, and a rerun (or --resume) completes the job. SIGTERM (timeout, systemd,
+docker) stops them the same way, with exit 143 and 'terminated'.
 
 Each run is interrupted when a file shows it is mid-work (an event, never a fixed wait)."""
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cli_support import maskface
 
 from maskface_rt.generate import complete_png
 
@@ -24,8 +26,12 @@ pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "masks"
 
 
-def _interrupted(args: list[str], mid_work: Callable[[], bool]) -> tuple[int, str]:
-    """``maskface ARGS`` sent SIGINT once ``mid_work()`` holds: (exit code, stderr)."""
+#: signal -> (exit code, last line)
+STOPS = {signal.SIGINT: (130, "interrupted"), signal.SIGTERM: (143, "terminated")}
+
+
+def _interrupted(args: list[str], mid_work: Callable[[], bool], sig: signal.Signals = signal.SIGINT) -> tuple[int, str]:
+    """``maskface ARGS`` sent ``sig`` once ``mid_work()`` holds: (exit code, stderr)."""
     command = [sys.executable, "-m", "maskface_rt", *args]
     env = {**os.environ, "NO_COLOR": "1"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -34,7 +40,7 @@ def _interrupted(args: list[str], mid_work: Callable[[], bool]) -> tuple[int, st
             assert time.monotonic() < deadline, "the command never got to work"
             time.sleep(0.02)
         assert proc.poll() is None, f"it finished before it could be interrupted: {proc.stderr.read()[-2000:]}"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=120)
     return proc.returncode, stderr
 
@@ -43,15 +49,16 @@ def _temp_files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name)
 
 
-def test_generate_interrupted_exits_130_keeps_only_complete_faces_and_a_rerun_finishes(tmp_path):
+@pytest.mark.parametrize("sig", list(STOPS), ids=lambda sig: signal.Signals(sig).name)
+def test_generate_interrupted_exits_130_keeps_only_complete_faces_and_a_rerun_finishes(tmp_path, sig):
     masks, out = tmp_path / "masks", tmp_path / "out"
     masks.mkdir()
     for path in sorted(EXAMPLES.glob("[sh][ya]*")):  # the single-file example masks, 20 copies each
         for i in range(20):
             shutil.copy(path, masks / f"{path.stem}-{i:02d}{path.suffix}")
-    code, stderr = _interrupted(["generate", str(masks), "--out", str(out)], lambda: any(out.glob("*.png")))
-    assert code == 130, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
+    code, stderr = _interrupted(["generate", str(masks), "--out", str(out)], lambda: any(out.glob("*.png")), sig)
+    assert (code, stderr.strip().splitlines()[-1]) == STOPS[sig], stderr
+    assert "Traceback" not in stderr
     made = sorted(out.iterdir())
     total = 4 * len(list(masks.iterdir()))
     assert 0 < len(made) < total and all(complete_png(p) for p in made), _temp_files(out)
@@ -86,11 +93,42 @@ def test_train_interrupted_exits_130_and_resumes_from_its_last_checkpoint(synth6
     assert json.loads(resumed.stdout)["steps"] == logged[-1] + 1
 
 
-def test_export_interrupted_exits_130_and_leaves_no_folder(tiny_model, tmp_path):
+@pytest.mark.parametrize("sig", list(STOPS), ids=lambda sig: signal.Signals(sig).name)
+def test_export_interrupted_exits_130_and_leaves_no_folder(tiny_model, tmp_path, sig):
     out = tmp_path / "onnx"
     code, stderr = _interrupted(
-        ["export", str(tiny_model), "--out", str(out)], lambda: any(tmp_path.glob(".onnx.*.tmp/*.onnx"))
+        ["export", str(tiny_model), "--out", str(out)], lambda: any(tmp_path.glob(".onnx.*.tmp/*.onnx")), sig
     )
-    assert code == 130, stderr
-    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted"
+    assert (code, stderr.strip().splitlines()[-1]) == STOPS[sig], stderr
+    assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # neither the folder nor its temp folder
+
+
+#: A command whose work is interrupted while Python runs a finalizer: the finalizer's KeyboardInterrupt is one
+#: Python ignores ("Exception ignored in ..."), which would let the command run on to its end.
+_INTERRUPT_IN_A_FINALIZER = """
+import time
+from maskface_rt import model_info
+
+
+class Finalized:
+    def __del__(self):
+        raise KeyboardInterrupt  # as if Ctrl-C (or SIGTERM's handler) fired while this finalizer ran
+
+
+def describe(path):
+    Finalized()  # collected at once: its KeyboardInterrupt is ignored by Python
+    for _ in range(3000):
+        time.sleep(0.01)  # the main flow, where the interrupt must surface (30 s at most, if it never does)
+    print("ran on to the end")
+    return {}
+
+
+model_info.describe = describe
+"""
+
+
+def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_command(tmp_path):
+    done = maskface("info", str(tmp_path), prelude=_INTERRUPT_IN_A_FINALIZER, timeout=120)
+    assert done.returncode == 130, done.stdout + done.stderr
+    assert "ran on to the end" not in done.stdout and done.stderr.strip().splitlines()[-1] == "interrupted"

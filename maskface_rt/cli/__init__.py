@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 bad input or a failed check (one line on stderr names the file and the
 problem); 2 bad usage (an invalid option); 3 some inputs were skipped; 4 nothing could run;
-130 interrupted. Progress goes to stderr; ``--json`` results go to stdout.
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM, cleaned up the same way). Progress goes to stderr;
+``--json`` results go to stdout.
 
 One module per command, all registered the same way: ``maskface_rt/cli/<name>.py`` defines
 ``command``, a command function (registered with ``app.command(name)``, with the module's
@@ -13,9 +14,12 @@ Shared option types (--device, --backend, --precision, --label-order, --json) li
 
 from __future__ import annotations
 
+import _thread
 import importlib
+import signal
 import sys
-from typing import Annotated
+import threading
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -63,7 +67,40 @@ for _name in COMMANDS:
     register(_name)
 
 
+class _Signals:
+    """SIGTERM (what timeout, systemd and docker send) stops a command the way Ctrl-C does, through the same
+    clean-up, and is told apart at the end: exit 143 and 'terminated' instead of 130 and 'interrupted'."""
+
+    terminated = False
+
+    @classmethod
+    def on_sigterm(cls, signum: int, frame: object) -> None:
+        cls.terminated = True
+        raise KeyboardInterrupt
+
+    @staticmethod
+    def on_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+        """A KeyboardInterrupt (Ctrl-C's, or SIGTERM's above) that landed in a finalizer or a weakref callback is
+        ignored by Python, and the command would run on: raise it again in the main thread's next step."""
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # Shortly, from another thread: raised now, in the main thread, it would land in this hook (ignored
+            # too); one landing in a finalizer again comes back here and is raised again.
+            timer = threading.Timer(0.05, _thread.interrupt_main)
+            timer.daemon = True
+            timer.start()
+            return
+        sys.__unraisablehook__(unraisable)
+
+    @classmethod
+    def stopped(cls) -> NoReturn:
+        """The one line and the exit code of a command stopped by Ctrl-C or SIGTERM."""
+        stderr.print("\nterminated" if cls.terminated else "\ninterrupted")
+        sys.exit(ExitCode.TERMINATED if cls.terminated else ExitCode.INTERRUPTED)
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _Signals.on_sigterm)  # maskface serve's uvicorn sets its own while it runs
+    sys.unraisablehook = _Signals.on_unraisable
     try:
         app()
     except MaskfaceError as e:
@@ -71,9 +108,8 @@ def main() -> None:
         stderr.print(str(e), markup=False)
         sys.exit(ExitCode.FAILED)
     except KeyboardInterrupt:  # before a command runs (typer turns one inside a command into exit 130)
-        stderr.print("\ninterrupted")
-        sys.exit(ExitCode.INTERRUPTED)
+        _Signals.stopped()
     except SystemExit as e:
-        if e.code == ExitCode.INTERRUPTED:  # typer's exit for Ctrl-C inside a command: say so in one line
-            stderr.print("\ninterrupted")
+        if e.code == ExitCode.INTERRUPTED:  # typer's exit for Ctrl-C (or SIGTERM) inside a command
+            _Signals.stopped()
         raise
