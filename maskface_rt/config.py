@@ -61,6 +61,10 @@ class ModelConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
+        for name, low, high in (("negative_slope", 0.0, 1.0), ("eps", 1e-12, 1e-1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                problems.append(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -28,7 +28,7 @@ import numpy as np
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
-from maskface_rt.fileio import write_json_atomic
+from maskface_rt.fileio import read_json_object, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, tensor_shape
 
 ENGINE_FORMAT = "maskface-engine/1"
@@ -414,11 +414,7 @@ def read_sidecar(engine: str | Path) -> EngineSidecar:
             f"has no sidecar {path.name}: maskface cannot tell which model, GPU and TensorRT "
             "it was built for; build engines with 'maskface build EXPORT --out ENGINE'",
         )
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise MaskfaceError(path, f"unreadable sidecar ({e})") from None
-    return EngineSidecar.from_dict(data, path)
+    return EngineSidecar.from_dict(read_json_object(path, "sidecar"), path)
 
 
 def verify_engine_files(engine: str | Path, sidecar: EngineSidecar) -> dict[str, Path]:

@@ -8,18 +8,27 @@ copied out of its folder still says what it is.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError
+from maskface_rt.fileio import read_json_object
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, tensor_shape
+from maskface_rt.labels import LABEL_ORDERS, NUM_CLASSES
 
 EXPORT_FORMAT = "maskface-onnx/1"
 MANIFEST = "maskface.json"
 PRECISIONS = ("fp32", "fp16")
+#: Largest max_batch an export may declare (maskface export's own limit is far below).
+MAX_EXPORT_BATCH = 4096
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
 #: Exports are checked at batch 1 and 3, so they must declare at least 3.
 CHECK_BATCHES = (1, 3)
@@ -90,20 +99,44 @@ class ExportManifest:
         if not isinstance(data.get("graphs", {}), dict) or not isinstance(data.get("config"), dict):
             raise MaskfaceError(where, "invalid manifest: 'config' and 'graphs' must be JSON objects")
         try:
-            return cls(
+            manifest = cls(
                 config=ModelConfig.from_dict(data["config"]),
                 precision=data["precision"],
-                opset=int(data["opset"]),
-                max_batch=int(data["max_batch"]),
+                opset=data["opset"],
+                max_batch=data["max_batch"],
                 source_sha256=data["source_sha256"],
                 package_version=data["package_version"],
                 label_order=data.get("label_order", "celebamask"),
-                plugin=bool(data.get("plugin", False)),
+                plugin=data.get("plugin", False),
                 graphs=dict(data.get("graphs", {})),
                 parity=dict(data.get("parity", {})),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise MaskfaceError(where, f"incomplete or invalid manifest ({e})") from None
+        if problems := manifest.problems():
+            raise MaskfaceError(where, f"invalid manifest: {'; '.join(problems)}")
+        return manifest
+
+    def problems(self) -> list[str]:
+        """What in this manifest no export by maskface holds (each field's type and range, checked before any
+        work: an untrusted folder must not reach a backend with a negative batch or a 3-class model)."""
+        found = []
+        if not _is_int(self.max_batch) or not 1 <= self.max_batch <= MAX_EXPORT_BATCH:
+            found.append(f"max_batch must be an integer in 1..{MAX_EXPORT_BATCH}, got {self.max_batch!r}")
+        if not _is_int(self.opset) or not 7 <= self.opset <= 99:
+            found.append(f"opset must be an integer in 7..99, got {self.opset!r}")
+        if self.precision not in PRECISIONS:
+            found.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.label_order not in LABEL_ORDERS:
+            found.append(f"label_order must be one of {', '.join(LABEL_ORDERS)}, got {self.label_order!r}")
+        if not isinstance(self.plugin, bool):
+            found.append(f"plugin must be true or false, got {self.plugin!r}")
+        if self.config.num_classes != NUM_CLASSES:
+            found.append(f"config.num_classes must be {NUM_CLASSES} (the mask classes), got {self.config.num_classes}")
+        for name in ("source_sha256", "package_version"):
+            if not isinstance(getattr(self, name), str):
+                found.append(f"{name} must be a string, got {getattr(self, name)!r}")
+        return found
 
 
 def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
@@ -120,13 +153,7 @@ def read_manifest(folder: str | Path, *, verify: bool = True) -> ExportManifest:
         raise MaskfaceError(folder, "no such export folder" if not folder.exists() else "not an export folder")
     if not path.is_file():
         raise MaskfaceError(path, "missing: not a maskface export folder (make one with 'maskface export')")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise MaskfaceError(path, f"unreadable manifest ({e})") from None
-    if not isinstance(data, dict):
-        raise MaskfaceError(path, f"not a {EXPORT_FORMAT} manifest (a JSON {type(data).__name__}, not an object)")
-    manifest = ExportManifest.from_dict(data, path)
+    manifest = ExportManifest.from_dict(read_json_object(path, f"{EXPORT_FORMAT} manifest"), path)
     files = {graph: _graph_path(folder, path, manifest.graphs, graph) for graph in GRAPHS}
     if verify:
         for graph, gpath in files.items():

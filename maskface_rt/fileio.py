@@ -1,4 +1,5 @@
-"""Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced.
+"""Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced;
+and the one reader of untrusted JSON files (``read_json_object``).
 
 Nothing half-written is ever left under the final name, and an existing file
 is only replaced when the caller asks for it. Once a write returns, its file and
@@ -128,6 +129,27 @@ def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False
 
 def write_json_atomic(path: str | Path, obj: Any, *, overwrite: bool = False) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), overwrite=overwrite)
+
+
+#: Largest JSON file read from a model folder (manifests and sidecars are a few kB).
+MAX_JSON_BYTES = 4 * 2**20
+
+
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """An untrusted JSON file that must hold one object (``what``: its name in messages): too large, unreadable,
+    not JSON, nested past the parser's recursion limit or not an object is one MaskfaceError naming the file."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise MaskfaceError(path, f"{what} is larger than {MAX_JSON_BYTES // 2**20} MiB: not one maskface wrote")
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise MaskfaceError(path, f"unreadable {what} ({e})") from None
+    except RecursionError:
+        raise MaskfaceError(path, f"unreadable {what} (nested too deeply)") from None
+    if not isinstance(data, dict):
+        raise MaskfaceError(path, f"not a {what} (a JSON {type(data).__name__}, not an object)")
+    return data
 
 
 def json_safe(obj: Any) -> Any:

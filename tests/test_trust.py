@@ -113,6 +113,16 @@ BAD_MANIFESTS = {
     "graphs-list-of-pairs": lambda d: {**d, "graphs": ["ge"]},
     "config-list": lambda d: {**d, "config": [64]},
     "sha-number": lambda d: {**d, "graphs": {**d["graphs"], "generator": {"file": "generator.onnx", "sha256": 1}}},
+    # Fields of the right shape but values no export holds: each would reach a backend (a negative batch, a model
+    # for 3 mask classes) without the manifest's own checks.
+    "max-batch-negative": lambda d: {**d, "max_batch": -5},
+    "max-batch-zero": lambda d: {**d, "max_batch": 0},
+    "max-batch-string": lambda d: {**d, "max_batch": "8"},
+    "max-batch-true": lambda d: {**d, "max_batch": True},
+    "num-classes-3": lambda d: {**d, "config": {**d["config"], "num_classes": 3}},
+    "eps-nan": lambda d: {**d, "config": {**d["config"], "eps": float("nan")}},
+    "precision-int8": lambda d: {**d, "precision": "int8"},
+    "plugin-string": lambda d: {**d, "plugin": "no"},
 }
 
 
@@ -125,6 +135,19 @@ def test_malformed_manifest_is_one_line_in_generate_and_info(model_copy, masks, 
     _one_line_error(_cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1, MANIFEST)
     assert not out.exists()
     _one_line_error(_cli("info", str(model_copy)), 1, MANIFEST)
+
+
+def test_a_deeply_nested_manifest_or_sidecar_is_one_line(model_copy, masks, tmp_path):
+    """'[' x 100000 exhausts the JSON parser's recursion: a RecursionError traceback before."""
+    (model_copy / MANIFEST).write_text("[" * 100_000)
+    out = tmp_path / "out"
+    _one_line_error(_cli("generate", str(masks), "--out", str(out), "--model", str(model_copy)), 1, "nested too deeply")
+    _one_line_error(_cli("info", str(model_copy)), 1, "nested too deeply")
+    engine = tmp_path / "faces.engine"
+    engine.write_bytes(b"plan")
+    (tmp_path / "faces.engine.json").write_text('{"a":' * 100_000)
+    _one_line_error(_cli("info", str(engine)), 1, "nested too deeply")
+    assert not out.exists()
 
 
 def test_image_size_disagreeing_with_the_graph_is_found_before_any_work(model_copy, masks, tmp_path):
