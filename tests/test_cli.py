@@ -59,3 +59,31 @@ def test_shared_options_exit_2_with_one_line_naming_the_flag_and_the_valid_value
     assert done.exit_code == 2, (done.stderr, done.exception)
     lines = [line for line in done.stderr.splitlines() if flag in line and valid in line]
     assert len(lines) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--version"],
+        ["doctor", "--json"],
+        ["info", "{model}", "--json"],
+        ["generate", "{masks}", "--out", "{out}", "--json"],
+    ],
+    ids=["version", "doctor", "info", "generate"],
+)
+def test_output_that_cannot_be_written_is_one_line_exit_1(args, tmp_path):
+    """stdout on a full disk (/dev/full): one line naming it, exit 1, never a traceback; generate's images stay."""
+    from maskface_rt.bundled import default_model
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    examples = Path(__file__).resolve().parents[1] / "examples" / "masks"
+    names = {"model": str(default_model()), "masks": str(examples), "out": str(tmp_path / "out")}
+    command = [sys.executable, "-m", "maskface_rt", *(arg.format(**names) for arg in args)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "error: stdout: cannot write (No space left on device)"
+    if args[0] == "generate":
+        assert len(list((tmp_path / "out").glob("*.png"))) > 0

@@ -15,7 +15,9 @@ Shared option types (--device, --backend, --precision, --label-order, --json) li
 from __future__ import annotations
 
 import _thread
+import errno
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -98,18 +100,46 @@ class _Signals:
         sys.exit(ExitCode.TERMINATED if cls.terminated else ExitCode.INTERRUPTED)
 
 
+#: A write that failed for want of room or a device (a full disk, /dev/full): the output is lost, not a bug.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG)
+
+
+def _error(message: str) -> NoReturn:
+    stderr.print("[bold red]error:[/] ", end="")
+    stderr.print(message, markup=False)
+    sys.exit(ExitCode.FAILED)
+
+
+def _cannot_write(error: OSError) -> NoReturn:
+    """One line for output that could not be written, or the error itself when it is not about room."""
+    if error.errno not in _WRITE_ERRORS:
+        raise error
+    sys.stdout = open(os.devnull, "w")  # what could not be written is dropped: no second failure at exit
+    _error(f"{error.filename or 'stdout'}: cannot write ({error.strerror})")
+
+
+def _flush_stdout() -> None:
+    """Push what is buffered for stdout now, where a failure can still be one line (at exit, it is a traceback)."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        _cannot_write(e)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _Signals.on_sigterm)  # maskface serve's uvicorn sets its own while it runs
     sys.unraisablehook = _Signals.on_unraisable
     try:
         app()
     except MaskfaceError as e:
-        stderr.print("[bold red]error:[/] ", end="")
-        stderr.print(str(e), markup=False)
-        sys.exit(ExitCode.FAILED)
+        _error(str(e))
     except KeyboardInterrupt:  # before a command runs (typer turns one inside a command into exit 130)
         _Signals.stopped()
+    except OSError as e:  # typer re-raises a failed write (a broken pipe it ends itself, exit 1)
+        _cannot_write(e)
     except SystemExit as e:
         if e.code == ExitCode.INTERRUPTED:  # typer's exit for Ctrl-C (or SIGTERM) inside a command
             _Signals.stopped()
+        if e.code in (None, 0):
+            _flush_stdout()
         raise
