@@ -399,6 +399,8 @@ def test_a_real_serve_process_takes_its_limits_from_its_flags() -> None:
                     continue
                 assert (model["max_batch"], model["max_delay_ms"], model["max_queue"]) == (3, 7.0, 11)
                 assert model["max_body_bytes"] == 2**19 and model["backend"].startswith("onnxruntime")
+                assert model["allowed_hosts"] == ["localhost", "127.0.0.1", "::1"]  # the default: loopback names
+                assert httpx.get(f"{url}/healthz", headers={"Host": "evil.example.com"}).status_code == 400
                 assert post_faces(url, styles="0,1").status_code == 200
                 assert post_faces(url, b"x" * (2**19 + 1)).status_code == 413
             finally:
@@ -406,3 +408,45 @@ def test_a_real_serve_process_takes_its_limits_from_its_flags() -> None:
                 server.communicate(timeout=60)
         return
     pytest.fail("no free port could be kept for the service in three tries")
+
+
+@pytest.mark.parametrize(
+    ("host", "answered"),
+    [
+        ("127.0.0.1:{port}", True),
+        ("localhost:{port}", True),
+        ("[::1]:{port}", True),
+        ("LOCALHOST", True),
+        ("evil.example.com", False),
+        ("evil.example.com:{port}", False),
+        ("127.0.0.1.evil.example.com", False),
+        ("", False),
+    ],
+)
+def test_only_the_allowed_host_names_get_an_answer(url: str, host: str, answered: bool) -> None:
+    """DNS rebinding: a page on another site reaches a local service under a name it controls, so a request
+    whose Host is not one of the service's names is refused before anything runs."""
+    port = url.rsplit(":", 1)[1]
+    headers = {"Host": host.format(port=port)}
+    for answer in (httpx.get(f"{url}/healthz", headers=headers), post_faces(url, headers=headers)):
+        if answered:
+            assert answer.status_code == 200, answer.text
+        else:
+            assert answer.status_code == 400 and "is not one this service answers to" in answer.json()["detail"]
+
+
+def test_any_host_is_answered_where_the_settings_say_so(backend: object) -> None:
+    with running(create_app(backend, ServeSettings(allowed_hosts=("*",)))) as any_url:
+        assert httpx.get(f"{any_url}/healthz", headers={"Host": "faces.example.com"}).status_code == 200
+        assert httpx.get(f"{any_url}/v1/model").json()["allowed_hosts"] == ["*"]
+
+
+@pytest.mark.parametrize("styles", ["1_000", "+3", " 7", "٣", "1,,2", "0x1", "1e2", "99999999999"])
+def test_styles_are_plain_ascii_digits(url: str, styles: str) -> None:
+    answer = post_faces(url, styles=styles)
+    assert answer.status_code == 400 and answer.json()["detail"].startswith("styles: ")
+
+
+def test_head_requests_answer_like_get(url: str) -> None:
+    for path in ("/healthz", "/"):
+        assert httpx.head(f"{url}{path}").status_code == 200, path

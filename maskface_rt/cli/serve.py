@@ -9,7 +9,7 @@ import importlib.util
 import ipaddress
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -54,6 +54,14 @@ def serve(
     max_body_mb: Annotated[
         float, typer.Option("--max-body-mb", min=0.001, max=1024.0, help="Largest request body (MiB); larger get 413.")
     ] = 8.0,
+    allowed_hosts: Annotated[
+        Optional[str],
+        typer.Option(
+            "--allowed-hosts",
+            help="Comma-separated Host names answered ('*': any; behind a proxy, its public name); others get 400 "
+            "[localhost, 127.0.0.1, ::1 and --host].",
+        ),
+    ] = None,
 ) -> None:
     """Serve faces over HTTP (POST /v1/faces, dynamic batching) and the mask editor at /."""
     from maskface_rt.backends import open_backend, precision_problem
@@ -66,6 +74,9 @@ def serve(
         raise typer.BadParameter(
             f"{host!r} is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1)", param_hint="--host"
         ) from None
+    names = tuple(n.strip() for n in allowed_hosts.split(",") if n.strip()) if allowed_hosts is not None else ()
+    if allowed_hosts is not None and not names:
+        raise typer.BadParameter("give at least one host name, or '*' for any", param_hint="--allowed-hosts")
     model = model if model is not None else default_model()
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
@@ -75,16 +86,21 @@ def serve(
     _check_bind(host, port)
     import uvicorn
 
-    from maskface_rt.serve.app import ServeSettings, create_app
+    from maskface_rt.serve.app import LOOPBACK_NAMES, ServeSettings, create_app
 
     settings = ServeSettings(
-        max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20)
+        max_batch=max_batch,
+        max_delay_ms=max_delay_ms,
+        max_queue=max_queue,
+        max_body_bytes=int(max_body_mb * 2**20),
+        allowed_hosts=names or tuple(dict.fromkeys((*LOOPBACK_NAMES, host))),
     )
     with open_backend(model, backend, device=device, precision=precision) as runtime:
         if host not in ("127.0.0.1", "::1", "localhost"):
             stderr.print(f"listening on {host}: put a reverse proxy with TLS and auth in front (README: serve)")
         stderr.print(
-            f"maskface serve: {runtime.description}, editor and API at http://{host}:{port}/ (API docs /docs)",
+            f"maskface serve: {runtime.description}, editor and API at http://{'[' + host + ']' if ':' in host else host}"
+            f":{port}/ (API docs /docs)",
             markup=False,
         )
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -53,6 +54,10 @@ _ROUTES = (
 T = TypeVar("T")
 
 
+#: The names of this machine's loopback addresses, answered by default.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """The service's limits (one field per ``maskface serve`` option)."""
@@ -62,6 +67,9 @@ class ServeSettings:
     max_queue: int = 64
     max_body_bytes: int = 8 * 2**20
     retry_after_s: int = 1
+    #: Host header names answered (without the port; "*": any). A browser page elsewhere can reach a local service
+    #: through a name it controls (DNS rebinding): only these names get an answer.
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
 
 
 class BadRequest(Exception):
@@ -107,7 +115,9 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         "a reference photo. The editor is at /.",
     )
     app.state.metrics, app.state.batcher = metrics, batcher
-    app.add_middleware(_Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        _Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
+    )
     _add_error_handlers(app, metrics)
 
     @app.post(
@@ -193,6 +203,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             "max_delay_ms": settings.max_delay_ms,
             "max_queue": settings.max_queue,
             "max_body_bytes": settings.max_body_bytes,
+            "allowed_hosts": list(settings.allowed_hosts),
             "version": __version__,
         }
 
@@ -200,7 +211,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     async def examples() -> list[str]:
         return sorted(p.name for p in EXAMPLES.glob("*.png"))
 
-    @app.get("/healthz", summary="Liveness")
+    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "queued": batcher.queued}
 
@@ -208,7 +219,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     async def prometheus() -> Response:
         return Response(metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def editor() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
@@ -217,10 +228,8 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
 
 
 def _style_indices(text: str) -> list[int]:
-    try:
-        indices = [int(v) for v in text.split(",")]
-    except ValueError:
-        indices = []
+    # ASCII digits only: int() would also take '1_000', '+3', ' 7' and other scripts' digits.
+    indices = [int(v) for v in text.split(",")] if re.fullmatch(r"[0-9]{1,10}(,[0-9]{1,10})*", text) else []
     if not indices or min(indices) < 0 or max(indices) >= 2**31:
         raise BadRequest(400, f"styles: {text[:40]!r} is not a comma-separated list of style indices >= 0 (e.g. 0,1,2)")
     if len(indices) > MAX_STYLES:
@@ -298,11 +307,25 @@ def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
 
+def _host_name(host: str) -> str:
+    """A Host header's name without its port: 'a.example:8000' -> 'a.example', '[::1]:8000' -> '::1'."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.split(":", 1)[0] if host.count(":") == 1 else host
+
+
 class _Guard:
     """ASGI middleware: the request-size limit, and request / error / status counts per route."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: Callable[..., Awaitable[None]],
+        metrics: Metrics,
+        max_body_bytes: int,
+        allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
+    ) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.allowed_hosts = None if "*" in allowed_hosts else {h.lower().strip("[]") for h in allowed_hosts}
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]
@@ -331,10 +354,18 @@ class _Guard:
                 self.metrics.errors.labels(str(status)).inc()
 
     def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
-        """A 411/413 answer for a body that is too large or of unknown length (read before any of it)."""
+        """A 400 for a Host this service does not answer to; a 411/413 answer for a body that is too large or of
+        unknown length (read before any of it)."""
+        headers = dict(scope["headers"])
+        if self.allowed_hosts is not None:
+            host = headers.get(b"host", b"").decode("latin-1")
+            if _host_name(host).lower() not in self.allowed_hosts:
+                return _one_line(
+                    400,
+                    f"Host {host[:80]!r} is not one this service answers to ({', '.join(sorted(self.allowed_hosts))})",
+                )
         if scope["method"] not in ("POST", "PUT", "PATCH"):
             return None
-        headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is None:
             return _one_line(411, "a Content-Length header is required (bodies of unknown length are refused)")
