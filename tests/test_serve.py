@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -450,3 +452,66 @@ def test_styles_are_plain_ascii_digits(url: str, styles: str) -> None:
 def test_head_requests_answer_like_get(url: str) -> None:
     for path in ("/healthz", "/"):
         assert httpx.head(f"{url}{path}").status_code == 200, path
+
+
+def _slow_client(port: int) -> socket.socket:
+    """A client that announces an 8 MB body and sends one byte of it, then nothing (1 byte/s, or a stall)."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=60)
+    client.sendall(
+        b"POST /v1/faces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+        b"Content-Length: 8000000\r\n\r\n-"
+    )
+    return client
+
+
+def _whole_answer(client: socket.socket) -> str:
+    """An HTTP answer read off a raw socket: its head, then as many body bytes as its Content-Length says."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = client.recv(65536)
+        assert chunk, f"the connection closed mid-answer: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
+    while len(body) < length:
+        chunk = client.recv(65536)
+        assert chunk, f"the connection closed mid-body: {data!r}"
+        body += chunk
+    return (head + b"\r\n\r\n" + body).decode()
+
+
+def test_a_client_too_slow_with_its_body_gets_408_and_frees_its_place(backend: object) -> None:
+    with running(create_app(backend, ServeSettings(body_timeout_s=0.5, max_body_bytes=16 * 2**20))) as url:
+        with _slow_client(int(url.rsplit(":", 1)[1])) as client:
+            answer = _whole_answer(client)  # waits for the server's answer (the body never comes)
+        assert answer.startswith("HTTP/1.1 408 "), answer
+        assert '"detail":"the request body took longer than 0.5 s to arrive"' in answer
+        assert post_faces(url).status_code == 200
+        assert metric(url, 'maskface_errors_total{status="408"}') == 1
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "line"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")]
+)
+def test_a_signal_ends_serve_within_its_shutdown_timeout_even_with_a_slow_client(sig, code, line) -> None:
+    """timeout, systemd and docker send SIGTERM: the service stops accepting, lets requests under way finish for
+    --shutdown-timeout-s, then exits with the documented code, whatever a slow client is still sending."""
+    port = free_port()
+    command = [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port), "--backend", "onnxruntime"]
+    command += ["--shutdown-timeout-s", "1", "--body-timeout-s", "3600"]
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"}) as server:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+                break
+            except httpx.TransportError:
+                assert server.poll() is None and time.monotonic() < deadline, "the service never answered"
+                time.sleep(0.05)
+        with _slow_client(port):
+            server.send_signal(sig)
+            _, stderr = server.communicate(timeout=60)  # the body would take an hour: bounded by the shutdown
+    assert server.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1] == line and "Traceback" not in stderr

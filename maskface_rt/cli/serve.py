@@ -54,6 +54,22 @@ def serve(
     max_body_mb: Annotated[
         float, typer.Option("--max-body-mb", min=0.001, max=1024.0, help="Largest request body (MiB); larger get 413.")
     ] = 8.0,
+    body_timeout_s: Annotated[
+        float,
+        typer.Option("--body-timeout-s", min=0.1, max=3600.0, help="Seconds to send a request body; slower get 408."),
+    ] = 30.0,
+    max_connections: Annotated[
+        int, typer.Option("--max-connections", min=1, max=100_000, help="Open connections at most; more get 503.")
+    ] = 256,
+    shutdown_timeout_s: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-timeout-s",
+            min=0.0,
+            max=3600.0,
+            help="On Ctrl-C or SIGTERM, seconds that requests under way may take to finish.",
+        ),
+    ] = 10.0,
     allowed_hosts: Annotated[
         Optional[str],
         typer.Option(
@@ -94,6 +110,7 @@ def serve(
         max_queue=max_queue,
         max_body_bytes=int(max_body_mb * 2**20),
         allowed_hosts=names or tuple(dict.fromkeys((*LOOPBACK_NAMES, host))),
+        body_timeout_s=body_timeout_s,
     )
     with open_backend(model, backend, device=device, precision=precision) as runtime:
         if host not in ("127.0.0.1", "::1", "localhost"):
@@ -103,8 +120,18 @@ def serve(
             f":{port}/ (API docs /docs)",
             markup=False,
         )
+        config = uvicorn.Config(
+            create_app(runtime, settings),
+            host=host,
+            port=port,
+            log_level="warning",
+            limit_concurrency=max_connections,
+            timeout_graceful_shutdown=shutdown_timeout_s,
+        )
         try:
-            uvicorn.run(create_app(runtime, settings), host=host, port=port, log_level="warning")
+            # Not uvicorn.run, which swallows the KeyboardInterrupt that uvicorn raises again after a graceful
+            # shutdown on Ctrl-C or SIGTERM: maskface then exits 130 or 143, as every command does.
+            uvicorn.Server(config).run()
         except SystemExit as e:  # uvicorn's startup failure (3) is not the README's "some inputs skipped"
             if e.code:
                 raise MaskfaceError(f"{host}:{port}", "the server could not start (see the line above)") from None

@@ -70,6 +70,8 @@ class ServeSettings:
     #: Host header names answered (without the port; "*": any). A browser page elsewhere can reach a local service
     #: through a name it controls (DNS rebinding): only these names get an answer.
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+    #: Seconds a client has to send a request's whole body; a slower one gets 408 (it holds a connection).
+    body_timeout_s: float = 30.0
 
 
 class BadRequest(Exception):
@@ -115,9 +117,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         "a reference photo. The editor is at /.",
     )
     app.state.metrics, app.state.batcher = metrics, batcher
-    app.add_middleware(
-        _Guard, metrics=metrics, max_body_bytes=settings.max_body_bytes, allowed_hosts=settings.allowed_hosts
-    )
+    app.add_middleware(_Guard, metrics=metrics, settings=settings)
     _add_error_handlers(app, metrics)
 
     @app.post(
@@ -307,6 +307,11 @@ def _add_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it
 
 
+class _SlowBody(BaseException):
+    """The client did not send its request body in time (a BaseException: the form parser turns any Exception
+    from reading the body into its own 400)."""
+
+
 def _host_name(host: str) -> str:
     """A Host header's name without its port: 'a.example:8000' -> 'a.example', '[::1]:8000' -> '::1'."""
     if host.startswith("["):
@@ -317,15 +322,11 @@ def _host_name(host: str) -> str:
 class _Guard:
     """ASGI middleware: the request-size limit, and request / error / status counts per route."""
 
-    def __init__(
-        self,
-        app: Callable[..., Awaitable[None]],
-        metrics: Metrics,
-        max_body_bytes: int,
-        allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES,
-    ) -> None:
-        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
-        self.allowed_hosts = None if "*" in allowed_hosts else {h.lower().strip("[]") for h in allowed_hosts}
+    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics, settings: ServeSettings) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, settings.max_body_bytes
+        self.body_timeout_s = settings.body_timeout_s
+        hosts = settings.allowed_hosts
+        self.allowed_hosts = None if "*" in hosts else {h.lower().strip("[]") for h in hosts}
 
     async def __call__(
         self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]
@@ -346,12 +347,41 @@ class _Guard:
             if refusal:
                 await refusal(scope, receive, send_status)
             else:
-                await self.app(scope, receive, send_status)
+                await self.app(scope, self._body_deadline(receive), send_status)
+        except _SlowBody:
+            if status == 500:  # nothing answered yet
+                await _one_line(408, f"the request body took longer than {self.body_timeout_s:g} s to arrive")(
+                    scope, receive, send_status
+                )
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still under way when its graceful shutdown time is up: the request
+            # ends here (its client gets a 503 if nothing was sent yet), not as a traceback in the server's log.
+            status = 503
+            with contextlib.suppress(Exception):
+                await _one_line(503, "the service is shutting down")(scope, receive, send)
         finally:
             path = scope["path"] if scope["path"] in _ROUTES else "other"
             self.metrics.requests.labels(path, str(status)).inc()
             if status >= 400:
                 self.metrics.errors.labels(str(status)).inc()
+
+    def _body_deadline(self, receive: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """``receive`` that gives up (_SlowBody) when the body has not all arrived within the time allowed; once
+        it has, later receives (the wait for a disconnect while a face is made) are not timed."""
+        deadline, done = time.monotonic() + self.body_timeout_s, False
+
+        async def timed() -> Any:
+            nonlocal done
+            if done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
+            except asyncio.TimeoutError:
+                raise _SlowBody from None
+            done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return timed
 
     def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
         """A 400 for a Host this service does not answer to; a 411/413 answer for a body that is too large or of
