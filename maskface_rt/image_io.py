@@ -22,8 +22,9 @@ LOSSLESS_FORMATS = ("PNG", "BMP", "TIFF", "WEBP")
 READ_FORMATS = (*LOSSLESS_FORMATS, "JPEG")
 
 
-def open_image(path: str | Path) -> Image.Image:
-    """Open and fully decode an image, refusing missing, non-image, truncated and absurdly large files, and any
+def open_image(path: str | Path, *, max_side: int = MAX_SIDE) -> Image.Image:
+    """Open and fully decode an image, refusing missing, non-image, truncated and absurdly large files (over
+    ``max_side`` pixels a side or MAX_PIXELS in all, read from the header before anything is decoded), and any
     format but READ_FORMATS (recognised from the bytes, whatever the file's suffix)."""
     path = Path(path)
     if not path.exists():
@@ -35,11 +36,12 @@ def open_image(path: str | Path) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path, formats=READ_FORMATS)
             w, h = img.size
-            if w <= 0 or h <= 0 or w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
+            side = min(max_side, MAX_SIDE)
+            if w <= 0 or h <= 0 or w > side or h > side or w * h > MAX_PIXELS:
                 raise MaskfaceError(
                     path,
-                    f"image of {w}x{h} pixels is too large (limit {MAX_SIDE} per side, "
-                    f"{MAX_PIXELS} pixels): refusing a possible decompression bomb",
+                    f"image of {w}x{h} pixels is too large (limit {side} per side, "
+                    f"{min(MAX_PIXELS, side * side)} pixels): refusing a possible decompression bomb",
                 )
             img.load()
     except MaskfaceError:
@@ -55,9 +57,9 @@ def open_image(path: str | Path) -> Image.Image:
     return img
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as uint8 RGB [H, W, 3]."""
-    img = open_image(path)
+def read_rgb(path: str | Path, *, max_side: int = MAX_SIDE) -> np.ndarray:
+    """An image file as uint8 RGB [H, W, 3] (at most ``max_side`` pixels a side)."""
+    img = open_image(path, max_side=max_side)
     if img.mode not in ("RGB", "L", "P", "RGBA", "LA", "CMYK", "YCbCr", "I;16", "I"):
         raise MaskfaceError(path, f"unsupported image mode {img.mode}")
     if img.mode in ("I;16", "I"):

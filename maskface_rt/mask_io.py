@@ -32,7 +32,7 @@ from PIL import Image
 
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import write_bytes_atomic
-from maskface_rt.image_io import encode_png, open_image, resize_labels
+from maskface_rt.image_io import MAX_SIDE, encode_png, open_image, resize_labels
 from maskface_rt.labels import CLASS_NAMES, LABEL_ORDERS, NUM_CLASSES, PALETTE, to_canonical
 
 #: Suffixes of lossless mask files.
@@ -79,11 +79,14 @@ def check_label_order(label_order: str) -> None:
         raise MaskfaceError(None, f"unknown label order {label_order!r}; valid: {', '.join(LABEL_ORDERS)}")
 
 
-def read_mask(path: str | Path, *, size: int | None = None, label_order: str = "celebamask") -> np.ndarray:
-    """Read a label map or colour mask file as a canonical uint8 label map [H, W]."""
+def read_mask(
+    path: str | Path, *, size: int | None = None, label_order: str = "celebamask", max_side: int = MAX_SIDE
+) -> np.ndarray:
+    """Read a label map or colour mask file (at most ``max_side`` pixels a side) as a canonical uint8 label map
+    [H, W]."""
     path = Path(path)
     check_label_order(label_order)
-    img = _open_lossless(path)
+    img = _open_lossless(path, max_side)
     if img.mode in ("RGB", "RGBA"):
         rgb = _opaque_rgb(img, path)
         if _equal_channels(rgb):
@@ -182,9 +185,9 @@ def write_label_png(path: str | Path, labels: np.ndarray, *, overwrite: bool = F
     write_bytes_atomic(path, mask_to_png(labels), overwrite=overwrite)
 
 
-def _open_lossless(path: Path) -> Image.Image:
+def _open_lossless(path: Path, max_side: int = MAX_SIDE) -> Image.Image:
     """Open a mask image, refusing JPEG whatever the file's suffix."""
-    img = open_image(path)
+    img = open_image(path, max_side=max_side)
     if img.format == "JPEG":
         raise MaskfaceError(
             path, "JPEG is lossy: its compression changes labels and colours at part edges; save masks as PNG"

@@ -515,3 +515,21 @@ def test_a_signal_ends_serve_within_its_shutdown_timeout_even_with_a_slow_client
             _, stderr = server.communicate(timeout=60)  # the body would take an hour: bounded by the shutdown
     assert server.returncode == code, stderr
     assert stderr.strip().splitlines()[-1] == line and "Traceback" not in stderr
+
+
+@pytest.mark.parametrize("field", ["mask", "reference"])
+@pytest.mark.parametrize("shape", [(8192, 8192), (4097, 16)], ids=["64-mpx-bomb", "one-side-too-long"])
+def test_an_upload_larger_than_the_service_takes_is_refused_from_its_header(url: str, field: str, shape) -> None:
+    """A 64 Mpx PNG of zeros is a few hundred kB: refused from its header (MAX_UPLOAD_SIDE), never decoded."""
+    from maskface_rt.serve.app import MAX_UPLOAD_SIDE
+
+    big = _png(np.zeros(shape, np.uint8))
+    files = {"mask": ("big.png", big)} if field == "mask" else {"mask": ("m.png", MASK.read_bytes())}
+    if field == "reference":
+        files["reference"] = ("big.png", big)
+    answer = httpx.post(f"{url}/v1/faces", files=files, timeout=60)
+    assert answer.status_code == 400, answer.text
+    detail = answer.json()["detail"]
+    assert detail.startswith(f"{field} (big.png): image of {shape[1]}x{shape[0]} pixels is too large")
+    assert f"limit {MAX_UPLOAD_SIDE} per side" in detail
+    assert httpx.get(f"{url}/v1/model").json()["max_upload_side"] == MAX_UPLOAD_SIDE

@@ -54,6 +54,10 @@ _ROUTES = (
 T = TypeVar("T")
 
 
+#: Largest side of an uploaded mask or reference photo: the service makes one image size, so it takes no more
+#: than a 4096 px photo (16 Mpx, 64 MB decoded) and refuses a larger header in milliseconds, before decoding.
+MAX_UPLOAD_SIDE = 4096
+
 #: The names of this machine's loopback addresses, answered by default.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
@@ -72,6 +76,8 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     #: Seconds a client has to send a request's whole body; a slower one gets 408 (it holds a connection).
     body_timeout_s: float = 30.0
+    #: Uploads decoded at once (each up to MAX_UPLOAD_SIDE^2 pixels): bounds the memory a burst of them takes.
+    max_decodes: int = 2
 
 
 class BadRequest(Exception):
@@ -97,6 +103,10 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         metrics=metrics,
     )
     size = backend.config.img_size
+    slots = asyncio.Semaphore(settings.max_decodes)
+
+    async def decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
+        return await _decoded(upload, field, read, slots)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -147,10 +157,14 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         _check_label_order(label_order)
         try:
             batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
-            labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
+            labels = await decoded(
+                mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
+            )
             from_photo = reference is not None and bool(reference.filename)
             if from_photo:
-                photo = await _decoded(reference, "reference", lambda p: resize_rgb(read_rgb(p), size))
+                photo = await decoded(
+                    reference, "reference", lambda p: resize_rgb(read_rgb(p, max_side=MAX_UPLOAD_SIDE), size)
+                )
                 codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
                 names: list[int | str] = ["reference"]
             else:
@@ -184,7 +198,9 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         ] = None,
     ) -> Response:
         _check_label_order(label_order)
-        labels = await _decoded(mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order))
+        labels = await decoded(
+            mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
+        )
         return Response(mask_to_png(labels), media_type="image/png")
 
     @app.get("/v1/model", summary="The model and the service's limits")
@@ -203,6 +219,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             "max_delay_ms": settings.max_delay_ms,
             "max_queue": settings.max_queue,
             "max_body_bytes": settings.max_body_bytes,
+            "max_upload_side": MAX_UPLOAD_SIDE,
             "allowed_hosts": list(settings.allowed_hosts),
             "version": __version__,
         }
@@ -242,8 +259,14 @@ def _latents(seed: int, indices: list[int], latent_dim: int) -> np.ndarray:
     return np.stack([latent_for_style(seed, k, latent_dim) for k in indices])
 
 
-async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
-    """Decode an upload with ``read(path)`` off the event loop; its problems name the form field."""
+async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T], slots: asyncio.Semaphore) -> T:
+    """Decode an upload with ``read(path)`` off the event loop, holding one of ``slots`` (a bound on the decodes
+    running at once); its problems name the form field."""
+    async with slots:
+        return await _decode(upload, field, read)
+
+
+async def _decode(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
     data = await upload.read()
 
     def decode() -> T:
