@@ -6,7 +6,6 @@ pytest-xdist (``make test`` runs the suite on every core): the workers share one
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from weights_support import save_weight_files
 
 from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV
 
@@ -153,8 +153,6 @@ def _write_eval_weights(folder: Path) -> None:
     from maskface_rt.evaluation.bisenet import BiSeNet
     from maskface_rt.evaluation.inception import FIDInceptionV3
     from maskface_rt.evaluation.lpips import CHANNELS, AlexNetTrunk
-    from maskface_rt.evaluation.weights import REGISTRY
-    from maskface_rt.export_format import sha256_file
 
     torch.manual_seed(0)
     inception = FIDInceptionV3()
@@ -180,9 +178,4 @@ def _write_eval_weights(folder: Path) -> None:
         "lpips-alex": {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) * 0.1 for k, c in enumerate(CHANNELS)},
         "bisenet": BiSeNet().state_dict(),
     }
-    manifest = {}
-    for key, tensors in files.items():
-        path = folder / REGISTRY[key].file
-        torch.save(tensors, path)
-        manifest[key] = {"sha256": sha256_file(path)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
+    save_weight_files(folder, files)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from maskface_rt.benchmarking import environment, flops, memory, peaks, report
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
 from maskface_rt.benchmarking.runners import BACKEND_NAMES, Runner, RunnerContext, make_runner
-from maskface_rt.benchmarking.suite import BenchOptions, _exit_code, resolve_device, run_runners
+from maskface_rt.benchmarking.suite import BenchInputs, BenchOptions, _exit_code, resolve_device, run_runners
 from maskface_rt.benchmarking.timing import measure, summarize
 from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.config import preset
@@ -310,7 +310,7 @@ def test_backends_alternate_in_rounds_and_a_failing_one_drops_out_alone():
     options = BenchOptions(("a", "b", "c"), (1, 2), warmup_s=0.0, duration_s=0.0, min_iterations=3, rounds=3)
     labels, styles = np.zeros((2, 4, 4), np.uint8), np.zeros((2, 8), np.float32)
     seen: list[tuple[str, int]] = []
-    rows = run_runners(runners, options, labels, styles, None, "no reference", lambda r: seen.append(r), print)
+    rows = run_runners(runners, options, BenchInputs(labels, styles, None, "no reference"), seen.append, print)
     calls = [entry for entry in log if not entry.startswith("load")]
     runs = [name for i, name in enumerate(calls) if i == 0 or calls[i - 1] != name]  # consecutive calls merged
     # All loaded first; per batch size: each warmed up in turn, then rounds a b c a b c a b c.

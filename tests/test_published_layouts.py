@@ -17,8 +17,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from weights_support import save_weight_files  # noqa: E402
+
 from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest  # noqa: E402
-from maskface_rt.export_format import sha256_file  # noqa: E402
 
 CPU = torch.device("cpu")
 LAYOUTS = Path(__file__).parent / "data" / "published_layouts"
@@ -44,13 +45,7 @@ def _published_like(layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tenso
 def _store(folder: Path, files: dict[str, dict[str, torch.Tensor]]) -> WeightStore:
     """The files saved under their published names and a weights manifest with their sha256 (as conftest's
     ``eval_weights``): the store the metrics load from."""
-    manifest = {}
-    for key, tensors in files.items():
-        path = folder / REGISTRY[key].file
-        torch.save(tensors, path)
-        manifest[key] = {"sha256": sha256_file(path)}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return WeightStore(folder, read_manifest(folder / "manifest.json"))
+    return WeightStore(folder, read_manifest(save_weight_files(folder, files)))
 
 
 def _assert_loaded(

@@ -90,6 +90,17 @@ def _row(runner: Runner, batch: int | None, status: str, reason: str = "") -> di
     return row
 
 
+@dataclass(frozen=True)
+class BenchInputs:
+    """What every runner is given: the masks and styles of the largest batch, and torch fp32's images of them
+    (None, with ``reference_note`` saying why, where there is no reference)."""
+
+    labels: np.ndarray
+    styles: np.ndarray
+    reference: np.ndarray | None
+    reference_note: str
+
+
 @dataclass
 class _Loaded:
     """A runner that loaded, with its memory probe and how long building and loading took."""
@@ -126,22 +137,14 @@ def _failed(runner: Runner, batch: int, error: Exception) -> dict[str, Any]:
     return _row(runner, batch, "unavailable" if isinstance(error, Unavailable) else "failed", _one_line(error))
 
 
-def _prepare_row(
-    loaded: _Loaded,
-    batch: int,
-    labels: np.ndarray,
-    styles: np.ndarray,
-    reference: np.ndarray | None,
-    reference_note: str,
-    options: BenchOptions,
-) -> dict[str, Any]:
+def _prepare_row(loaded: _Loaded, batch: int, inputs: BenchInputs, options: BenchOptions) -> dict[str, Any]:
     """Bind the batch, warm up, and fill what does not need timing: memory and accuracy."""
     runner = loaded.runner
     row = _row(runner, batch, "ok")
     row.update(build_s=loaded.build_s, load_s=loaded.load_s)
     loaded.probe.begin_row()
     start = time.perf_counter()
-    images = runner.prepare(labels[:batch], styles[:batch])
+    images = runner.prepare(inputs.labels[:batch], inputs.styles[:batch])
     row["prepare_s"] = time.perf_counter() - start
     warmup = measure(runner.run_once, warmup_s=options.warmup_s, duration_s=0.0)
     peak = loaded.probe.peak()
@@ -150,9 +153,9 @@ def _prepare_row(
         warmup_s=warmup.warmup_s + warmup.measured_s,
         peak_memory_mb=None if peak is None else peak / 2**20,
     )
-    if reference is not None:
+    if inputs.reference is not None:
         accumulator = ParityAccumulator()
-        accumulator.update(reference[:batch], images)
+        accumulator.update(inputs.reference[:batch], images)
         parity = accumulator.result()
         row.update(
             max_abs_error=parity.max_abs_error,
@@ -161,7 +164,7 @@ def _prepare_row(
             identical_images=parity.identical_images,
         )
     else:
-        row["accuracy_note"] = reference_note
+        row["accuracy_note"] = inputs.reference_note
     return row
 
 
@@ -215,14 +218,7 @@ def _device_timing(runner: Runner, options: BenchOptions) -> dict[str, Any]:
 
 
 def _measure_batch(
-    loaded: list[_Loaded],
-    batch: int,
-    labels: np.ndarray,
-    styles: np.ndarray,
-    reference: np.ndarray | None,
-    reference_note: str,
-    options: BenchOptions,
-    on_stage: Callable[[str], None],
+    loaded: list[_Loaded], batch: int, inputs: BenchInputs, options: BenchOptions, on_stage: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """Every loaded runner at one batch size: prepared and warmed up one after another, then timed in
     alternating rounds, then (on a GPU) device-timed; one row each, in runner order."""
@@ -230,7 +226,7 @@ def _measure_batch(
     for item in loaded:
         on_stage(f"{item.runner.name}: batch {batch}, warming up")
         try:
-            rows[item.runner] = _prepare_row(item, batch, labels, styles, reference, reference_note, options)
+            rows[item.runner] = _prepare_row(item, batch, inputs, options)
         except Exception as e:  # one backend's failure is a row, not the end of the benchmark
             rows[item.runner] = _failed(item.runner, batch, e)
     on_stage(f"batch {batch}: {options.rounds} alternating rounds")
@@ -246,10 +242,7 @@ def _measure_batch(
 def run_runners(
     runners: list[Runner],
     options: BenchOptions,
-    labels: np.ndarray,
-    styles: np.ndarray,
-    reference: np.ndarray | None,
-    reference_note: str,
+    inputs: BenchInputs,
     on_row: Callable[[dict[str, Any]], None],
     on_stage: Callable[[str], None],
 ) -> list[dict[str, Any]]:
@@ -266,7 +259,7 @@ def run_runners(
                 rows.append(item)
                 on_row(item)
         for batch in options.batch_sizes:
-            for row in _measure_batch(loaded, batch, labels, styles, reference, reference_note, options, on_stage):
+            for row in _measure_batch(loaded, batch, inputs, options, on_stage):
                 rows.append(row)
                 on_row(row)
     finally:
@@ -356,7 +349,8 @@ def run_bench(
             reference_note = f"the torch fp32 reference failed: {_one_line(e)}"
         ctx = RunnerContext(source, device, no_cuda)
         runners = {name: make_runner(name, ctx) for name in options.backends}
-        rows = run_runners(list(runners.values()), options, labels, styles, reference, reference_note, on_row, on_stage)
+        inputs = BenchInputs(labels, styles, reference, reference_note)
+        rows = run_runners(list(runners.values()), options, inputs, on_row, on_stage)
         on_stage("counting FLOPs")
         flops_per_image, flops_source = _count_flops(source)
     _roofline(rows, flops_per_image, options, runners)
