@@ -63,8 +63,8 @@ MUTATIONS = (
         "serve-flag-dropped",
         "maskface serve's flags reach the running service",
         "maskface_rt/cli/serve.py",
-        "max_queue=max_queue, max_body_bytes=int(max_body_mb * 2**20)",
-        "max_queue=max_queue",
+        "        max_body_bytes=int(max_body_mb * 2**20),\n",
+        "",
         ("tests/test_serve.py", "-k", "real_serve"),
     ),
     Mutation(
