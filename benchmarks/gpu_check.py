@@ -74,6 +74,8 @@ def plan(work: Path, dry: bool) -> list[Step]:
         "0.05" if dry else "1.5",
         "--iterations",
         "2" if dry else "10",
+        "--rounds",
+        "1" if dry else "3",
         "--device",
         device,
         "--seed",

@@ -53,8 +53,8 @@ def _temp_files(folder: Path) -> list[str]:
 def test_generate_interrupted_exits_130_keeps_only_complete_faces_and_a_rerun_finishes(tmp_path, sig):
     masks, out = tmp_path / "masks", tmp_path / "out"
     masks.mkdir()
-    for path in sorted(EXAMPLES.glob("[sh][ya]*")):  # the single-file example masks, 20 copies each
-        for i in range(20):
+    for path in sorted(EXAMPLES.glob("[sh][ya]*")):  # the single-file example masks, 8 copies each: 384 faces
+        for i in range(8):
             shutil.copy(path, masks / f"{path.stem}-{i:02d}{path.suffix}")
     code, stderr = _interrupted(["generate", str(masks), "--out", str(out)], lambda: any(out.glob("*.png")), sig)
     assert (code, stderr.strip().splitlines()[-1]) == STOPS[sig], stderr
@@ -93,8 +93,9 @@ def test_train_interrupted_exits_130_and_resumes_from_its_last_checkpoint(synth6
     assert json.loads(resumed.stdout)["steps"] == logged[-1] + 1
 
 
-@pytest.mark.parametrize("sig", list(STOPS), ids=lambda sig: signal.Signals(sig).name)
-def test_export_interrupted_exits_130_and_leaves_no_folder(tiny_model, tmp_path, sig):
+def test_export_terminated_exits_143_and_leaves_no_folder(tiny_model, tmp_path):
+    """SIGTERM here (Ctrl-C goes through the same clean-up, tested with generate and train)."""
+    sig = signal.SIGTERM
     out = tmp_path / "onnx"
     code, stderr = _interrupted(
         ["export", str(tiny_model), "--out", str(out)], lambda: any(tmp_path.glob(".onnx.*.tmp/*.onnx")), sig
