@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import math
+import mmap
 import os
 from pathlib import Path
 
@@ -195,20 +196,29 @@ def test_the_cpu_is_named_with_its_family_and_model_numbers():
     assert environment.environment()["cpu"] == name
 
 
+def _resident(nbytes: int) -> mmap.mmap:
+    """nbytes of fresh pages, written: resident whatever the process freed before (malloc may hand back pages
+    that are already resident, which would not raise RSS)."""
+    pages = mmap.mmap(-1, nbytes)
+    np.frombuffer(pages, dtype=np.uint8)[:] = 1  # in place: no temporary copy to raise the high-water mark
+    return pages
+
+
 def test_memory_probe_sees_an_allocation():
     if memory.rss_bytes() is None:
         pytest.skip("no /proc/self/status here")
     probe = memory.MemoryProbe("cpu")
     probe.start()
-    loaded = np.ones(32 << 20, dtype=np.uint8)  # what a runner's load keeps: 32 MiB, touched
+    loaded = _resident(32 << 20)  # what a runner's load keeps: 32 MiB
     probe.loaded()
-    others = np.ones(48 << 20, dtype=np.uint8)  # another runner loaded after it: not its memory
+    others = _resident(48 << 20)  # another runner loaded after it: not its memory
     probe.begin_row()
     if not probe.resettable:
         pytest.skip("the kernel refuses to reset VmHWM here: the peak would be the process's lifetime peak")
-    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched, during the row
+    block = _resident(64 << 20)  # 64 MiB during the row
     assert (60 << 20) + (30 << 20) <= probe.peak() < (96 << 20) + (40 << 20)
-    del block, loaded, others
+    for pages in (block, loaded, others):
+        pages.close()
 
 
 # --- reports ---------------------------------------------------------------------------------------------
