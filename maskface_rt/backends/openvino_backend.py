@@ -3,7 +3,7 @@
 bf16 is fast only where the CPU has bf16 matrix instructions (AVX512-BF16, AMX-BF16); elsewhere
 OpenVINO still accepts the bf16 hint but emulates it, slower than fp32. ``--precision auto`` takes
 bf16 exactly where OpenVINO reports the CPU's "BF16" optimisation capability, or where
-``$MASKFACE_NATIVE_BF16`` says so (``native_bf16``: the one place it is read). Compiled models are
+``$MASKFACE_NATIVE_BF16`` says so (``native_bf16_override``: the one place it is read). Compiled models are
 cached by OpenVINO itself (CACHE_DIR). Never imports torch.
 """
 
@@ -48,15 +48,21 @@ def cpu_native_bf16() -> bool:
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
-def native_bf16() -> bool:
-    """Whether auto's decisions (precision, backend) take bf16 as native here: ``$MASKFACE_NATIVE_BF16`` where
-    set, else the CPU's answer (``cpu_native_bf16``)."""
+def native_bf16_override() -> bool | None:
+    """What ``$MASKFACE_NATIVE_BF16`` says (the one place it is read): True, False, or None where it is unset."""
     value = os.environ.get(NATIVE_BF16_ENV, "").strip()
     if not value:
-        return cpu_native_bf16()
+        return None
     if value not in ("0", "1"):
         raise MaskfaceError(None, f"${NATIVE_BF16_ENV} must be 1, 0 or unset (ask the CPU), got {printable(value)!r}")
     return value == "1"
+
+
+def native_bf16() -> bool:
+    """Whether auto's decisions (precision, backend) take bf16 as native here: ``$MASKFACE_NATIVE_BF16`` where
+    set, else the CPU's answer (``cpu_native_bf16``)."""
+    override = native_bf16_override()
+    return cpu_native_bf16() if override is None else override
 
 
 def cpu_capabilities_line() -> str:
@@ -66,7 +72,7 @@ def cpu_capabilities_line() -> str:
     caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     auto = resolve_precision("auto")
     why = "native bf16" if auto == "bf16" else "no native bf16 (AVX512-BF16/AMX): bf16 would be emulated, slower"
-    if os.environ.get(NATIVE_BF16_ENV, "").strip():
+    if native_bf16_override() is not None:
         why += f", as ${NATIVE_BF16_ENV} says"
     return f"CPU capabilities {', '.join(caps)}; --precision auto -> {auto} ({why})"
 

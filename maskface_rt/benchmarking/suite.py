@@ -129,11 +129,12 @@ def _load(runner: Runner, on_stage: Callable[[str], None]) -> _Loaded | dict[str
         probe.loaded()
     except Exception as e:  # one backend's failure is a row, not the end of the benchmark
         runner.close()
-        return _row(runner, None, "unavailable" if isinstance(e, Unavailable) else "failed", _one_line(e))
+        return _failed(runner, None, e)
     return _Loaded(runner, probe, build_s, load_s)
 
 
-def _failed(runner: Runner, batch: int, error: Exception) -> dict[str, Any]:
+def _failed(runner: Runner, batch: int | None, error: Exception) -> dict[str, Any]:
+    """The row of a runner that raised: unavailable (it said why) or failed."""
     return _row(runner, batch, "unavailable" if isinstance(error, Unavailable) else "failed", _one_line(error))
 
 

@@ -262,11 +262,6 @@ def _latents(seed: int, indices: list[int], latent_dim: int) -> np.ndarray:
 async def _decoded(upload: UploadFile, field: str, read: Callable[[Path], T], slots: asyncio.Semaphore) -> T:
     """Decode an upload with ``read(path)`` off the event loop, holding one of ``slots`` (a bound on the decodes
     running at once); its problems name the form field."""
-    async with slots:
-        return await _decode(upload, field, read)
-
-
-async def _decode(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
     data = await upload.read()
 
     def decode() -> T:
@@ -276,7 +271,8 @@ async def _decode(upload: UploadFile, field: str, read: Callable[[Path], T]) -> 
             return read(path)
 
     try:
-        return await asyncio.to_thread(decode)
+        async with slots:
+            return await asyncio.to_thread(decode)
     except MaskfaceError as e:
         raise BadRequest(400, f"{field} ({upload.filename or 'upload'}): {e.problem}") from None
 
