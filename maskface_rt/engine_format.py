@@ -117,7 +117,7 @@ class DeviceInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeviceInfo:
-        return cls(str(data["name"]), str(data["compute_capability"]))
+        return cls(data["name"], data["compute_capability"])
 
 
 # ----------------------------------------------------------------------------- batch profile
@@ -174,7 +174,7 @@ class BuildProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BuildProfile:
-        return cls(int(data["min"]), int(data["opt"]), int(data["max"]))
+        return cls(data["min"], data["opt"], data["max"])
 
     def __str__(self) -> str:
         return f"batch {self.min}..{self.max} (optimised for {self.opt})"
@@ -360,41 +360,165 @@ class EngineSidecar:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | Path) -> EngineSidecar:
+        """The sidecar ``data`` says, each field's type and range checked first (a sidecar comes from outside:
+        it must not reach a runtime with a negative batch, a float that says true, or a path for a file name)."""
         if not isinstance(data, dict) or data.get("format") != ENGINE_FORMAT:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise MaskfaceError(
                 where, f"not a {ENGINE_FORMAT} sidecar (format is {found!r}); rebuild the engine with 'maskface build'"
             )
+        if problems := sidecar_problems(data):
+            raise MaskfaceError(
+                where,
+                f"incomplete or invalid sidecar ({'; '.join(problems)}); rebuild the engine with 'maskface build'",
+            )
+        return cls(
+            tensorrt_version=data["tensorrt_version"],
+            device=DeviceInfo.from_dict(data["device"]) if data["device"] is not None else None,
+            onnx_sha256=dict(data["onnx_sha256"]),
+            profile=BuildProfile.from_dict(data["profile"]),
+            plugin=data["plugin"],
+            precision=data["precision"],
+            build_seconds=data["build_seconds"],
+            model=dict(data["model"]),
+            engines={g: dict(v) for g, v in data["engines"].items()},
+            cache_key=data["cache_key"],
+            package_version=data["package_version"],
+            onnx_source=data.get("onnx_source", ""),
+            options=dict(data.get("options", {})),
+            parity=dict(data.get("parity", {})),
+            runtime=data.get("runtime", "tensorrt"),
+            compute_capabilities=list(data.get("compute_capabilities", [])),
+        )
+
+
+_SIDECAR_FIELDS = (
+    "tensorrt_version",
+    "device",
+    "onnx_sha256",
+    "profile",
+    "plugin",
+    "precision",
+    "build_seconds",
+    "model",
+    "engines",
+    "cache_key",
+    "package_version",
+)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CAPABILITY = re.compile(r"\d{1,2}\.\d")
+
+
+def _is_int(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
+
+
+def _is_file_name(value: object) -> bool:
+    """A plain file name (an engine beside the sidecar), never a path."""
+    return isinstance(value, str) and value not in ("", ".", "..") and "/" not in value and "\\" not in value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def sidecar_problems(data: dict[str, Any]) -> list[str]:
+    """What in a sidecar's fields no 'maskface build' writes (the sidecar of ``EngineSidecar.to_dict``)."""
+    from maskface_rt.export_format import MAX_EXPORT_BATCH, PRECISIONS
+    from maskface_rt.labels import NUM_CLASSES
+
+    missing = [name for name in _SIDECAR_FIELDS if name not in data]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    checks: list[tuple[str, bool, str]] = [
+        # an unknown runtime name is the backend choice's to refuse (it names the runtimes this maskface has)
+        ("runtime", isinstance(data.get("runtime", "tensorrt"), str), "a runtime's name"),
+        (
+            "tensorrt_version",
+            isinstance(data["tensorrt_version"], str) and data["tensorrt_version"][:1].isdigit(),
+            "a version string",
+        ),
+        (
+            "compute_capabilities",
+            isinstance(caps := data.get("compute_capabilities", []), list)
+            and all(isinstance(c, str) and _CAPABILITY.fullmatch(c) for c in caps),
+            'a list like ["8.6"]',
+        ),
+        (
+            "device",
+            data["device"] is None
+            or (
+                isinstance(device := data["device"], dict)
+                and set(device) == {"name", "compute_capability"}
+                and isinstance(device["name"], str)
+                and isinstance(device["compute_capability"], str)
+                and _CAPABILITY.fullmatch(device["compute_capability"]) is not None
+            ),
+            'null or {"name": ..., "compute_capability": "9.0"}',
+        ),
+        (
+            "onnx_sha256",
+            isinstance(onnx := data["onnx_sha256"], dict)
+            and set(onnx) == set(GRAPHS)
+            and all(_is_sha256(v) for v in onnx.values()),
+            f"a sha256 for each of {', '.join(GRAPHS)}",
+        ),
+        (
+            "profile",
+            isinstance(profile := data["profile"], dict)
+            and set(profile) == {"min", "opt", "max"}
+            and all(_is_int(v, 1, MAX_EXPORT_BATCH) for v in profile.values())
+            and profile["min"] <= profile["opt"] <= profile["max"],
+            f"{{min, opt, max}}: integers in 1..{MAX_EXPORT_BATCH}, min <= opt <= max",
+        ),
+        ("plugin", isinstance(data["plugin"], bool), "true or false"),
+        ("precision", data["precision"] in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        (
+            "build_seconds",
+            isinstance(seconds := data["build_seconds"], (int, float))
+            and not isinstance(seconds, bool)
+            and 0 <= seconds < float("inf"),
+            "a number of seconds",
+        ),
+        (
+            "engines",
+            isinstance(engines := data["engines"], dict)
+            and set(engines) == set(GRAPHS)
+            and all(
+                isinstance(e, dict)
+                and _is_file_name(e.get("file"))
+                and _is_sha256(e.get("sha256"))
+                and _is_int(e.get("bytes"), 1, 2**50)
+                for e in engines.values()
+            ),
+            f'{{"file": NAME, "sha256": HEX, "bytes": N}} for each of {", ".join(GRAPHS)}',
+        ),
+        ("cache_key", _is_sha256(data["cache_key"]), "a sha256"),
+        ("package_version", isinstance(data["package_version"], str), "a string"),
+        ("onnx_source", isinstance(data.get("onnx_source", ""), str), "a string"),
+        ("options", isinstance(data.get("options", {}), dict), "an object"),
+        ("parity", isinstance(data.get("parity", {}), dict), "an object"),
+        (
+            "model",
+            isinstance(data["model"], dict) and isinstance(data["model"].get("config"), dict),
+            'an object with the export\'s "config"',
+        ),
+    ]
+    found = [f"{name} must be {what}, got {_short(data.get(name))}" for name, ok, what in checks if not ok]
+    if not found:
         try:
-            sidecar = cls(
-                tensorrt_version=str(data["tensorrt_version"]),
-                device=DeviceInfo.from_dict(data["device"]) if data["device"] is not None else None,
-                onnx_sha256=dict(data["onnx_sha256"]),
-                profile=BuildProfile.from_dict(data["profile"]),
-                plugin=bool(data["plugin"]),
-                precision=str(data["precision"]),
-                build_seconds=float(data["build_seconds"]),
-                model=dict(data["model"]),
-                engines={g: dict(v) for g, v in data["engines"].items()},
-                cache_key=str(data["cache_key"]),
-                package_version=str(data["package_version"]),
-                onnx_source=str(data.get("onnx_source", "")),
-                options=dict(data.get("options", {})),
-                parity=dict(data.get("parity", {})),
-                runtime=str(data.get("runtime", "tensorrt")),
-                compute_capabilities=[str(c) for c in data.get("compute_capabilities", [])],
-            )
-            sidecar.config  # noqa: B018  (validates the model config)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise MaskfaceError(
-                where, f"incomplete or invalid sidecar ({e}); rebuild the engine with 'maskface build'"
-            ) from None
-        missing = [g for g in GRAPHS if g not in sidecar.engines]
-        if missing:
-            raise MaskfaceError(
-                where, f"sidecar lists no engine for {', '.join(missing)}; rebuild with 'maskface build'"
-            )
-        return sidecar
+            config = ModelConfig.from_dict(data["model"]["config"])
+        except (TypeError, ValueError) as e:
+            found.append(f"model.config: {e}")
+        else:
+            if config.num_classes != NUM_CLASSES:
+                found.append(f"model.config.num_classes must be {NUM_CLASSES}, got {config.num_classes}")
+    return found
 
 
 def write_sidecar(engine: str | Path, sidecar: EngineSidecar) -> Path:

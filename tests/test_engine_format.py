@@ -264,7 +264,7 @@ def test_sidecar_refusals(tmp_path):
     incomplete = sidecar.to_dict()
     del incomplete["profile"]
     path.write_text(json.dumps(incomplete))
-    with pytest.raises(MaskfaceError, match=r"incomplete or invalid sidecar \('profile'\)"):
+    with pytest.raises(MaskfaceError, match=r"incomplete or invalid sidecar \(missing profile\)"):
         read_sidecar(engine)
     bad_profile = {**sidecar.to_dict(), "profile": {"min": 4, "opt": 2, "max": 8}}
     path.write_text(json.dumps(bad_profile))
@@ -273,8 +273,54 @@ def test_sidecar_refusals(tmp_path):
     no_decoder = sidecar.to_dict()
     del no_decoder["engines"]["style_decoder"]
     path.write_text(json.dumps(no_decoder))
-    with pytest.raises(MaskfaceError, match="lists no engine for style_decoder"):
+    with pytest.raises(MaskfaceError, match="engines must be .* for each of generator, style_encoder, style_decoder"):
         read_sidecar(engine)
+
+
+def _engines(edit):
+    return lambda d: {**d, "engines": {**d["engines"], "generator": edit(d["engines"]["generator"])}}
+
+
+#: Sidecar fields of the right name but a type or value no 'maskface build' writes; each reached the runtime (a
+#: negative batch profile, a string that bool() takes as true, a path where a file name belongs) before.
+BAD_SIDECARS = {
+    "profile-negative": lambda d: {**d, "profile": {"min": -5, "opt": -5, "max": -5}},
+    "profile-string": lambda d: {**d, "profile": {"min": 1, "opt": "8", "max": 16}},
+    "profile-float": lambda d: {**d, "profile": {"min": 1, "opt": 8, "max": 16.0}},
+    "profile-huge": lambda d: {**d, "profile": {"min": 1, "opt": 8, "max": 10**9}},
+    "plugin-string": lambda d: {**d, "plugin": "false"},
+    "precision-int8": lambda d: {**d, "precision": "int8"},
+    "build-seconds-nan": lambda d: {**d, "build_seconds": float("nan")},
+    "build-seconds-string": lambda d: {**d, "build_seconds": "12"},
+    "runtime-number": lambda d: {**d, "runtime": 11},
+    "version-number": lambda d: {**d, "tensorrt_version": 10.9},
+    "capability-bad": lambda d: {**d, "compute_capabilities": ["sm_86"]},
+    "device-list": lambda d: {**d, "device": ["H100", "9.0"]},
+    "device-capability-number": lambda d: {**d, "device": {"name": "H100", "compute_capability": 9.0}},
+    "onnx-sha-short": lambda d: {**d, "onnx_sha256": {**d["onnx_sha256"], "generator": "abc"}},
+    "engine-file-path": _engines(lambda e: {**e, "file": "../faces.engine"}),
+    "engine-bytes-negative": _engines(lambda e: {**e, "bytes": -1}),
+    "engine-sha-number": _engines(lambda e: {**e, "sha256": 1}),
+    "engines-list": lambda d: {**d, "engines": ["faces.engine"]},
+    "cache-key-number": lambda d: {**d, "cache_key": 7},
+    "options-list": lambda d: {**d, "options": []},
+    "model-no-config": lambda d: {**d, "model": {"label_order": "celebamask"}},
+    "model-num-classes-3": lambda d: {
+        **d,
+        "model": {**d["model"], "config": {**d["model"]["config"], "num_classes": 3}},
+    },
+    "model-eps-nan": lambda d: {**d, "model": {**d["model"], "config": {**d["model"]["config"], "eps": float("nan")}}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SIDECARS))
+def test_a_sidecar_field_of_the_wrong_type_or_range_is_refused_by_name(tmp_path, case):
+    engine, sidecar = _sidecar(tmp_path)
+    data = BAD_SIDECARS[case](sidecar.to_dict())
+    sidecar_path(engine).write_text(json.dumps(data))
+    with pytest.raises(MaskfaceError, match=r"incomplete or invalid sidecar \(.*must be") as refused:
+        read_sidecar(engine)
+    assert "\n" not in str(refused.value) and len(str(refused.value)) < 400
 
 
 def test_engine_files_are_checked_against_the_sidecar(tmp_path):
