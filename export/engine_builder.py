@@ -371,8 +371,10 @@ def _check_plugin_needs() -> None:
             "PTX is compiled at build time): pip install 'maskface-rt[train,kernels]', or build "
             "a portable export with --no-plugin",
         )
+    from maskface_rt.tensorrt_compat import import_python_plugins
+
     try:
-        import maskface_rt.kernels.trt_plugin  # noqa: F401  (registers maskface::FusedAdaIN before parsing)
+        import_python_plugins("maskface_rt.kernels.trt_plugin")  # registers maskface::FusedAdaIN before parsing
     except ImportError as e:
         raise MaskfaceError(None, str(e)) from None
 

@@ -1,7 +1,8 @@
 """TensorRT's own ONNX parser on each exported graph, where ``tensorrt`` or ``tensorrt_rtx`` is importable.
 
-The parser (onnx-tensorrt, the same code in TensorRT 10/11 and TensorRT-RTX) runs on the CPU: it needs
-no GPU and no build. Every graph must parse into a strongly typed network. A plugin generator's
+The parser (onnx-tensorrt, the same code in TensorRT 10/11 and TensorRT-RTX) needs no build, but it parses
+into a network made by a Builder: TensorRT-RTX makes one on any machine, the CPU included; TensorRT 10/11 needs
+a GPU for it (CUDA initialisation), so without one the check moves on to TensorRT-RTX, or is not run. Every graph must parse into a strongly typed network. A plugin generator's
 FusedAdaIN nodes are unknown to a parser without the plugin loaded (TensorRT-RTX has no plugin API at
 all): "Plugin not found" on those nodes is the one complaint accepted, and since the parser stops before
 importing any node once one is refused, the portable twin of that generator is parsed as well.

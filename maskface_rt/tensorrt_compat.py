@@ -10,10 +10,13 @@ here imports torch, nor TensorRT before it is asked for.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import importlib.util
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -56,13 +59,25 @@ class TensorRTRuntime:
 
     @property
     def installed(self) -> bool:
-        """Whether ``import <module>`` would find something (without importing it)."""
+        """Whether the module's package is there (without importing it); it may still fail to load (``broken``)."""
         if self.module in sys.modules:
             return sys.modules[self.module] is not None
         try:
             return importlib.util.find_spec(self.module) is not None
         except (ImportError, ValueError):
             return False
+
+    def import_problem(self) -> str | None:
+        """Why the installed module does not import (None: it does). A TensorRT wheel whose native libraries are
+        missing (``ImportError: libnvonnxparser.so.11``: TensorRT's ``-libs`` wheels download them from NVIDIA's
+        own index at install time) is installed but broken."""
+        try:
+            importlib.import_module(self.module)
+        except ImportError as e:
+            return f"{type(e).__name__}: {e}"
+        except OSError as e:
+            return f"{type(e).__name__}: {e}"
+        return None
 
     def check_version(self, version: str) -> None:
         """Refuse a release older than ``min_version``, saying what is needed."""
@@ -74,17 +89,23 @@ class TensorRTRuntime:
             )
 
     def load(self) -> ModuleType:
-        """The runtime's module, checked for the version maskface needs, or a one-line error saying how to install it."""
-        try:
-            trt = importlib.import_module(self.module)
-        except ImportError as e:
-            raise MaskfaceError(None, f"{self.label} is not installed here ({e}); {self.install_hint}") from None
-        except OSError as e:  # the wheel is there but its shared libraries are not (stub or broken install)
+        """The runtime's module, checked for the version maskface needs, or a one-line error saying how to install
+        it (or that the install is broken, and why)."""
+        if not self.installed:
             raise MaskfaceError(
-                None, f"{self.label} is installed but cannot be loaded ({e}); {self.install_hint}"
-            ) from None
+                None, f"{self.label} is not installed here (no module {self.module!r}); {self.install_hint}"
+            )
+        if problem := self.import_problem():
+            raise MaskfaceError(None, self.broken_message(problem))
+        trt = importlib.import_module(self.module)
         self.check_version(trt.__version__)
         return trt
+
+    def broken_message(self, problem: str) -> str:
+        return (
+            f"{self.label} is installed but cannot be loaded ({problem}): its native libraries are missing or "
+            f"do not match; reinstall it: {self.install_hint}"
+        )
 
     def network_flags(self, trt: ModuleType, plugin: bool) -> int:
         """Flags of ``Builder.create_network``: strongly typed and, for the plugin graph, the AOT implementation
@@ -163,22 +184,25 @@ RUNTIMES: dict[str, TensorRTRuntime] = {
 
 
 def installed_runtimes() -> list[TensorRTRuntime]:
-    """The runtimes importable here, in the table's order (TensorRT first)."""
-    return [r for r in RUNTIMES.values() if r.installed]
+    """The runtimes that import here, in the table's order (TensorRT first); a broken install is left out."""
+    return [r for r in RUNTIMES.values() if r.installed and r.import_problem() is None]
 
 
 def resolve_runtime(name: str | None) -> TensorRTRuntime:
-    """The runtime called ``name`` (ValueError when no such name), or, for None, the first one installed here
-    (a one-line error with how to install either when none is)."""
+    """The runtime called ``name`` (ValueError when no such name), or, for None, the first one that imports here:
+    a broken TensorRT install falls back to TensorRT-RTX; a one-line error says why when none imports."""
     if name is not None:
         if name not in RUNTIMES:
             raise ValueError(f"--runtime {name} is unknown; valid: {', '.join(RUNTIMES)}")
         return RUNTIMES[name]
     found = installed_runtimes()
-    if not found:
-        hints = "; ".join(f"{r.label}: {r.install_hint}" for r in RUNTIMES.values())
-        raise MaskfaceError(None, f"neither TensorRT nor TensorRT-RTX is installed here. {hints}")
-    return found[0]
+    if found:
+        return found[0]
+    broken = [r for r in RUNTIMES.values() if r.installed]
+    if broken:
+        raise MaskfaceError(None, "; ".join(r.broken_message(r.import_problem() or "") for r in broken))
+    hints = "; ".join(f"{r.label}: {r.install_hint}" for r in RUNTIMES.values())
+    raise MaskfaceError(None, f"neither TensorRT nor TensorRT-RTX is installed here. {hints}")
 
 
 def load_runtime(name: str | None) -> tuple[TensorRTRuntime, ModuleType]:
@@ -188,6 +212,29 @@ def load_runtime(name: str | None) -> tuple[TensorRTRuntime, ModuleType]:
     except ValueError as e:
         raise MaskfaceError(None, str(e)) from None
     return runtime, runtime.load()
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """What is printed on stdout meanwhile, by Python or by native code (file descriptor 1), goes to stderr:
+    ``import tensorrt.plugin`` logs a warning through TensorRT's default logger, which prints on stdout, and
+    stdout carries nothing but a --json result."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        ctypes.CDLL(None).fflush(None)  # C stdio's buffer (C++ streams write through it), before fd 1 is back
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def import_python_plugins(module: str) -> ModuleType:
+    """Import ``module``, which registers Python plugins through ``tensorrt.plugin``, keeping stdout clean."""
+    with stdout_to_stderr():
+        return importlib.import_module(module)
 
 
 def make_logger(trt: ModuleType, sink: LogSink | None = None, min_severity: str = "warning") -> Any:
@@ -278,18 +325,16 @@ def create_shared_memory_context(trt: ModuleType, engine: Any) -> Any:
     return engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
 
 
-def device_memory_size(engine: Any) -> int:
-    """Scratch bytes an execution context of ``engine`` needs (any profile)."""
-    if hasattr(engine, "device_memory_size_v2"):
-        return int(engine.device_memory_size_v2)
-    return int(engine.device_memory_size)
+def context_memory_size(engine: Any) -> int:
+    """Scratch bytes an execution context of ``engine`` needs (any profile): ``device_memory_size_v2``, in every
+    supported release (10.9+; TensorRT 11 removed the older ``device_memory_size``)."""
+    return int(engine.device_memory_size_v2)
 
 
 def set_device_memory(context: Any, pointer: int, size: int) -> None:
-    if hasattr(context, "set_device_memory"):
-        context.set_device_memory(pointer, size)
-    else:
-        context.device_memory = pointer
+    """Give ``context`` its scratch memory (``set_device_memory`` with a size: 10.1+; the older
+    ``device_memory`` attribute is deprecated)."""
+    context.set_device_memory(pointer, size)
 
 
 def layer_information_json(trt: ModuleType, engine: Any) -> str:

@@ -197,7 +197,7 @@ class EngineRunner:
             name: self.cuda.buffer(tensor_shape(name, self.config, self.profile.max), TENSOR_DTYPES[name])
             for name in (*self.inputs, self.output)
         }
-        self._scratch_size = self._compat.device_memory_size(self.engine)
+        self._scratch_size = self._compat.context_memory_size(self.engine)
         self._scratch = self.cuda.scratch(self._scratch_size)
 
     def _context(self, batch: int) -> _BatchContext:
