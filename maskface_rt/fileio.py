@@ -1,5 +1,5 @@
 """Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced;
-and the one reader of untrusted JSON files (``read_json_object``).
+the one reader of untrusted JSON files (``read_json_object``); and ``what_is_there``, what a path names in words.
 
 Nothing half-written is ever left under the final name, and an existing file
 is only replaced when the caller asks for it. Once a write returns, its file and
@@ -11,10 +11,12 @@ process, so that ``remove_stale_temps`` can remove those a killed run left.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,3 +166,29 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+#: What ``what_is_there`` calls the kinds of file that are not regular files or folders.
+SPECIAL_FILES = ("FIFO", "socket", "device")
+
+
+def what_is_there(path: str | Path, *, missing: str = "no such file or folder") -> str:
+    """What ``path`` names, in words for a one-line message: "file", "folder", one of SPECIAL_FILES, or why there
+    is nothing to read: ``missing``, "dangling symlink (to TARGET)", "symlink loop", "cannot read (...)"."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symlink loop"
+        if e.errno == errno.ENOENT and path.is_symlink():
+            with contextlib.suppress(OSError):
+                return f"dangling symlink (to {os.readlink(path)})"
+        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+            return missing
+        return f"cannot read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.fileio import write_bytes_atomic
+from maskface_rt.fileio import SPECIAL_FILES, what_is_there, write_bytes_atomic
 
 #: Largest accepted image side and pixel count; anything bigger is treated as a decompression bomb.
 MAX_SIDE = 16384
@@ -27,10 +27,9 @@ def open_image(path: str | Path, *, max_side: int = MAX_SIDE) -> Image.Image:
     ``max_side`` pixels a side or MAX_PIXELS in all, read from the header before anything is decoded), and any
     format but READ_FORMATS (recognised from the bytes, whatever the file's suffix)."""
     path = Path(path)
-    if not path.exists():
-        raise MaskfaceError(path, "no such file")
-    if not path.is_file():
-        raise MaskfaceError(path, "not a file")
+    found = what_is_there(path, missing="no such file")
+    if found != "file":
+        raise MaskfaceError(path, f"is a {found}, not an image file" if found in ("folder", *SPECIAL_FILES) else found)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

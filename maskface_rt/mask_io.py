@@ -19,10 +19,8 @@ losing masks.
 
 from __future__ import annotations
 
-import errno
 import os
 import re
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.fileio import write_bytes_atomic
+from maskface_rt.fileio import SPECIAL_FILES, what_is_there, write_bytes_atomic
 from maskface_rt.image_io import MAX_SIDE, encode_png, open_image, resize_labels
 from maskface_rt.labels import CLASS_NAMES, LABEL_ORDERS, NUM_CLASSES, PALETTE, to_canonical
 
@@ -124,20 +122,11 @@ def merge_parts(parts: Sequence[Path], *, size: int | None = None) -> np.ndarray
 
 def check_input(path: Path) -> None:
     """A mask path must be a folder or a regular file (one line naming it: missing, a symlink loop, a FIFO...)."""
-    try:
-        mode = path.stat().st_mode
-    except OSError as e:
-        raise MaskfaceError(
-            path,
-            "no such file or folder"
-            if e.errno == errno.ENOENT
-            else "symlink loop"
-            if e.errno == errno.ELOOP
-            else f"cannot read ({e.strerror or e})",
-        ) from None
-    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-        kind = "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode) else "device"
-        raise MaskfaceError(path, f"is a {kind}, not a mask file or a folder of masks")
+    found = what_is_there(path)
+    if found in SPECIAL_FILES:
+        raise MaskfaceError(path, f"is a {found}, not a mask file or a folder of masks")
+    if found not in ("file", "folder"):
+        raise MaskfaceError(path, found)
 
 
 def discover_masks(root: str | Path, *, recursive: bool = False) -> list[MaskSource]:

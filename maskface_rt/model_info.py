@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.export_format import read_manifest, sha256_file
+from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file
+from maskface_rt.fileio import SPECIAL_FILES, what_is_there
 from maskface_rt.model_kind import ModelKind, classify
 
 SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024
@@ -166,8 +167,11 @@ def describe(model: str | Path) -> dict[str, Any]:
     kind = classify(model)
     if model.is_dir() and kind is ModelKind.ONNX_EXPORT:
         return describe_export(model)
-    if not model.is_file():
-        raise MaskfaceError(model, "no such model file or export folder")
+    found = what_is_there(model, missing="no such model file or export folder")
+    if found == "folder":
+        raise MaskfaceError(model, f"is a folder without {MANIFEST}: not a maskface export folder")
+    if found != "file":
+        raise MaskfaceError(model, f"is a {found}, not a model file" if found in SPECIAL_FILES else found)
     if kind is None:
         raise MaskfaceError(
             model,

@@ -11,6 +11,7 @@ from pathlib import Path
 from maskface_rt.engine_format import ENGINE_SUFFIXES
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST
+from maskface_rt.fileio import SPECIAL_FILES, what_is_there
 
 
 class ModelKind(str, Enum):
@@ -36,13 +37,16 @@ def classify(model: Path) -> ModelKind | None:
 def model_kind(model: Path) -> ModelKind:
     """What a --model path is (a kind a backend runs), or a one-line error saying what it should be."""
     kind = classify(model)
-    if model.is_dir() and kind is None:
+    found = what_is_there(model, missing="no such model file or folder")
+    if found == "folder" and kind is None:
         raise MaskfaceError(
             model,
             f"is a folder without {MANIFEST}: not a maskface export (make one with 'maskface export MODEL --out DIR')",
         )
-    if not model.exists():
-        raise MaskfaceError(model, "no such model file or folder")
+    if found in SPECIAL_FILES:
+        raise MaskfaceError(model, f"is a {found}, not a model file")
+    if found not in ("file", "folder"):
+        raise MaskfaceError(model, found)
     if kind is None or kind is ModelKind.ONNX_GRAPH:
         raise MaskfaceError(
             model,

@@ -200,7 +200,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_directory_instead_of_file(tmp_path: Path) -> None:
-    expect_error(tmp_path, "not a file")
+    expect_error(tmp_path, "is a folder, not an image file")
 
 
 def test_text_file_named_png(tmp_path: Path) -> None:
