@@ -76,6 +76,11 @@ def backend_device(text: str, backend: str, valid: tuple[str, ...]) -> Device:
             f"the {backend} backend runs on the CPU only; --device {text} is not valid with it "
             f"(valid: {', '.join(valid)})"
         )
+    if device is not None and device.index is not None and "cuda" in valid:
+        raise DeviceError(
+            f"the {backend} backend takes --device cuda, not a numbered GPU ({text}); choose the GPU with "
+            f"CUDA_VISIBLE_DEVICES={device.index} (valid: {', '.join(valid)})"
+        )
     raise DeviceError(f"unknown device {text!r} for {backend}; valid: {', '.join(valid)}")
 
 

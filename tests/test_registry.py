@@ -39,7 +39,11 @@ def test_backend_device_names_the_backend_and_what_it_takes():
         r"with it \(valid: auto, cpu\)$",
     ):
         backend_device("cuda:1", "openvino", REGISTRY["openvino"].devices)
-    with pytest.raises(DeviceError, match=r"^unknown device 'cuda:1' for onnxruntime; valid: auto, cpu, cuda$"):
+    with pytest.raises(
+        DeviceError,
+        match=r"^the onnxruntime backend takes --device cuda, not a numbered GPU \(cuda:1\); choose the GPU with "
+        r"CUDA_VISIBLE_DEVICES=1 \(valid: auto, cpu, cuda\)$",
+    ):
         backend_device("cuda:1", "onnxruntime", REGISTRY["onnxruntime"].devices)
     with pytest.raises(DeviceError, match="^the tensorrt-rtx backend runs on a CUDA GPU"):
         cuda_index("cpu", "tensorrt-rtx")

@@ -12,6 +12,7 @@ from pathlib import Path
 from maskface_rt.backends.base import GeneratorBackend, latent_for_style
 from maskface_rt.backends.openvino_backend import PRECISIONS
 from maskface_rt.backends.registry import AUTO, AUTO_CHOICE, BACKENDS, ENGINE_BACKENDS, REGISTRY, backend_spec
+from maskface_rt.devices import DeviceError, backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.model_kind import ModelKind, model_kind
 
@@ -25,6 +26,7 @@ __all__ = [
     "latent_for_style",
     "model_kind",
     "open_backend",
+    "device_problem",
     "precision_problem",
     "resolve_backend_name",
 ]
@@ -41,6 +43,18 @@ def precision_problem(model: Path, backend: str, precision: str) -> str | None:
             f"{precision} applies to the {takers} backend only ({name} runs the export's own precision); "
             f"pass --backend {takers}, or leave --precision at auto"
         )
+    return None
+
+
+def device_problem(model: Path, backend: str, device: str, precision: str = "auto") -> str | None:
+    """Why ``backend`` (for auto: the one chosen for ``model``, ``precision`` and ``device``) does not run on
+    --device ``device``, or None (checked before any work)."""
+    name = resolve_backend_name(model_kind(model), backend, model, precision, device)
+    try:
+        backend_device(device, name, REGISTRY[name].devices)
+    except DeviceError as e:
+        chosen = " (the backend --backend auto takes here)" if backend == AUTO else ""
+        return f"{e.problem}{chosen}"
     return None
 
 

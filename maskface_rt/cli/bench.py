@@ -17,7 +17,7 @@ import typer
 from typer.core import TyperCommand
 
 from maskface_rt.benchmarking.runners import BACKEND_NAMES
-from maskface_rt.cli.options import device_option, json_option
+from maskface_rt.cli.options import device_option, json_option, path_value
 from maskface_rt.config import PRESETS
 from maskface_rt.errors import ExitCode, MaskfaceError
 
@@ -72,6 +72,7 @@ def bench(
         typer.Option(
             "--model",
             "-m",
+            parser=path_value,
             help="A .safetensors checkpoint or an export folder (default: a randomly initialised "
             "model of --preset; speed does not depend on training).",
         ),
@@ -120,12 +121,17 @@ def bench(
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the inputs and of the random model.")] = 0,
     as_json: Annotated[bool, json_option("Print the rows, settings and environment as JSON on stdout.")] = False,
     json_path: Annotated[
-        Optional[Path], typer.Option("--json-file", help="Write that JSON to this file ('-': stdout).")
+        Optional[Path],
+        typer.Option("--json-file", parser=path_value, help="Write that JSON to this file ('-': stdout)."),
     ] = None,
-    csv_path: Annotated[Optional[Path], typer.Option("--csv", help="Write the rows as CSV to this file.")] = None,
+    csv_path: Annotated[
+        Optional[Path], typer.Option("--csv", parser=path_value, help="Write the rows as CSV to this file.")
+    ] = None,
     plot_path: Annotated[
         Optional[Path],
-        typer.Option("--plot", help="Write a PNG of images/s against batch size per backend to this file."),
+        typer.Option(
+            "--plot", parser=path_value, help="Write a PNG of images/s against batch size per backend to this file."
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace existing --json-file/--csv/--plot files.")

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from maskface_rt.cli.options import device_option, json_option
+from maskface_rt.cli.options import device_option, json_option, path_value
 from maskface_rt.engine_format import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_OPTIMIZATION_LEVEL
 from maskface_rt.tensorrt_compat import RUNTIMES
 
@@ -30,6 +30,7 @@ def build(
     onnx_path: Annotated[
         Path,
         typer.Argument(
+            parser=path_value,
             metavar="ONNX",
             help="A maskface export folder (or its generator.onnx); a --plugin export unless --no-plugin.",
         ),
@@ -39,6 +40,7 @@ def build(
         typer.Option(
             "--out",
             "-o",
+            parser=path_value,
             help="Generator engine file (.engine); the style encoder and "
             "decoder engines and the sidecar ENGINE.json go beside it.",
         ),
@@ -64,7 +66,11 @@ def build(
     ] = None,
     timing_cache: Annotated[
         Optional[Path],
-        typer.Option("--timing-cache", help="TensorRT timing cache: read when present, written back after a build."),
+        typer.Option(
+            "--timing-cache",
+            parser=path_value,
+            help="TensorRT timing cache: read when present, written back after a build.",
+        ),
     ] = None,
     workspace: Annotated[
         Optional[int],

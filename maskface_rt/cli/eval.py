@@ -20,6 +20,7 @@ from maskface_rt.cli.options import (
     device_option,
     json_option,
     label_order_option,
+    path_value,
     precision_option,
     style_seed_option,
     styles_option,
@@ -57,12 +58,16 @@ def _require_torch() -> None:
 
 @eval_app.command("run")
 def run(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or engine to evaluate.")],
+    model: Annotated[
+        Path,
+        typer.Argument(parser=path_value, metavar="MODEL", help="Checkpoint, export folder or engine to evaluate."),
+    ],
     data: Annotated[
         Path,
         typer.Option(
             "--data",
             "-d",
+            parser=path_value,
             help="Data set (paired layout or CelebAMask-HQ): held-out masks, and real photos for FID/KID.",
         ),
     ],
@@ -108,21 +113,33 @@ def run(
     weights_dir: Annotated[
         Optional[Path],
         typer.Option(
-            "--weights-dir", help="Folder of the pretrained metric networks [$MASKFACE_WEIGHTS_DIR or ./weights]."
+            "--weights-dir",
+            parser=path_value,
+            help="Folder of the pretrained metric networks [$MASKFACE_WEIGHTS_DIR or ./weights].",
         ),
     ] = None,
     weights_manifest: Annotated[
         Optional[Path],
-        typer.Option("--weights-manifest", help="JSON replacing file names/sha256 of known weights (converted files)."),
+        typer.Option(
+            "--weights-manifest",
+            parser=path_value,
+            help="JSON replacing file names/sha256 of known weights (converted files).",
+        ),
     ] = None,
     stats_cache: Annotated[
         Optional[Path],
-        typer.Option("--stats-cache", help="Folder caching real-set Inception features [~/.cache/maskface-rt/fid]."),
+        typer.Option(
+            "--stats-cache",
+            parser=path_value,
+            help="Folder caching real-set Inception features [~/.cache/maskface-rt/fid].",
+        ),
     ] = None,
     no_stats_cache: Annotated[bool, typer.Option("--no-stats-cache", help="Neither read nor write the cache.")] = False,
     kid_subsets: Annotated[int, typer.Option("--kid-subsets", min=1, help="KID subsets.")] = 100,
     kid_subset_size: Annotated[int, typer.Option("--kid-subset-size", min=2, help="KID subset size.")] = 1000,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Write a markdown report here.")] = None,
+    report: Annotated[
+        Optional[Path], typer.Option("--report", parser=path_value, help="Write a markdown report here.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --report file.")] = False,
     as_json: Annotated[bool, json_option("Print the results as JSON on stdout.")] = False,
 ) -> None:
@@ -130,7 +147,7 @@ def run(
     from maskface_rt.console import emit_json, progress_bar, stderr
 
     _require_torch()
-    from maskface_rt.backends import precision_problem
+    from maskface_rt.backends import device_problem, precision_problem
     from maskface_rt.evaluation.fid import default_cache_dir
     from maskface_rt.evaluation.report import summary, write_report
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
@@ -138,6 +155,8 @@ def run(
 
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
+    if problem := device_problem(model, backend, device, precision):
+        raise typer.BadParameter(problem, param_hint="--device")
     try:
         comparisons = tuple(Comparison.parse(c) for c in compare or ())
     except MaskfaceError as e:
@@ -183,8 +202,11 @@ def run(
 
 @eval_app.command("train-parser")
 def train_parser_command(
-    data: Annotated[Path, typer.Argument(metavar="DATA", help="Paired data set (images/, masks/) or CelebAMask-HQ.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Parser file to write (.safetensors).")],
+    data: Annotated[
+        Path,
+        typer.Argument(parser=path_value, metavar="DATA", help="Paired data set (images/, masks/) or CelebAMask-HQ."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", parser=path_value, help="Parser file to write (.safetensors).")],
     size: Annotated[
         int, typer.Option("--size", min=8, help="Image side the parser works at (multiple of 8); use the model's size.")
     ] = 64,

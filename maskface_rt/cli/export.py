@@ -7,14 +7,18 @@ from typing import Annotated
 
 import typer
 
-from maskface_rt.cli.options import json_option
+from maskface_rt.cli.options import json_option, path_value
 from maskface_rt.console import emit_json, stderr
 from maskface_rt.export_format import DEFAULT_OPSET, MAX_OPSET, MIN_MAX_BATCH, MIN_OPSET
 
 
 def export(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="A .safetensors model file (maskface train).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the ONNX graphs and maskface.json.")],
+    model: Annotated[
+        Path, typer.Argument(parser=path_value, metavar="MODEL", help="A .safetensors model file (maskface train).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", parser=path_value, help="Folder for the ONNX graphs and maskface.json.")
+    ],
     fp16: Annotated[bool, typer.Option("--fp16", help="fp16 weights and activations (statistics stay fp32).")] = False,
     opset: Annotated[int, typer.Option("--opset", min=MIN_OPSET, max=MAX_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     max_batch: Annotated[

@@ -14,6 +14,7 @@ from maskface_rt.cli.options import (
     json_option,
     label_order_option,
     model_option,
+    path_value,
     precision_option,
     style_seed_option,
     styles_option,
@@ -31,8 +32,11 @@ def _ray_option(flag: str, help: str) -> Any:
 
 
 def generate(
-    mask_dir: Annotated[Path, typer.Argument(metavar="MASK_DIR", help="Folder of masks (or one mask file).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <mask>_s<k>.png.")],
+    ctx: typer.Context,
+    mask_dir: Annotated[
+        Path, typer.Argument(parser=path_value, metavar="MASK_DIR", help="Folder of masks (or one mask file).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", parser=path_value, help="Folder for <mask>_s<k>.png.")],
     model: Annotated[Optional[Path], model_option()] = None,
     backend: Annotated[str, backend_option()] = "auto",
     device: Annotated[str, device_option("auto, cpu or cuda.")] = "auto",
@@ -42,7 +46,9 @@ def generate(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per backend call.")] = 8,
     reference: Annotated[
         Optional[list[Path]],
-        typer.Option("--reference", "-r", help="Take the style from this photo (repeatable) instead of seeds."),
+        typer.Option(
+            "--reference", "-r", parser=path_value, help="Take the style from this photo (repeatable) instead of seeds."
+        ),
     ] = None,
     label_order: Annotated[str, label_order_option()] = "celebamask",
     recursive: Annotated[bool, typer.Option("--recursive", help="Also read masks in subfolders.")] = False,
@@ -69,9 +75,9 @@ def generate(
     ] = None,
 ) -> None:
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
-    from maskface_rt.backends import open_backend, precision_problem
+    from maskface_rt.backends import device_problem, open_backend, precision_problem
     from maskface_rt.bundled import default_model
-    from maskface_rt.generate import GenerateOptions, options_problem, run_generate
+    from maskface_rt.generate import GenerateOptions, RunStopped, options_problem, run_generate
 
     opts = GenerateOptions(
         out=out,
@@ -87,6 +93,11 @@ def generate(
     )
     if problem := options_problem(opts):
         raise typer.BadParameter(problem)
+    if reference and (seeded := [f"--{name}" for name in ("styles", "seed") if _given(ctx, name)]):
+        raise typer.BadParameter(
+            f"{' and '.join(seeded)} {'apply' if len(seeded) > 1 else 'applies'} to seeded styles; with --reference "
+            "each photo gives its own style: give one or the other"
+        )
     ray_flags = {
         "--ray-address": ray_address,
         "--ray-workers": ray_workers,
@@ -106,9 +117,23 @@ def generate(
         _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
-    with open_backend(model, backend, device=device, precision=precision) as runtime, _Progress() as bar:
-        report = run_generate(runtime, mask_dir, opts, on_total=bar.on_total, on_advance=bar.on_advance)
+    if problem := device_problem(model, backend, device, precision):
+        raise typer.BadParameter(problem, param_hint="--device")
+    try:
+        with open_backend(model, backend, device=device, precision=precision) as runtime, _Progress() as bar:
+            report = run_generate(runtime, mask_dir, opts, on_total=bar.on_total, on_advance=bar.on_advance)
+    except RunStopped as stopped:
+        if as_json:  # what was written before the stop, with the error: stdout still says what happened
+            emit_json(stopped.report.to_json())
+        raise
     _finish(report, as_json)
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line (not left at its default; typer's own click
+    names the source, compared by name)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name != "DEFAULT"
 
 
 class _Progress:

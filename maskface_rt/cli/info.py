@@ -8,12 +8,14 @@ from typing import Annotated
 
 import typer
 
-from maskface_rt.cli.options import json_option
+from maskface_rt.cli.options import json_option, path_value
 from maskface_rt.console import emit_json
 
 
 def info(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Checkpoint, export folder or .onnx graph.")],
+    model: Annotated[
+        Path, typer.Argument(parser=path_value, metavar="MODEL", help="Checkpoint, export folder or .onnx graph.")
+    ],
     as_json: Annotated[bool, json_option("Print JSON on stdout.")] = False,
 ) -> None:
     """Print a model's metadata: config, versions, checksums, graph inputs and outputs."""

@@ -8,6 +8,7 @@ command's own, the check is the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -30,6 +31,14 @@ def _checker(what: str, valid: Sequence[str], ok: Callable[[str], bool]) -> Call
         return value
 
     return check
+
+
+def path_value(value: str) -> Path:
+    """A path option's or argument's value (``parser=path_value``): an empty one is refused, since it would
+    silently mean the current folder ('--out ""' wrote the faces there)."""
+    if not value.strip():
+        raise typer.BadParameter(f"{value!r} is empty; give a file or folder name ('.' for the current folder)")
+    return Path(value)
 
 
 def check_device(value: str) -> str:
@@ -66,7 +75,7 @@ def json_option(help: str = "Print a JSON summary on stdout.") -> Any:
 
 
 def model_option(help: str = "Checkpoint, export folder or engine (default: the bundled demo model).") -> Any:
-    return typer.Option("--model", "-m", help=help)
+    return typer.Option("--model", "-m", parser=path_value, help=help)
 
 
 def styles_option(min: int | None = None) -> Any:

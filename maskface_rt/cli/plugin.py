@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from maskface_rt.cli.options import json_option
+from maskface_rt.cli.options import json_option, path_value
 from maskface_rt.console import emit_json, stderr
 from maskface_rt.errors import ExitCode, MaskfaceError
 from maskface_rt.kernels.config import DEFAULT_EPS, DEFAULT_SLOPE
@@ -32,7 +32,9 @@ def _plane(text: str) -> int | None:
 
 @plugin_app.command("ptx")
 def plugin_ptx(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the .ptx files and fused_adain_ptx.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", parser=path_value, help="Folder for the .ptx files and fused_adain_ptx.json.")
+    ],
     arch: Annotated[
         Optional[list[str]], typer.Option("--arch", help="GPU target, repeatable: sm_80, sm_86, sm_89, sm_90 [all].")
     ] = None,

@@ -80,7 +80,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve faces over HTTP (POST /v1/faces, dynamic batching) and the mask editor at /."""
-    from maskface_rt.backends import open_backend, precision_problem
+    from maskface_rt.backends import device_problem, open_backend, precision_problem
     from maskface_rt.bundled import default_model
 
     try:
@@ -96,6 +96,8 @@ def serve(
     model = model if model is not None else default_model()
     if problem := precision_problem(model, backend, precision):
         raise typer.BadParameter(problem, param_hint="--precision")
+    if problem := device_problem(model, backend, device, precision):
+        raise typer.BadParameter(problem, param_hint="--device")
     if missing := missing_serve_modules():
         raise MaskfaceError(None, f"maskface serve needs {', '.join(missing)}: pip install 'maskface-rt[serve]'")
 

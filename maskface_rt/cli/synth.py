@@ -8,12 +8,15 @@ from typing import Annotated
 
 import typer
 
-from maskface_rt.cli.options import json_option
+from maskface_rt.cli.options import json_option, path_value
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 
 
 def synth(
-    out: Annotated[Path, typer.Argument(metavar="OUT", help="Folder to write images/, masks/ and synth.json into.")],
+    out: Annotated[
+        Path,
+        typer.Argument(parser=path_value, metavar="OUT", help="Folder to write images/, masks/ and synth.json into."),
+    ],
     count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of (image, mask) pairs.")] = 1000,
     size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Side of the square images.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Data set seed; pair i depends only on (seed, i).")] = 0,

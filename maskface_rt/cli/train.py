@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import TextColumn
 
-from maskface_rt.cli.options import device_option, json_option, label_order_option
+from maskface_rt.cli.options import device_option, json_option, label_order_option, path_value
 from maskface_rt.config import PRESETS, TrainConfig, preset
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 
@@ -21,9 +21,14 @@ def _train_overrides(values: dict[str, Any]) -> dict[str, Any]:
 
 def train(
     data: Annotated[
-        Path, typer.Argument(metavar="DATA", help="Data set: paired layout (images/, masks/) or CelebAMask-HQ.")
+        Path,
+        typer.Argument(
+            parser=path_value, metavar="DATA", help="Data set: paired layout (images/, masks/) or CelebAMask-HQ."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, samples, log).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", parser=path_value, help="Run folder (checkpoints, samples, log).")
+    ],
     preset_name: Annotated[
         Optional[str],
         typer.Option("--preset", help=f"Model size: {', '.join(PRESETS)} (default paper-256; on --resume: as stored)."),
