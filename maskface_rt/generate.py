@@ -29,7 +29,7 @@ import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.errors import ExitCode, MaskfaceError, printable
-from maskface_rt.fileio import check_writable, remove_stale_temps, write_bytes_atomic
+from maskface_rt.fileio import SPECIAL_FILES, check_writable, remove_stale_temps, what_is_there, write_bytes_atomic
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import colorize
 from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
@@ -84,10 +84,14 @@ class GenerateReport:
     masks_skipped: int = 0  # masks of which some output could not be made
     grids_written: int = 0
     grids_existing: int = 0
+    error: str | None = None  # why the run stopped before its end (a full disk), as its one line
 
     @property
     def exit_code(self) -> ExitCode:
-        """OK: nothing skipped; PARTIAL: some inputs skipped; NOTHING_RAN: no mask found or none usable."""
+        """FAILED: the run stopped (``error``); OK: nothing skipped; PARTIAL: some inputs skipped; NOTHING_RAN: no
+        mask found or none usable."""
+        if self.error is not None:
+            return ExitCode.FAILED
         if self.masks == 0 or self.masks_skipped >= self.masks:
             return ExitCode.NOTHING_RAN
         return ExitCode.PARTIAL if self.skipped else ExitCode.OK
@@ -142,24 +146,42 @@ def run_generate(
         on_total(planned.todo)
     planned.prepare_output(opts.grid)
 
-    with _pipeline(backend, opts, on_advance) as run:
-        if planned.to_make:
-            run.styles = _styles(backend, opts, planned.references)
-            run.generate(planned.to_make)
-        if opts.grid:
-            run.write_grids([p for p in planned.plans if not p.problem], planned.out)
+    run: _Run | None = None
 
-    return build_report(
-        GenerateReport,
-        planned,
-        time.perf_counter() - start,
-        backend.description,
-        str(backend.model_path),
-        grid_problems=run.grid_problems,
-        grid_outputs=run.grid_outputs,
-        grids_written=run.grids_written,
-        grids_existing=run.grids_existing,
-    )
+    def report(error: str | None = None) -> GenerateReport:
+        grids = (
+            {}
+            if run is None
+            else dict(
+                grid_problems=run.grid_problems,
+                grid_outputs=run.grid_outputs,
+                grids_written=run.grids_written,
+                grids_existing=run.grids_existing,
+            )
+        )
+        seconds = time.perf_counter() - start
+        return build_report(
+            GenerateReport, planned, seconds, backend.description, str(backend.model_path), error=error, **grids
+        )
+
+    try:
+        with _pipeline(backend, opts, on_advance) as run:
+            if planned.to_make:
+                run.styles = _styles(backend, opts, planned.references)
+                run.generate(planned.to_make)
+            if opts.grid:
+                run.write_grids([p for p in planned.plans if not p.problem], planned.out)
+    except MaskfaceError as e:
+        raise RunStopped(e, report(str(e))) from None
+    return report()
+
+
+class RunStopped(MaskfaceError):
+    """A run stopped part-way (a full disk): the one-line error, and ``report``, what the run had done by then."""
+
+    def __init__(self, error: MaskfaceError, report: GenerateReport) -> None:
+        super().__init__(error.where, error.problem)
+        self.report = report
 
 
 @dataclass
@@ -291,8 +313,11 @@ def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     check_label_order(opts.label_order)
     check_input(mask_dir)
     out = Path(opts.out)
-    if out.exists() and not out.is_dir():
-        raise MaskfaceError(out, "the output folder exists and is not a folder")
+    found = what_is_there(out, missing="")
+    if found in ("file", *SPECIAL_FILES):
+        raise MaskfaceError(out, f"the output folder exists and is a {found}, not a folder")
+    if found not in ("folder", ""):
+        raise MaskfaceError(out, f"cannot be the output folder: {found}")
     if mask_dir.is_dir():
         masks, target = mask_dir.resolve(), out.resolve()
         if target == masks or (opts.recursive and masks in target.parents):

@@ -315,6 +315,26 @@ def test_a_full_disk_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         run(masks, out, styles=2)
 
 
+def test_a_run_stopped_by_a_full_disk_reports_what_it_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    masks, out = tmp_path / "masks", tmp_path / "out"
+    write_masks(masks, 3)
+    real_write, room = gen.write_bytes_atomic, [2]
+
+    def filling(path: Path, data: bytes, *, overwrite: bool = False) -> None:
+        if not room[0]:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        room[0] -= 1
+        real_write(path, data, overwrite=overwrite)
+
+    monkeypatch.setattr(gen, "write_bytes_atomic", filling)
+    with pytest.raises(gen.RunStopped, match="No space left on device") as stopped:
+        run(masks, out, styles=2, batch_size=1, workers=1)
+    report = stopped.value.report
+    assert report.error == str(stopped.value) and report.exit_code == ExitCode.FAILED
+    assert report.images_written == 2 and sorted(Path(p).name for p in report.outputs) == sorted(pngs(out))
+    assert no_temp_files(out)
+
+
 # ----------------------------------------------------------------------------- existing outputs and resuming
 
 
