@@ -153,6 +153,38 @@ def test_reference_photo_sets_the_style(url: str, backend: object) -> None:
     assert with_ref.content != post_faces(url, styles=0).content
 
 
+def test_a_reference_is_taken_named_or_not_and_never_beside_styles_or_seed(url: str) -> None:
+    photo = post_faces(url, styles=3, seed=11).content
+    named = post_faces(url, reference=photo)
+    mask = MASK.read_bytes()
+
+    def post(reference: tuple[str, bytes], **fields: str) -> httpx.Response:
+        """The request as a browser or curl sends it: a file part keeps its filename parameter, even an empty one
+        (httpx would drop an empty one, making the part a plain field)."""
+        parts = [(f'name="{k}"', v.encode()) for k, v in fields.items()]
+        parts += [
+            ('name="mask"; filename="mask.png"', mask),
+            (f'name="reference"; filename="{reference[0]}"', reference[1]),
+        ]
+        body = b"".join(
+            b"--B\r\nContent-Disposition: form-data; " + h.encode() + b"\r\n\r\n" + v + b"\r\n" for h, v in parts
+        )
+        headers = {"Content-Type": "multipart/form-data; boundary=B"}
+        return httpx.post(f"{url}/v1/faces", content=body + b"--B--\r\n", headers=headers, timeout=60)
+
+    unnamed = post(("", photo))
+    assert unnamed.status_code == 200 and unnamed.headers["x-maskface-style"] == "reference"
+    assert unnamed.content == named.content  # its bytes are the reference, whatever the part's name
+    # an HTML form's file input with no file chosen: an empty part without a name, no reference
+    no_file = post(("", b""))
+    assert no_file.status_code == 200 and no_file.content == post_faces(url).content
+    for fields in ({"styles": "0,1"}, {"seed": "3"}, {"styles": "0", "seed": "0"}):
+        refused = post(("photo.png", photo), **fields)
+        assert refused.status_code == 400, fields
+        detail = refused.json()["detail"]
+        assert all(name in detail for name in fields) and "reference" in detail and "\n" not in detail
+
+
 @pytest.mark.parametrize(
     "files, fields, status, words",
     [
@@ -498,23 +530,58 @@ def test_a_client_too_slow_with_its_body_gets_408_and_frees_its_place(backend: o
 def test_a_signal_ends_serve_within_its_shutdown_timeout_even_with_a_slow_client(sig, code, line) -> None:
     """timeout, systemd and docker send SIGTERM: the service stops accepting, lets requests under way finish for
     --shutdown-timeout-s, then exits with the documented code, whatever a slow client is still sending."""
-    port = free_port()
-    command = [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port), "--backend", "onnxruntime"]
-    command += ["--shutdown-timeout-s", "1", "--body-timeout-s", "3600"]
-    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"}) as server:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-                break
-            except httpx.TransportError:
-                assert server.poll() is None and time.monotonic() < deadline, "the service never answered"
-                time.sleep(0.05)
+    server, port = _serve_process("--shutdown-timeout-s", "1", "--body-timeout-s", "3600")
+    with server:
         with _slow_client(port):
             server.send_signal(sig)
             _, stderr = server.communicate(timeout=60)  # the body would take an hour: bounded by the shutdown
     assert server.returncode == code, stderr
     assert stderr.strip().splitlines()[-1] == line and "Traceback" not in stderr
+
+
+def _serve_process(*flags: str) -> tuple[subprocess.Popen, int]:
+    """A real ``maskface serve`` (onnxruntime, bundled model) answering on a free port."""
+    port = free_port()
+    command = [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port), "--backend", "onnxruntime", *flags]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+            return server, port
+        except httpx.TransportError:
+            assert server.poll() is None and time.monotonic() < deadline, "the service never answered"
+            time.sleep(0.05)
+
+
+def _memory_mib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (the process's peak) in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        fields = dict(line.split(":", 1) for line in status)
+    return {k: int(fields[k].split()[0]) // 1024 for k in ("VmRSS", "VmHWM")}
+
+
+#: docs/serve.md: a burst of uploads of the largest size the service takes raises its memory by at most this.
+BURST_BOUND_MIB = 450
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's peak memory from /proc")
+def test_a_burst_of_the_largest_uploads_stays_within_the_documented_memory_bound() -> None:
+    """Eight concurrent 4096 x 4096 masks (49 kB each, 48 MB of pixels decoded): two are decoded at a time, so the
+    peak stays near two decodes' worth (~290 MB measured; ~800 MB when all eight decode at once)."""
+    bomb = _png(np.zeros((4096, 4096, 3), np.uint8))
+    server, port = _serve_process()
+    try:
+        assert post_faces(f"http://127.0.0.1:{port}").status_code == 200  # loaded and warm
+        before = _memory_mib(server.pid)
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(lambda _: post_faces(f"http://127.0.0.1:{port}", bomb).status_code, range(8)))
+        after = _memory_mib(server.pid)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert codes == [200] * 8
+    assert after["VmHWM"] - before["VmRSS"] < BURST_BOUND_MIB, (before, after)
 
 
 @pytest.mark.parametrize("field", ["mask", "reference"])

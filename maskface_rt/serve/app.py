@@ -147,20 +147,35 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     async def faces(
         request: Request,
         mask: Annotated[UploadFile, File(description="A mask in any format maskface generate reads")],
-        styles: Annotated[str, Form(description=f"Comma-separated style indices (at most {MAX_STYLES})")] = "0",
-        seed: Annotated[int, Form(ge=0, lt=2**63, description="Style k depends only on (seed, k)")] = 0,
+        styles: Annotated[
+            str | None, Form(description=f"Comma-separated style indices (at most {MAX_STYLES}; default 0)")
+        ] = None,
+        seed: Annotated[
+            int | None, Form(ge=0, lt=2**63, description="Style k depends only on (seed, k) (default 0)")
+        ] = None,
         label_order: Annotated[str, Form(description=", ".join(LABEL_ORDERS))] = "celebamask",
-        reference: Annotated[UploadFile | None, File(description="A photo: its style replaces the seeds'")] = None,
+        reference: Annotated[
+            UploadFile | None, File(description="A photo: its style instead of seeded ones (not with styles or seed)")
+        ] = None,
     ) -> Response:
         start = time.perf_counter()
-        indices = _style_indices(styles)
+        indices = _style_indices("0" if styles is None else styles)
         _check_label_order(label_order)
+        # An HTML form's file input with no file chosen sends an empty part without a name: no reference. A part
+        # with bytes is a reference, named or not.
+        from_photo = reference is not None and bool(reference.filename or reference.size)
+        if from_photo and (
+            seeded := [name for name, value in (("styles", styles), ("seed", seed)) if value is not None]
+        ):
+            raise BadRequest(
+                400,
+                f"{' and '.join(seeded)}: seeded styles; a reference photo gives its own style: send one or the other",
+            )
         try:
             batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
             labels = await decoded(
                 mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
             )
-            from_photo = reference is not None and bool(reference.filename)
             if from_photo:
                 photo = await decoded(
                     reference, "reference", lambda p: resize_rgb(read_rgb(p, max_side=MAX_UPLOAD_SIDE), size)
@@ -168,7 +183,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
                 codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
                 names: list[int | str] = ["reference"]
             else:
-                codes = _latents(seed, indices, backend.config.latent_dim)
+                codes = _latents(seed or 0, indices, backend.config.latent_dim)
                 names = list(indices)
             images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
         except Overloaded as e:
@@ -179,7 +194,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             return Response(pngs[0], media_type="image/png", headers={"X-Maskface-Style": str(names[0])})
         return JSONResponse(
             {
-                "seed": seed,
+                "seed": seed or 0,
                 "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()} for k, png in zip(names, pngs)],
             }
         )

@@ -231,10 +231,13 @@ async function updateFaces() {
   const number = ++state.request;
   const form = new FormData();
   form.append("mask", await colourBlob(), "mask.png");
-  const count = Math.min(8, Math.max(1, Number($("styles").value) || 1));
-  form.append("styles", Array.from({ length: count }, (_, k) => k).join(","));
-  form.append("seed", String(Math.max(0, Number($("seed").value) || 0)));
-  if (state.reference) form.append("reference", state.reference, state.reference.name);
+  if (state.reference) {  // the photo's style: the service refuses styles or seed beside it
+    form.append("reference", state.reference, state.reference.name);
+  } else {
+    const count = Math.min(8, Math.max(1, Number($("styles").value) || 1));
+    form.append("styles", Array.from({ length: count }, (_, k) => k).join(","));
+    form.append("seed", String(Math.max(0, Number($("seed").value) || 0)));
+  }
   const response = await fetch("/v1/faces", { method: "POST", body: form, headers: { Accept: "application/json" } });
   if (number !== state.request) return;  // a newer request is on its way
   if (!response.ok) { status(await failure(response), true); return; }
