@@ -1,10 +1,16 @@
-"""``maskface`` run in a fresh interpreter, for the tests that check what a user at a shell sees."""
+"""``maskface`` run as a user at a shell runs it: in a fresh interpreter (``maskface``), or, where a fresh process
+adds nothing the test checks, through the same entry point in this one (``maskface_here``, a second or more
+cheaper a call: no interpreter start, no imports)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import signal
 import subprocess
 import sys
+from unittest import mock
 
 #: Runs the CLI as ``python -m maskface_rt`` does (same program name in usage lines), after the prelude.
 _RUN_CLI = "import runpy\nrunpy.run_module('maskface_rt', run_name='__main__', alter_sys=True)\n"
@@ -28,3 +34,31 @@ def maskface(
         env={**os.environ, "NO_COLOR": "1", **(env or {})},
         timeout=timeout,
     )
+
+
+def maskface_here(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``maskface ARGS`` through the CLI's own entry point (``maskface_rt.cli.main``: its exit codes, one-line
+    errors and usage errors) in this process, with NO_COLOR set (plus ``env``) and stdout and stderr captured.
+    What main() installs for the process (the SIGTERM handler, sys.unraisablehook) is put back after. Use
+    ``maskface`` for what only a fresh process shows: signals, imports, the environment at start-up."""
+    from maskface_rt import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    handler, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    code: int = 0
+    with (
+        mock.patch.dict(os.environ, {"NO_COLOR": "1", **(env or {})}),
+        mock.patch.object(sys, "argv", ["maskface", *args]),
+        mock.patch.object(sys, "stdout", out),
+        mock.patch.object(sys, "stderr", err),
+    ):
+        try:
+            cli.main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+            sys.unraisablehook = hook
+            with contextlib.suppress(AttributeError):
+                sys.stdout.flush()
+    return subprocess.CompletedProcess(["maskface", *args], code, out.getvalue(), err.getvalue())

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import maskface, maskface_here
 
 from maskface_rt.bundled import default_model
 from maskface_rt.errors import MaskfaceError
@@ -19,16 +20,9 @@ from maskface_rt.export_format import MANIFEST, read_manifest, sha256_file
 from maskface_rt.synth import write_dataset
 
 
-def _cli(*args: str, home: Path | None = None) -> subprocess.CompletedProcess:
-    env = {
-        "NO_COLOR": "1",
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(home or Path.home()),
-        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "maskface_rt", *args], capture_output=True, text=True, timeout=300, env=env
-    )
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """``maskface ARGS`` through its entry point, in this process (see cli_support.maskface_here)."""
+    return maskface_here(*args, env={"COLUMNS": "300"})  # a usage error's box keeps its message on one line
 
 
 def _one_line_error(done: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -427,6 +421,101 @@ def test_a_symlink_loop_is_not_called_missing(tmp_path):
 def test_onnxruntime_writes_no_usage_events_under_home(masks, tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    done = _cli("generate", str(masks), "--out", str(tmp_path / "out"), "--styles", "1", home=home)
+    # a fresh process: what onnxruntime does at start-up with this HOME
+    done = maskface("generate", str(masks), "--out", str(tmp_path / "out"), "--styles", "1", env={"HOME": str(home)})
     assert done.returncode == 0, done.stderr
     assert not (home / ".cache" / "Microsoft").exists(), sorted(home.rglob("*"))
+
+
+# ----------------------------------------------------------------------------- issue 27: paths, options, messages
+
+
+def test_a_symlink_loop_or_a_dangling_link_in_a_mask_folder_is_named_not_missing(masks, tmp_path):
+    folder = tmp_path / "masks"
+    folder.mkdir()
+    shutil.copy(next(masks.glob("*.png")), folder / "good.png")
+    (folder / "loop.png").symlink_to("loop2.png")
+    (folder / "loop2.png").symlink_to("loop.png")
+    (folder / "gone.png").symlink_to("nothing-here.png")
+    done = _cli("generate", str(folder), "--out", str(tmp_path / "out"), "--styles", "1")
+    assert done.returncode == 3 and "Traceback" not in done.stderr, done.stderr
+    assert f"skipped {folder / 'gone.png'}: dangling symlink (to nothing-here.png)" in done.stderr
+    assert f"skipped {folder / 'loop.png'}: symlink loop" in done.stderr
+    assert (tmp_path / "out" / "good_s0.png").is_file()
+
+
+def test_info_names_a_fifo_a_plain_folder_and_a_dangling_link(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "gone.engine").symlink_to("nowhere.engine")
+    _one_line_error(_cli("info", str(tmp_path / "fifo")), 1, "fifo: is a FIFO, not a model file")
+    _one_line_error(_cli("info", str(tmp_path / "plain")), 1, f"plain: is a folder without {MANIFEST}")
+    _one_line_error(_cli("info", str(tmp_path / "gone.engine")), 1, "gone.engine: dangling symlink (to nowhere.engine)")
+    _one_line_error(_cli("generate", str(tmp_path), "--out", "x", "--model", str(tmp_path / "fifo")), 1, "is a FIFO")
+
+
+def test_an_output_path_that_cannot_be_a_folder_is_refused_before_any_work(masks, tmp_path):
+    (tmp_path / "dangling").symlink_to("nowhere")
+    (tmp_path / "file").write_text("keep me")
+    done = _cli("generate", str(masks), "--out", str(tmp_path / "dangling"))
+    _one_line_error(done, 1, "dangling: cannot be the output folder: dangling symlink (to nowhere)")
+    assert "File exists" not in done.stderr and not (tmp_path / "nowhere").exists()
+    _one_line_error(_cli("generate", str(masks), "--out", str(tmp_path / "file")), 1, "is a file, not a folder")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["generate", "MASKS", "--out", ""], "--out"),
+        (["generate", "", "--out", "OUT"], "MASK_DIR"),
+        (["generate", "MASKS", "--out", "OUT", "--reference", ""], "--reference"),
+        (["generate", "MASKS", "--out", "OUT", "--model", " "], "--model"),
+        (["info", ""], "MODEL"),
+        (["export", "", "--out", "OUT"], "MODEL"),
+    ],
+)
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(masks, tmp_path, monkeypatch, args, flag):
+    """Path("") is ".": '--out ""' wrote the faces into the current folder."""
+    monkeypatch.chdir(tmp_path)
+    args = [str(masks) if a == "MASKS" else str(tmp_path / "out") if a == "OUT" else a for a in args]
+    line = _one_line_error(_cli(*args), 2, flag, "is empty")
+    assert "--out" not in line or flag == "--out"
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_numbered_gpu_where_the_backend_takes_none_is_a_usage_error_before_any_work(masks, tmp_path):
+    out = tmp_path / "out"
+    line = _one_line_error(_cli("generate", str(masks), "--out", str(out), "--device", "cuda:99"), 2, "--device")
+    assert "cuda:99" in line and "CUDA_VISIBLE_DEVICES=99" in line
+    line = _one_line_error(
+        _cli("generate", str(masks), "--out", str(out), "--device", "cuda:1", "--backend", "openvino"), 2, "--device"
+    )
+    assert "CPU only" in line
+    assert not out.exists()
+
+
+def test_styles_or_seed_beside_a_reference_is_a_usage_error(masks, tmp_path):
+    photo = next(masks.glob("*.png"))  # any image file: it is refused before it is read
+    out = tmp_path / "out"
+    for given in (["--styles", "2"], ["--seed", "5"], ["--styles", "4", "--seed", "0"]):
+        done = _cli("generate", str(masks), "--out", str(out), "--reference", str(photo), *given)
+        line = _one_line_error(done, 2, "--reference", *given[::2])
+        assert "seeded styles" in line
+    assert not out.exists()
+
+
+def test_generate_json_still_reports_a_run_stopped_by_a_full_disk(masks, tmp_path, monkeypatch):
+    import errno
+
+    from maskface_rt import generate as gen
+
+    def full(path, data, *, overwrite=False):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(gen, "write_bytes_atomic", full)
+    done = _cli("generate", str(masks), "--out", str(tmp_path / "out"), "--json")
+    line = _one_line_error(done, 1, "No space left on device", "run the same command again")
+    report = json.loads(done.stdout)
+    assert report["exit_code"] == 1 and report["error"] in line and report["images_written"] == 0
+    assert report["masks"] == 2 and report["outputs"] == []
