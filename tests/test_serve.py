@@ -263,7 +263,12 @@ def test_model_healthz_examples_docs_editor(url: str, backend: object) -> None:
     example = httpx.get(f"{url}/static/examples/{examples[0]}")
     assert example.status_code == 200 and example.content.startswith(b"\x89PNG")
     assert "/v1/faces" in httpx.get(f"{url}/openapi.json").json()["paths"]
-    assert httpx.get(f"{url}/docs").status_code == 200
+    # FastAPI's interactive pages load scripts from a CDN: off unless asked for (ServeSettings.api_docs, --api-docs)
+    assert httpx.get(f"{url}/docs").status_code == 404 and httpx.get(f"{url}/redoc").status_code == 404
+    with running(create_app(backend, ServeSettings(api_docs=True))) as with_docs:
+        for page in ("docs", "redoc"):
+            answer = httpx.get(f"{with_docs}/{page}")
+            assert answer.status_code == 200 and "https://cdn.jsdelivr.net/" in answer.text  # why it is off
     page = httpx.get(f"{url}/").text
     assert "<canvas" in page and "http://" not in page and "https://" not in page
     assert httpx.get(f"{url}/nothing-here").status_code == 404
@@ -414,7 +419,7 @@ def test_serve_refuses_a_port_in_use() -> None:
 def test_a_real_serve_process_takes_its_limits_from_its_flags() -> None:
     """``maskface serve`` as users start it: the flags reach the service (/v1/model says so, and a body over
     --max-body-mb gets 413), and it serves faces."""
-    flags = ["--max-batch", "3", "--max-delay-ms", "7", "--max-queue", "11", "--max-body-mb", "0.5"]
+    flags = ["--max-batch", "3", "--max-delay-ms", "7", "--max-queue", "11", "--max-body-mb", "0.5", "--api-docs"]
     for _ in range(3):  # the port was free a moment ago; another process may take it in between
         port = free_port()
         command = [sys.executable, "-m", "maskface_rt", "serve", "--port", str(port), "--backend", "onnxruntime"]
@@ -437,6 +442,7 @@ def test_a_real_serve_process_takes_its_limits_from_its_flags() -> None:
                 assert httpx.get(f"{url}/healthz", headers={"Host": "evil.example.com"}).status_code == 400
                 assert post_faces(url, styles="0,1").status_code == 200
                 assert post_faces(url, b"x" * (2**19 + 1)).status_code == 413
+                assert httpx.get(f"{url}/docs").status_code == 200  # --api-docs (off by default)
             finally:
                 server.send_signal(signal.SIGINT)
                 server.communicate(timeout=60)

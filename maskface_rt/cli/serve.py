@@ -70,6 +70,14 @@ def serve(
             help="On Ctrl-C or SIGTERM, seconds that requests under way may take to finish.",
         ),
     ] = 10.0,
+    api_docs: Annotated[
+        bool,
+        typer.Option(
+            "--api-docs",
+            help="Also serve FastAPI's interactive /docs and /redoc pages, which load scripts from a CDN "
+            "(jsDelivr) and a favicon from fastapi.tiangolo.com; /openapi.json is always there.",
+        ),
+    ] = False,
     allowed_hosts: Annotated[
         Optional[str],
         typer.Option(
@@ -113,13 +121,14 @@ def serve(
         max_body_bytes=int(max_body_mb * 2**20),
         allowed_hosts=names or tuple(dict.fromkeys((*LOOPBACK_NAMES, host))),
         body_timeout_s=body_timeout_s,
+        api_docs=api_docs,
     )
     with open_backend(model, backend, device=device, precision=precision) as runtime:
         if host not in ("127.0.0.1", "::1", "localhost"):
             stderr.print(f"listening on {host}: put a reverse proxy with TLS and auth in front (README: serve)")
         stderr.print(
             f"maskface serve: {runtime.description}, editor and API at http://{'[' + host + ']' if ':' in host else host}"
-            f":{port}/ (API docs /docs)",
+            f":{port}/ (API: /openapi.json{', /docs' if api_docs else ''})",
             markup=False,
         )
         config = uvicorn.Config(

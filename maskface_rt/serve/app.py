@@ -49,6 +49,7 @@ _ROUTES = (
     "/healthz",
     "/metrics",
     "/docs",
+    "/redoc",
     "/openapi.json",
 )
 T = TypeVar("T")
@@ -78,6 +79,9 @@ class ServeSettings:
     body_timeout_s: float = 30.0
     #: Uploads decoded at once (each up to MAX_UPLOAD_SIDE^2 pixels): bounds the memory a burst of them takes.
     max_decodes: int = 2
+    #: FastAPI's interactive pages /docs and /redoc: they load their scripts from a CDN (jsDelivr) and a favicon
+    #: from fastapi.tiangolo.com, so they are off unless asked for; /openapi.json is always served.
+    api_docs: bool = False
 
 
 class BadRequest(Exception):
@@ -123,6 +127,8 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         title="maskface",
         version=__version__,
         lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
         description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
         "a reference photo. The editor is at /.",
     )
@@ -243,7 +249,8 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     async def examples() -> list[str]:
         return sorted(p.name for p in EXAMPLES.glob("*.png"))
 
-    @app.api_route("/healthz", methods=["GET", "HEAD"], summary="Liveness")
+    @app.head("/healthz", include_in_schema=False)  # as GET (one route of two methods repeats its OpenAPI id)
+    @app.get("/healthz", summary="Liveness")
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "queued": batcher.queued}
 
