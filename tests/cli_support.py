@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from typing import TextIO
 from unittest import mock
 
 #: Runs the CLI as ``python -m maskface_rt`` does (same program name in usage lines), after the prelude.
@@ -36,14 +37,18 @@ def maskface(
     )
 
 
-def maskface_here(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def maskface_here(
+    *args: str, env: dict[str, str] | None = None, stdout: TextIO | None = None
+) -> subprocess.CompletedProcess:
     """``maskface ARGS`` through the CLI's own entry point (``maskface_rt.cli.main``: its exit codes, one-line
-    errors and usage errors) in this process, with NO_COLOR set (plus ``env``) and stdout and stderr captured.
-    What main() installs for the process (the SIGTERM handler, sys.unraisablehook) is put back after. Use
-    ``maskface`` for what only a fresh process shows: signals, imports, the environment at start-up."""
+    errors and usage errors) in this process, with NO_COLOR set (plus ``env``) and stdout (unless ``stdout`` is
+    given: then the result's stdout is "") and stderr captured. What main() installs for the process (the SIGTERM
+    handler, sys.unraisablehook) is put back after. Use ``maskface`` for what only a fresh process shows: signals,
+    imports, the environment at start-up, what the interpreter does at exit."""
     from maskface_rt import cli
 
-    out, err = io.StringIO(), io.StringIO()
+    err, captured = io.StringIO(), io.StringIO()
+    out = stdout if stdout is not None else captured
     handler, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
     code: int = 0
     with (
@@ -61,4 +66,4 @@ def maskface_here(*args: str, env: dict[str, str] | None = None) -> subprocess.C
             sys.unraisablehook = hook
             with contextlib.suppress(AttributeError):
                 sys.stdout.flush()
-    return subprocess.CompletedProcess(["maskface", *args], code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(["maskface", *args], code, captured.getvalue(), err.getvalue())
