@@ -2,23 +2,19 @@
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
+from cli_support import maskface_here
 from PIL import Image
 
 from maskface_rt.synth import write_dataset
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "maskface_rt", "generate", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"},
-    )
+    """``maskface generate ARGS`` through the CLI's entry point, in this process (exit codes, stdout, stderr as a
+    shell sees them; the fresh-process cases live in test_cli, test_interrupts and test_fresh_install)."""
+    return maskface_here("generate", *args)
 
 
 def _masks(tmp_path: Path, count: int = 3) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from cli_support import maskface
+from cli_support import maskface_here
 from onnx import TensorProto, helper
 
 from maskface_rt.bundled import BUNDLED_MODEL
@@ -149,22 +149,15 @@ def test_the_bundled_demo_model_is_tensorrt_clean():
 
 
 @pytest.mark.slow
-def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path):
+def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path, monkeypatch):
     """The generator of before issue 15 (uint8 Cast before the NHWC Transpose): one line, exit 1, nothing written."""
-    uint8_before_transpose = (
-        "import maskface_rt.export.onnx_export as ox\n"
-        "ox.to_uint8_nhwc = lambda x: ((x.float() + 1) * 127.5 + 0.5).floor().clamp(0, 255).byte().permute(0, 2, 3, 1)\n"
+    import maskface_rt.export.onnx_export as ox
+
+    monkeypatch.setattr(
+        ox, "to_uint8_nhwc", lambda x: ((x.float() + 1) * 127.5 + 0.5).floor().clamp(0, 255).byte().permute(0, 2, 3, 1)
     )
     out = tmp_path / "never"
-    done = maskface(
-        "export",
-        str(tiny_model),
-        "--out",
-        str(out),
-        prelude=uint8_before_transpose,
-        env={"COLUMNS": "300"},
-        timeout=600,
-    )
+    done = maskface_here("export", str(tiny_model), "--out", str(out), env={"COLUMNS": "300"})
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import onnx
 import pytest
-from cli_support import maskface, unimportable
+from cli_support import maskface, maskface_here, unimportable
 from maskface_rt.kernels.onnx_op import DOMAIN, OP_TYPE, FusedAdaIN, register_schema, single_node_model
 from maskface_rt.kernels.reference import fused_adain_reference
 from onnx import TensorProto
@@ -56,18 +56,7 @@ def test_checker_rejects_a_malformed_node():
 def plugin_export(tiny_model, tmp_path_factory):
     """The fp32 plugin export of the tiny model, made through the CLI."""
     out = tmp_path_factory.mktemp("plugin") / "tiny64-plugin"
-    done = maskface(
-        "export",
-        str(tiny_model),
-        "--out",
-        str(out),
-        "--plugin",
-        "--max-batch",
-        "8",
-        "--json",
-        env={"OMP_NUM_THREADS": "1"},
-        timeout=600,
-    )
+    done = maskface_here("export", str(tiny_model), "--out", str(out), "--plugin", "--max-batch", "8", "--json")
     assert done.returncode == 0, done.stderr
     return out, done
 

@@ -5,12 +5,11 @@ to build), the runtime table, and TensorRT-RTX's error paths as one-line errors.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import typer
-from cli_support import maskface
+from cli_support import maskface, maskface_here
 from typer.testing import CliRunner
 
 from maskface_rt.bundled import BUNDLED_MODEL
@@ -144,24 +143,8 @@ def broken_export(tiny_export, tmp_path):
 
 
 def test_a_parser_failure_is_one_line_naming_the_graph_and_node(broken_export, tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "maskface_rt",
-            "build",
-            str(broken_export),
-            "--out",
-            str(tmp_path / "out" / "b.engine"),
-            "--runtime",
-            "tensorrt-rtx",
-            "--no-plugin",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    out = str(tmp_path / "out" / "b.engine")
+    done = maskface_here("build", str(broken_export), "--out", out, "--runtime", "tensorrt-rtx", "--no-plugin")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(
