@@ -59,7 +59,8 @@ class TensorRTRuntime:
 
     @property
     def installed(self) -> bool:
-        """Whether the module's package is there (without importing it); it may still fail to load (``broken``)."""
+        """Whether the module's package is there (without importing it); it may still fail to load
+        (``import_problem``)."""
         if self.module in sys.modules:
             return sys.modules[self.module] is not None
         try:
@@ -73,9 +74,7 @@ class TensorRTRuntime:
         own index at install time) is installed but broken."""
         try:
             importlib.import_module(self.module)
-        except ImportError as e:
-            return f"{type(e).__name__}: {e}"
-        except OSError as e:
+        except (ImportError, OSError) as e:  # OSError: a stub or half-installed shared library
             return f"{type(e).__name__}: {e}"
         return None
 
