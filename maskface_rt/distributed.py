@@ -33,14 +33,14 @@ from maskface_rt.fileio import remove_stale_temps
 from maskface_rt.generate import (
     GenerateOptions,
     GenerateReport,
+    MaskPlan,
     Planned,
-    _MaskPlan,
-    _read_references,
-    _styles,
     build_report,
     generate_plans,
     plan_masks,
     plan_run,
+    read_references,
+    style_codes,
 )
 from maskface_rt.mask_io import MaskSource
 from maskface_rt.model_kind import model_kind
@@ -137,7 +137,7 @@ class MaskWorker:
             self.backend = open_backend(
                 model.model, model.backend, device=model.device, precision=model.precision, threads=threads
             )
-            self.styles = _styles(self.backend, opts, _read_references(opts.references))
+            self.styles = style_codes(self.backend, opts, read_references(opts.references))
         except MaskfaceError as e:
             self.fatal = str(e)
 
@@ -167,7 +167,7 @@ def _source(row: dict[str, Any]) -> MaskSource:
     return MaskSource(row["name"], Path(row["path"]), tuple(Path(p) for p in row["parts"] or ()))
 
 
-def _result(index: int, plan: _MaskPlan | None, fatal: str) -> dict[str, Any]:
+def _result(index: int, plan: MaskPlan | None, fatal: str) -> dict[str, Any]:
     problem = plan.problem if plan else None
     return {
         "index": index,
@@ -386,7 +386,7 @@ class _Tally:
             self.on_workers(sum(now - seen < _ALIVE_WINDOW_S for seen in self.last_seen.values()))
 
     @staticmethod
-    def _local_path(plan: _MaskPlan, path: str) -> str:
+    def _local_path(plan: MaskPlan, path: str) -> str:
         """A problem with the mask itself is reported under the path the user gave, as a local run does."""
         absolute = str(_absolute(plan.source.path))
         return str(plan.source.path) if path in (absolute, printable(absolute)) else path

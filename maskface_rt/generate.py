@@ -102,7 +102,7 @@ class GenerateReport:
 
 
 @dataclass
-class _MaskPlan:
+class MaskPlan:
     """One mask's outputs: all of them (for the grid) and the style indices still to make."""
 
     source: MaskSource
@@ -167,7 +167,7 @@ def run_generate(
     try:
         with _pipeline(backend, opts, on_advance) as run:
             if planned.to_make:
-                run.styles = _styles(backend, opts, planned.references)
+                run.styles = style_codes(backend, opts, planned.references)
                 run.generate(planned.to_make)
             if opts.grid:
                 run.write_grids([p for p in planned.plans if not p.problem], planned.out)
@@ -190,11 +190,11 @@ class Planned:
 
     out: Path
     sources: list[MaskSource]
-    plans: list[_MaskPlan]
+    plans: list[MaskPlan]
     references: list[tuple[str, np.ndarray]]
 
     @property
-    def to_make(self) -> list[_MaskPlan]:
+    def to_make(self) -> list[MaskPlan]:
         return [p for p in self.plans if p.needs_work]
 
     @property
@@ -214,12 +214,12 @@ def plan_run(mask_dir: Path, opts: GenerateOptions) -> Planned:
     """Check the options, references and masks (MaskfaceError; nothing written), and plan the outputs."""
     mask_dir, out = Path(mask_dir), Path(opts.out)
     _check_options(opts, mask_dir)
-    references = _read_references(opts.references)
+    references = read_references(opts.references)
     sources = discover_masks(mask_dir, recursive=opts.recursive)
     return Planned(out, sources, plan_masks(sources, opts), references)
 
 
-def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[_MaskPlan]:
+def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[MaskPlan]:
     """Each mask's outputs under opts.out and the ones still to make (existing complete PNGs are kept)."""
     return _plan(sources, _output_suffixes(opts), Path(opts.out), opts.overwrite)
 
@@ -257,9 +257,9 @@ def build_report(
 
 
 def generate_plans(
-    backend: GeneratorBackend, opts: GenerateOptions, styles: np.ndarray, plans: Sequence[_MaskPlan]
+    backend: GeneratorBackend, opts: GenerateOptions, styles: np.ndarray, plans: Sequence[MaskPlan]
 ) -> None:
-    """Make the missing outputs of ``plans`` with ``styles`` (from ``_styles``); each plan records what it
+    """Make the missing outputs of ``plans`` with ``styles`` (from ``style_codes``); each plan records what it
     wrote, found written by another process, or why it was skipped (``maskface generate --ray``'s workers)."""
     with _pipeline(backend, opts) as run:
         run.styles = styles
@@ -328,7 +328,7 @@ def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
             )
 
 
-def _read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
+def read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
     """(stem, uint8 RGB photo) of each reference; stems name the outputs, so they must be unique."""
     seen: dict[str, Path] = {}
     photos = []
@@ -351,12 +351,12 @@ def _output_suffixes(opts: GenerateOptions) -> list[str]:
     return [f"_s{k}.png" for k in range(opts.styles)]
 
 
-def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path, overwrite: bool) -> list[_MaskPlan]:
+def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path, overwrite: bool) -> list[MaskPlan]:
     """Each mask's outputs and the ones still to make; a mask with a folder (or other non-file) in the
     way of an output is skipped."""
     plans, names = [], set()
     for source in sources:
-        plan = _MaskPlan(source, [out / f"{source.name}{suffix}" for suffix in suffixes])
+        plan = MaskPlan(source, [out / f"{source.name}{suffix}" for suffix in suffixes])
         for k, path in enumerate(plan.outputs):
             if path.name in names:  # only with contrived mask / reference names, e.g. "a_ref-b" + "c"
                 raise MaskfaceError(
@@ -399,7 +399,7 @@ def _make_folder(out: Path) -> None:
         raise MaskfaceError(out, f"cannot create the output folder ({e.strerror or e})") from None
 
 
-def _styles(
+def style_codes(
     backend: GeneratorBackend, opts: GenerateOptions, references: Sequence[tuple[str, np.ndarray]]
 ) -> np.ndarray:
     """float32 [styles, style_dim], computed once: style k depends only on (seed, k) or reference k."""
@@ -440,7 +440,7 @@ class _Run:
         self.grids_written = self.grids_existing = 0
         self.grid_outputs: list[str] = []
         self.grid_problems: list[Skipped] = []  # rows left out of contact sheets
-        self._pending_writes: deque[tuple[_MaskPlan, int, Future[bool]]] = deque()
+        self._pending_writes: deque[tuple[MaskPlan, int, Future[bool]]] = deque()
 
     def advance(self, n: int) -> None:
         if n and self.on_advance:
@@ -448,7 +448,7 @@ class _Run:
 
     # -- generation
 
-    def generate(self, plans: Sequence[_MaskPlan]) -> None:
+    def generate(self, plans: Sequence[MaskPlan]) -> None:
         """Run every missing (mask, style) through the backend in full batches and write the faces."""
         for jobs, labels, styles in self._batches(plans):
             images = self.backend.generate(labels, styles)
@@ -464,15 +464,15 @@ class _Run:
         self._collect_writes(block_above=0)
 
     def _batches(
-        self, plans: Sequence[_MaskPlan]
-    ) -> Iterator[tuple[list[tuple[_MaskPlan, int]], np.ndarray, np.ndarray]]:
+        self, plans: Sequence[MaskPlan]
+    ) -> Iterator[tuple[list[tuple[MaskPlan, int]], np.ndarray, np.ndarray]]:
         """Jobs (mask, style index) packed across files into batches of self.batch (the last may be smaller).
 
         Yields views of two reused buffers, valid until the next batch is requested.
         """
         labels = np.empty((self.batch, self.size, self.size), np.uint8)
         styles = np.empty((self.batch, self.styles.shape[1]), np.float32)
-        jobs: list[tuple[_MaskPlan, int]] = []
+        jobs: list[tuple[MaskPlan, int]] = []
         for plan, mask in self._decoded(plans):
             for k in plan.missing:
                 labels[len(jobs)], styles[len(jobs)] = mask, self.styles[k]
@@ -483,10 +483,10 @@ class _Run:
         if jobs:
             yield jobs, labels[: len(jobs)], styles[: len(jobs)]
 
-    def _decoded(self, plans: Sequence[_MaskPlan]) -> Iterator[tuple[_MaskPlan, np.ndarray]]:
+    def _decoded(self, plans: Sequence[MaskPlan]) -> Iterator[tuple[MaskPlan, np.ndarray]]:
         """(plan, label map) in order, decoded on the pool at most self.prefetch masks ahead; bad masks skipped."""
         upcoming = iter(plans)
-        pending: deque[tuple[_MaskPlan, Future[np.ndarray]]] = deque()
+        pending: deque[tuple[MaskPlan, Future[np.ndarray]]] = deque()
 
         def refill() -> None:
             while len(pending) < self.prefetch and (plan := next(upcoming, None)) is not None:
@@ -529,7 +529,7 @@ class _Run:
 
     # -- contact sheets
 
-    def write_grids(self, plans: Sequence[_MaskPlan], out: Path) -> None:
+    def write_grids(self, plans: Sequence[MaskPlan], out: Path) -> None:
         """Contact sheets of at most GRID_ROWS masks: colourised mask | its faces, one row per mask."""
         plans = [p for p in plans if all(path.is_file() for path in p.outputs)]
         chunks = [plans[i : i + GRID_ROWS] for i in range(0, len(plans), GRID_ROWS)]
@@ -559,7 +559,7 @@ class _Run:
         elif written is False:
             self.grids_existing += 1
 
-    def _write_grid(self, plans: Sequence[_MaskPlan], path: Path) -> tuple[bool | None, list[Skipped]]:
+    def _write_grid(self, plans: Sequence[MaskPlan], path: Path) -> tuple[bool | None, list[Skipped]]:
         """Build and write one sheet (on the pool): (written, or None when no row was readable; the problems).
 
         Rows whose files cannot be read are left out and reported.

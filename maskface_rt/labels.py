@@ -28,6 +28,8 @@ CLASS_NAMES: tuple[str, ...] = (
     "cloth",
 )
 NUM_CLASSES = len(CLASS_NAMES)
+#: A class's label value by its name.
+CLASS_INDEX = {name: k for k, name in enumerate(CLASS_NAMES)}
 
 #: RGB colour of each class in CelebAMask-HQ's colour masks (index = label).
 PALETTE = np.array(

@@ -35,7 +35,7 @@ _METALS = np.array([(212, 175, 55), (200, 200, 205), (215, 150, 130), (236, 230,
 
 
 @dataclass(frozen=True)
-class _Look:
+class Look:
     skin: np.ndarray  # RGB float32, 0..255
     hair: np.ndarray
     brow: np.ndarray
@@ -72,7 +72,7 @@ def _jitter(rng: np.random.Generator, colour: np.ndarray, amount: float) -> np.n
     return np.clip(colour * (1 + rng.normal(0, amount, 3)), 0, 255).astype(np.float32)
 
 
-def _sample_look(rng: np.random.Generator) -> _Look:
+def sample_look(rng: np.random.Generator) -> Look:
     u = rng.uniform
     t = u(0, len(_SKIN_TONES) - 1)
     i = min(int(t), len(_SKIN_TONES) - 2)
@@ -85,7 +85,7 @@ def _sample_look(rng: np.random.Generator) -> _Look:
     lips = _LIPSTICKS[rng.integers(len(_LIPSTICKS))] if u() < 0.3 else natural_lips
     cloth = _hsv(rng, (0.0, 0.8), (0.15, 0.95))
     light = np.array((u(-1, 1), u(-1, 0.3), u(0.6, 1.4)), np.float32)
-    return _Look(
+    return Look(
         skin=skin,
         hair=hair,
         brow=np.minimum(0.7 * brow_base + 0.3 * 0.45 * skin, 0.65 * skin),

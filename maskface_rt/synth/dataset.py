@@ -17,9 +17,9 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import write_json_atomic
 from maskface_rt.image_io import save_png
 from maskface_rt.labels import CLASS_NAMES, NUM_CLASSES
-from maskface_rt.synth.appearance import _Look, _sample_look
-from maskface_rt.synth.geometry import _Geometry, _paint, _sample_geometry
-from maskface_rt.synth.shading import _shade, _Shader
+from maskface_rt.synth.appearance import Look, sample_look
+from maskface_rt.synth.geometry import Geometry, paint, sample_geometry
+from maskface_rt.synth.shading import Shader, shade_labels
 
 GENERATOR_VERSION = f"maskface_rt.synth/1 (maskface-rt {__version__})"
 MIN_SIZE, MAX_SIZE = 32, 1024
@@ -40,12 +40,12 @@ def render_pair(seed: int, index: int, size: int) -> tuple[np.ndarray, np.ndarra
     _check_int("index", index, 0)
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
-    geo = _sample_geometry(rng)
-    return _render(geo, _sample_look(rng), rng, size), _paint(geo, size)
+    geo = sample_geometry(rng)
+    return _render(geo, sample_look(rng), rng, size), paint(geo, size)
 
 
-def _render(geo: _Geometry, look: _Look, rng: np.random.Generator, size: int) -> np.ndarray:
-    fine = _shade(_paint(geo, size * _SUPERSAMPLE), _Shader(geo, look))
+def _render(geo: Geometry, look: Look, rng: np.random.Generator, size: int) -> np.ndarray:
+    fine = shade_labels(paint(geo, size * _SUPERSAMPLE), Shader(geo, look))
     rgb = np.asarray(Image.fromarray(np.ascontiguousarray(fine)).reduce(_SUPERSAMPLE), np.float32)
     rgb += rng.standard_normal((size, size, 1), np.float32) * look.noise  # drawn last: the same pair at every size
     return np.clip(rgb, 0, 255).astype(np.uint8)
@@ -59,12 +59,12 @@ def render_looks(seed: int, index: int, size: int, count: int) -> tuple[np.ndarr
     """
     _check_int("count", count, 1)
     _check_int("size", size, MIN_SIZE, MAX_SIZE)
-    geo = _sample_geometry(np.random.default_rng(np.random.SeedSequence([seed, index])))
+    geo = sample_geometry(np.random.default_rng(np.random.SeedSequence([seed, index])))
     faces = []
     for k in range(count):
         rng = np.random.default_rng(np.random.SeedSequence([seed, index, k]))
-        faces.append(_render(geo, _sample_look(rng), rng, size))
-    return np.stack(faces), _paint(geo, size)
+        faces.append(_render(geo, sample_look(rng), rng, size))
+    return np.stack(faces), paint(geo, size)
 
 
 @dataclass

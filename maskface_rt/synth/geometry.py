@@ -12,9 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from maskface_rt.labels import CLASS_NAMES
-
-_K = {name: k for k, name in enumerate(CLASS_NAMES)}
+from maskface_rt.labels import CLASS_INDEX
 
 Box = tuple[float, float, float, float]  # x0, x1, y0, y1 in a frame's local units
 Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -360,7 +358,7 @@ class _Necklace:
 
 
 @dataclass(frozen=True)
-class _Geometry:
+class Geometry:
     face: _Face
     eyes: tuple[_Eye, _Eye]  # image left, image right
     brows: tuple[_Brow, _Brow]
@@ -378,31 +376,31 @@ class _Geometry:
         """(class, frame, box, mask) back to front."""
         head, body = self.face.frame, self.body.frame
         if self.hair:
-            yield _K["hair"], head, self.hair.box, self.hair.back
-        yield _K["neck"], body, self.body.box, self.body.neck
-        yield _K["cloth"], body, self.body.box, self.body.cloth
+            yield CLASS_INDEX["hair"], head, self.hair.box, self.hair.back
+        yield CLASS_INDEX["neck"], body, self.body.box, self.body.neck
+        yield CLASS_INDEX["cloth"], body, self.body.box, self.body.cloth
         if self.necklace:
-            yield _K["neck_l"], body, self.necklace.box, self.necklace.mask
-        yield _K["l_ear"], head, self.ears[0].box, self.ears[0].mask
-        yield _K["r_ear"], head, self.ears[1].box, self.ears[1].mask
-        yield _K["skin"], head, self.face.box, self.face.mask
-        yield _K["nose"], head, self.nose.box, self.nose.mask
+            yield CLASS_INDEX["neck_l"], body, self.necklace.box, self.necklace.mask
+        yield CLASS_INDEX["l_ear"], head, self.ears[0].box, self.ears[0].mask
+        yield CLASS_INDEX["r_ear"], head, self.ears[1].box, self.ears[1].mask
+        yield CLASS_INDEX["skin"], head, self.face.box, self.face.mask
+        yield CLASS_INDEX["nose"], head, self.nose.box, self.nose.mask
         for name, part in zip(("l_eye", "r_eye", "l_brow", "r_brow"), self.eyes + self.brows):
-            yield _K[name], head, part.box, part.mask
+            yield CLASS_INDEX[name], head, part.box, part.mask
         for k, name in enumerate(("u_lip", "mouth", "l_lip")):
-            yield _K[name], head, self.mouth.box, self.mouth.part(k)
+            yield CLASS_INDEX[name], head, self.mouth.box, self.mouth.part(k)
         if self.glasses:
-            yield _K["eye_g"], head, self.glasses.box, self.glasses.mask
+            yield CLASS_INDEX["eye_g"], head, self.glasses.box, self.glasses.mask
         if self.hair:
-            yield _K["hair"], head, self.hair.box, self.hair.front
+            yield CLASS_INDEX["hair"], head, self.hair.box, self.hair.front
         if self.earrings:
             for ring in self.earrings:
-                yield _K["ear_r"], head, ring.box, ring.mask
+                yield CLASS_INDEX["ear_r"], head, ring.box, ring.mask
         if self.hat:
-            yield _K["hat"], head, self.hat.box, self.hat.mask
+            yield CLASS_INDEX["hat"], head, self.hat.box, self.hat.mask
 
 
-def _sample_geometry(rng: np.random.Generator) -> _Geometry:
+def sample_geometry(rng: np.random.Generator) -> Geometry:
     u = rng.uniform
     angle = math.radians(float(np.clip(rng.normal(0.0, 4.0), -9.0, 9.0)))
     frame = _Frame(0.5 + u(-0.035, 0.035), 0.48 + u(-0.03, 0.03), u(0.205, 0.255), angle)
@@ -432,7 +430,7 @@ def _sample_geometry(rng: np.random.Generator) -> _Geometry:
     )
     body = _sample_body(rng, face)
     hair = None if u() < 0.06 else _sample_hair(rng, face)
-    return _Geometry(
+    return Geometry(
         face=face,
         eyes=eyes,
         brows=brows,
@@ -559,7 +557,7 @@ def _sample_necklace(rng: np.random.Generator, body: _Body) -> _Necklace:
     )
 
 
-def _paint(geo: _Geometry, n: int) -> np.ndarray:
+def paint(geo: Geometry, n: int) -> np.ndarray:
     """The label map sampled at the pixel centres of an n x n grid."""
     labels = np.zeros((n, n), np.uint8)
     centres = (np.arange(n, dtype=np.float32) + 0.5) / n

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from maskface_rt.labels import NUM_CLASSES
-from maskface_rt.synth.appearance import _Look
-from maskface_rt.synth.geometry import _K, _Geometry
+from maskface_rt.labels import CLASS_INDEX, NUM_CLASSES
+from maskface_rt.synth.appearance import Look
+from maskface_rt.synth.geometry import Geometry
 
 # Colours of N pixels are [3, N] arrays: channel-first keeps numpy's inner loops long.
 
@@ -22,30 +22,30 @@ def _mix(a: np.ndarray, b: np.ndarray, choose_b: np.ndarray) -> np.ndarray:
     return np.where(choose_b, b[:, None], a[:, None])
 
 
-class _Shader:
+class Shader:
     """Colours of the pixels of one class, given their image coordinates."""
 
-    def __init__(self, geo: _Geometry, look: _Look) -> None:
+    def __init__(self, geo: Geometry, look: Look) -> None:
         self.geo, self.look = geo, look
         self.by_class: dict[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-            _K["skin"]: self.skin,
-            _K["nose"]: self.nose,
-            _K["eye_g"]: self.glasses,
-            _K["l_eye"]: lambda x, y: self.eye(0, x, y),
-            _K["r_eye"]: lambda x, y: self.eye(1, x, y),
-            _K["l_brow"]: self.brow,
-            _K["r_brow"]: self.brow,
-            _K["l_ear"]: lambda x, y: self.ear(0, x, y),
-            _K["r_ear"]: lambda x, y: self.ear(1, x, y),
-            _K["mouth"]: self.mouth,
-            _K["u_lip"]: lambda x, y: self.lip(0, x, y),
-            _K["l_lip"]: lambda x, y: self.lip(1, x, y),
-            _K["hair"]: self.hair,
-            _K["hat"]: self.hat,
-            _K["ear_r"]: self.jewel,
-            _K["neck_l"]: self.jewel,
-            _K["neck"]: self.neck,
-            _K["cloth"]: self.cloth,
+            CLASS_INDEX["skin"]: self.skin,
+            CLASS_INDEX["nose"]: self.nose,
+            CLASS_INDEX["eye_g"]: self.glasses,
+            CLASS_INDEX["l_eye"]: lambda x, y: self.eye(0, x, y),
+            CLASS_INDEX["r_eye"]: lambda x, y: self.eye(1, x, y),
+            CLASS_INDEX["l_brow"]: self.brow,
+            CLASS_INDEX["r_brow"]: self.brow,
+            CLASS_INDEX["l_ear"]: lambda x, y: self.ear(0, x, y),
+            CLASS_INDEX["r_ear"]: lambda x, y: self.ear(1, x, y),
+            CLASS_INDEX["mouth"]: self.mouth,
+            CLASS_INDEX["u_lip"]: lambda x, y: self.lip(0, x, y),
+            CLASS_INDEX["l_lip"]: lambda x, y: self.lip(1, x, y),
+            CLASS_INDEX["hair"]: self.hair,
+            CLASS_INDEX["hat"]: self.hat,
+            CLASS_INDEX["ear_r"]: self.jewel,
+            CLASS_INDEX["neck_l"]: self.jewel,
+            CLASS_INDEX["neck"]: self.neck,
+            CLASS_INDEX["cloth"]: self.cloth,
         }
 
     def head(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +185,7 @@ class _Shader:
         return _mix(self.look.cloth, self.look.cloth2, second) * shade
 
 
-def _shade(labels: np.ndarray, shader: _Shader) -> np.ndarray:
+def shade_labels(labels: np.ndarray, shader: Shader) -> np.ndarray:
     """[n, n, 3] uint8 RGB: the background, then each class's pixels coloured by that class's shader."""
     n = labels.shape[0]
     centres = (np.arange(n, dtype=np.float32) + 0.5) / n
