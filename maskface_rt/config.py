@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maskface_rt.labels import NUM_CLASSES
+from maskface_rt.values import is_integer, is_number
 
 #: Sane ranges of the integer sizes: a config from a file must not make a network of any width it likes.
 _LIMITS = {
@@ -59,11 +60,11 @@ class ModelConfig:
             value = getattr(self, name)
             if value is None and name == "base_dim":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            if not is_integer(value, low, high):
                 problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
         for name, low, high in (("negative_slope", 0.0, 1.0), ("eps", 1e-12, 1e-1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            if not is_number(value, low, high):
                 problems.append(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))

@@ -44,6 +44,7 @@ from maskface_rt.generate import (
 )
 from maskface_rt.mask_io import MaskSource
 from maskface_rt.model_kind import model_kind
+from maskface_rt.values import is_integer, is_number
 
 RAY_INSTALL = "pip install 'maskface-rt[ray]'"
 #: A worker that has not reported for this long is no longer counted in the progress bar's "workers".
@@ -101,8 +102,7 @@ def ray_options_problem(ray_opts: RayOptions, opts: GenerateOptions) -> str | No
         if value is None:
             continue
         integer = name == "workers"
-        kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not kind_ok or not (low <= value <= high) or not math.isfinite(value):
+        if not (is_integer if integer else is_number)(value, low, high):
             return f"{flag} must be {'an integer' if integer else 'a number'} in {low:g}..{high:g}, got {value!r}"
     return None
 

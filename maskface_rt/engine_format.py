@@ -30,6 +30,7 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
 from maskface_rt.fileio import read_json_object, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, tensor_shape
+from maskface_rt.values import is_integer, is_number
 
 ENGINE_FORMAT = "maskface-engine/1"
 ENGINE_SUFFIXES = (".engine", ".plan")
@@ -134,7 +135,7 @@ class BuildProfile:
     def __post_init__(self) -> None:
         for name in ("min", "opt", "max"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if not is_integer(value):
                 raise ValueError(f"--{name}-batch must be an integer, got {value!r}")
         if self.min < 1:
             raise ValueError(f"--min-batch {self.min} is invalid; valid: 1 or more")
@@ -409,10 +410,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CAPABILITY = re.compile(r"\d{1,2}\.\d")
 
 
-def _is_int(value: object, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-
 def _is_sha256(value: object) -> bool:
     return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
@@ -472,19 +469,13 @@ def sidecar_problems(data: dict[str, Any]) -> list[str]:
             "profile",
             isinstance(profile := data["profile"], dict)
             and set(profile) == {"min", "opt", "max"}
-            and all(_is_int(v, 1, MAX_EXPORT_BATCH) for v in profile.values())
+            and all(is_integer(v, 1, MAX_EXPORT_BATCH) for v in profile.values())
             and profile["min"] <= profile["opt"] <= profile["max"],
             f"{{min, opt, max}}: integers in 1..{MAX_EXPORT_BATCH}, min <= opt <= max",
         ),
         ("plugin", isinstance(data["plugin"], bool), "true or false"),
         ("precision", data["precision"] in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
-        (
-            "build_seconds",
-            isinstance(seconds := data["build_seconds"], (int, float))
-            and not isinstance(seconds, bool)
-            and 0 <= seconds < float("inf"),
-            "a number of seconds",
-        ),
+        ("build_seconds", is_number(data["build_seconds"], 0), "a number of seconds"),
         (
             "engines",
             isinstance(engines := data["engines"], dict)
@@ -493,7 +484,7 @@ def sidecar_problems(data: dict[str, Any]) -> list[str]:
                 isinstance(e, dict)
                 and _is_file_name(e.get("file"))
                 and _is_sha256(e.get("sha256"))
-                and _is_int(e.get("bytes"), 1, 2**50)
+                and is_integer(e.get("bytes"), 1, 2**50)
                 for e in engines.values()
             ),
             f'{{"file": NAME, "sha256": HEX, "bytes": N}} for each of {", ".join(GRAPHS)}',

@@ -17,16 +17,13 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.fileio import read_json_object
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, tensor_shape
 from maskface_rt.labels import LABEL_ORDERS, NUM_CLASSES
+from maskface_rt.values import is_integer
 
 EXPORT_FORMAT = "maskface-onnx/1"
 MANIFEST = "maskface.json"
 PRECISIONS = ("fp32", "fp16")
 #: Largest max_batch an export may declare (maskface export's own limit is far below).
 MAX_EXPORT_BATCH = 4096
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 18, 23, 18
@@ -121,9 +118,9 @@ class ExportManifest:
         """What in this manifest no export by maskface holds (each field's type and range, checked before any
         work: an untrusted folder must not reach a backend with a negative batch or a 3-class model)."""
         found = []
-        if not _is_int(self.max_batch) or not 1 <= self.max_batch <= MAX_EXPORT_BATCH:
+        if not is_integer(self.max_batch, 1, MAX_EXPORT_BATCH):
             found.append(f"max_batch must be an integer in 1..{MAX_EXPORT_BATCH}, got {self.max_batch!r}")
-        if not _is_int(self.opset) or not 7 <= self.opset <= 99:
+        if not is_integer(self.opset, 7, 99):
             found.append(f"opset must be an integer in 7..99, got {self.opset!r}")
         if self.precision not in PRECISIONS:
             found.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")

@@ -33,6 +33,7 @@ from maskface_rt.fileio import SPECIAL_FILES, check_writable, remove_stale_temps
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import colorize
 from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
+from maskface_rt.values import is_integer
 
 #: Mask rows per contact sheet.
 GRID_ROWS = 16
@@ -301,7 +302,7 @@ def options_problem(opts: GenerateOptions) -> str | None:
     """
     for name, (flag, low, high) in _LIMITS.items():
         value = getattr(opts, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if not is_integer(value, low, high):
             return f"{flag} must be an integer in {low}..{high}, got {value!r}"
     return None
 
