@@ -26,36 +26,40 @@ __all__ = [
     "latent_for_style",
     "model_kind",
     "open_backend",
-    "device_problem",
+    "backend_problem",
     "precision_problem",
     "resolve_backend_name",
 ]
 
 
-def precision_problem(model: Path, backend: str, precision: str) -> str | None:
-    """Why --precision cannot be used with ``model`` on ``backend``, or None (checked before any work)."""
+def backend_problem(
+    model: Path, backend: str, *, device: str = "auto", precision: str = "auto"
+) -> tuple[str, str] | None:
+    """(option, why) where ``backend`` (auto: the one chosen for ``model``, ``precision`` and ``device``) cannot
+    take ``precision`` ("precision") or run on ``device`` ("device"); None where it can. The backend is chosen
+    once, before any work."""
     if precision not in PRECISIONS:
-        return f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
-    name = resolve_backend_name(model_kind(model), backend, model, precision)
-    if precision != "auto" and not REGISTRY[name].takes_precision:
-        takers = " or ".join(spec.name for spec in REGISTRY.values() if spec.takes_precision)
-        return (
+        return "precision", f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
+    name = resolve_backend_name(model_kind(model), backend, model, precision, device)
+    spec = REGISTRY[name]
+    if precision != "auto" and not spec.takes_precision:
+        takers = " or ".join(s.name for s in REGISTRY.values() if s.takes_precision)
+        return "precision", (
             f"{precision} applies to the {takers} backend only ({name} runs the export's own precision); "
             f"pass --backend {takers}, or leave --precision at auto"
         )
-    return None
-
-
-def device_problem(model: Path, backend: str, device: str, precision: str = "auto") -> str | None:
-    """Why ``backend`` (for auto: the one chosen for ``model``, ``precision`` and ``device``) does not run on
-    --device ``device``, or None (checked before any work)."""
-    name = resolve_backend_name(model_kind(model), backend, model, precision, device)
     try:
-        backend_device(device, name, REGISTRY[name].devices)
+        backend_device(device, name, spec.devices)
     except DeviceError as e:
         chosen = " (the backend --backend auto takes here)" if backend == AUTO else ""
-        return f"{e.problem}{chosen}"
+        return "device", f"{e.problem}{chosen}"
     return None
+
+
+def precision_problem(model: Path, backend: str, precision: str) -> str | None:
+    """Why --precision cannot be used with ``model`` on ``backend``, or None (checked before any work)."""
+    found = backend_problem(model, backend, precision=precision)
+    return found[1] if found else None
 
 
 def resolve_backend_name(

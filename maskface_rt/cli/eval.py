@@ -147,16 +147,14 @@ def run(
     from maskface_rt.console import emit_json, progress_bar, stderr
 
     _require_torch()
-    from maskface_rt.backends import device_problem, precision_problem
+    from maskface_rt.backends import backend_problem, precision_problem
     from maskface_rt.evaluation.fid import default_cache_dir
     from maskface_rt.evaluation.report import summary, write_report
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest
 
-    if problem := precision_problem(model, backend, precision):
-        raise typer.BadParameter(problem, param_hint="--precision")
-    if problem := device_problem(model, backend, device, precision):
-        raise typer.BadParameter(problem, param_hint="--device")
+    if found := backend_problem(model, backend, device=device, precision=precision):
+        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
     try:
         comparisons = tuple(Comparison.parse(c) for c in compare or ())
     except MaskfaceError as e:

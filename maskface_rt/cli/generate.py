@@ -75,7 +75,7 @@ def generate(
     ] = None,
 ) -> None:
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
-    from maskface_rt.backends import device_problem, open_backend, precision_problem
+    from maskface_rt.backends import backend_problem, open_backend
     from maskface_rt.bundled import default_model
     from maskface_rt.generate import GenerateOptions, RunStopped, options_problem, run_generate
 
@@ -115,10 +115,8 @@ def generate(
         if problem := ray_options_problem(ray_opts, opts):
             raise typer.BadParameter(problem)
         _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
-    if problem := precision_problem(model, backend, precision):
-        raise typer.BadParameter(problem, param_hint="--precision")
-    if problem := device_problem(model, backend, device, precision):
-        raise typer.BadParameter(problem, param_hint="--device")
+    if found := backend_problem(model, backend, device=device, precision=precision):
+        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
     try:
         with open_backend(model, backend, device=device, precision=precision) as runtime, _Progress() as bar:
             report = run_generate(runtime, mask_dir, opts, on_total=bar.on_total, on_advance=bar.on_advance)

@@ -88,7 +88,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve faces over HTTP (POST /v1/faces, dynamic batching) and the mask editor at /."""
-    from maskface_rt.backends import device_problem, open_backend, precision_problem
+    from maskface_rt.backends import backend_problem, open_backend
     from maskface_rt.bundled import default_model
 
     try:
@@ -102,10 +102,8 @@ def serve(
     if allowed_hosts is not None and not names:
         raise typer.BadParameter("give at least one host name, or '*' for any", param_hint="--allowed-hosts")
     model = model if model is not None else default_model()
-    if problem := precision_problem(model, backend, precision):
-        raise typer.BadParameter(problem, param_hint="--precision")
-    if problem := device_problem(model, backend, device, precision):
-        raise typer.BadParameter(problem, param_hint="--device")
+    if found := backend_problem(model, backend, device=device, precision=precision):
+        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
     if missing := missing_serve_modules():
         raise MaskfaceError(None, f"maskface serve needs {', '.join(missing)}: pip install 'maskface-rt[serve]'")
 
