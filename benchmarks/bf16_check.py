@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         return _refuse(str(e), 2)
 
-    from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV, available, cpu_native_bf16
+    from maskface_rt.backends.openvino_backend import available
+    from maskface_rt.backends.probes import NATIVE_BF16_ENV, cpu_native_bf16
     from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
 
     # This CPU's own answer, for this script and every step it runs: auto's choices are checked, not overridden.

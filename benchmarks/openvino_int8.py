@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import environment, scratch, write_result  # noqa: E402
 
 from maskface_rt.backends import open_backend  # noqa: E402
-from maskface_rt.backends.openvino_backend import compile_config, native_bf16  # noqa: E402
+from maskface_rt.backends.openvino_backend import compile_config  # noqa: E402
+from maskface_rt.backends.probes import native_bf16  # noqa: E402
 from maskface_rt.benchmarking.timing import measure  # noqa: E402
 from maskface_rt.evaluation.consistency import colour_parser_consistency  # noqa: E402
 from maskface_rt.export_format import graph_file  # noqa: E402

@@ -46,11 +46,11 @@ from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import (
     CHECK_BATCHES,
     DEFAULT_OPSET,
+    EXPORT_PRECISIONS,
     MANIFEST,
     MAX_OPSET,
     MIN_MAX_BATCH,
     MIN_OPSET,
-    PRECISIONS,
     ExportManifest,
     graph_file,
     sha256_file,
@@ -322,7 +322,7 @@ def export_onnx(
     check_export_options(fp16=fp16, opset=opset, max_batch=max_batch, out=out, overwrite=overwrite, plugin=plugin)
     stage = on_stage or (lambda _: None)
     reference = load_model(model_path)
-    precision = PRECISIONS[1] if fp16 else PRECISIONS[0]
+    precision = EXPORT_PRECISIONS[1] if fp16 else EXPORT_PRECISIONS[0]
     manifest = ExportManifest(
         config=reference.cfg,
         precision=precision,

@@ -51,7 +51,7 @@ def _bundled_model() -> Check:
 
 def checks(with_torch: bool = True) -> list[Check]:
     from maskface_rt import __version__
-    from maskface_rt.backends.onnxruntime_backend import cpu_threads
+    from maskface_rt.backends.probes import cpu_threads
 
     gpus = _gpus()
     result = [

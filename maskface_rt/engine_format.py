@@ -426,7 +426,7 @@ def _short(value: object) -> str:
 
 def sidecar_problems(data: dict[str, Any]) -> list[str]:
     """What in a sidecar's fields no 'maskface build' writes (the sidecar of ``EngineSidecar.to_dict``)."""
-    from maskface_rt.export_format import MAX_EXPORT_BATCH, PRECISIONS
+    from maskface_rt.export_format import EXPORT_PRECISIONS, MAX_EXPORT_BATCH
     from maskface_rt.labels import NUM_CLASSES
 
     missing = [name for name in _SIDECAR_FIELDS if name not in data]
@@ -474,7 +474,7 @@ def sidecar_problems(data: dict[str, Any]) -> list[str]:
             f"{{min, opt, max}}: integers in 1..{MAX_EXPORT_BATCH}, min <= opt <= max",
         ),
         ("plugin", isinstance(data["plugin"], bool), "true or false"),
-        ("precision", data["precision"] in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        ("precision", data["precision"] in EXPORT_PRECISIONS, f"one of {', '.join(EXPORT_PRECISIONS)}"),
         ("build_seconds", is_number(data["build_seconds"], 0), "a number of seconds"),
         (
             "engines",

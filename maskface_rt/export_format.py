@@ -21,7 +21,7 @@ from maskface_rt.values import is_integer
 
 EXPORT_FORMAT = "maskface-onnx/1"
 MANIFEST = "maskface.json"
-PRECISIONS = ("fp32", "fp16")
+EXPORT_PRECISIONS = ("fp32", "fp16")
 #: Largest max_batch an export may declare (maskface export's own limit is far below).
 MAX_EXPORT_BATCH = 4096
 
@@ -122,8 +122,8 @@ class ExportManifest:
             found.append(f"max_batch must be an integer in 1..{MAX_EXPORT_BATCH}, got {self.max_batch!r}")
         if not is_integer(self.opset, 7, 99):
             found.append(f"opset must be an integer in 7..99, got {self.opset!r}")
-        if self.precision not in PRECISIONS:
-            found.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision not in EXPORT_PRECISIONS:
+            found.append(f"precision must be one of {', '.join(EXPORT_PRECISIONS)}, got {self.precision!r}")
         if self.label_order not in LABEL_ORDERS:
             found.append(f"label_order must be one of {', '.join(LABEL_ORDERS)}, got {self.label_order!r}")
         if not isinstance(self.plugin, bool):

@@ -15,7 +15,7 @@ import pytest
 from filelock import FileLock
 from weights_support import save_weight_files
 
-from maskface_rt.backends.openvino_backend import NATIVE_BF16_ENV
+from maskface_rt.backends.probes import NATIVE_BF16_ENV
 
 # skip_guard: in CI, skips other than the GPU/TensorRT ones fail the run; pytester: to test such plugins.
 pytest_plugins = ["skip_guard", "pytester"]

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from maskface_rt.benchmarking import environment, flops, memory, peaks, report
 from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
 from maskface_rt.benchmarking.runners import BACKEND_NAMES, Runner, RunnerContext, make_runner
-from maskface_rt.benchmarking.suite import BenchInputs, BenchOptions, _exit_code, resolve_device, run_runners
+from maskface_rt.benchmarking.suite import BenchInputs, BenchOptions, _exit_code, bench_device, run_runners
 from maskface_rt.benchmarking.timing import measure, summarize
 from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.config import preset
@@ -343,7 +343,7 @@ def test_backends_alternate_in_rounds_and_a_failing_one_drops_out_alone():
 
 
 def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, tmp_path):
-    device, no_cuda = resolve_device("auto")
+    device, no_cuda = bench_device("auto")
     if device != "cpu":
         pytest.skip("this machine has a CUDA GPU")
     source = ModelSource(preset("tiny-64"), tiny_model, tmp_path, 2, "tiny")

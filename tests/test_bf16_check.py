@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from maskface_rt.backends.openvino_backend import cpu_native_bf16  # noqa: E402
+from maskface_rt.backends.probes import cpu_native_bf16  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "bf16_check.py"

@@ -16,14 +16,8 @@ from typer.testing import CliRunner
 pytest.importorskip("openvino")
 
 from maskface_rt.backends import ModelKind, open_backend, resolve_backend_name  # noqa: E402
-from maskface_rt.backends.openvino_backend import (  # noqa: E402
-    NATIVE_BF16_ENV,
-    OpenVinoBackend,
-    cpu_capabilities_line,
-    cpu_native_bf16,
-    native_bf16,
-    resolve_precision,
-)
+from maskface_rt.backends.openvino_backend import OpenVinoBackend, cpu_capabilities_line, resolve_precision  # noqa: E402
+from maskface_rt.backends.probes import NATIVE_BF16_ENV, cpu_native_bf16, native_bf16  # noqa: E402
 from maskface_rt.bundled import default_model  # noqa: E402
 from maskface_rt.cli import app  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402

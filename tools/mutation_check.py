@@ -78,7 +78,7 @@ MUTATIONS = (
     Mutation(
         "native-bf16-override-ignored",
         "$MASKFACE_NATIVE_BF16 decides auto's branch on any CPU",
-        "maskface_rt/backends/openvino_backend.py",
+        "maskface_rt/backends/probes.py",
         'value = os.environ.get(NATIVE_BF16_ENV, "").strip()',
         'value = ""',
         ("tests/test_bundled.py", "tests/test_export.py", "-k", "autos_backend or backend_choice"),

@@ -10,8 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from maskface_rt.backends.base import GeneratorBackend, latent_for_style
-from maskface_rt.backends.openvino_backend import PRECISIONS
-from maskface_rt.backends.registry import AUTO, AUTO_CHOICE, BACKENDS, ENGINE_BACKENDS, REGISTRY, backend_spec
+from maskface_rt.backends.registry import (
+    AUTO,
+    AUTO_CHOICE,
+    BACKENDS,
+    ENGINE_BACKENDS,
+    PRECISIONS,
+    REGISTRY,
+    backend_spec,
+)
 from maskface_rt.devices import DeviceError, backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.model_kind import ModelKind, model_kind

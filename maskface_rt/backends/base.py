@@ -21,8 +21,9 @@ class GeneratorBackend(abc.ABC):
     [B, style_dim], latents float32 [B, latent_dim], images uint8 RGB [B, H, W, 3].
     """
 
-    #: Short name shown to users ("onnxruntime", "torch", ...).
-    name: str = ""
+    #: Short name shown to users ("onnxruntime", "torch", ...): a class attribute, or set once by ``__init__``
+    #: where one class serves several registry rows (tensorrt, tensorrt-rtx).
+    name: str
 
     def __init__(self, config: ModelConfig, model_path: str) -> None:
         self.config = config

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.registry import REGISTRY
-from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import ExportManifest, read_manifest
 from maskface_rt.graph_contract import graph_feeds
@@ -32,8 +30,7 @@ def portable_manifest(folder: Path, runtime: str) -> ExportManifest:
 class ExportFolderBackend(GeneratorBackend):
     """The three ONNX graphs of a ``maskface export`` folder; a subclass loads them and runs one (``_run``)."""
 
-    def __init__(self, folder: str | Path, device: str) -> None:
-        backend_device(device, self.name, REGISTRY[self.name].devices)
+    def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.manifest = portable_manifest(self.folder, self.name)
         super().__init__(self.manifest.config, str(self.folder))

@@ -5,22 +5,14 @@ Never imports torch.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
 from maskface_rt.backends.export_folder import ExportFolderBackend
+from maskface_rt.backends.probes import cpu_threads, has_cuda_provider
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS
-
-
-def cpu_threads() -> int:
-    """Cores this process may run on (cgroup/affinity aware where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def available() -> tuple[bool, str]:
@@ -31,13 +23,6 @@ def available() -> tuple[bool, str]:
     return True, f"onnxruntime {ort.__version__}: {', '.join(ort.get_available_providers())}"
 
 
-def has_cuda_provider() -> bool:
-    """Whether this onnxruntime runs on CUDA (onnxruntime-gpu with a usable CUDA)."""
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
 class OnnxRuntimeBackend(ExportFolderBackend):
     """The three exported graphs of a ``maskface export`` folder in ONNX Runtime sessions."""
 
@@ -46,7 +31,7 @@ class OnnxRuntimeBackend(ExportFolderBackend):
     def __init__(self, folder: str | Path, *, device: str = "auto", threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        super().__init__(folder, device)
+        super().__init__(folder)
         has_cuda = has_cuda_provider()
         if device == "cuda" and not has_cuda:
             raise MaskfaceError(

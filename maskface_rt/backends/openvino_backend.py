@@ -3,25 +3,24 @@
 bf16 is fast only where the CPU has bf16 matrix instructions (AVX512-BF16, AMX-BF16); elsewhere
 OpenVINO still accepts the bf16 hint but emulates it, slower than fp32. ``--precision auto`` takes
 bf16 exactly where OpenVINO reports the CPU's "BF16" optimisation capability, or where
-``$MASKFACE_NATIVE_BF16`` says so (``native_bf16_override``: the one place it is read). Compiled models are
+``$MASKFACE_NATIVE_BF16`` says so (``probes.native_bf16``). Compiled models are
 cached by OpenVINO itself (CACHE_DIR). Never imports torch.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
 import numpy as np
 
 from maskface_rt.backends.export_folder import ExportFolderBackend
-from maskface_rt.backends.onnxruntime_backend import cpu_threads
+from maskface_rt.backends.probes import NATIVE_BF16_ENV, cpu_native_bf16, cpu_threads, native_bf16, native_bf16_override
+from maskface_rt.backends.registry import PRECISIONS
 from maskface_rt.console import stderr
-from maskface_rt.errors import MaskfaceError, printable
+from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPHS
 
-PRECISIONS = ("auto", "fp32", "bf16")
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT
 _EXECUTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}  # OpenVINO's element type names -> ours
 
@@ -32,37 +31,6 @@ def available() -> tuple[bool, str]:
     except ImportError as e:
         return False, f"openvino is not installed ({e}); pip install 'maskface-rt[openvino]'"
     return True, f"openvino {ov.get_version().split('-')[0]}: {cpu_capabilities_line()}"
-
-
-#: Overrides the native-bf16 probe for ``--precision auto`` and ``--backend auto``: 1 (take bf16 as native), 0 (not
-#: native), unset or empty (ask the CPU). The suite runs both of auto's branches on any CPU with it.
-NATIVE_BF16_ENV = "MASKFACE_NATIVE_BF16"
-
-
-@functools.cache
-def cpu_native_bf16() -> bool:
-    """Whether OpenVINO's CPU plugin runs bf16 natively on this CPU (AVX512-BF16 or AMX-BF16), whatever
-    ``$MASKFACE_NATIVE_BF16`` says; asked once per process."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-def native_bf16_override() -> bool | None:
-    """What ``$MASKFACE_NATIVE_BF16`` says (the one place it is read): True, False, or None where it is unset."""
-    value = os.environ.get(NATIVE_BF16_ENV, "").strip()
-    if not value:
-        return None
-    if value not in ("0", "1"):
-        raise MaskfaceError(None, f"${NATIVE_BF16_ENV} must be 1, 0 or unset (ask the CPU), got {printable(value)!r}")
-    return value == "1"
-
-
-def native_bf16() -> bool:
-    """Whether auto's decisions (precision, backend) take bf16 as native here: ``$MASKFACE_NATIVE_BF16`` where
-    set, else the CPU's answer (``cpu_native_bf16``)."""
-    override = native_bf16_override()
-    return cpu_native_bf16() if override is None else override
 
 
 def cpu_capabilities_line() -> str:
@@ -136,7 +104,7 @@ class OpenVinoBackend(ExportFolderBackend):
     ) -> None:
         import openvino as ov
 
-        super().__init__(folder, device)
+        super().__init__(folder)
         self.precision = resolve_precision(precision)
         self.native = cpu_native_bf16()  # the hardware, for the description: the override changes choices only
         config = compile_config(self.precision, threads)

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from maskface_rt.backends.probes import has_cuda_provider, native_bf16
+from maskface_rt.devices import backend_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.model_kind import ModelKind, export_folder_of
 
@@ -29,7 +31,7 @@ class BackendSpec:
     name: str  # --backend
     module: str  # imported on first use
     cls: str
-    runtime: str  # the library that runs the model (doctor, bench rows)
+    library: str  # the library that runs the model (its Python module may differ: needs)
     kind: ModelKind
     devices: tuple[str, ...]
     needs: tuple[str, ...]  # the Python modules it imports
@@ -56,6 +58,7 @@ class BackendSpec:
     def open(self, model: Path, *, device: str, precision: str = "auto", threads: int | None = None) -> Any:
         """The backend on ``model`` (a path of ``kind``): a GeneratorBackend. ``threads`` applies to the
         backends that take it (the CPU ones) and is ignored by the others."""
+        backend_device(device, self.name, self.devices)  # the table's devices: the classes keep no copy
         cls = getattr(self.load_module(), self.cls)
         target = export_folder_of(model) if self.kind is ModelKind.ONNX_EXPORT else model
         extra: dict[str, Any] = {"precision": precision} if self.takes_precision else {}
@@ -132,6 +135,9 @@ AUTO = "auto"
 BACKENDS = (AUTO, *REGISTRY)
 #: Backends that run engines (maskface build), each its own runtime (the sidecar says which built them).
 ENGINE_BACKENDS = tuple(name for name, spec in REGISTRY.items() if spec.kind is ModelKind.ENGINE)
+#: The precisions a backend may be asked for (--precision): auto (the backend's choice), or one that the backends
+#: which take a precision (``takes_precision``: OpenVINO) run; the others run the precision of their model.
+PRECISIONS = ("auto", "fp32", "bf16")
 #: The --backend help text of the CLI.
 BACKEND_HELP = f"{', '.join(BACKENDS[:-1])} or {BACKENDS[-1]} (auto: an engine runs on the runtime that built it)."
 
@@ -156,9 +162,6 @@ def _onnx_export_runtime(model: Path | None, precision: str, device: str) -> str
         return "openvino"
     if device.startswith("cuda"):
         return "onnxruntime"
-    from maskface_rt.backends.onnxruntime_backend import has_cuda_provider
-    from maskface_rt.backends.openvino_backend import native_bf16
-
     if device == "auto" and has_cuda_provider():
         return "onnxruntime"
     return "openvino" if native_bf16() else "onnxruntime"

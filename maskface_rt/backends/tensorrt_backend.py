@@ -318,9 +318,7 @@ class EngineRunner:
 
 class TensorRTBackend(GeneratorBackend):
     """The engine set of ``maskface build`` (ENGINE + its style encoder and decoder engines + sidecar), run by
-    ``runtime``: "tensorrt" or "tensorrt-rtx" (what the sidecar says the engines were built for)."""
-
-    name = "tensorrt"
+    ``runtime``: "tensorrt" or "tensorrt-rtx" (what the sidecar says the engines were built for), its ``name``."""
 
     def __init__(
         self,
@@ -334,6 +332,7 @@ class TensorRTBackend(GeneratorBackend):
         from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
 
         engine = Path(engine)
+        self.name = runtime
         index = cuda_index(device, runtime)
         self.sidecar: EngineSidecar = read_sidecar(engine)
         super().__init__(self.sidecar.config, str(engine))
@@ -344,7 +343,6 @@ class TensorRTBackend(GeneratorBackend):
                 f"was built for {built_for}, not {runtime}: run it with --backend {built_for} "
                 f"(or auto), or {rebuild_hint(engine, self.sidecar)} --runtime {runtime}",
             )
-        self.name = runtime
         self.files = verify_engine_files(engine, self.sidecar)
         self.trt = load_engine_runtime(runtime)
         self.cuda = open_cuda_device(index, cuda_implementation)
@@ -354,7 +352,7 @@ class TensorRTBackend(GeneratorBackend):
             # verdict per engine file, in _runner)
             check_compatible(engine, self.sidecar, self.trt.__version__, self.cuda.info, runtime=runtime)
             self.logger = make_logger(self.trt, _print_to_stderr, "error")
-            self.runtime = self.trt.Runtime(self.logger)
+            self.trt_runtime = self.trt.Runtime(self.logger)
             self.cuda_graphs = cuda_graphs_default() if cuda_graphs is None else cuda_graphs
             self.device_name = self.cuda.info.name
             self._runner("generator")  # load the generator now: its problems show at open time
@@ -372,12 +370,12 @@ class TensorRTBackend(GeneratorBackend):
             blob = path.read_bytes()
             if self.name == tensorrt_compat.TENSORRT_RTX:
                 tensorrt_compat.check_engine_validity(
-                    self.trt, self.runtime, blob, path, rebuild_hint(self.model_path, self.sidecar), _warn
+                    self.trt, self.trt_runtime, blob, path, rebuild_hint(self.model_path, self.sidecar), _warn
                 )
             cache = tensorrt_compat.RuntimeCacheFile(tensorrt_compat.runtime_cache_path(path), _warn)
             runner = EngineRunner(
                 self.trt,
-                self.runtime,
+                self.trt_runtime,
                 blob,
                 graph,
                 self.config,

@@ -9,7 +9,7 @@ import numpy as np
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.errors import MaskfaceError
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def available() -> tuple[bool, str]:
@@ -43,8 +43,8 @@ class TorchBackend(GeneratorBackend):
         from maskface_rt.checkpoint import load_model
         from maskface_rt.devices import resolve_device
 
-        if precision not in PRECISIONS:
-            raise MaskfaceError(None, f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        if precision not in TORCH_PRECISIONS:
+            raise MaskfaceError(None, f"unknown precision {precision!r}; valid: {', '.join(TORCH_PRECISIONS)}")
         self.torch = torch
         self.device = resolve_device(device)
         if precision != "fp32" and self.device.type == "cpu":

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from maskface_rt.backends.onnxruntime_backend import cpu_threads
+from maskface_rt.backends.probes import cpu_threads
 
 #: Report key -> distribution names that provide it (the first installed one is reported).
 DISTRIBUTIONS = {

@@ -269,7 +269,7 @@ class OnnxRuntimeRunner(Runner):
     def notes(self) -> str:
         if self.cuda:
             return "CUDAExecutionProvider; device time: host clock around run_with_iobinding on CUDA OrtValues"
-        from maskface_rt.backends.onnxruntime_backend import cpu_threads
+        from maskface_rt.backends.probes import cpu_threads
 
         return f"CPUExecutionProvider, {cpu_threads()} intra-op threads"
 
@@ -342,7 +342,7 @@ class OpenVinoRunner(OnnxRuntimeRunner):
 
     @property
     def notes(self) -> str:
-        from maskface_rt.backends.onnxruntime_backend import cpu_threads
+        from maskface_rt.backends.probes import cpu_threads
 
         return f"OpenVINO CPU plugin, {cpu_threads()} threads, 1 stream, LATENCY hint; runs: {self.executed}"
 

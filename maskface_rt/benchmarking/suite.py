@@ -57,7 +57,7 @@ class BenchResult:
     exit_code: ExitCode
 
 
-def resolve_device(name: str) -> tuple[str, str]:
+def bench_device(name: str) -> tuple[str, str]:
     """A --device value -> (the bench's device, "cpu" or "cuda:N"; why CUDA-only runners cannot run here or '')."""
     device = parse_device(name)
     if device.kind == "cpu":
@@ -334,7 +334,7 @@ def run_bench(
     on_stage: Callable[[str], None] = lambda text: None,
 ) -> BenchResult:
     """Every backend of ``options`` at every batch size; rows in backend order, then batch order."""
-    device, no_cuda = resolve_device(options.device)
+    device, no_cuda = bench_device(options.device)
     max_batch = max(options.batch_sizes)
     with tempfile.TemporaryDirectory(prefix="maskface-bench-") as scratch:
         on_stage("preparing the model and the inputs")
