@@ -27,7 +27,7 @@ $(VENV)/.installed-test: pyproject.toml requirements-test.txt
 
 # The demo installs the package as users get it (a wheel, not editable: an editable install of this layout makes
 # setuptools print warnings), again whenever its sources or the bundled model change.
-RUN_SOURCES := $(wildcard maskface_rt/*.py maskface_rt/*/*.py export/*.py kernels/*.py maskface_rt/data/demo-model/*)
+RUN_SOURCES := $(wildcard maskface_rt/*.py maskface_rt/*/*.py maskface_rt/*/*/*.py export/*.py kernels/*.py maskface_rt/data/demo-model/*)
 $(RUN_VENV)/.installed: pyproject.toml $(RUN_SOURCES)
 	$(PYTHON) -m venv $(RUN_VENV)
 	$(RUN_VENV)/bin/python -m pip install -q --upgrade pip

@@ -1,12 +1,12 @@
 """ONNX -> TensorRT or TensorRT-RTX: ``maskface build EXPORT --out ENGINE [--runtime tensorrt|tensorrt-rtx]``.
 
 One engine per exported graph (generator at ENGINE, style encoder and decoder beside it, see
-``maskface_rt.engine_format``), each a strongly typed network (precision comes from the ONNX graph: an
+``maskface_rt.backends.trt.engine_file``), each a strongly typed network (precision comes from the ONNX graph: an
 fp16 export gives an fp16 engine) with one optimization profile over the batch dimension. The
 generator of a plugin export (``maskface export --plugin``, the default here) runs its FusedAdaIN nodes
 as the TensorRT plugin ``maskface::FusedAdaIN``, AOT implementation (PTX embedded in the engine).
 
-The runtime (``tensorrt_compat.RUNTIMES``) decides what differs: TensorRT builds for the GPU it runs
+The runtime (``backends/trt/compat.RUNTIMES``) decides what differs: TensorRT builds for the GPU it runs
 on; TensorRT-RTX builds ahead of time, with no GPU needed, for the compute capabilities asked for, and
 has no Python plugin API (plugin exports are refused).
 
@@ -18,17 +18,15 @@ that can run them is present (else the sidecar records the check as not run, and
 written: engines first, the sidecar last. Any exception from inside TensorRT becomes a one-line error
 naming the file.
 
-The builder calls are thin (``_build_serialized``); they ran here with TensorRT-RTX 1.7.1 on the CPU
+The builder calls are thin (``maskface_rt.backends.trt.builder``); they ran here with TensorRT-RTX 1.7.1 on the CPU
 and are written against TensorRT 10.9+/11.x's documented API, where they were not run.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,28 +35,29 @@ import numpy as np
 import onnx
 
 from maskface_rt import __version__
-from maskface_rt.engine_format import (
+from maskface_rt.backends.trt import builder as trt_builder
+from maskface_rt.backends.trt.builder import BuilderSettings
+from maskface_rt.backends.trt.compat import PLUGIN_REFUSAL, TensorRTRuntime, make_logger, resolve_runtime
+from maskface_rt.backends.trt.engine_file import (
     DEFAULT_OPTIMIZATION_LEVEL,
     OPTIMIZATION_LEVELS,
-    BuildProfile,
-    DeviceInfo,
     EngineSidecar,
     cache_key,
     engine_files,
     layer_info_path,
-    profile_shapes,
     read_sidecar,
     sidecar_path,
     verify_engine_files,
     write_sidecar,
 )
+from maskface_rt.backends.trt.profile import BuildProfile
+from maskface_rt.cuda.device import CudaDevice, DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST, ExportManifest, read_manifest
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, sample_inputs
 from maskface_rt.model_kind import ModelKind, classify, export_folder_of
 from maskface_rt.parity import PARITY_PSNR_DB, STYLE_PARITY, ParityAccumulator, ParityCheck, max_rel_error
-from maskface_rt.tensorrt_compat import PLUGIN_REFUSAL, TensorRTRuntime, resolve_runtime
 
 PARITY_SEED = 0
 TENSORRT_VS_ORT = "TensorRT vs ONNX Runtime fp32"
@@ -70,25 +69,6 @@ LogCallback = Callable[[str, str], None]
 
 class BuildOptionError(MaskfaceError):
     """An option value (or combination) that cannot work; the message says what would be valid."""
-
-
-class OnnxParseError(MaskfaceError):
-    """TensorRT's ONNX parser refused a graph; ``node_errors`` holds one line per error (node name, operator)."""
-
-    def __init__(self, where: str | Path, node_errors: list[str], label: str = "TensorRT") -> None:
-        self.node_errors = node_errors
-        first = node_errors[0] if node_errors else "no error reported"
-        more = f" (and {len(node_errors) - 1} more)" if len(node_errors) > 1 else ""
-        super().__init__(where, f"{label}'s ONNX parser failed: {first}{more}")
-
-
-def format_parser_error(node: int, name: str, operator: str, description: str) -> str:
-    """One parser error as a line: which node (index, name, operator) and what is wrong."""
-    description = " ".join(str(description).split())
-    if node < 0:
-        return description
-    label = f"node {node}" + (f" {name!r}" if name else "") + (f" ({operator})" if operator else "")
-    return f"{label}: {description}"
 
 
 @dataclass
@@ -129,6 +109,19 @@ class BuildPlan:
     @property
     def onnx_sha256(self) -> dict[str, str]:
         return {g: self.manifest.graphs[g]["sha256"] for g in GRAPHS}
+
+    @property
+    def settings(self) -> BuilderSettings:
+        """What the TensorRT builder needs of this plan."""
+        return BuilderSettings(
+            self.runtime,
+            self.manifest.config,
+            self.profile,
+            self.targets,
+            self.options.workspace_mib,
+            self.options.optimization_level,
+            self.options.timing_cache,
+        )
 
 
 def export_folder(onnx_path: str | Path) -> Path:
@@ -361,102 +354,6 @@ class BuildResult:
         }
 
 
-def _check_plugin_needs() -> None:
-    """The AOT plugin compiles the fused AdaIN kernel to PTX at build time: triton, and torch for the GPU's arch."""
-    missing = [name for name in ("triton", "torch") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MaskfaceError(
-            None,
-            f"building the FusedAdaIN plugin engine needs {' and '.join(missing)} (the kernel's "
-            "PTX is compiled at build time): pip install 'maskface-rt[train,kernels]', or build "
-            "a portable export with --no-plugin",
-        )
-    from maskface_rt.tensorrt_compat import import_python_plugins
-
-    try:
-        import_python_plugins("maskface_rt.kernels.trt_plugin")  # registers maskface::FusedAdaIN before parsing
-    except ImportError as e:
-        raise MaskfaceError(None, str(e)) from None
-
-
-def _check_plugin_arch(device: DeviceInfo) -> None:
-    from maskface_rt.kernels import ptx
-
-    try:
-        ptx.arch_for_capability(*device.capability)
-    except ValueError as e:
-        raise MaskfaceError(None, f"{device.name}: {e}; build a portable export with --no-plugin") from None
-
-
-@contextmanager
-def _reported(runtime: TensorRTRuntime, where: str | Path, what: str) -> Iterator[None]:
-    """Exceptions raised from inside TensorRT's Python bindings (RuntimeError, TypeError, AttributeError of a
-    missing enum member...) as one-line errors naming the file."""
-    try:
-        yield
-    except MaskfaceError:
-        raise
-    except Exception as e:  # noqa: BLE001  (whatever the bindings raise reaches the user as one line)
-        raise MaskfaceError(
-            where, f"{runtime.label} failed {what}: {type(e).__name__}: {' '.join(str(e).split())}"
-        ) from None
-
-
-def _build_serialized(
-    trt: Any,
-    logger: Any,
-    onnx_file: Path,
-    graph: str,
-    plan: BuildPlan,
-    plugin_graph: bool,
-    timing: dict[str, Any],
-    warnings: list[str],
-) -> bytes:
-    """Builder, strongly typed network, ONNX parser, profile, timing cache, serialized engine."""
-    from maskface_rt import tensorrt_compat
-
-    runtime = plan.runtime
-    builder = trt.Builder(logger)
-    network = builder.create_network(runtime.network_flags(trt, plugin_graph))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_file)):
-        raise OnnxParseError(
-            onnx_file, [format_parser_error(*e) for e in tensorrt_compat.parser_errors(parser)], runtime.label
-        )
-    config = builder.create_builder_config()
-    explicit = plan.targets != runtime.default_compute_capabilities  # the default is left to the runtime
-    tensorrt_compat.configure_builder(
-        trt,
-        config,
-        workspace_mib=plan.options.workspace_mib,
-        optimization_level=plan.options.optimization_level,
-        compute_capabilities=tuple(runtime.compute_capabilities[cc][0] for cc in plan.targets) if explicit else (),
-    )
-    shapes = builder.create_optimization_profile()
-    for name, (low, opt, high) in profile_shapes(graph, plan.manifest.config, plan.profile).items():
-        shapes.set_shape(name, low, opt, high)
-    config.add_optimization_profile(shapes)
-    if plan.options.timing_cache is not None:
-        if "cache" not in timing:
-            timing["cache"] = tensorrt_compat.load_timing_cache(config, Path(plan.options.timing_cache))
-        if timing["cache"] is not None and not config.set_timing_cache(timing["cache"], False):
-            warnings.append(
-                f"{plan.options.timing_cache}: the timing cache does not fit this GPU or TensorRT; "
-                "building without it (it is rewritten after the build)"
-            )
-            timing["cache"] = config.create_timing_cache(b"")
-            config.set_timing_cache(timing["cache"], False)
-    tensorrt_compat.logged_error(logger)  # what was logged before is not this build's cause
-    blob = builder.build_serialized_network(network, config)
-    if blob is None:
-        raise MaskfaceError(
-            onnx_file,
-            f"{runtime.label} could not build the {graph} engine "
-            f"({tensorrt_compat.logged_error(logger) or 'see the log above'})",
-        )
-    return bytes(blob)
-
-
 def build_engine(
     onnx_path: str | Path,
     out: str | Path,
@@ -466,22 +363,20 @@ def build_engine(
     on_log: LogCallback | None = None,
 ) -> BuildResult:
     """Build (or find up to date) the engines of an export; see the module docstring for the order of work."""
-    from maskface_rt import tensorrt_compat
-
     t0 = time.perf_counter()
     options = options or BuildOptions()
     stage = on_stage or (lambda _: None)
     plan = check_build_options(onnx_path, out, options)
     trt = plan.runtime.load()
     if options.plugin:
-        _check_plugin_needs()
+        trt_builder.check_plugin_needs()
     cuda, no_gpu = _open_gpu(plan)
     device = cuda.info if cuda is not None else None
     warnings: list[str] = []
     runners: dict[str, Any] = {}
     try:
         if options.plugin:
-            _check_plugin_arch(cuda.info)
+            trt_builder.check_plugin_arch(cuda.info)
         skip_parity = parity_not_run_reason(plan, device)
         if options.layer_info and skip_parity is not None:
             raise BuildOptionError(
@@ -500,7 +395,7 @@ def build_engine(
             runtime=plan.runtime.name,
             compute_capabilities=plan.targets,
         )
-        logger = tensorrt_compat.make_logger(trt, on_log, "warning")
+        logger = make_logger(trt, on_log, "warning")
         trt_runtime = trt.Runtime(logger) if skip_parity is None else None
         cached = None if options.force else find_cached(plan, key)
         if cached is not None:
@@ -525,16 +420,16 @@ def build_engine(
                 f"building the {graph} engine ({plan.manifest.precision}"
                 f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})"
             )
-            with _reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
-                blobs[graph] = _build_serialized(
-                    trt, logger, plan.onnx_files[graph], graph, plan, plugin_graph, timing, warnings
+            with trt_builder.reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
+                blobs[graph] = trt_builder.build_serialized(
+                    trt, logger, plan.onnx_files[graph], graph, plan.settings, plugin_graph, timing, warnings
                 )
         build_seconds = time.perf_counter() - build_t0
 
         parity: list[ParityCheck] = []
         if skip_parity is None:
             stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
-            with _reported(plan.runtime, plan.out, "running the engines for the parity check"):
+            with trt_builder.reported(plan.runtime, plan.out, "running the engines for the parity check"):
                 runners.update(_runners(trt, trt_runtime, plan, blobs, cuda, logger))
                 parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
             failed = [p for p in parity if not p.passed]
@@ -598,18 +493,16 @@ def build_engine(
             cuda.close()
 
 
-def _open_gpu(plan: BuildPlan) -> tuple[Any | None, str]:
-    """The CUDA device of the build, and why there is none (None, reason) where the runtime builds without one
-    and ``--device`` is auto; elsewhere no GPU is an error."""
-    from maskface_rt.backends.cuda_device import open_cuda_device
-    from maskface_rt.devices import cuda_index
+def _open_gpu(plan: BuildPlan) -> tuple[CudaDevice | None, str]:
+    """The build's GPU, or None and why (the parity step's stand-ins in the tests replace this)."""
+    return trt_builder.open_gpu(plan.runtime, plan.options.device)
 
-    try:
-        return open_cuda_device(cuda_index(plan.options.device)), ""
-    except MaskfaceError as e:
-        if plan.runtime.builds_without_gpu and plan.options.device == "auto":
-            return None, e.problem
-        raise
+
+def _runners(
+    trt: Any, trt_runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: CudaDevice, logger: Any
+) -> dict[str, Any]:
+    """The built engines, deserialized and run as the backend runs them (a test replaces this with stand-ins)."""
+    return trt_builder.open_runners(trt, trt_runtime, blobs, plan.settings, cuda, logger, plan.engines)
 
 
 def find_cached(plan: BuildPlan, key: str) -> EngineSidecar | None:
@@ -643,29 +536,6 @@ def _sha256(blob: bytes) -> str:
 def _files(plan: BuildPlan) -> dict[str, int]:
     paths = [*plan.engines.values(), sidecar_path(plan.out)]
     return {p.name: p.stat().st_size for p in paths if p.is_file()}
-
-
-def _runners(
-    trt: Any, runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: Any, logger: Any
-) -> dict[str, Any]:
-    """The deserialized engines, run the way the tensorrt backend runs them (CUDA graphs aside)."""
-    from maskface_rt.backends.tensorrt_backend import EngineRunner
-
-    return {
-        g: EngineRunner(
-            trt,
-            runtime,
-            blob,
-            g,
-            plan.manifest.config,
-            plan.profile,
-            cuda,
-            cuda_graphs=False,
-            where=plan.engines[g],
-            logger=logger,
-        )
-        for g, blob in blobs.items()
-    }
 
 
 def _write_layer_info(plan: BuildPlan, runners: dict[str, Any]) -> Path:

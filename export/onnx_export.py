@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from maskface_rt.export.tensorrt_parse import ParseCheck, check_export
 from torch import nn
 
 from maskface_rt import __version__
+from maskface_rt.backends.trt.parse import ParseCheck, check_export
 from maskface_rt.checkpoint import load_model
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError

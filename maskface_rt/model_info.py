@@ -148,7 +148,7 @@ def describe_export(folder: Path) -> dict[str, Any]:
 
 
 def describe_engine(path: Path) -> dict[str, Any]:
-    from maskface_rt.engine_format import read_sidecar
+    from maskface_rt.backends.trt.engine_file import read_sidecar
 
     return {"kind": "engine", "path": str(path), "bytes": path.stat().st_size, **read_sidecar(path).to_dict()}
 

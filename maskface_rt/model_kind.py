@@ -8,10 +8,12 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from maskface_rt.engine_format import ENGINE_SUFFIXES
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST
 from maskface_rt.fileio import SPECIAL_FILES, what_is_there
+
+#: The file name endings of a TensorRT engine (``maskface build``; the wing: backends/trt/engine_file.py).
+ENGINE_SUFFIXES = (".engine", ".plan")
 
 
 class ModelKind(str, Enum):

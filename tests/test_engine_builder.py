@@ -16,22 +16,17 @@ import typer
 from maskface_rt.export.engine_builder import (
     BuildOptionError,
     BuildOptions,
-    OnnxParseError,
     check_build_options,
     check_parity,
     compare,
     find_cached,
-    format_parser_error,
 )
 from maskface_rt.export.fp32_reference import fp32_reference, fused_adain_function
 from maskface_rt.kernels.onnx_op import single_node_model
 from maskface_rt.kernels.reference import fused_adain_reference
 from typer.testing import CliRunner
 
-from maskface_rt.cli.build import build
-from maskface_rt.engine_format import (
-    BuildProfile,
-    DeviceInfo,
+from maskface_rt.backends.trt.engine_file import (
     EngineSidecar,
     cache_key,
     engine_files,
@@ -39,6 +34,10 @@ from maskface_rt.engine_format import (
     sidecar_path,
     write_sidecar,
 )
+from maskface_rt.backends.trt.parse import OnnxParseError, format_parser_error
+from maskface_rt.backends.trt.profile import BuildProfile
+from maskface_rt.cli.build import build
+from maskface_rt.cuda.device import DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST, sha256_file
 from maskface_rt.graph_contract import GRAPHS, sample_inputs
@@ -355,7 +354,7 @@ def test_cache_hit_needs_the_same_key_and_intact_engines(tiny_export, tmp_path):
 def _tensorrt_gpu():
     """Skip unless TensorRT (10.9+) and a CUDA GPU are usable here."""
     pytest.importorskip("tensorrt", reason="needs TensorRT: pip install 'maskface-rt[tensorrt]'")
-    from maskface_rt.backends.cuda_device import open_cuda_device
+    from maskface_rt.cuda.device import open_cuda_device
 
     try:
         open_cuda_device().close()
@@ -423,7 +422,7 @@ def test_build_engines_and_parity_with_onnxruntime(trt_exports, tiny_export, tmp
 def test_cuda_graph_replay_equals_plain_execution(trt_exports, tmp_path, cuda):
     from maskface_rt.export.engine_builder import build_engine
 
-    from maskface_rt.backends.tensorrt_backend import TensorRTBackend
+    from maskface_rt.backends.trt.runner import TensorRTBackend
 
     if cuda == "cuda-python":
         pytest.importorskip("cuda.bindings", reason="needs cuda-python: pip install 'maskface-rt[tensorrt]'")

@@ -6,11 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from maskface_rt.config import preset
-from maskface_rt.engine_format import (
+from maskface_rt.backends.trt.compat import RUNTIMES
+from maskface_rt.backends.trt.engine_file import (
     ENGINE_FORMAT,
-    BuildProfile,
-    DeviceInfo,
     EngineSidecar,
     TensorInfo,
     cache_key,
@@ -19,17 +17,17 @@ from maskface_rt.engine_format import (
     engine_files,
     layer_info_path,
     parse_version,
-    plan_batches,
-    profile_shapes,
     read_sidecar,
     sidecar_path,
     verify_engine_files,
     write_sidecar,
 )
+from maskface_rt.backends.trt.profile import BuildProfile, plan_batches, profile_shapes
+from maskface_rt.config import preset
+from maskface_rt.cuda.device import DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
 from maskface_rt.graph_contract import tensor_shape
-from maskface_rt.tensorrt_compat import RUNTIMES
 
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")
 CONFIG = preset("tiny-64")

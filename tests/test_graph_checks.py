@@ -173,14 +173,13 @@ def test_the_cli_refuses_an_export_that_breaks_the_check(tiny_model, tmp_path, m
 @pytest.fixture
 def trt():
     """(runtime, module) of TensorRT-RTX, as ``tensorrt_parse.find_parser`` gives them."""
-    from maskface_rt.tensorrt_compat import RUNTIMES
+    from maskface_rt.backends.trt.compat import RUNTIMES
 
     return RUNTIMES["tensorrt-rtx"], pytest.importorskip("tensorrt_rtx")
 
 
 def test_the_parser_passes_a_clean_graph_and_refuses_a_uint8_intermediate(trt, tmp_path):
-    from maskface_rt.export.engine_builder import OnnxParseError
-    from maskface_rt.export.tensorrt_parse import check_graph
+    from maskface_rt.backends.trt.parse import OnnxParseError, check_graph
 
     good = tmp_path / "good.onnx"
     onnx.save(good_graph(), str(good))
@@ -234,8 +233,7 @@ def _plugin_graph(extra_op: str | None = None):
 
 
 def test_plugin_not_found_is_the_only_complaint_accepted(trt, tmp_path):
-    from maskface_rt.export.engine_builder import OnnxParseError
-    from maskface_rt.export.tensorrt_parse import check_graph
+    from maskface_rt.backends.trt.parse import OnnxParseError, check_graph
 
     path = tmp_path / "plugin.onnx"
     onnx.save(_plugin_graph(), str(path))
@@ -248,7 +246,7 @@ def test_plugin_not_found_is_the_only_complaint_accepted(trt, tmp_path):
 
 
 def test_the_parser_accepts_every_graph_of_the_tiny_export(trt, tiny_export):
-    from maskface_rt.export.tensorrt_parse import check_export
+    from maskface_rt.backends.trt.parse import check_export
 
     result = check_export(tiny_export, GRAPHS)
     assert result.runtime == "TensorRT-RTX" and result.version == trt[1].__version__
@@ -256,7 +254,7 @@ def test_the_parser_accepts_every_graph_of_the_tiny_export(trt, tiny_export):
 
 
 def test_the_parser_accepts_every_graph_of_the_bundled_demo_model(trt):
-    from maskface_rt.export.tensorrt_parse import check_export
+    from maskface_rt.backends.trt.parse import check_export
 
     assert check_export(BUNDLED_MODEL, GRAPHS).graphs == {graph: "parsed" for graph in GRAPHS}
 
@@ -264,9 +262,8 @@ def test_the_parser_accepts_every_graph_of_the_bundled_demo_model(trt):
 def test_the_export_says_whether_the_parser_ran(monkeypatch):
     import dataclasses
 
-    from maskface_rt.export import tensorrt_parse
-
-    from maskface_rt import tensorrt_compat
+    from maskface_rt.backends.trt import compat as tensorrt_compat
+    from maskface_rt.backends.trt import parse as tensorrt_parse
 
     missing = dataclasses.replace(tensorrt_compat.RUNTIMES["tensorrt"], module="no_such_tensorrt_module")
     monkeypatch.setattr(tensorrt_compat, "RUNTIMES", {"tensorrt": missing})

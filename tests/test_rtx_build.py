@@ -12,13 +12,13 @@ import typer
 from cli_support import maskface, maskface_here
 from typer.testing import CliRunner
 
+from maskface_rt.backends.trt.compat import RUNTIMES, installed_runtimes, load_timing_cache, logged_error, make_logger
+from maskface_rt.backends.trt.engine_file import engine_files, read_sidecar
 from maskface_rt.bundled import BUNDLED_MODEL
 from maskface_rt.cli.build import build
-from maskface_rt.engine_format import engine_files, read_sidecar
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST, sha256_file
 from maskface_rt.graph_contract import GRAPHS
-from maskface_rt.tensorrt_compat import RUNTIMES, installed_runtimes, load_timing_cache, logged_error, make_logger
 
 trt_rtx = pytest.importorskip("tensorrt_rtx", reason="needs TensorRT for RTX: pip install 'maskface-rt[tensorrt-rtx]'")
 
@@ -263,7 +263,7 @@ def test_neither_runtime_installed_says_how_to_install_both(tiny_export, tmp_pat
 _WRONG_ENGINES = """
 import numpy as np
 import onnxruntime as ort
-from maskface_rt.engine_format import DeviceInfo
+from maskface_rt.cuda.device import DeviceInfo
 from maskface_rt.export import engine_builder
 
 

@@ -26,10 +26,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: The files that call TensorRT.
 TENSORRT_CODE = [
-    "maskface_rt/tensorrt_compat.py",
-    "maskface_rt/backends/tensorrt_backend.py",
+    "maskface_rt/backends/trt/compat.py",
+    "maskface_rt/backends/trt/runner.py",
     "export/engine_builder.py",
-    "export/tensorrt_parse.py",
+    "maskface_rt/backends/trt/parse.py",
     "kernels/trt_plugin.py",
 ]
 #: Module-level names only TensorRT-RTX has: used on its code paths alone (tensorrt_compat's runtime table).
@@ -219,7 +219,7 @@ def test_tensorrt_11s_plugin_decorators_accept_the_fused_adain_plugin(shim, stub
     aot_impl and autotune run for real (into the shim's stand-in registry)."""
     code = """
 import sys, tensorrt as trt
-from maskface_rt.tensorrt_compat import import_python_plugins
+from maskface_rt.backends.trt.compat import import_python_plugins
 plugin = import_python_plugins("maskface_rt.kernels.trt_plugin")
 print(plugin.PLUGIN_ID, sorted(trt.get_plugin_registry().creators), file=sys.stderr)
 """
@@ -254,7 +254,7 @@ def test_a_tensorrt_without_its_native_libraries_is_reported_broken_and_the_runt
     code = """
 import json
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.tensorrt_compat import RUNTIMES, resolve_runtime
+from maskface_rt.backends.trt.compat import RUNTIMES, resolve_runtime
 try:
     RUNTIMES["tensorrt"].load()
 except MaskfaceError as e:

@@ -15,17 +15,18 @@ import numpy as np
 import pytest
 
 from maskface_rt.backends import open_backend
-from maskface_rt.backends.cuda_device import (
+from maskface_rt.backends.trt.profile import BuildProfile
+from maskface_rt.backends.trt.runner import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
+from maskface_rt.cuda.device import (
     CUDA_PYTHON,
     TORCH,
     CudaDevice,
+    DeviceInfo,
     HostDeviceBuffer,
     cuda_implementation,
     open_cuda_device,
 )
-from maskface_rt.backends.tensorrt_backend import CudaGraphPolicy, EngineRunner, GraphStep, TensorRTBackend
 from maskface_rt.devices import cuda_index
-from maskface_rt.engine_format import BuildProfile, DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPH_IO, tensor_shape
 
@@ -97,8 +98,10 @@ def test_tensorrt_runtime_path_never_imports_torch(tmp_path):
         sys.modules["torch"] = None  # any import of torch fails
         sys.modules["tensorrt"] = None
         from maskface_rt.backends import open_backend
-        from maskface_rt.backends import tensorrt_backend, cuda_device
-        from maskface_rt import engine_format, tensorrt_compat
+        from maskface_rt.backends.trt import runner as tensorrt_backend
+        from maskface_rt.cuda import device as cuda_device
+        from maskface_rt.backends.trt import compat as tensorrt_compat
+        from maskface_rt.backends.trt import engine_file as engine_format
         from maskface_rt.errors import MaskfaceError
         import maskface_rt.cli.build, maskface_rt.export.engine_builder, maskface_rt.export.fp32_reference
         try:

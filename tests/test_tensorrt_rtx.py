@@ -15,14 +15,9 @@ import sys
 import pytest
 from test_engine_format import _sidecar
 
-from maskface_rt import tensorrt_compat
 from maskface_rt.backends import ModelKind, resolve_backend_name
-from maskface_rt.backends.cuda_device import _cuda_python_importable
-from maskface_rt.backends.tensorrt_backend import TensorRTBackend
-from maskface_rt.benchmarking.runners import BACKEND_NAMES
-from maskface_rt.engine_format import sidecar_path, write_sidecar
-from maskface_rt.errors import MaskfaceError
-from maskface_rt.tensorrt_compat import (
+from maskface_rt.backends.trt import compat as tensorrt_compat
+from maskface_rt.backends.trt.compat import (
     TENSORRT,
     TENSORRT_RTX,
     ExecutionContexts,
@@ -30,6 +25,11 @@ from maskface_rt.tensorrt_compat import (
     runtime_cache_path,
     sidecar_runtime,
 )
+from maskface_rt.backends.trt.engine_file import sidecar_path, write_sidecar
+from maskface_rt.backends.trt.runner import TensorRTBackend
+from maskface_rt.benchmarking.runners import BACKEND_NAMES
+from maskface_rt.cuda.device import _cuda_python_importable
+from maskface_rt.errors import MaskfaceError
 
 
 def _engine(tmp_path, runtime=None):

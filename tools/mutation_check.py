@@ -126,7 +126,7 @@ MUTATIONS = (
     Mutation(
         "cuda-graph-stale-pointers",
         "a captured CUDA graph keeps the buffers it was captured with",
-        "maskface_rt/backends/tensorrt_backend.py",
+        "maskface_rt/backends/trt/runner.py",
         "        count = self._check_feeds(feeds)\n        result = np.empty(",
         "        count = self._check_feeds(feeds)\n"
         '        spare = getattr(self, "_spare", None)  # double-buffered I/O, re-pointed but never re-captured\n'
@@ -200,7 +200,7 @@ MUTATIONS = (
     Mutation(
         "sidecar-unchecked",
         "every engine sidecar field is checked for type and range",
-        "maskface_rt/engine_format.py",
+        "maskface_rt/backends/trt/engine_file.py",
         "        if problems := sidecar_problems(data):\n",
         "        if problems := []:\n",
         ("tests/test_engine_format.py", "-k", "wrong_type_or_range"),
@@ -208,7 +208,7 @@ MUTATIONS = (
     Mutation(
         "plugin-warning-on-stdout",
         "what tensorrt.plugin prints on import stays off stdout",
-        "maskface_rt/tensorrt_compat.py",
+        "maskface_rt/backends/trt/compat.py",
         "        os.dup2(2, 1)\n",
         "        pass\n",
         ("tests/test_tensorrt11.py", "-k", "decorators"),
@@ -216,7 +216,7 @@ MUTATIONS = (
     Mutation(
         "broken-tensorrt-chosen",
         "a TensorRT that cannot load is not the runtime choice",
-        "maskface_rt/tensorrt_compat.py",
+        "maskface_rt/backends/trt/compat.py",
         "if r.installed and r.import_problem() is None]",
         "if r.installed]",
         ("tests/test_tensorrt11.py", "-k", "native_libraries"),

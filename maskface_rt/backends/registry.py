@@ -107,7 +107,7 @@ REGISTRY: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             "tensorrt",
-            "maskface_rt.backends.tensorrt_backend",
+            "maskface_rt.backends.trt.runner",
             "TensorRTBackend",
             "tensorrt",
             ModelKind.ENGINE,
@@ -118,7 +118,7 @@ REGISTRY: dict[str, BackendSpec] = {
         ),
         BackendSpec(
             "tensorrt-rtx",
-            "maskface_rt.backends.tensorrt_backend",
+            "maskface_rt.backends.trt.runner",
             "TensorRTBackend",
             "tensorrt_rtx",
             ModelKind.ENGINE,
@@ -146,7 +146,7 @@ def _engine_runtime(engine: Path | None, precision: str, device: str) -> str:
     """An engine runs on the runtime its sidecar names (TensorRT when it names none)."""
     if engine is None:
         return "tensorrt"
-    from maskface_rt.tensorrt_compat import sidecar_runtime
+    from maskface_rt.backends.trt.compat import sidecar_runtime
 
     return sidecar_runtime(engine)
 

@@ -13,9 +13,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from maskface_rt.backends.trt.compat import RUNTIMES
+from maskface_rt.backends.trt.engine_file import DEFAULT_OPTIMIZATION_LEVEL
+from maskface_rt.backends.trt.profile import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH
 from maskface_rt.cli.options import device_option, json_option, path_value
-from maskface_rt.engine_format import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH, DEFAULT_OPTIMIZATION_LEVEL
-from maskface_rt.tensorrt_compat import RUNTIMES
 
 _RTX = RUNTIMES["tensorrt-rtx"]
 COMPUTE_CAPABILITY_HELP = (
@@ -108,8 +109,9 @@ def build(
 ) -> None:
     """Build TensorRT or TensorRT-RTX engines (generator, style encoder, style decoder) from an export, checked
     against ONNX Runtime fp32 where a GPU can run them; skipped when the engines beside --out are up to date."""
+    from maskface_rt.backends.trt.parse import OnnxParseError
     from maskface_rt.console import emit_json, stderr
-    from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, OnnxParseError, build_engine
+    from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, build_engine
 
     options = BuildOptions(
         min_batch=min_batch,

@@ -1,4 +1,4 @@
-"""TensorRT engine files: layout, sidecar, batch profile, cache key, compatibility and batch planning.
+"""TensorRT engine files: layout, sidecar, cache key and compatibility (the batch profile: ``profile.py``).
 
 No torch, TensorRT or CUDA here: every decision about engines that is not a TensorRT call lives in
 this module, so that it is tested on any machine.
@@ -25,17 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from maskface_rt.backends.trt.profile import BuildProfile
 from maskface_rt.config import ModelConfig
+from maskface_rt.cuda.device import DeviceInfo
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import sha256_file
 from maskface_rt.fileio import read_json_object, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, TENSOR_DTYPES, tensor_shape
+from maskface_rt.model_kind import ENGINE_SUFFIXES
 from maskface_rt.values import is_integer, is_number
 
 ENGINE_FORMAT = "maskface-engine/1"
-ENGINE_SUFFIXES = (".engine", ".plan")
-DEFAULT_OPT_BATCH = 8
-DEFAULT_MAX_BATCH = 32
 #: TensorRT's builder optimisation levels and its default.
 OPTIMIZATION_LEVELS = range(0, 6)
 DEFAULT_OPTIMIZATION_LEVEL = 3
@@ -76,7 +76,7 @@ def layer_info_path(engine: str | Path) -> Path:
     return engine.with_name(engine.name + ".layers.json")
 
 
-# ----------------------------------------------------------------------------- versions and devices
+# ----------------------------------------------------------------------------- versions
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -92,103 +92,6 @@ def parse_version(version: str) -> tuple[int, ...]:
     if not numbers:
         raise ValueError(f"not a version number: {version!r}")
     return tuple(numbers)
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """The GPU an engine is built for: TensorRT plans are specific to the GPU model."""
-
-    name: str
-    compute_capability: str  # "9.0"
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
-            raise ValueError(f"compute capability must look like '9.0', got {self.compute_capability!r}")
-
-    @property
-    def capability(self) -> tuple[int, int]:
-        major, minor = self.compute_capability.split(".")
-        return int(major), int(minor)
-
-    def __str__(self) -> str:
-        return f"{self.name} (compute capability {self.compute_capability})"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "compute_capability": self.compute_capability}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeviceInfo:
-        return cls(data["name"], data["compute_capability"])
-
-
-# ----------------------------------------------------------------------------- batch profile
-
-
-@dataclass(frozen=True)
-class BuildProfile:
-    """The optimization profile of the batch dimension, shared by the three engines."""
-
-    min: int
-    opt: int
-    max: int
-
-    def __post_init__(self) -> None:
-        for name in ("min", "opt", "max"):
-            value = getattr(self, name)
-            if not is_integer(value):
-                raise ValueError(f"--{name}-batch must be an integer, got {value!r}")
-        if self.min < 1:
-            raise ValueError(f"--min-batch {self.min} is invalid; valid: 1 or more")
-        if self.max < self.min:
-            raise ValueError(f"--max-batch {self.max} is below --min-batch {self.min}; valid: {self.min} or more")
-        if not self.min <= self.opt <= self.max:
-            raise ValueError(
-                f"--opt-batch {self.opt} is outside --min-batch..--max-batch; valid: {self.min}..{self.max}"
-            )
-
-    @classmethod
-    def resolve(
-        cls, min_batch: int = 1, opt_batch: int | None = None, max_batch: int | None = None, *, limit: int | None = None
-    ) -> BuildProfile:
-        """The profile from the CLI's options, defaults filled in; ``limit``: the export's largest batch.
-
-        Defaults: max = min(DEFAULT_MAX_BATCH, limit), at least min; opt = DEFAULT_OPT_BATCH within min..max.
-        """
-        if limit is not None:
-            for flag, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
-                if isinstance(value, int) and value > limit:
-                    raise ValueError(
-                        f"{flag} {value} is above the export's largest batch {limit} (max_batch in "
-                        f"maskface.json); valid: 1..{limit}, or re-export with "
-                        f"'maskface export MODEL --out DIR --max-batch {value}'"
-                    )
-        if max_batch is None:
-            max_batch = max(DEFAULT_MAX_BATCH, min_batch)
-            if limit is not None:
-                max_batch = min(max_batch, limit)
-        if opt_batch is None:
-            opt_batch = min(max(DEFAULT_OPT_BATCH, min_batch), max_batch)
-        return cls(min_batch, opt_batch, max_batch)
-
-    def to_dict(self) -> dict[str, int]:
-        return {"min": self.min, "opt": self.opt, "max": self.max}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BuildProfile:
-        return cls(data["min"], data["opt"], data["max"])
-
-    def __str__(self) -> str:
-        return f"batch {self.min}..{self.max} (optimised for {self.opt})"
-
-
-def profile_shapes(
-    graph: str, config: ModelConfig, profile: BuildProfile
-) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-    """(min, opt, max) shape of each input of ``graph``: what the builder's optimization profile sets."""
-    inputs, _ = GRAPH_IO[graph]
-    return {
-        name: tuple(tensor_shape(name, config, b) for b in (profile.min, profile.opt, profile.max)) for name in inputs
-    }
 
 
 @dataclass(frozen=True)
@@ -228,38 +131,6 @@ def check_engine_io(graph: str, found: list[TensorInfo], config: ModelConfig, wh
                 f"engine tensor {name!r} {' and '.join(problems)}: not this model's {graph} "
                 "engine (rebuild with 'maskface build')",
             )
-
-
-# ----------------------------------------------------------------------------- batch planning
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Rows start..stop of a call, run as one engine execution of ``run_batch`` rows (padded up to the
-    profile's min when fewer)."""
-
-    start: int
-    stop: int
-    run_batch: int
-
-    @property
-    def rows(self) -> int:
-        return self.stop - self.start
-
-    @property
-    def padding(self) -> int:
-        return self.run_batch - self.rows
-
-
-def plan_batches(count: int, profile: BuildProfile) -> list[Chunk]:
-    """Split ``count`` rows into executions the profile accepts: at most max rows each, padded up to min."""
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}")
-    chunks = []
-    for start in range(0, count, profile.max):
-        stop = min(start + profile.max, count)
-        chunks.append(Chunk(start, stop, max(stop - start, profile.min)))
-    return chunks
 
 
 # ----------------------------------------------------------------------------- cache key
@@ -320,7 +191,7 @@ class EngineSidecar:
     onnx_source: str = ""  # the export folder it was built from (for messages)
     options: dict[str, Any] = field(default_factory=dict)  # workspace_mib, optimization_level, timing_cache
     parity: dict[str, Any] = field(default_factory=dict)  # status ("passed" or "not run"), reason, results
-    runtime: str = "tensorrt"  # tensorrt or tensorrt-rtx (tensorrt_compat.RUNTIMES)
+    runtime: str = "tensorrt"  # tensorrt or tensorrt-rtx (compat.RUNTIMES)
     compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX's targets ("8.6", ...)
 
     @property

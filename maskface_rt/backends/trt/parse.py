@@ -15,13 +15,31 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from maskface_rt.export.engine_builder import OnnxParseError, format_parser_error
+from maskface_rt.backends.trt import compat
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.export_format import graph_file
 from maskface_rt.kernels.onnx_op import OP_TYPE
 
-from maskface_rt import tensorrt_compat
-from maskface_rt.export_format import graph_file
-
 PLUGIN_NOT_FOUND = "Plugin not found"
+
+
+class OnnxParseError(MaskfaceError):
+    """TensorRT's ONNX parser refused a graph; ``node_errors`` holds one line per error (node name, operator)."""
+
+    def __init__(self, where: str | Path, node_errors: list[str], label: str = "TensorRT") -> None:
+        self.node_errors = node_errors
+        first = node_errors[0] if node_errors else "no error reported"
+        more = f" (and {len(node_errors) - 1} more)" if len(node_errors) > 1 else ""
+        super().__init__(where, f"{label}'s ONNX parser failed: {first}{more}")
+
+
+def format_parser_error(node: int, name: str, operator: str, description: str) -> str:
+    """One parser error as a line: which node (index, name, operator) and what is wrong."""
+    description = " ".join(str(description).split())
+    if node < 0:
+        return description
+    label = f"node {node}" + (f" {name!r}" if name else "") + (f" ({operator})" if operator else "")
+    return f"{label}: {description}"
 
 
 @dataclass
@@ -53,23 +71,23 @@ class ParseCheck:
         }
 
 
-Parser = tuple[tensorrt_compat.TensorRTRuntime, ModuleType]
+Parser = tuple[compat.TensorRTRuntime, ModuleType]
 
 
 def _parser(parser: Parser) -> tuple[Any, Any, Any]:
     """(logger, parser, builder and network to keep alive while it parses): a strongly typed network's parser."""
     runtime, trt = parser
-    logger = tensorrt_compat.make_logger(trt)
+    logger = compat.make_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(runtime.network_flags(trt, plugin=False))
     return logger, trt.OnnxParser(network, logger), (builder, network)
 
 
 def find_parser() -> tuple[Parser | None, str]:
-    """((runtime, module), '') of the first runtime of ``tensorrt_compat.RUNTIMES`` whose parser can be made
+    """((runtime, module), '') of the first runtime of ``compat.RUNTIMES`` whose parser can be made
     here, or (None, why not)."""
     reasons = []
-    for runtime in tensorrt_compat.RUNTIMES.values():
+    for runtime in compat.RUNTIMES.values():
         if not runtime.installed:
             reasons.append(f"{runtime.module} is not installed")
             continue
@@ -88,8 +106,8 @@ def parse_errors(parser: Parser, path: Path) -> list[tuple[int, str, str, str]]:
     logger, onnx_parser, _alive = _parser(parser)
     if onnx_parser.parse_from_file(str(path)):
         return []
-    return tensorrt_compat.parser_errors(onnx_parser) or [
-        (-1, "", "", tensorrt_compat.logged_error(logger) or "the parser refused the graph and reported no error")
+    return compat.parser_errors(onnx_parser) or [
+        (-1, "", "", compat.logged_error(logger) or "the parser refused the graph and reported no error")
     ]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from maskface_rt.engine_format import parse_version
+from maskface_rt.backends.trt.engine_file import parse_version
 from maskface_rt.errors import MaskfaceError
 
 SEVERITIES = ("internal error", "error", "warning", "info", "verbose")
@@ -521,7 +521,7 @@ class ExecutionContexts:
 def sidecar_runtime(engine: str | Path) -> str:
     """The runtime an engine set was built for: its sidecar's "runtime" (``read_sidecar`` gives "tensorrt" for
     sidecars from before TensorRT-RTX), "tensorrt" when the sidecar cannot be read (opening the engine says why)."""
-    from maskface_rt.engine_format import read_sidecar
+    from maskface_rt.backends.trt.engine_file import read_sidecar
 
     try:
         return read_sidecar(engine).runtime

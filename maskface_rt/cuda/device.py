@@ -18,16 +18,46 @@ from __future__ import annotations
 import abc
 import ctypes
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from maskface_rt.engine_format import DeviceInfo
 from maskface_rt.errors import MaskfaceError
 
 CUDA_PYTHON, TORCH = "cuda-python", "torch"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The GPU an engine is built for: TensorRT plans are specific to the GPU model."""
+
+    name: str
+    compute_capability: str  # "9.0"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"\d+\.\d+", self.compute_capability):
+            raise ValueError(f"compute capability must look like '9.0', got {self.compute_capability!r}")
+
+    @property
+    def capability(self) -> tuple[int, int]:
+        major, minor = self.compute_capability.split(".")
+        return int(major), int(minor)
+
+    def __str__(self) -> str:
+        return f"{self.name} (compute capability {self.compute_capability})"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "compute_capability": self.compute_capability}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeviceInfo:
+        return cls(data["name"], data["compute_capability"])
+
+
 CUDA_PYTHON_HINT = "pip install cuda-python (the [tensorrt] and [tensorrt-rtx] extras include it)"
 
 

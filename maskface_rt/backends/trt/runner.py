@@ -1,11 +1,11 @@
 """TensorRT backend: the engines of ``maskface build`` (generator, style encoder, style decoder) on one GPU,
 with TensorRT or TensorRT for RTX (``runtime``: "tensorrt" or "tensorrt-rtx"; what differs between the two
-lives in ``tensorrt_compat``: loading, engine checks, how execution contexts are made, who captures CUDA graphs,
+lives in ``compat``: loading, engine checks, how execution contexts are made, who captures CUDA graphs,
 RTX's runtime cache of just-in-time compiled kernels in ENGINE.runtime-cache).
 
 Per engine (``EngineRunner``):
 
-- I/O buffers for the profile's max batch: pinned host + device memory (``cuda_device``), bound once;
+- I/O buffers for the profile's max batch: pinned host + device memory (``maskface_rt.cuda.device``), bound once;
 - async copy-in, ``execute_async_v3``, async copy-out on one non-default stream;
 - one execution context per batch size in use, all sharing one scratch allocation (they run one after
   another on one stream). A context's input shapes never change, so each can own a CUDA graph: the first
@@ -17,7 +17,7 @@ Per engine (``EngineRunner``):
 The sidecar is checked before anything is loaded: an engine without one, or built for another GPU or
 TensorRT version, or for the other runtime, is refused with the command that rebuilds it (TensorRT-RTX engines:
 the runtime's own validity check). Never imports torch (torch tensors are
-used for buffers only when torch is already loaded, see ``cuda_device``).
+used for buffers only when torch is already loaded, see ``maskface_rt.cuda.device``).
 
 The TensorRT and CUDA calls here are written against the documented APIs and were not run on this
 project's machines (TensorRT cannot be installed there); the decisions around them are plain code
@@ -35,20 +35,22 @@ from typing import Any
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.backends.cuda_device import CudaDevice, open_cuda_device
-from maskface_rt.config import ModelConfig
-from maskface_rt.devices import cuda_index
-from maskface_rt.engine_format import (
-    BuildProfile,
+from maskface_rt.backends.trt import compat
+from maskface_rt.backends.trt.compat import load_engine_runtime, make_logger, runtime_label
+from maskface_rt.backends.trt.engine_file import (
     EngineSidecar,
     TensorInfo,
     check_compatible,
     check_engine_io,
-    plan_batches,
     read_sidecar,
     rebuild_hint,
     verify_engine_files,
 )
+from maskface_rt.backends.trt.profile import BuildProfile, plan_batches
+from maskface_rt.config import ModelConfig
+from maskface_rt.cuda import device as cuda_device
+from maskface_rt.cuda.device import CudaDevice, open_cuda_device
+from maskface_rt.devices import cuda_index
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.graph_contract import GRAPH_IO, TENSOR_DTYPES, graph_feeds, tensor_shape
 
@@ -59,9 +61,6 @@ CUDA_GRAPHS_ENV = "MASKFACE_CUDA_GRAPHS"
 def available(runtime: str = "tensorrt") -> tuple[bool, str]:
     """Whether the backend of ``runtime`` ("tensorrt" or "tensorrt-rtx") can run here (the runtime and a way
     to make CUDA buffers), without torch."""
-    from maskface_rt.backends import cuda_device
-    from maskface_rt.tensorrt_compat import load_engine_runtime, runtime_label
-
     try:
         trt = load_engine_runtime(runtime)
     except MaskfaceError as e:
@@ -140,21 +139,19 @@ class EngineRunner:
         runtime_name: str = "tensorrt",
         cache_file: Any = None,
     ) -> None:
-        from maskface_rt import tensorrt_compat
-
         self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
-        self.where, self._logger, self._compat = str(where), logger, tensorrt_compat
+        self.where, self._logger, self._compat = str(where), logger, compat
         self.inputs, self.output = GRAPH_IO[graph]
         self.engine = runtime.deserialize_cuda_engine(engine_bytes)
         if self.engine is None:
             raise MaskfaceError(
                 where,
                 f"TensorRT could not deserialize the {graph} engine "
-                f"({tensorrt_compat.logged_error(logger) or 'see the log above'})",
+                f"({compat.logged_error(logger) or 'see the log above'})",
             )
         check_engine_io(graph, self._io(), config, where)
         self._check_profile()
-        self.contexts = tensorrt_compat.ExecutionContexts(
+        self.contexts = compat.ExecutionContexts(
             trt, runtime_name, self.engine, cuda_graphs=cuda_graphs, cache_file=cache_file
         )
         self.policy = CudaGraphPolicy(self.contexts.own_cuda_graphs)
@@ -329,8 +326,6 @@ class TensorRTBackend(GeneratorBackend):
         cuda_graphs: bool | None = None,
         cuda_implementation: str | None = None,
     ) -> None:
-        from maskface_rt.tensorrt_compat import load_engine_runtime, make_logger
-
         engine = Path(engine)
         self.name = runtime
         index = cuda_index(device, runtime)
@@ -362,17 +357,15 @@ class TensorRTBackend(GeneratorBackend):
 
     def _runner(self, graph: str) -> EngineRunner:
         """The engine of ``graph``, loaded on first use (the style decoder only runs for reference photos)."""
-        from maskface_rt import tensorrt_compat
-
         runner = self._runners.get(graph)
         if runner is None:
             path = self.files[graph]
             blob = path.read_bytes()
-            if self.name == tensorrt_compat.TENSORRT_RTX:
-                tensorrt_compat.check_engine_validity(
+            if self.name == compat.TENSORRT_RTX:
+                compat.check_engine_validity(
                     self.trt, self.trt_runtime, blob, path, rebuild_hint(self.model_path, self.sidecar), _warn
                 )
-            cache = tensorrt_compat.RuntimeCacheFile(tensorrt_compat.runtime_cache_path(path), _warn)
+            cache = compat.RuntimeCacheFile(compat.runtime_cache_path(path), _warn)
             runner = EngineRunner(
                 self.trt,
                 self.trt_runtime,
