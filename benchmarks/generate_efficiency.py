@@ -35,7 +35,8 @@ def bare(backend, labels: np.ndarray, styles: np.ndarray, batch: int) -> float:
 
 
 def pipeline(backend, masks: Path, styles: int, batch: int) -> float:
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     with tempfile.TemporaryDirectory(prefix="maskface-gen-") as out:
         report = run_generate(backend, masks, GenerateOptions(out=Path(out), styles=styles, batch_size=batch))

@@ -53,8 +53,9 @@ def throughput(masks: Path, args: argparse.Namespace, scratch: Path) -> list[dic
 
     from maskface_rt.backends import open_backend
     from maskface_rt.bundled import default_model
-    from maskface_rt.distributed import RayOptions, WorkerModel, run_generate_ray
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.distributed import RayOptions, WorkerModel, run_generate_ray
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     t0 = time.perf_counter()
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level=logging.WARNING)
@@ -150,7 +151,7 @@ def memory(masks: Path, count: int, args: argparse.Namespace, scratch: Path) -> 
 
 def planning_cost(masks: Path, count: int, args: argparse.Namespace, scratch: Path) -> float:
     """Seconds per mask of the driver's checks and plan (discover + existing-output checks)."""
-    from maskface_rt.generate import GenerateOptions, plan_run
+    from maskface_rt.generation.plan import GenerateOptions, plan_run
 
     opts = GenerateOptions(out=scratch / "plan-out", styles=args.styles)
     plan_run(masks, opts)  # warm the file-system cache: what a rerun sees

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import maskface_rt.generate as gen
+import maskface_rt.generation.pipeline as gen
 from maskface_rt.backends.base import GeneratorBackend
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import ExitCode, MaskfaceError
-from maskface_rt.generate import GenerateOptions, GenerateReport, run_generate
+from maskface_rt.generation.pipeline import run_generate
+from maskface_rt.generation.plan import GenerateOptions
+from maskface_rt.generation.report import GenerateReport
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import NUM_CLASSES, PALETTE, colorize
 from maskface_rt.mask_io import MaskSource, discover_masks

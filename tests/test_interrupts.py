@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cli_support import maskface, maskface_here
 
-from maskface_rt.generate import complete_png
+from maskface_rt.generation.plan import complete_png
 
 pytestmark = pytest.mark.slow
 

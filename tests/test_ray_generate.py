@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from maskface_rt.bundled import default_model
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.generate import GenerateOptions, complete_png, run_generate
+from maskface_rt.generation.pipeline import run_generate
+from maskface_rt.generation.plan import GenerateOptions, complete_png
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'maskface-rt[ray]')")
 # make test's pytest-xdist --dist loadfile runs a module's tests in one worker process: one Ray instance.
@@ -58,7 +59,7 @@ def _masks(folder: Path, copies: int = 1) -> Path:
 
 
 def _ray(mask_dir: Path, opts: GenerateOptions, **ray_options):
-    from maskface_rt.distributed import RayOptions, WorkerModel, run_generate_ray
+    from maskface_rt.generation.distributed import RayOptions, WorkerModel, run_generate_ray
 
     return run_generate_ray(mask_dir, opts, WorkerModel(str(default_model()), "onnxruntime"), RayOptions(**ray_options))
 

@@ -179,7 +179,8 @@ def test_bad_option_values_exit_2_naming_the_flag_before_the_model_is_loaded(mas
 
 def test_batch_size_is_split_by_the_models_max_batch(masks, tmp_path):
     from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     class Recording(OnnxRuntimeBackend):
         def generate(self, labels, styles):
@@ -304,7 +305,8 @@ class _Counting:
 
 
 def test_unwritable_output_folder_is_found_before_inference(masks):
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     out = Path("/sys/kernel")  # exists, and refuses new files even to root
     try:
@@ -320,7 +322,8 @@ def test_unwritable_output_folder_is_found_before_inference(masks):
 
 
 def test_resume_remakes_outputs_that_are_not_complete_pngs(masks, tmp_path):
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     out = tmp_path / "out"
     opts = GenerateOptions(out=out, styles=2)
@@ -357,7 +360,8 @@ def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp
 
 
 def test_stale_temp_files_of_dead_runs_are_removed_at_start(masks, tmp_path):
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     out = tmp_path / "out"
     out.mkdir()
@@ -376,7 +380,8 @@ def test_a_240_character_mask_name_works(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from maskface_rt.generate import GenerateOptions, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions
 
     folder = tmp_path / "long"
     folder.mkdir()
@@ -508,7 +513,7 @@ def test_styles_or_seed_beside_a_reference_is_a_usage_error(masks, tmp_path):
 def test_generate_json_still_reports_a_run_stopped_by_a_full_disk(masks, tmp_path, monkeypatch):
     import errno
 
-    from maskface_rt import generate as gen
+    from maskface_rt.generation import pipeline as gen
 
     def full(path, data, *, overwrite=False):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -23,8 +23,9 @@ from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.errors import MaskfaceError
 
 if TYPE_CHECKING:
-    from maskface_rt.distributed import RayOptions
-    from maskface_rt.generate import GenerateOptions, GenerateReport
+    from maskface_rt.generation.distributed import RayOptions
+    from maskface_rt.generation.plan import GenerateOptions
+    from maskface_rt.generation.report import GenerateReport
 
 
 def _ray_option(flag: str, help: str) -> Any:
@@ -77,7 +78,9 @@ def generate(
     """Generate faces for every mask in a folder: OUT/<mask>_s<k>.png, resumable, never overwriting."""
     from maskface_rt.backends import backend_problem, open_backend
     from maskface_rt.bundled import default_model
-    from maskface_rt.generate import GenerateOptions, RunStopped, options_problem, run_generate
+    from maskface_rt.generation.pipeline import run_generate
+    from maskface_rt.generation.plan import GenerateOptions, options_problem
+    from maskface_rt.generation.report import RunStopped
 
     opts = GenerateOptions(
         out=out,
@@ -108,7 +111,7 @@ def generate(
         raise typer.BadParameter(f"{', '.join(given)} apply to --ray runs only; add --ray or leave them out")
     model = model if model is not None else default_model()
     if ray:
-        from maskface_rt.distributed import RayOptions, ray_options_problem
+        from maskface_rt.generation.distributed import RayOptions, ray_options_problem
 
         cpus = 1.0 if cpus_per_worker is None else cpus_per_worker
         ray_opts = RayOptions(ray_address, ray_workers, cpus, gpus_per_worker)
@@ -192,7 +195,7 @@ def _run_on_ray(
 ) -> NoReturn:
     """``generate --ray``: the run on Ray workers, with the local run's progress bar, summary and exit codes."""
     from maskface_rt.backends import precision_problem
-    from maskface_rt.distributed import WorkerModel, run_generate_ray
+    from maskface_rt.generation.distributed import WorkerModel, run_generate_ray
 
     for flag, path in (("MASK_DIR", mask_dir), ("--out", opts.out), ("--model", model)):
         if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:/", str(path)):  # s3://b/k, which a Path holds as s3:/b/k

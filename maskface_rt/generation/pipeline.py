@@ -1,4 +1,4 @@
-"""Batch generation: every mask of a folder x every style -> one PNG face each (``maskface generate``).
+"""The generate pipeline: every mask of a folder x every style -> one PNG face each (``maskface generate``).
 
 The pipeline keeps the backend busy on the main thread while a small thread pool
 decodes masks ahead of it and encodes and writes the faces behind it:
@@ -14,115 +14,28 @@ and resumed: existing outputs are kept and only the missing ones are made.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 
 from maskface_rt.backends.base import GeneratorBackend
-from maskface_rt.errors import ExitCode, MaskfaceError, printable
-from maskface_rt.fileio import SPECIAL_FILES, check_writable, remove_stale_temps, what_is_there, write_bytes_atomic
+from maskface_rt.errors import MaskfaceError
+from maskface_rt.fileio import write_bytes_atomic
+from maskface_rt.generation.plan import GenerateOptions, MaskPlan, Skipped, plan_run
+from maskface_rt.generation.report import GenerateReport, RunStopped, build_report
 from maskface_rt.image_io import encode_png, read_rgb, resize_rgb
 from maskface_rt.labels import colorize
-from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
-from maskface_rt.values import is_integer
 
 #: Mask rows per contact sheet.
 GRID_ROWS = 16
 #: Write errors after which no other output can succeed either: stop instead of skipping every mask.
 _FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-
-
-@dataclass
-class GenerateOptions:
-    """What ``maskface generate`` makes and where (one field per CLI option)."""
-
-    out: Path
-    styles: int = 4  # style indices k = 0..styles-1 (ignored when references are given)
-    seed: int = 0
-    batch_size: int = 8
-    references: tuple[Path, ...] = ()  # style from photos, through backend.encode_style
-    label_order: str = "celebamask"
-    recursive: bool = False
-    grid: bool = False  # contact sheet(s): mask | its faces, one row per mask
-    overwrite: bool = False
-    workers: int = 2  # decode / encode threads
-
-
-@dataclass
-class Skipped:
-    """An input left out of the run, and why (one line)."""
-
-    path: str
-    reason: str
-
-    def __str__(self) -> str:
-        """``<path>: <reason>`` on one line, whatever characters the file name holds."""
-        return f"{printable(self.path)}: {printable(self.reason)}"
-
-
-@dataclass
-class GenerateReport:
-    """What a run did; ``exit_code`` is the command's exit status."""
-
-    masks: int  # masks found
-    images_written: int
-    images_existing: int  # outputs already there (kept, not regenerated)
-    skipped: list[Skipped]
-    seconds: float
-    images_per_s: float  # images_written / seconds
-    backend: str
-    model: str
-    outputs: list[str]  # files written by this run: faces, then contact sheets
-    masks_skipped: int = 0  # masks of which some output could not be made
-    grids_written: int = 0
-    grids_existing: int = 0
-    error: str | None = None  # why the run stopped before its end (a full disk), as its one line
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """FAILED: the run stopped (``error``); OK: nothing skipped; PARTIAL: some inputs skipped; NOTHING_RAN: no
-        mask found or none usable."""
-        if self.error is not None:
-            return ExitCode.FAILED
-        if self.masks == 0 or self.masks_skipped >= self.masks:
-            return ExitCode.NOTHING_RAN
-        return ExitCode.PARTIAL if self.skipped else ExitCode.OK
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field plus the exit code."""
-        return {**dataclasses.asdict(self), "exit_code": int(self.exit_code)}
-
-
-@dataclass
-class MaskPlan:
-    """One mask's outputs: all of them (for the grid) and the style indices still to make."""
-
-    source: MaskSource
-    outputs: list[Path]  # index = style index (seed styles) or reference number
-    missing: list[int] = field(default_factory=list)
-    replace: set[int] = field(default_factory=set)  # missing outputs whose existing file is not a complete PNG
-    problem: Skipped | None = None  # set when the mask is skipped
-    written: list[int] = field(default_factory=list)  # style indices this run wrote, in order
-    raced: int = 0  # missing outputs another process (or an earlier try) wrote first
-
-    @property
-    def needs_work(self) -> bool:
-        """Whether some output is missing and the mask is not skipped."""
-        return bool(self.missing) and self.problem is None
-
-    def skip(self, reason: str, path: str | None = None) -> None:
-        """Give up on this mask, keeping its first problem."""
-        if self.problem is None:
-            self.problem = Skipped(path or str(self.source.path), reason)
 
 
 def run_generate(
@@ -177,86 +90,6 @@ def run_generate(
     return report()
 
 
-class RunStopped(MaskfaceError):
-    """A run stopped part-way (a full disk): the one-line error, and ``report``, what the run had done by then."""
-
-    def __init__(self, error: MaskfaceError, report: GenerateReport) -> None:
-        super().__init__(error.where, error.problem)
-        self.report = report
-
-
-@dataclass
-class Planned:
-    """A run's plan, made before any work: every mask's outputs and the ones still to make."""
-
-    out: Path
-    sources: list[MaskSource]
-    plans: list[MaskPlan]
-    references: list[tuple[str, np.ndarray]]
-
-    @property
-    def to_make(self) -> list[MaskPlan]:
-        return [p for p in self.plans if p.needs_work]
-
-    @property
-    def todo(self) -> int:
-        """Images to make."""
-        return sum(len(p.missing) for p in self.to_make)
-
-    def prepare_output(self, grid: bool = False) -> None:
-        """Create OUT when there is something to write, check it is writable, remove stale temps."""
-        if self.todo or (grid and any(not p.problem for p in self.plans)):
-            _make_folder(self.out)
-            check_writable(self.out)
-            remove_stale_temps(self.out)
-
-
-def plan_run(mask_dir: Path, opts: GenerateOptions) -> Planned:
-    """Check the options, references and masks (MaskfaceError; nothing written), and plan the outputs."""
-    mask_dir, out = Path(mask_dir), Path(opts.out)
-    _check_options(opts, mask_dir)
-    references = read_references(opts.references)
-    sources = discover_masks(mask_dir, recursive=opts.recursive)
-    return Planned(out, sources, plan_masks(sources, opts), references)
-
-
-def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[MaskPlan]:
-    """Each mask's outputs under opts.out and the ones still to make (existing complete PNGs are kept)."""
-    return _plan(sources, _output_suffixes(opts), Path(opts.out), opts.overwrite)
-
-
-_R = TypeVar("_R", bound="GenerateReport")
-
-
-def build_report(
-    cls: type[_R],
-    planned: Planned,
-    seconds: float,
-    backend: str,
-    model: str,
-    grid_problems: Sequence[Skipped] = (),
-    grid_outputs: Sequence[str] = (),
-    **extra: Any,
-) -> _R:
-    """The run's report from its plans, once each plan holds what was written, raced or skipped."""
-    plans = planned.plans
-    written = sum(len(p.written) for p in plans)
-    skipped = [p.problem for p in plans if p.problem] + list(grid_problems)
-    return cls(
-        masks=len(planned.sources),
-        images_written=written,
-        images_existing=sum(len(p.outputs) - len(p.missing) + p.raced for p in plans),
-        skipped=sorted(skipped, key=lambda s: s.path),
-        seconds=seconds,
-        images_per_s=written / seconds if seconds > 0 else 0.0,
-        backend=backend,
-        model=model,
-        outputs=[str(p.outputs[k]) for p in plans for k in p.written] + list(grid_outputs),
-        masks_skipped=sum(p.problem is not None for p in plans),
-        **extra,
-    )
-
-
 def generate_plans(
     backend: GeneratorBackend, opts: GenerateOptions, styles: np.ndarray, plans: Sequence[MaskPlan]
 ) -> None:
@@ -277,127 +110,6 @@ def _pipeline(
             yield _Run(backend, opts, pool, on_advance)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # no half-written files
-
-
-# ----------------------------------------------------------------------------- checks and planning
-
-
-#: Upper limits of the numeric options (the plan holds masks x styles output names in memory).
-MAX_STYLES = 1000
-MAX_BATCH_SIZE = 1024
-MAX_WORKERS = 64
-#: option field -> (CLI flag, lowest, highest)
-_LIMITS = {
-    "styles": ("--styles", 1, MAX_STYLES),
-    "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
-    "workers": ("--workers", 1, MAX_WORKERS),
-    "seed": ("--seed", 0, 2**63 - 1),
-}
-
-
-def options_problem(opts: GenerateOptions) -> str | None:
-    """What is wrong with the option values, naming the flag and the valid range (None: nothing).
-
-    Checked by the CLI before the model is loaded (a usage error, exit 2) and again by run_generate.
-    """
-    for name, (flag, low, high) in _LIMITS.items():
-        value = getattr(opts, name)
-        if not is_integer(value, low, high):
-            return f"{flag} must be an integer in {low}..{high}, got {value!r}"
-    return None
-
-
-def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
-    """Refuse bad option values and an output folder that cannot work, before anything is written."""
-    if problem := options_problem(opts):
-        raise MaskfaceError(None, problem)
-    check_label_order(opts.label_order)
-    check_input(mask_dir)
-    out = Path(opts.out)
-    found = what_is_there(out, missing="")
-    if found in ("file", *SPECIAL_FILES):
-        raise MaskfaceError(out, f"the output folder exists and is a {found}, not a folder")
-    if found not in ("folder", ""):
-        raise MaskfaceError(out, f"cannot be the output folder: {found}")
-    if mask_dir.is_dir():
-        masks, target = mask_dir.resolve(), out.resolve()
-        if target == masks or (opts.recursive and masks in target.parents):
-            raise MaskfaceError(
-                out,
-                f"the output folder is inside the mask folder {mask_dir}, so the faces "
-                "would be read as masks next time; choose a folder outside it",
-            )
-
-
-def read_references(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
-    """(stem, uint8 RGB photo) of each reference; stems name the outputs, so they must be unique."""
-    seen: dict[str, Path] = {}
-    photos = []
-    for path in map(Path, paths):
-        if path.stem in seen:
-            raise MaskfaceError(
-                path,
-                f"has the same name {path.stem!r} as reference {seen[path.stem]}; "
-                "output names must be unique, rename one of them",
-            )
-        seen[path.stem] = path
-        photos.append((path.stem, read_rgb(path)))
-    return photos
-
-
-def _output_suffixes(opts: GenerateOptions) -> list[str]:
-    """File name endings of one mask's outputs, in style order."""
-    if opts.references:
-        return [f"_ref-{Path(p).stem}.png" for p in opts.references]
-    return [f"_s{k}.png" for k in range(opts.styles)]
-
-
-def _plan(sources: Sequence[MaskSource], suffixes: Sequence[str], out: Path, overwrite: bool) -> list[MaskPlan]:
-    """Each mask's outputs and the ones still to make; a mask with a folder (or other non-file) in the
-    way of an output is skipped."""
-    plans, names = [], set()
-    for source in sources:
-        plan = MaskPlan(source, [out / f"{source.name}{suffix}" for suffix in suffixes])
-        for k, path in enumerate(plan.outputs):
-            if path.name in names:  # only with contrived mask / reference names, e.g. "a_ref-b" + "c"
-                raise MaskfaceError(
-                    source.path,
-                    f"output name {path.name} is also the output of another mask; rename the mask or the reference",
-                )
-            names.add(path.name)
-            is_file = path.is_file()
-            if overwrite or not is_file or not complete_png(path):
-                plan.missing.append(k)
-                if is_file and not overwrite:
-                    plan.replace.add(k)
-                if not is_file and os.path.lexists(path):
-                    plan.skip(f"{path} is in the way: it exists but is not a file")
-        plans.append(plan)
-    return plans
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
-
-
-def complete_png(path: Path) -> bool:
-    """Whether a file starts and ends like a whole PNG (what resume trusts: not a pixel-by-pixel check)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(len(_PNG_SIGNATURE))
-            if f.seek(0, os.SEEK_END) < len(_PNG_SIGNATURE) + len(_PNG_END):
-                return False
-            f.seek(-len(_PNG_END), os.SEEK_END)
-            return head == _PNG_SIGNATURE and f.read() == _PNG_END
-    except OSError:
-        return False
-
-
-def _make_folder(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise MaskfaceError(out, f"cannot create the output folder ({e.strerror or e})") from None
 
 
 def style_codes(

@@ -1,11 +1,11 @@
 """``maskface generate --ray``: a local run's work spread over the actors of a Ray cluster (Ray Data).
 
-The driver (this process) checks and plans exactly as a local run does (``generate.plan_run``: existing
+The driver (this process) checks and plans exactly as a local run does (``plan.plan_run``: existing
 complete outputs are kept), then streams the planned masks, as small rows (index, name, paths; never pixels),
 through ``Dataset.map_batches`` to a pool of actors. Each actor opens the backend once (``open_backend``,
-from the model's path: shared storage) and computes the styles once (``generate._styles``: style k depends
+from the model's path: shared storage) and computes the styles once (``pipeline.style_codes``: style k depends
 only on (seed, k) or reference k, so every actor holds the same ones); for each batch of masks it plans
-them again (a retried task keeps what its first try wrote) and runs ``generate.generate_plans``, the local
+them again (a retried task keeps what its first try wrote) and runs ``pipeline.generate_plans``, the local
 pipeline's decode -> backend -> PNG encode -> atomic write, returning one small row per mask.
 
 Fault tolerance is Ray Data's: its actor pools default to ``max_restarts=-1`` and ``max_task_retries=-1``,
@@ -30,18 +30,9 @@ from typing import Any
 
 from maskface_rt.errors import MaskfaceError, printable
 from maskface_rt.fileio import remove_stale_temps
-from maskface_rt.generate import (
-    GenerateOptions,
-    GenerateReport,
-    MaskPlan,
-    Planned,
-    build_report,
-    generate_plans,
-    plan_masks,
-    plan_run,
-    read_references,
-    style_codes,
-)
+from maskface_rt.generation.pipeline import generate_plans, style_codes
+from maskface_rt.generation.plan import GenerateOptions, MaskPlan, Planned, plan_masks, plan_run, read_references
+from maskface_rt.generation.report import GenerateReport, build_report
 from maskface_rt.mask_io import MaskSource
 from maskface_rt.model_kind import model_kind
 from maskface_rt.values import is_integer, is_number
