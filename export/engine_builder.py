@@ -52,7 +52,7 @@ from maskface_rt.backends.trt.engine_file import (
 )
 from maskface_rt.backends.trt.profile import BuildProfile
 from maskface_rt.cuda.device import CudaDevice, DeviceInfo
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.export_format import MANIFEST, ExportManifest, read_manifest
 from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, sample_inputs
@@ -65,10 +65,6 @@ MAX_WORKSPACE_MIB = 1 << 20
 
 StageCallback = Callable[[str], None]
 LogCallback = Callable[[str, str], None]
-
-
-class BuildOptionError(MaskfaceError):
-    """An option value (or combination) that cannot work; the message says what would be valid."""
 
 
 @dataclass
@@ -150,53 +146,48 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
     try:
         engines = engine_files(out)
     except MaskfaceError as e:
-        raise BuildOptionError(None, f"--out {out}: {e.problem}") from None
+        raise OptionError("out", f"{out}: {e.problem}") from None
     out = engines["generator"]
     if out.is_dir():
-        raise BuildOptionError(out, f"--out is a folder; give the engine file to write, e.g. {out / 'faces.engine'}")
+        raise OptionError("out", f"{out} is a folder; give the engine file to write, e.g. {out / 'faces.engine'}")
     if out.parent.exists() and not out.parent.is_dir():
-        raise BuildOptionError(out, f"cannot write here: {out.parent} is not a folder")
+        raise OptionError("out", f"{out}: cannot write here: {out.parent} is not a folder")
     if not isinstance(options.optimization_level, int) or options.optimization_level not in OPTIMIZATION_LEVELS:
-        raise BuildOptionError(
-            None,
-            f"--optimization-level {options.optimization_level} is invalid; valid: "
+        raise OptionError(
+            "optimization_level",
+            f"{options.optimization_level} is invalid; valid: "
             f"{OPTIMIZATION_LEVELS[0]}..{OPTIMIZATION_LEVELS[-1]} (TensorRT's default "
             f"{DEFAULT_OPTIMIZATION_LEVEL}; higher builds longer, may run faster)",
         )
     if options.workspace_mib is not None and not 1 <= options.workspace_mib <= MAX_WORKSPACE_MIB:
-        raise BuildOptionError(
-            None,
-            f"--workspace {options.workspace_mib} MiB is invalid; valid: "
+        raise OptionError(
+            "workspace_mib",
+            f"{options.workspace_mib} MiB is invalid; valid: "
             f"1..{MAX_WORKSPACE_MIB} MiB, or leave it out for TensorRT's default",
         )
     if options.timing_cache is not None and Path(options.timing_cache).is_dir():
-        raise BuildOptionError(options.timing_cache, "--timing-cache is a folder; give a file (created when missing)")
+        raise OptionError("timing_cache", f"{options.timing_cache} is a folder; give a file (created when missing)")
     try:
         cuda_index(options.device)
     except MaskfaceError as e:
-        raise BuildOptionError(None, f"--device: {e.problem}") from None
+        raise OptionError("device", e.problem) from None
     runtime, targets = _check_runtime_options(options)
 
     folder = export_folder(onnx_path)
     manifest = read_manifest(folder)
-    try:
-        profile = BuildProfile.resolve(
-            options.min_batch, options.opt_batch, options.max_batch, limit=manifest.max_batch
-        )
-    except ValueError as e:
-        raise BuildOptionError(None, str(e)) from None
+    profile = BuildProfile.resolve(options.min_batch, options.opt_batch, options.max_batch, limit=manifest.max_batch)
     if options.plugin and not manifest.plugin:
-        raise BuildOptionError(
-            folder,
-            "is a portable export (no FusedAdaIN nodes); for the fused AdaIN plugin "
+        raise OptionError(
+            "plugin",
+            f"{folder} is a portable export (no FusedAdaIN nodes); for the fused AdaIN plugin "
             "export with 'maskface export MODEL --out DIR --plugin [--fp16]', or build "
-            "this one with --no-plugin",
+            "this one without the plugin",
         )
     if not options.plugin and manifest.plugin:
-        raise BuildOptionError(
-            folder,
-            "is a plugin export (FusedAdaIN nodes); build it without --no-plugin, or "
-            "build a portable export (maskface export without --plugin) with --no-plugin",
+        raise OptionError(
+            "plugin",
+            f"{folder} is a plugin export (FusedAdaIN nodes); build it with the plugin, or build a portable "
+            "export (maskface export without --plugin) without it",
         )
     _check_existing_output(engines, options.force)
     return BuildPlan(folder, manifest, out, engines, profile, options, runtime, targets)
@@ -204,30 +195,22 @@ def check_build_options(onnx_path: str | Path, out: str | Path, options: BuildOp
 
 def _check_runtime_options(options: BuildOptions) -> tuple[TensorRTRuntime, tuple[str, ...]]:
     """The runtime and what it can do against the options: compute capabilities, timing cache, plugin."""
-    try:
-        runtime = resolve_runtime(options.runtime)
-    except ValueError as e:
-        raise BuildOptionError(None, str(e)) from None
+    runtime = resolve_runtime(options.runtime)
     asked = [part for value in options.compute_capabilities for part in str(value).split(",") if part.strip()]
     if asked and not runtime.compute_capabilities:
-        raise BuildOptionError(
-            None, f"--compute-capability is for --runtime tensorrt-rtx; {runtime.label} builds for the GPU it runs on"
+        raise OptionError(
+            "compute_capabilities", f"is for the tensorrt-rtx runtime; {runtime.label} builds for the GPU it runs on"
         )
-    try:
-        targets = tuple(dict.fromkeys(runtime.compute_capability(value) for value in asked))
-    except ValueError as e:
-        raise BuildOptionError(None, str(e)) from None
+    targets = tuple(dict.fromkeys(runtime.compute_capability(value) for value in asked))
     if options.timing_cache is not None and not runtime.timing_cache:
-        raise BuildOptionError(
-            options.timing_cache,
-            f"--timing-cache: {runtime.label} has no timing cache (its "
+        raise OptionError(
+            "timing_cache",
+            f"{runtime.label} has no timing cache (its "
             "timing-cache calls are no-ops, and without a GPU it cannot "
             "read one); leave the option out",
         )
     if options.plugin and not runtime.python_plugins:
-        raise BuildOptionError(
-            None, f"--runtime {runtime.name}: {runtime.label} has no Python plugin API, so {PLUGIN_REFUSAL}"
-        )
+        raise OptionError("runtime", f"{runtime.name}: {runtime.label} has no Python plugin API, so {PLUGIN_REFUSAL}")
     return runtime, targets or runtime.default_compute_capabilities
 
 
@@ -237,19 +220,21 @@ def _check_existing_output(engines: dict[str, Path], force: bool) -> None:
     present = [p for p in engines.values() if p.exists()]
     if any(p.is_dir() for p in present):
         folder = next(p for p in present if p.is_dir())
-        raise BuildOptionError(out, f"{folder} is a folder in the way of an engine file")
+        raise OptionError("out", f"{folder} is a folder in the way of an engine file")
     if force or not present:
         return
     if not sidecar_path(out).is_file():
-        raise BuildOptionError(
-            out,
-            f"{present[0].name} exists without a sidecar ({sidecar_path(out).name}), so it "
-            "was not written by maskface build; pass --force to replace it",
+        raise OptionError(
+            "out",
+            f"{present[0]} exists without a sidecar ({sidecar_path(out).name}), so it "
+            "was not written by maskface build; force the build to replace it",
         )
     try:
         read_sidecar(out)
     except MaskfaceError as e:
-        raise BuildOptionError(out, f"its sidecar cannot be read ({e.problem}); pass --force to replace it") from None
+        raise OptionError(
+            "out", f"{out}: its sidecar cannot be read ({e.problem}); force the build to replace it"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- parity
@@ -379,9 +364,8 @@ def build_engine(
             trt_builder.check_plugin_arch(cuda.info)
         skip_parity = parity_not_run_reason(plan, device)
         if options.layer_info and skip_parity is not None:
-            raise BuildOptionError(
-                None,
-                f"--layer-info reads the built engines back, which needs a GPU that runs them; here: {skip_parity}",
+            raise OptionError(
+                "layer_info", f"reads the built engines back, which needs a GPU that runs them; here: {skip_parity}"
             )
         key = cache_key(
             onnx_sha256=plan.onnx_sha256,

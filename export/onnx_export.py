@@ -42,7 +42,7 @@ from maskface_rt import __version__
 from maskface_rt.backends.trt.parse import ParseCheck, check_export
 from maskface_rt.checkpoint import load_model
 from maskface_rt.config import ModelConfig
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.export_format import (
     CHECK_BATCHES,
     DEFAULT_OPSET,
@@ -127,17 +127,16 @@ def check_export_options(
 ) -> None:
     """Every option checked before any work, with what would be valid."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise MaskfaceError(
-            None,
-            f"--opset {opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} "
-            f"(torch's exporter needs >= {MIN_OPSET})",
+        raise OptionError(
+            "opset",
+            f"{opset} is not supported; valid: {MIN_OPSET}..{MAX_OPSET} (torch's exporter needs >= {MIN_OPSET})",
         )
     if max_batch < MIN_MAX_BATCH:
-        raise MaskfaceError(None, f"--max-batch {max_batch} is too small; valid: >= {MIN_MAX_BATCH}")
+        raise OptionError("max_batch", f"{max_batch} is too small; valid: >= {MIN_MAX_BATCH}")
     if out.exists() and not out.is_dir():
         raise MaskfaceError(out, "exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise MaskfaceError(out, "is not empty (pass --overwrite to replace an earlier export)")
+        raise OptionError("out", f"{out} is not empty (overwrite replaces an earlier export)")
     del fp16, plugin  # any value is valid
 
 

@@ -12,17 +12,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from maskface_rt.labels import NUM_CLASSES
-from maskface_rt.values import is_integer, is_number
+from maskface_rt.values import Limit, limit_problems
 
 #: Sane ranges of the integer sizes: a config from a file must not make a network of any width it likes.
-_LIMITS = {
-    "num_classes": (1, 256),
-    "style_dim": (1, 4096),
-    "latent_dim": (1, 4096),
-    "max_conv_dim": (1, 4096),
-    "mapping_hidden": (1, 4096),
-    "base_dim": (1, 4096),
-    "bottleneck_blocks": (0, 32),
+LIMITS = {
+    "num_classes": Limit(1, 256),
+    "style_dim": Limit(1, 4096),
+    "latent_dim": Limit(1, 4096),
+    "max_conv_dim": Limit(1, 4096),
+    "mapping_hidden": Limit(1, 4096),
+    "base_dim": Limit(1, 4096),  # None: StarGAN v2's width
+    "bottleneck_blocks": Limit(0, 32),
+    "negative_slope": Limit(0.0, 1.0, integer=False),
+    "eps": Limit(1e-12, 1e-1, integer=False),
 }
 
 
@@ -56,16 +58,8 @@ class ModelConfig:
             or self.bottleneck_size & (self.bottleneck_size - 1)
         ):
             problems.append(f"bottleneck_size must be a power of two in 4..img_size, got {self.bottleneck_size}")
-        for name, (low, high) in _LIMITS.items():
-            value = getattr(self, name)
-            if value is None and name == "base_dim":
-                continue
-            if not is_integer(value, low, high):
-                problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
-        for name, low, high in (("negative_slope", 0.0, 1.0), ("eps", 1e-12, 1e-1)):
-            value = getattr(self, name)
-            if not is_number(value, low, high):
-                problems.append(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
+        limits = {name: limit for name, limit in LIMITS.items() if name != "base_dim" or self.base_dim is not None}
+        problems += [f"{name} {problem}" for name, problem in limit_problems(self, limits)]
         if problems:
             raise ValueError("; ".join(problems))
 

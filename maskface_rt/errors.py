@@ -34,3 +34,14 @@ class MaskfaceError(Exception):
 
     def __str__(self) -> str:
         return f"{self.where}: {self.problem}" if self.where else self.problem
+
+
+class OptionError(MaskfaceError, ValueError):
+    """A value of an option that cannot work, named as the library names it (``option``: a field of the options
+    dataclass, ``batch_size``); ``problem`` says what would be valid. Shown as ``<option>: <problem>``, which reads
+    right from the HTTP service and Ray; the CLI shows the option's flag instead (``cli/options.flag_for``). A
+    ValueError too: a bad value of a field, wherever it is caught as one."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        self.option = option
+        super().__init__(option, problem)

@@ -97,3 +97,45 @@ def test_output_that_cannot_be_written_is_one_line_exit_1(args, fresh, tmp_path)
     assert done.stderr.strip().splitlines()[-1] == "error: stdout: cannot write (No space left on device)"
     if args[0] == "generate":
         assert len(list((tmp_path / "out").glob("*.png"))) > 0
+
+
+def _cli_flags() -> set[str]:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return {
+        flag
+        for command in group.commands.values()
+        for param in command.params
+        for flag in (*param.opts, *param.secondary_opts)
+        if flag.startswith("--")
+    }
+
+
+def _option_names_the_library_uses() -> set[str]:
+    """Every option an OptionError of the library names (a literal first argument), and the limit tables' fields."""
+    import ast
+
+    from maskface_rt.generation.distributed import RAY_LIMITS
+    from maskface_rt.generation.plan import LIMITS
+
+    root = Path(__file__).resolve().parent.parent
+    names = set(LIMITS) | {f"ray.{name}" for name in RAY_LIMITS}
+    for path in [*(root / "maskface_rt").rglob("*.py"), *(root / "export").glob("*.py")]:
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "OptionError" and node.args:
+                first = node.args[0]
+                if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                    names.add(first.value)
+    return names
+
+
+def test_every_option_the_library_names_is_shown_as_a_flag_the_cli_has():
+    from maskface_rt.cli.options import flag_for
+
+    names = _option_names_the_library_uses()
+    assert {"batch_size", "ray.workers", "precision", "compute_capabilities", "max_batch", "opset"} <= names
+    flags = _cli_flags()
+    assert {name: flag_for(name) for name in names if flag_for(name) not in flags} == {}

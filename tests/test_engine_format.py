@@ -25,7 +25,7 @@ from maskface_rt.backends.trt.engine_file import (
 from maskface_rt.backends.trt.profile import BuildProfile, plan_batches, profile_shapes
 from maskface_rt.config import preset
 from maskface_rt.cuda.device import DeviceInfo
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.export_format import sha256_file
 from maskface_rt.graph_contract import tensor_shape
 
@@ -93,23 +93,23 @@ def test_profile_defaults(args, limit, expected):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((0, None, None), r"--min-batch 0 is invalid; valid: 1 or more"),
-        ((1, 9, 8), r"--opt-batch 9 is outside --min-batch\.\.--max-batch; valid: 1\.\.8"),
-        ((4, None, 2), r"--max-batch 2 is below --min-batch 4; valid: 4 or more"),
+        ((0, None, None), r"^min_batch: 0 is invalid; valid: 1 or more"),
+        ((1, 9, 8), r"^opt_batch: 9 is outside the min\.\.max batch; valid: 1\.\.8"),
+        ((4, None, 2), r"^max_batch: 2 is below the min batch 4; valid: 4 or more"),
         ((1, 2, 3), None),
         (
             (1, None, 17),
-            r"--max-batch 17 is above the export's largest batch 16 .* valid: 1\.\.16, or re-export with "
+            r"^max_batch: 17 is above the export's largest batch 16 .* valid: 1\.\.16, or re-export with "
             r"'maskface export MODEL --out DIR --max-batch 17'",
         ),
-        ((20, None, None), r"--min-batch 20 is above the export's largest batch 16"),
+        ((20, None, None), r"^min_batch: 20 is above the export's largest batch 16"),
     ],
 )
 def test_profile_validation_says_what_is_valid(args, message):
     if message is None:
         BuildProfile.resolve(*args, limit=16)
         return
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(OptionError, match=message):  # named as the library names it: the CLI shows the flag
         BuildProfile.resolve(*args, limit=16)
 
 

@@ -245,7 +245,7 @@ def test_option_errors_exit_2_naming_the_flag(tmp_path):
         assert done.exit_code == 2, (args, done.output)
         assert flag in done.output, (args, done.output)
     assert not (tmp_path / "out").exists()
-    with pytest.raises(MaskfaceError, match="--gpus-per-worker: each worker needs 1 GPUs but the Ray cluster has 0"):
+    with pytest.raises(MaskfaceError, match="^ray.gpus_per_worker: each worker needs 1 GPUs but the Ray cluster has 0"):
         _ray(masks, GenerateOptions(out=tmp_path / "out"), gpus_per_worker=1)
 
 
@@ -263,7 +263,7 @@ def test_without_ray_one_line_says_how_to_install_it(tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: --ray needs Ray Data (No module named 'ray'): pip install 'maskface-rt[ray]'"
+        "error: --ray: a Ray run needs Ray Data (No module named 'ray'): pip install 'maskface-rt[ray]'"
     ]
     assert not (tmp_path / "out").exists()
 

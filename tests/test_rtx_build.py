@@ -164,8 +164,9 @@ def test_plugin_builds_are_refused_before_any_work(tiny_export, tmp_path):
         done = _cli(str(export), "--out", str(tmp_path / "out" / "p.engine"), "--runtime", "tensorrt-rtx")
         text = " ".join(done.output.replace("│", " ").split())
         assert done.exit_code == 2, done.output
-        assert "TensorRT-RTX has no Python plugin API" in text and "build that with --no-plugin" in text
-        assert "export without --plugin" in text
+        assert "Invalid value for --runtime: tensorrt-rtx: TensorRT-RTX has no Python plugin API" in text
+        assert "make a portable export ('maskface export MODEL --out DIR [--fp16]')" in text
+        assert "build that without the plugin" in text
     assert not (tmp_path / "out").exists()
 
 
@@ -174,7 +175,7 @@ def test_plugin_builds_are_refused_before_any_work(tiny_export, tmp_path):
     [
         (
             ["--runtime", "tensorrt", "--compute-capability", "8.6"],
-            "--compute-capability is for --runtime tensorrt-rtx",
+            "Invalid value for --compute-capability: is for the tensorrt-rtx runtime",
         ),
         (
             ["--runtime", "tensorrt-rtx", "--compute-capability", "9.0"],
@@ -182,11 +183,17 @@ def test_plugin_builds_are_refused_before_any_work(tiny_export, tmp_path):
         ),
         (
             ["--runtime", "tensorrt-rtx", "--compute-capability", "8.6,sm_70"],
-            "--compute-capability sm_70 is not a TensorRT-RTX target; valid: 7.5",
+            "Invalid value for --compute-capability: sm_70 is not a TensorRT-RTX target; valid: 7.5",
         ),
-        (["--runtime", "tensorrt-llm"], "--runtime tensorrt-llm is unknown; valid: tensorrt, tensorrt-rtx"),
-        (["--runtime", "tensorrt-rtx", "--timing-cache", "t.cache"], "TensorRT-RTX has no timing cache"),
-        (["--runtime", "tensorrt-rtx", "--layer-info"], "--layer-info reads the built engines back"),
+        (
+            ["--runtime", "tensorrt-llm"],
+            "Invalid value for --runtime: tensorrt-llm is unknown; valid: tensorrt, tensorrt-rtx",
+        ),
+        (
+            ["--runtime", "tensorrt-rtx", "--timing-cache", "t.cache"],
+            "Invalid value for --timing-cache: TensorRT-RTX has no timing cache",
+        ),
+        (["--runtime", "tensorrt-rtx", "--layer-info"], "Invalid value for --layer-info: reads the built engines back"),
     ],
 )
 def test_runtime_options_are_checked_first(tiny_export, tmp_path, args, message):

@@ -222,6 +222,14 @@ MUTATIONS = (
         ("tests/test_tensorrt11.py", "-k", "native_libraries"),
     ),
     Mutation(
+        "option-names-not-flags",
+        "an option the library names is shown by the CLI as its own flag",
+        "maskface_rt/cli/options.py",
+        "return _IRREGULAR_FLAGS.get(option) or ",
+        "return ",
+        ("tests/test_cli.py", "-k", "library_names"),
+    ),
+    Mutation(
         "empty-path-is-cwd",
         "an empty path option is a usage error, not the current folder",
         "maskface_rt/cli/options.py",

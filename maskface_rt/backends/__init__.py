@@ -20,7 +20,7 @@ from maskface_rt.backends.registry import (
     backend_spec,
 )
 from maskface_rt.devices import DeviceError, backend_device
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.model_kind import ModelKind, model_kind
 
 __all__ = [
@@ -39,34 +39,33 @@ __all__ = [
 ]
 
 
-def backend_problem(
-    model: Path, backend: str, *, device: str = "auto", precision: str = "auto"
-) -> tuple[str, str] | None:
-    """(option, why) where ``backend`` (auto: the one chosen for ``model``, ``precision`` and ``device``) cannot
-    take ``precision`` ("precision") or run on ``device`` ("device"); None where it can. The backend is chosen
-    once, before any work."""
+def backend_problem(model: Path, backend: str, *, device: str = "auto", precision: str = "auto") -> OptionError | None:
+    """Why ``backend`` (auto: the one chosen for ``model``, ``precision`` and ``device``) cannot take ``precision``
+    (option "precision") or run on ``device`` (option "device"); None where it can. The backend is chosen once,
+    before any work."""
     if precision not in PRECISIONS:
-        return "precision", f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}"
+        return OptionError("precision", f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     name = resolve_backend_name(model_kind(model), backend, model, precision, device)
     spec = REGISTRY[name]
     if precision != "auto" and not spec.takes_precision:
         takers = " or ".join(s.name for s in REGISTRY.values() if s.takes_precision)
-        return "precision", (
+        return OptionError(
+            "precision",
             f"{precision} applies to the {takers} backend only ({name} runs the export's own precision); "
-            f"pass --backend {takers}, or leave --precision at auto"
+            f"use the {takers} backend, or leave the precision at auto",
         )
     try:
         backend_device(device, name, spec.devices)
     except DeviceError as e:
-        chosen = " (the backend --backend auto takes here)" if backend == AUTO else ""
-        return "device", f"{e.problem}{chosen}"
+        chosen = " (the backend auto takes here)" if backend == AUTO else ""
+        return OptionError("device", f"{e.problem}{chosen}")
     return None
 
 
-def precision_problem(model: Path, backend: str, precision: str) -> str | None:
-    """Why --precision cannot be used with ``model`` on ``backend``, or None (checked before any work)."""
+def precision_problem(model: Path, backend: str, precision: str) -> OptionError | None:
+    """Why ``precision`` cannot be used with ``model`` on ``backend``, or None (checked before any work)."""
     found = backend_problem(model, backend, precision=precision)
-    return found[1] if found else None
+    return found if found is not None and found.option == "precision" else None
 
 
 def resolve_backend_name(
@@ -99,6 +98,6 @@ def open_backend(
     (auto, fp32, bf16) is the openvino backend's; ``threads`` caps the CPU backends' math threads."""
     model = Path(model)
     if problem := precision_problem(model, backend, precision):
-        raise MaskfaceError("--precision", problem)
+        raise problem
     name = resolve_backend_name(model_kind(model), backend, model, precision, device)
     return REGISTRY[name].open(model, device=device, precision=precision, threads=threads)

@@ -27,7 +27,7 @@ import typer
 
 from maskface_rt import __version__
 from maskface_rt.console import stderr
-from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.errors import ExitCode, MaskfaceError, OptionError
 
 # In the order `maskface --help` lists them.
 COMMANDS = ("synth", "train", "export", "build", "bench", "plugin", "generate", "serve", "info", "doctor", "eval")
@@ -131,6 +131,10 @@ def main() -> None:
     sys.unraisablehook = _Signals.on_unraisable
     try:
         app()
+    except OptionError as e:  # an option found wrong once work began: named by its flag, exit 1
+        from maskface_rt.cli.options import flag_for
+
+        _error(f"{flag_for(e.option)}: {e.problem}")
     except MaskfaceError as e:
         _error(str(e))
     except KeyboardInterrupt:  # before a command runs (typer turns one inside a command into exit 130)

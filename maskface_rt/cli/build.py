@@ -16,7 +16,8 @@ import typer
 from maskface_rt.backends.trt.compat import RUNTIMES
 from maskface_rt.backends.trt.engine_file import DEFAULT_OPTIMIZATION_LEVEL
 from maskface_rt.backends.trt.profile import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH
-from maskface_rt.cli.options import device_option, json_option, path_value
+from maskface_rt.cli.options import device_option, json_option, path_value, usage_error
+from maskface_rt.errors import OptionError
 
 _RTX = RUNTIMES["tensorrt-rtx"]
 COMPUTE_CAPABILITY_HELP = (
@@ -111,7 +112,7 @@ def build(
     against ONNX Runtime fp32 where a GPU can run them; skipped when the engines beside --out are up to date."""
     from maskface_rt.backends.trt.parse import OnnxParseError
     from maskface_rt.console import emit_json, stderr
-    from maskface_rt.export.engine_builder import BuildOptionError, BuildOptions, build_engine
+    from maskface_rt.export.engine_builder import BuildOptions, build_engine
 
     options = BuildOptions(
         min_batch=min_batch,
@@ -134,8 +135,8 @@ def build(
     try:
         with stderr.status("checking") as status:
             result = build_engine(onnx_path, out, options, on_stage=status.update, on_log=log)
-    except BuildOptionError as e:
-        raise typer.BadParameter(str(e)) from None
+    except OptionError as e:
+        raise usage_error(e) from None
     except OnnxParseError as e:
         for line in e.node_errors:
             stderr.print(f"  {e.where}: {line}", markup=False)

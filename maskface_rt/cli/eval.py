@@ -24,6 +24,7 @@ from maskface_rt.cli.options import (
     precision_option,
     style_seed_option,
     styles_option,
+    usage_error,
 )
 from maskface_rt.errors import MaskfaceError
 
@@ -153,15 +154,15 @@ def run(
     from maskface_rt.evaluation.runner import Comparison, EvalOptions, evaluate
     from maskface_rt.evaluation.weights import REGISTRY, WeightStore, read_manifest
 
-    if found := backend_problem(model, backend, device=device, precision=precision):
-        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
+    if problem := backend_problem(model, backend, device=device, precision=precision):
+        raise usage_error(problem)
     try:
         comparisons = tuple(Comparison.parse(c) for c in compare or ())
     except MaskfaceError as e:
         raise typer.BadParameter(e.problem, param_hint="--compare") from None
     for comparison in comparisons:
         if problem := precision_problem(comparison.model, comparison.backend, comparison.precision):
-            raise typer.BadParameter(problem, param_hint="--compare")
+            raise typer.BadParameter(problem.problem, param_hint="--compare")
     if report is not None and report.exists() and not overwrite:
         raise MaskfaceError(report, "already exists (pass --overwrite to replace it)")
     store = WeightStore(weights_dir, read_manifest(weights_manifest) if weights_manifest else REGISTRY)

@@ -18,6 +18,7 @@ from maskface_rt.cli.options import (
     precision_option,
     style_seed_option,
     styles_option,
+    usage_error,
 )
 from maskface_rt.console import emit_json, progress_bar, stderr, stop_progress
 from maskface_rt.errors import MaskfaceError
@@ -95,7 +96,7 @@ def generate(
         workers=workers,
     )
     if problem := options_problem(opts):
-        raise typer.BadParameter(problem)
+        raise usage_error(problem)
     if reference and (seeded := [f"--{name}" for name in ("styles", "seed") if _given(ctx, name)]):
         raise typer.BadParameter(
             f"{' and '.join(seeded)} {'apply' if len(seeded) > 1 else 'applies'} to seeded styles; with --reference "
@@ -116,10 +117,10 @@ def generate(
         cpus = 1.0 if cpus_per_worker is None else cpus_per_worker
         ray_opts = RayOptions(ray_address, ray_workers, cpus, gpus_per_worker)
         if problem := ray_options_problem(ray_opts, opts):
-            raise typer.BadParameter(problem)
+            raise usage_error(problem)
         _run_on_ray(mask_dir, opts, model, backend, device, precision, ray_opts, as_json)
-    if found := backend_problem(model, backend, device=device, precision=precision):
-        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
+    if problem := backend_problem(model, backend, device=device, precision=precision):
+        raise usage_error(problem)
     try:
         with open_backend(model, backend, device=device, precision=precision) as runtime, _Progress() as bar:
             report = run_generate(runtime, mask_dir, opts, on_total=bar.on_total, on_advance=bar.on_advance)
@@ -207,7 +208,7 @@ def _run_on_ray(
     except MaskfaceError:  # the backend's runtime is not installed here: the workers check it
         problem = None
     if problem:
-        raise typer.BadParameter(problem, param_hint="--precision")
+        raise usage_error(problem)
     worker_model = WorkerModel(str(model), backend, device, precision)
     with _Progress() as bar:
         report = run_generate_ray(

@@ -16,12 +16,34 @@ import typer
 from maskface_rt.backends import BACKENDS, PRECISIONS
 from maskface_rt.backends.registry import BACKEND_HELP
 from maskface_rt.devices import DEVICE_HELP, DeviceError, parse_device
+from maskface_rt.errors import OptionError
 from maskface_rt.labels import LABEL_ORDERS
 
 PRECISION_HELP = (
     "openvino's math: fp32, bf16, or auto (bf16 where the CPU runs it natively: AVX512-BF16/AMX, "
     "else fp32); other backends run the model's own precision."
 )
+
+
+#: Options whose flag is not ``--`` + the option's name with dashes (``batch_size``: ``--batch-size``).
+_IRREGULAR_FLAGS = {
+    "ray.address": "--ray-address",
+    "ray.workers": "--ray-workers",
+    "ray.cpus_per_worker": "--cpus-per-worker",
+    "ray.gpus_per_worker": "--gpus-per-worker",
+    "compute_capabilities": "--compute-capability",
+    "workspace_mib": "--workspace",
+}
+
+
+def flag_for(option: str) -> str:
+    """The flag of an option as the library names it (``OptionError.option``): the one place that maps them."""
+    return _IRREGULAR_FLAGS.get(option) or "--" + option.replace("_", "-")
+
+
+def usage_error(error: OptionError) -> typer.BadParameter:
+    """A library's option error as a usage error (exit 2, before any work), naming the flag."""
+    return typer.BadParameter(error.problem, param_hint=flag_for(error.option))
 
 
 def _checker(what: str, valid: Sequence[str], ok: Callable[[str], bool]) -> Callable[[str], str]:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from maskface_rt.cli.options import backend_option, device_option, model_option, precision_option
+from maskface_rt.cli.options import backend_option, device_option, model_option, precision_option, usage_error
 from maskface_rt.console import stderr
 from maskface_rt.errors import MaskfaceError
 
@@ -102,8 +102,8 @@ def serve(
     if allowed_hosts is not None and not names:
         raise typer.BadParameter("give at least one host name, or '*' for any", param_hint="--allowed-hosts")
     model = model if model is not None else default_model()
-    if found := backend_problem(model, backend, device=device, precision=precision):
-        raise typer.BadParameter(found[1], param_hint=f"--{found[0]}")
+    if problem := backend_problem(model, backend, device=device, precision=precision):
+        raise usage_error(problem)
     if missing := missing_serve_modules():
         raise MaskfaceError(None, f"maskface serve needs {', '.join(missing)}: pip install 'maskface-rt[serve]'")
 

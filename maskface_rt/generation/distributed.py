@@ -28,14 +28,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from maskface_rt.errors import MaskfaceError, printable
+from maskface_rt.errors import MaskfaceError, OptionError, printable
 from maskface_rt.fileio import remove_stale_temps
 from maskface_rt.generation.pipeline import generate_plans, style_codes
 from maskface_rt.generation.plan import GenerateOptions, MaskPlan, Planned, plan_masks, plan_run, read_references
 from maskface_rt.generation.report import GenerateReport, build_report
 from maskface_rt.mask_io import MaskSource
 from maskface_rt.model_kind import model_kind
-from maskface_rt.values import is_integer, is_number
+from maskface_rt.values import Limit, limit_problems
 
 RAY_INSTALL = "pip install 'maskface-rt[ray]'"
 #: A worker that has not reported for this long is no longer counted in the progress bar's "workers".
@@ -46,10 +46,10 @@ _CONNECT_TIMEOUT_S = 10.0
 _BATCHES_PER_TASK = 4
 
 #: option field -> (CLI flag, lowest, highest)
-_RAY_LIMITS: dict[str, tuple[str, float, float]] = {
-    "workers": ("--ray-workers", 1, 4096),
-    "cpus_per_worker": ("--cpus-per-worker", 0.01, 1024),
-    "gpus_per_worker": ("--gpus-per-worker", 0, 64),
+RAY_LIMITS = {
+    "workers": Limit(1, 4096),
+    "cpus_per_worker": Limit(0.01, 1024, integer=False),
+    "gpus_per_worker": Limit(0, 64, integer=False),
 }
 
 
@@ -81,21 +81,17 @@ class RayGenerateReport(GenerateReport):
     per_worker: dict[str, int] = field(default_factory=dict)  # "host:pid" -> images written
 
 
-def ray_options_problem(ray_opts: RayOptions, opts: GenerateOptions) -> str | None:
-    """What is wrong with the --ray option values, naming the flag and the valid range (None: nothing)."""
+def ray_options_problem(ray_opts: RayOptions, opts: GenerateOptions) -> OptionError | None:
+    """What is wrong with a Ray run's option values, naming the option (``ray.<field>``) and the valid range
+    (None: nothing)."""
     if opts.grid:
-        return (
-            "--grid is not supported with --ray; run the same command without --ray, with --grid, "
-            "afterwards (the faces are kept, only the sheets are made)"
+        return OptionError(
+            "grid",
+            "contact sheets are not made on Ray; run the same command locally with the grid afterwards "
+            "(the faces are kept, only the sheets are made)",
         )
-    for name, (flag, low, high) in _RAY_LIMITS.items():
-        value = getattr(ray_opts, name)
-        if value is None:
-            continue
-        integer = name == "workers"
-        if not (is_integer if integer else is_number)(value, low, high):
-            return f"{flag} must be {'an integer' if integer else 'a number'} in {low:g}..{high:g}, got {value!r}"
-    return None
+    found = limit_problems(ray_opts, RAY_LIMITS, none_ok=True)
+    return OptionError(f"ray.{found[0][0]}", found[0][1]) if found else None
 
 
 def import_ray() -> ModuleType:
@@ -104,7 +100,7 @@ def import_ray() -> ModuleType:
         import ray
         import ray.data  # noqa: F401
     except ImportError as e:
-        raise MaskfaceError(None, f"--ray needs Ray Data ({e}): {RAY_INSTALL}") from None
+        raise OptionError("ray", f"a Ray run needs Ray Data ({e}): {RAY_INSTALL}") from None
     return ray
 
 
@@ -209,7 +205,7 @@ def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
             # back as result rows.
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, ValueError, RuntimeError) as e:
-            raise MaskfaceError("--ray-address", f"cannot connect to Ray at {address} ({e})") from None
+            raise OptionError("ray.address", f"cannot connect to Ray at {address} ({e})") from None
         try:
             yield
         finally:
@@ -224,7 +220,7 @@ def _check_reachable(address: str | None) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
     except OSError as e:
-        raise MaskfaceError("--ray-address", f"cannot reach a Ray cluster at {address} ({e.strerror or e})") from None
+        raise OptionError("ray.address", f"cannot reach a Ray cluster at {address} ({e.strerror or e})") from None
 
 
 def cluster_size(ray: ModuleType) -> dict[str, Any]:
@@ -242,12 +238,12 @@ def worker_pool(cluster: dict[str, Any], ray_opts: RayOptions) -> RayOptions:
     many workers as it holds. A worker that cannot fit on the cluster is refused with one line."""
     gpus = ray_opts.gpus_per_worker if ray_opts.gpus_per_worker is not None else (1.0 if cluster["gpus"] else 0.0)
     cpus = ray_opts.cpus_per_worker
-    for flag, need, have, what in (
-        ("--cpus-per-worker", cpus, cluster["cpus"], "CPUs"),
-        ("--gpus-per-worker", gpus, cluster["gpus"], "GPUs"),
+    for option, need, have, what in (
+        ("ray.cpus_per_worker", cpus, cluster["cpus"], "CPUs"),
+        ("ray.gpus_per_worker", gpus, cluster["gpus"], "GPUs"),
     ):
         if need > have:
-            raise MaskfaceError(flag, f"each worker needs {need:g} {what} but the Ray cluster has {have:g}")
+            raise OptionError(option, f"each worker needs {need:g} {what} but the Ray cluster has {have:g}")
     fits = [cluster["cpus"] / cpus] + ([cluster["gpus"] / gpus] if gpus else [])
     workers = ray_opts.workers if ray_opts.workers is not None else max(1, int(min(fits) + 1e-9))
     return replace(ray_opts, workers=workers, gpus_per_worker=gpus)

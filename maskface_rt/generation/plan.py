@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.errors import MaskfaceError, printable
+from maskface_rt.errors import MaskfaceError, OptionError, printable
 from maskface_rt.fileio import SPECIAL_FILES, check_writable, remove_stale_temps, what_is_there
 from maskface_rt.image_io import read_rgb
 from maskface_rt.mask_io import MaskSource, check_input, check_label_order, discover_masks
-from maskface_rt.values import is_integer
+from maskface_rt.values import Limit, limit_problems
 
 
 @dataclass
@@ -115,31 +115,27 @@ def plan_masks(sources: Sequence[MaskSource], opts: GenerateOptions) -> list[Mas
 MAX_STYLES = 1000
 MAX_BATCH_SIZE = 1024
 MAX_WORKERS = 64
-#: option field -> (CLI flag, lowest, highest)
-_LIMITS = {
-    "styles": ("--styles", 1, MAX_STYLES),
-    "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
-    "workers": ("--workers", 1, MAX_WORKERS),
-    "seed": ("--seed", 0, 2**63 - 1),
+LIMITS = {
+    "styles": Limit(1, MAX_STYLES),
+    "batch_size": Limit(1, MAX_BATCH_SIZE),
+    "workers": Limit(1, MAX_WORKERS),
+    "seed": Limit(0, 2**63 - 1),
 }
 
 
-def options_problem(opts: GenerateOptions) -> str | None:
-    """What is wrong with the option values, naming the flag and the valid range (None: nothing).
+def options_problem(opts: GenerateOptions) -> OptionError | None:
+    """The first option value out of its range, as an error naming the option and the valid range (None: none).
 
     Checked by the CLI before the model is loaded (a usage error, exit 2) and again by run_generate.
     """
-    for name, (flag, low, high) in _LIMITS.items():
-        value = getattr(opts, name)
-        if not is_integer(value, low, high):
-            return f"{flag} must be an integer in {low}..{high}, got {value!r}"
-    return None
+    found = limit_problems(opts, LIMITS)
+    return OptionError(*found[0]) if found else None
 
 
 def _check_options(opts: GenerateOptions, mask_dir: Path) -> None:
     """Refuse bad option values and an output folder that cannot work, before anything is written."""
     if problem := options_problem(opts):
-        raise MaskfaceError(None, problem)
+        raise problem
     check_label_order(opts.label_order)
     check_input(mask_dir)
     out = Path(opts.out)

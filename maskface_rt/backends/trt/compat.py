@@ -23,7 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from maskface_rt.backends.trt.engine_file import parse_version
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 
 SEVERITIES = ("internal error", "error", "warning", "info", "verbose")
 
@@ -129,16 +129,16 @@ class TensorRTRuntime:
             return text
         valid = ", ".join(f"{cc} ({gpus})" for cc, (_, gpus) in self.compute_capabilities.items())
         extra = (
-            "; Hopper (H100/H200, sm_90) is not a TensorRT-RTX target: build for it with --runtime tensorrt"
+            "; Hopper (H100/H200, sm_90) is not a TensorRT-RTX target: build for it with the tensorrt runtime"
             if text == "9.0"
             else ""
         )
-        raise ValueError(f"--compute-capability {value} is not a {self.label} target; valid: {valid}{extra}")
+        raise OptionError("compute_capabilities", f"{value} is not a {self.label} target; valid: {valid}{extra}")
 
 
 PLUGIN_REFUSAL = (
-    "the FusedAdaIN plugin generator cannot be built with it; export without --plugin "
-    "('maskface export MODEL --out DIR [--fp16]') and build that with --no-plugin"
+    "the FusedAdaIN plugin generator cannot be built with it; make a portable export "
+    "('maskface export MODEL --out DIR [--fp16]') and build that without the plugin"
 )
 
 RUNTIMES: dict[str, TensorRTRuntime] = {
@@ -188,11 +188,11 @@ def installed_runtimes() -> list[TensorRTRuntime]:
 
 
 def resolve_runtime(name: str | None) -> TensorRTRuntime:
-    """The runtime called ``name`` (ValueError when no such name), or, for None, the first one that imports here:
+    """The runtime called ``name`` (an OptionError when no such name), or, for None, the first one that imports here:
     a broken TensorRT install falls back to TensorRT-RTX; a one-line error says why when none imports."""
     if name is not None:
         if name not in RUNTIMES:
-            raise ValueError(f"--runtime {name} is unknown; valid: {', '.join(RUNTIMES)}")
+            raise OptionError("runtime", f"{name} is unknown; valid: {', '.join(RUNTIMES)}")
         return RUNTIMES[name]
     found = installed_runtimes()
     if found:

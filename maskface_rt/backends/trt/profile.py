@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from maskface_rt.config import ModelConfig
+from maskface_rt.errors import OptionError
 from maskface_rt.graph_contract import GRAPH_IO, tensor_shape
 from maskface_rt.values import is_integer
 
@@ -29,15 +30,13 @@ class BuildProfile:
         for name in ("min", "opt", "max"):
             value = getattr(self, name)
             if not is_integer(value):
-                raise ValueError(f"--{name}-batch must be an integer, got {value!r}")
+                raise OptionError(f"{name}_batch", f"must be an integer, got {value!r}")
         if self.min < 1:
-            raise ValueError(f"--min-batch {self.min} is invalid; valid: 1 or more")
+            raise OptionError("min_batch", f"{self.min} is invalid; valid: 1 or more")
         if self.max < self.min:
-            raise ValueError(f"--max-batch {self.max} is below --min-batch {self.min}; valid: {self.min} or more")
+            raise OptionError("max_batch", f"{self.max} is below the min batch {self.min}; valid: {self.min} or more")
         if not self.min <= self.opt <= self.max:
-            raise ValueError(
-                f"--opt-batch {self.opt} is outside --min-batch..--max-batch; valid: {self.min}..{self.max}"
-            )
+            raise OptionError("opt_batch", f"{self.opt} is outside the min..max batch; valid: {self.min}..{self.max}")
 
     @classmethod
     def resolve(
@@ -48,12 +47,13 @@ class BuildProfile:
         Defaults: max = min(DEFAULT_MAX_BATCH, limit), at least min; opt = DEFAULT_OPT_BATCH within min..max.
         """
         if limit is not None:
-            for flag, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
+            for option, value in (("min_batch", min_batch), ("opt_batch", opt_batch), ("max_batch", max_batch)):
                 if isinstance(value, int) and value > limit:
-                    raise ValueError(
-                        f"{flag} {value} is above the export's largest batch {limit} (max_batch in "
+                    raise OptionError(
+                        option,
+                        f"{value} is above the export's largest batch {limit} (max_batch in "
                         f"maskface.json); valid: 1..{limit}, or re-export with "
-                        f"'maskface export MODEL --out DIR --max-batch {value}'"
+                        f"'maskface export MODEL --out DIR --max-batch {value}'",
                     )
         if max_batch is None:
             max_batch = max(DEFAULT_MAX_BATCH, min_batch)
