@@ -222,6 +222,14 @@ MUTATIONS = (
         ("tests/test_tensorrt11.py", "-k", "native_libraries"),
     ),
     Mutation(
+        "import-circle",
+        "the package's import graph has no circle",
+        "maskface_rt/backends/registry.py",
+        'AUTO = "auto"\n',
+        'AUTO = "auto"\n\n\ndef _late():\n    from maskface_rt.backends.openvino_backend import resolve_precision  # noqa: F401\n',
+        ("tests/test_import_graph.py",),
+    ),
+    Mutation(
         "option-names-not-flags",
         "an option the library names is shown by the CLI as its own flag",
         "maskface_rt/cli/options.py",
