@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from maskface_rt.backends.trt.engine_file import parse_version
+from maskface_rt.backends.trt.handles import Engine, ExecutionContext
 from maskface_rt.errors import MaskfaceError, OptionError
 
 SEVERITIES = ("internal error", "error", "warning", "info", "verbose")
@@ -318,25 +319,25 @@ def configure_builder(
             config.set_compute_capability(getattr(trt.ComputeCapability, member), i)
 
 
-def create_shared_memory_context(trt: ModuleType, engine: Any) -> Any:
+def create_shared_memory_context(trt: ModuleType, engine: Engine) -> ExecutionContext | None:
     """An execution context whose scratch memory the caller provides (set_device_memory), so that several
     contexts of one engine, used one after another on one stream, share one allocation."""
     return engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
 
 
-def context_memory_size(engine: Any) -> int:
+def context_memory_size(engine: Engine) -> int:
     """Scratch bytes an execution context of ``engine`` needs (any profile): ``device_memory_size_v2``, in every
     supported release (10.9+; TensorRT 11 removed the older ``device_memory_size``)."""
     return int(engine.device_memory_size_v2)
 
 
-def set_device_memory(context: Any, pointer: int, size: int) -> None:
+def set_device_memory(context: ExecutionContext, pointer: int, size: int) -> None:
     """Give ``context`` its scratch memory (``set_device_memory`` with a size: 10.1+; the older
     ``device_memory`` attribute is deprecated)."""
     context.set_device_memory(pointer, size)
 
 
-def layer_information_json(trt: ModuleType, engine: Any) -> str:
+def layer_information_json(trt: ModuleType, engine: Engine) -> str:
     """The engine inspector's per-layer JSON (detailed when built with ProfilingVerbosity.DETAILED)."""
     inspector = engine.create_engine_inspector()
     return inspector.get_engine_information(trt.LayerInformationFormat.JSON)
@@ -476,7 +477,7 @@ class ExecutionContexts:
         self,
         trt: ModuleType,
         runtime: str,
-        engine: Any,
+        engine: Engine,
         *,
         cuda_graphs: bool,
         cache_file: RuntimeCacheFile | None = None,
@@ -493,7 +494,7 @@ class ExecutionContexts:
         """Whether the backend captures CUDA graphs itself (TensorRT) rather than the runtime (TensorRT-RTX)."""
         return self.cuda_graphs and self.runtime == TENSORRT
 
-    def create(self) -> Any:
+    def create(self) -> ExecutionContext | None:
         """A new execution context (None when the runtime could not make one)."""
         if self.runtime == TENSORRT:
             return create_shared_memory_context(self.trt, self.engine)

@@ -46,6 +46,7 @@ from maskface_rt.backends.trt.engine_file import (
     rebuild_hint,
     verify_engine_files,
 )
+from maskface_rt.backends.trt.handles import Engine, ExecutionContext, Runtime
 from maskface_rt.backends.trt.profile import BuildProfile, plan_batches
 from maskface_rt.config import ModelConfig
 from maskface_rt.cuda import device as cuda_device
@@ -115,7 +116,7 @@ class CudaGraphPolicy:
 class _BatchContext:
     """An execution context whose input shapes are fixed at one batch size, and its CUDA graph."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: ExecutionContext) -> None:
         self.context = context
         self.graph: Any | None = None
 
@@ -126,7 +127,7 @@ class EngineRunner:
     def __init__(
         self,
         trt: Any,
-        runtime: Any,
+        runtime: Runtime,
         engine_bytes: bytes,
         graph: str,
         config: ModelConfig,
@@ -142,13 +143,14 @@ class EngineRunner:
         self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
         self.where, self._logger, self._compat = str(where), logger, compat
         self.inputs, self.output = GRAPH_IO[graph]
-        self.engine = runtime.deserialize_cuda_engine(engine_bytes)
-        if self.engine is None:
+        engine = runtime.deserialize_cuda_engine(engine_bytes)
+        if engine is None:
             raise MaskfaceError(
                 where,
                 f"TensorRT could not deserialize the {graph} engine "
                 f"({compat.logged_error(logger) or 'see the log above'})",
             )
+        self.engine: Engine = engine
         check_engine_io(graph, self._io(), config, where)
         self._check_profile()
         self.contexts = compat.ExecutionContexts(
@@ -310,7 +312,7 @@ class EngineRunner:
     def close(self) -> None:
         self._contexts.clear()
         self.contexts.close()
-        self.engine = None
+        self.__dict__.pop("engine", None)  # TensorRT objects go before the memory they use; close may run twice
 
 
 class TensorRTBackend(GeneratorBackend):
