@@ -29,6 +29,7 @@ parity on native bf16 are "not judged" where bf16 is emulated.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -230,28 +231,15 @@ def markdown(summary: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = check_parser(
-        __doc__,
-        REPO / "out" / "bf16-check",
-        f"seconds for all steps together [{DEFAULT_BUDGET_S:g}]",
-        "BF16_CHECK_DRY",
-        "rehearse every step at tiny sizes on any CPU",
-    )
-    args = parser.parse_args(argv)
-    if args.budget_s is None:
-        args.budget_s = DEFAULT_BUDGET_S
-    if args.budget_s <= 0:
-        return _refuse(f"--budget-s must be > 0 seconds, got {args.budget_s:g}", 2)
-    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-        return _refuse(f"--out {args.out}: exists and is not an empty folder; remove it or name another", 2)
+    args = _arguments(argv)
     try:
-        chosen = chosen_steps(args.only, [step.name for step in plan(args.out, args.dry, with_int8=True)])
+        chosen = _chosen_steps(args)
     except ValueError as e:
         return _refuse(str(e), 2)
 
     from maskface_rt.backends.openvino_backend import available
     from maskface_rt.backends.probes import NATIVE_BF16_ENV, cpu_native_bf16
-    from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
+    from maskface_rt.benchmarking.environment import cpu_model
 
     # This CPU's own answer, for this script and every step it runs: auto's choices are checked, not overridden.
     os.environ.pop(NATIVE_BF16_ENV, None)
@@ -272,36 +260,83 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     steps = plan(args.out, args.dry, with_int8)
     ran = run_steps(steps, chosen, env, args.out, deadline, "bf16-check", lambda step: _collect(step, args.out))
-    checks = speed_checks(args.out, ran)
-    if "pytest-openvino" in ran:
-        checks.append(parity_check(args.out, ran["pytest-openvino"], native))
-    if "demo" in ran:
-        checks.append(demo_check(args.out, ran["demo"], native))
-    checks.append(makefile_check(native))
+    checks = _checks(args.out, ran, native)
     summary = {
         "started": started,
-        "mode": "dry (rehearsal at tiny sizes)" if args.dry else "native bf16",
+        **_machine(args.dry, native, openvino_line, with_int8),
+        "budget_s": args.budget_s,
+        "command": shlex.join(["python", "benchmarks/bf16_check.py", *(argv if argv is not None else sys.argv[1:])]),
+        "checks": [asdict(c) for c in checks],
+        "steps": [asdict(s) for s in steps],
+    }
+    _write_summary(args.out, summary, checks)
+    return _exit_status(args.dry, ran, checks)
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = check_parser(
+        __doc__,
+        REPO / "out" / "bf16-check",
+        f"seconds for all steps together [{DEFAULT_BUDGET_S:g}]",
+        "BF16_CHECK_DRY",
+        "rehearse every step at tiny sizes on any CPU",
+    )
+    args = parser.parse_args(argv)
+    if args.budget_s is None:
+        args.budget_s = DEFAULT_BUDGET_S
+    return args
+
+
+def _chosen_steps(args: argparse.Namespace) -> set[str]:
+    """The steps --only chose, once every option is checked; ValueError: what is wrong with them."""
+    if args.budget_s <= 0:
+        raise ValueError(f"--budget-s must be > 0 seconds, got {args.budget_s:g}")
+    if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+        raise ValueError(f"--out {args.out}: exists and is not an empty folder; remove it or name another")
+    return chosen_steps(args.only, [step.name for step in plan(args.out, args.dry, with_int8=True)])
+
+
+def _checks(out: Path, ran: dict[str, Step], native: bool) -> list[Check]:
+    """The checks of the steps that ran, then the Makefile's (which needs no step)."""
+    checks = speed_checks(out, ran)
+    if "pytest-openvino" in ran:
+        checks.append(parity_check(out, ran["pytest-openvino"], native))
+    if "demo" in ran:
+        checks.append(demo_check(out, ran["demo"], native))
+    checks.append(makefile_check(native))
+    return checks
+
+
+def _machine(dry: bool, native: bool, openvino_line: str, with_int8: bool) -> dict[str, Any]:
+    """The summary's mode, commit, CPU and OpenVINO fields."""
+    from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
+
+    return {
+        "mode": "dry (rehearsal at tiny sizes)" if dry else "native bf16",
         "commit": run_text(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
         "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
         "native_bf16": native,
         "openvino": openvino_line,
         "int8": "run" if with_int8 else "not run: nncf is not installed (pip install nncf==3.4.0)",
-        "budget_s": args.budget_s,
-        "command": shlex.join(["python", "benchmarks/bf16_check.py", *(argv if argv is not None else sys.argv[1:])]),
-        "checks": [asdict(c) for c in checks],
-        "steps": [asdict(s) for s in steps],
     }
+
+
+def _write_summary(out: Path, summary: dict[str, Any], checks: list[Check]) -> None:
     from maskface_rt.fileio import write_bytes_atomic, write_json_atomic
 
-    write_json_atomic(args.out / "summary.json", summary)
-    write_bytes_atomic(args.out / "summary.md", markdown(summary).encode())
+    write_json_atomic(out / "summary.json", summary)
+    write_bytes_atomic(out / "summary.md", markdown(summary).encode())
     for check in checks:
         print(f"bf16-check: {check.line()}", file=sys.stderr)
-    print(f"bf16-check: wrote {args.out}/summary.md and summary.json", file=sys.stderr)
+    print(f"bf16-check: wrote {out}/summary.md and summary.json", file=sys.stderr)
+
+
+def _exit_status(dry: bool, ran: dict[str, Step], checks: list[Check]) -> int:
+    """1 when a step or a check failed; a real run also needs every target judged (a rehearsal cannot judge)."""
     if any(s.status != "ok" for s in ran.values()) or any(c.passed is False for c in checks):
         return 1
-    return 0 if args.dry or all(c.passed for c in checks if not c.reported) else 1  # a real run judges every target
+    return 0 if dry or all(c.passed for c in checks if not c.reported) else 1
 
 
 def _collect(step: Step, out: Path) -> None:

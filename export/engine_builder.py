@@ -349,28 +349,78 @@ def build_engine(
 ) -> BuildResult:
     """Build (or find up to date) the engines of an export; see the module docstring for the order of work."""
     t0 = time.perf_counter()
-    options = options or BuildOptions()
-    stage = on_stage or (lambda _: None)
-    plan = check_build_options(onnx_path, out, options)
+    plan = check_build_options(onnx_path, out, options or BuildOptions())
     trt = plan.runtime.load()
-    if options.plugin:
+    if plan.options.plugin:
         trt_builder.check_plugin_needs()
     cuda, no_gpu = _open_gpu(plan)
-    device = cuda.info if cuda is not None else None
-    warnings: list[str] = []
-    runners: dict[str, Any] = {}
+    build = _Build(plan, trt, cuda, no_gpu, make_logger(trt, on_log, "warning"), on_stage or (lambda _: None))
     try:
-        if options.plugin:
-            trt_builder.check_plugin_arch(cuda.info)
-        skip_parity = parity_not_run_reason(plan, device)
-        if options.layer_info and skip_parity is not None:
+        return build.run(t0)
+    finally:
+        build.close()
+
+
+class _Build:
+    """One build's state: the plan, TensorRT, the GPU (None: none), the engines' runners and what it warned of."""
+
+    def __init__(
+        self, plan: BuildPlan, trt: Any, cuda: CudaDevice | None, no_gpu: str, logger: Any, stage: StageCallback
+    ) -> None:
+        self.plan, self.trt, self.cuda, self.no_gpu, self.logger, self.stage = plan, trt, cuda, no_gpu, logger, stage
+        self.device = cuda.info if cuda is not None else None
+        self.warnings: list[str] = []
+        self.runners: dict[str, Any] = {}
+        self.timing: dict[str, Any] = {}  # the timing cache, once loaded
+        self.skip_parity: str | None = None
+        self.trt_runtime: Any = None
+
+    def run(self, t0: float) -> BuildResult:
+        plan, options = self.plan, self.plan.options
+        if options.plugin and self.cuda is not None:
+            trt_builder.check_plugin_arch(self.cuda.info)
+        self.skip_parity = parity_not_run_reason(plan, self.device)
+        if options.layer_info and self.skip_parity is not None:
             raise OptionError(
-                "layer_info", f"reads the built engines back, which needs a GPU that runs them; here: {skip_parity}"
+                "layer_info",
+                f"reads the built engines back, which needs a GPU that runs them; here: {self.skip_parity}",
             )
-        key = cache_key(
+        key = self.cache_key()
+        self.trt_runtime = self.trt.Runtime(self.logger) if self.skip_parity is None else None
+        cached = None if options.force else find_cached(plan, key)
+        if cached is not None:
+            return self.up_to_date(cached, t0)
+        build_t0 = time.perf_counter()
+        blobs = {graph: self.build_one(graph) for graph in GRAPHS}
+        build_seconds = time.perf_counter() - build_t0
+        parity = self.check_parity(blobs)
+        self.stage("writing the engines")
+        for graph, blob in blobs.items():
+            write_bytes_atomic(plan.engines[graph], blob, overwrite=True)
+        timing_path = self.write_timing_cache()
+        sidecar = self.sidecar(blobs, key, build_seconds, parity)
+        write_sidecar(plan.out, sidecar)
+        layer_path = _write_layer_info(plan, self.runners) if options.layer_info else None
+        if layer_path is None:
+            layer_info_path(plan.out).unlink(missing_ok=True)  # an earlier build's, no longer true
+        return BuildResult(
+            plan.out,
+            _files(plan),
+            False,
+            time.perf_counter() - t0,
+            sidecar,
+            parity,
+            layer_path,
+            timing_path,
+            self.warnings,
+        )
+
+    def cache_key(self) -> str:
+        plan, options = self.plan, self.plan.options
+        return cache_key(
             onnx_sha256=plan.onnx_sha256,
-            tensorrt_version=trt.__version__,
-            device=device,
+            tensorrt_version=self.trt.__version__,
+            device=self.device,
             profile=plan.profile,
             plugin=options.plugin,
             workspace_mib=options.workspace_mib,
@@ -379,61 +429,72 @@ def build_engine(
             runtime=plan.runtime.name,
             compute_capabilities=plan.targets,
         )
-        logger = make_logger(trt, on_log, "warning")
-        trt_runtime = trt.Runtime(logger) if skip_parity is None else None
-        cached = None if options.force else find_cached(plan, key)
-        if cached is not None:
-            layer_path = None
-            if options.layer_info:
-                stage("writing layer information")
-                runners.update(
-                    _runners(trt, trt_runtime, plan, {g: p.read_bytes() for g, p in plan.engines.items()}, cuda, logger)
-                )
-                layer_path = _write_layer_info(plan, runners)
-            checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
-            return BuildResult(
-                plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path, None, warnings
+
+    def up_to_date(self, cached: EngineSidecar, t0: float) -> BuildResult:
+        """The result of a build whose engines beside the output are up to date (its layer information rewritten
+        when asked)."""
+        plan = self.plan
+        layer_path = None
+        if plan.options.layer_info:
+            self.stage("writing layer information")
+            blobs = {g: p.read_bytes() for g, p in plan.engines.items()}
+            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.cuda, self.logger))
+            layer_path = _write_layer_info(plan, self.runners)
+        checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
+        return BuildResult(
+            plan.out, _files(plan), True, time.perf_counter() - t0, cached, checks, layer_path, None, self.warnings
+        )
+
+    def build_one(self, graph: str) -> bytes:
+        plan = self.plan
+        plugin_graph = plan.options.plugin and graph == "generator"
+        self.stage(
+            f"building the {graph} engine ({plan.manifest.precision}"
+            f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})"
+        )
+        with trt_builder.reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
+            return trt_builder.build_serialized(
+                self.trt,
+                self.logger,
+                plan.onnx_files[graph],
+                graph,
+                plan.settings,
+                plugin_graph,
+                self.timing,
+                self.warnings,
             )
 
-        build_t0 = time.perf_counter()
-        blobs: dict[str, bytes] = {}
-        timing: dict[str, Any] = {}
-        for graph in GRAPHS:
-            plugin_graph = options.plugin and graph == "generator"
-            stage(
-                f"building the {graph} engine ({plan.manifest.precision}"
-                f"{', FusedAdaIN plugin' if plugin_graph else ''}, {plan.profile}, {plan.runtime.label})"
+    def check_parity(self, blobs: dict[str, bytes]) -> list[ParityCheck]:
+        """The engines against ONNX Runtime fp32 where a GPU runs them (none elsewhere); a failure writes nothing."""
+        plan = self.plan
+        if self.skip_parity is not None:
+            return []
+        self.stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
+        with trt_builder.reported(plan.runtime, plan.out, "running the engines for the parity check"):
+            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.cuda, self.logger))
+            parity = check_parity(plan, lambda graph, feeds: self.runners[graph].run(feeds))
+        failed = [p for p in parity if not p.passed]
+        if failed:
+            raise MaskfaceError(
+                plan.out,
+                "the engines failed their parity check (nothing was written): " + "; ".join(p.line() for p in failed),
             )
-            with trt_builder.reported(plan.runtime, plan.onnx_files[graph], f"building the {graph} engine"):
-                blobs[graph] = trt_builder.build_serialized(
-                    trt, logger, plan.onnx_files[graph], graph, plan.settings, plugin_graph, timing, warnings
-                )
-        build_seconds = time.perf_counter() - build_t0
+        return parity
 
-        parity: list[ParityCheck] = []
-        if skip_parity is None:
-            stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
-            with trt_builder.reported(plan.runtime, plan.out, "running the engines for the parity check"):
-                runners.update(_runners(trt, trt_runtime, plan, blobs, cuda, logger))
-                parity = check_parity(plan, lambda graph, feeds: runners[graph].run(feeds))
-            failed = [p for p in parity if not p.passed]
-            if failed:
-                raise MaskfaceError(
-                    plan.out,
-                    "the engines failed their parity check (nothing was written): "
-                    + "; ".join(p.line() for p in failed),
-                )
+    def write_timing_cache(self) -> Path | None:
+        path = self.plan.options.timing_cache
+        if path is None or self.timing.get("cache") is None:
+            return None
+        write_bytes_atomic(Path(path), bytes(self.timing["cache"].serialize()), overwrite=True)
+        return Path(path)
 
-        stage("writing the engines")
-        for graph, blob in blobs.items():
-            write_bytes_atomic(plan.engines[graph], blob, overwrite=True)
-        timing_path = None
-        if options.timing_cache is not None and timing.get("cache") is not None:
-            timing_path = Path(options.timing_cache)
-            write_bytes_atomic(timing_path, bytes(timing["cache"].serialize()), overwrite=True)
-        sidecar = EngineSidecar(
-            tensorrt_version=trt.__version__,
-            device=device,
+    def sidecar(
+        self, blobs: dict[str, bytes], key: str, build_seconds: float, parity: list[ParityCheck]
+    ) -> EngineSidecar:
+        plan, options = self.plan, self.plan.options
+        return EngineSidecar(
+            tensorrt_version=self.trt.__version__,
+            device=self.device,
             onnx_sha256=plan.onnx_sha256,
             profile=plan.profile,
             plugin=options.plugin,
@@ -454,27 +515,21 @@ def build_engine(
                 "profiling_verbosity": "detailed",
             },
             parity={
-                "status": "passed" if skip_parity is None else "not run",
-                "reason": skip_parity,
-                "no_gpu": no_gpu or None,  # why no GPU could be opened
+                "status": "passed" if self.skip_parity is None else "not run",
+                "reason": self.skip_parity,
+                "no_gpu": self.no_gpu or None,  # why no GPU could be opened
                 "reference": "onnxruntime fp32 (fp32_reference of the exported graphs)",
                 "results": [p.to_dict() for p in parity],
             },
             runtime=plan.runtime.name,
             compute_capabilities=list(plan.targets),
         )
-        write_sidecar(plan.out, sidecar)
-        layer_path = _write_layer_info(plan, runners) if options.layer_info else None
-        if layer_path is None:
-            layer_info_path(plan.out).unlink(missing_ok=True)  # an earlier build's, no longer true
-        return BuildResult(
-            plan.out, _files(plan), False, time.perf_counter() - t0, sidecar, parity, layer_path, timing_path, warnings
-        )
-    finally:
-        for runner in runners.values():
+
+    def close(self) -> None:
+        for runner in self.runners.values():
             runner.close()  # TensorRT objects go before the memory they use
-        if cuda is not None:
-            cuda.close()
+        if self.cuda is not None:
+            self.cuda.close()
 
 
 def _open_gpu(plan: BuildPlan) -> tuple[CudaDevice | None, str]:

@@ -230,84 +230,147 @@ def train(
     prepare_run(run, resume=resume)
     dev = resolve_device(device)
     dist_info = init_distributed(dev)
-    state: dict[str, Any] | None = None
-    if resume:
-        stored_cfg, state = load_state(run.state)
-        if cfg is not None and cfg != stored_cfg:
-            raise MaskfaceError(run.state, f"the run was trained with {stored_cfg}, not the asked {cfg}")
-        cfg = stored_cfg
-        tcfg = TrainConfig.from_dict({**state["train_config"], **(overrides or {})})
-    if cfg is None:
-        raise MaskfaceError(None, "a new run needs a model config (--preset)")
+    cfg, tcfg, state = _configs(run, cfg, tcfg, overrides, resume)
     if cfg.img_size != pairs.size:
         raise MaskfaceError(None, f"data set is read at {pairs.size} px but the model is {cfg.img_size} px")
 
-    trainer = Trainer(cfg, tcfg, dev, dist_info)
-    start = trainer.load_state_dict(state, run.state) if state is not None else 0
+    session = _Session(run, Trainer(cfg, tcfg, dev, dist_info), pairs, data_description)
+    start = session.trainer.load_state_dict(state, run.state) if state is not None else 0
     if start >= steps:
         raise MaskfaceError(run.state, f"the run is already at step {start}; pass a larger --steps to go on")
     if on_start is not None and dist_info.is_main:
         on_start(start)
 
+    loader = _loader(pairs, tcfg, dev, start, dist_info)
+    session.write_config()
+    t0 = time.perf_counter()
+    losses = session.train_steps(loader, start, steps, on_step, _LossLog(run.log, t0))
+    session.save(steps)
+    session.sample(steps)
+    if dist_info.world_size > 1:
+        dist.barrier()
+    return TrainResult(run.root, run.model, start, steps, time.perf_counter() - t0, losses)
+
+
+def _configs(
+    run: RunPaths, cfg: ModelConfig | None, tcfg: TrainConfig, overrides: dict[str, Any] | None, resume: bool
+) -> tuple[ModelConfig, TrainConfig, dict[str, Any] | None]:
+    """The model and training configs of the run, and its stored state when resuming (None for a new run)."""
+    if not resume:
+        if cfg is None:
+            raise MaskfaceError(None, "a new run needs a model config (--preset)")
+        return cfg, tcfg, None
+    stored_cfg, state = load_state(run.state)
+    if cfg is not None and cfg != stored_cfg:
+        raise MaskfaceError(run.state, f"the run was trained with {stored_cfg}, not the asked {cfg}")
+    return stored_cfg, TrainConfig.from_dict({**state["train_config"], **(overrides or {})}), state
+
+
+def _loader(pairs: PairedDataset, tcfg: TrainConfig, dev: torch.device, start: int, dist_info: DistInfo) -> DataLoader:
+    """This rank's batches from step ``start`` on (the same batches a run without a break would have had)."""
     sampler = StepBatchSampler(len(pairs), tcfg.batch_size, tcfg.seed, start, dist_info.rank, dist_info.world_size)
-    loader = DataLoader(
+    return DataLoader(
         TorchPairs(pairs),
         batch_sampler=sampler,
         num_workers=tcfg.num_workers,
         pin_memory=dev.type == "cuda",
         persistent_workers=tcfg.num_workers > 0,
     )
-    if dist_info.is_main:
+
+
+class _LossLog:
+    """The losses averaged over each logging window, one JSON line per window in the run's log."""
+
+    def __init__(self, path: Path, t0: float) -> None:
+        self.path, self.t0 = path, t0
+        self.window: dict[str, list[float]] = {}
+        self.window_start = time.perf_counter()
+
+    def add(self, losses: dict[str, float]) -> None:
+        for k, v in losses.items():
+            self.window.setdefault(k, []).append(v)
+
+    def write(self, done: int) -> None:
+        """The window's line, at step ``done``; a new window starts."""
+        elapsed = time.perf_counter() - self.window_start
+        entry = {
+            "step": done,
+            "elapsed_s": round(time.perf_counter() - self.t0, 3),
+            "it_s": round(len(self.window["rec"]) / max(elapsed, 1e-9), 4),
+            **{k: round(float(np.mean(v)), 6) for k, v in self.window.items()},
+        }
+        with self.path.open("a") as f:
+            f.write(json.dumps(entry) + "\n")
+        self.window, self.window_start = {}, time.perf_counter()
+
+
+@dataclass
+class _Session:
+    """One process's part of a run: the training loop, and the files only the main process writes."""
+
+    run: RunPaths
+    trainer: Trainer
+    pairs: PairedDataset
+    data_description: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.trainer.dist.is_main
+
+    def train_steps(
+        self,
+        loader: DataLoader,
+        start: int,
+        steps: int,
+        on_step: Callable[[int, dict[str, float]], None] | None,
+        log: _LossLog,
+    ) -> dict[str, float]:
+        """Steps start..steps-1, with the log, samples and checkpoints the training config asks for; returns
+        the last step's losses."""
+        tcfg = self.trainer.tcfg
+        losses: dict[str, float] = {}
+        for step, (images, labels) in zip(range(start, steps), loader):
+            losses = self.trainer.train_step(step, images, labels)
+            done = step + 1
+            log.add(losses)
+            if self.is_main and (done % tcfg.log_every == 0 or done == steps):
+                log.write(done)
+            if tcfg.sample_every and done % tcfg.sample_every == 0:
+                self.sample(done)
+            if tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0 and done != steps:
+                self.save(done)
+            if on_step is not None and self.is_main:
+                on_step(done, losses)
+        return losses
+
+    def write_config(self) -> None:
+        """config.json: the model and training configs, the data and the number of processes."""
+        if not self.is_main:
+            return
+        trainer = self.trainer
         write_json_atomic(
-            run.config,
+            self.run.config,
             {
-                "model": cfg.to_dict(),
-                "train": tcfg.to_dict(),
-                "data": data_description,
+                "model": trainer.cfg.to_dict(),
+                "train": trainer.tcfg.to_dict(),
+                "data": self.data_description,
                 "maskface_version": __version__,
-                "world_size": dist_info.world_size,
+                "world_size": trainer.dist.world_size,
             },
             overwrite=True,
         )
 
-    def save(step: int) -> None:
-        if not dist_info.is_main:
+    def save(self, step: int) -> None:
+        """The EMA model as checkpoint ``step`` and as the run's model, and the training state."""
+        if not self.is_main:
             return
-        meta = {"data": data_description}
-        save_model(run.checkpoint(step), trainer.ema, step=step, overwrite=True, extra=meta)
-        save_model(run.model, trainer.ema, step=step, overwrite=True, extra=meta)
-        save_state(run.state, cfg, trainer.state_dict(step))
+        meta = {"data": self.data_description}
+        trainer = self.trainer
+        save_model(self.run.checkpoint(step), trainer.ema, step=step, overwrite=True, extra=meta)
+        save_model(self.run.model, trainer.ema, step=step, overwrite=True, extra=meta)
+        save_state(self.run.state, trainer.cfg, trainer.state_dict(step))
 
-    t0 = time.perf_counter()
-    window: dict[str, list[float]] = {}
-    window_start = time.perf_counter()
-    losses: dict[str, float] = {}
-    step = start
-    for step, (images, labels) in zip(range(start, steps), loader):
-        losses = trainer.train_step(step, images, labels)
-        done = step + 1
-        for k, v in losses.items():
-            window.setdefault(k, []).append(v)
-        if dist_info.is_main and (done % tcfg.log_every == 0 or done == steps):
-            elapsed = time.perf_counter() - window_start
-            entry = {
-                "step": done,
-                "elapsed_s": round(time.perf_counter() - t0, 3),
-                "it_s": round(len(window["rec"]) / max(elapsed, 1e-9), 4),
-                **{k: round(float(np.mean(v)), 6) for k, v in window.items()},
-            }
-            with run.log.open("a") as f:
-                f.write(json.dumps(entry) + "\n")
-            window, window_start = {}, time.perf_counter()
-        if tcfg.sample_every and done % tcfg.sample_every == 0 and dist_info.is_main:
-            save_png(run.samples(done), trainer.sample_grid(pairs), overwrite=True)
-        if tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0 and done != steps:
-            save(done)
-        if on_step is not None and dist_info.is_main:
-            on_step(done, losses)
-    save(steps)
-    if dist_info.is_main:
-        save_png(run.samples(steps), trainer.sample_grid(pairs), overwrite=True)
-    if dist_info.world_size > 1:
-        dist.barrier()
-    return TrainResult(run.root, run.model, start, steps, time.perf_counter() - t0, losses)
+    def sample(self, step: int) -> None:
+        """The sample grid of step ``step``."""
+        if self.is_main:
+            save_png(self.run.samples(step), self.trainer.sample_grid(self.pairs), overwrite=True)

@@ -10,6 +10,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,9 @@ def write_csv(path: str | Path, rows: Sequence[dict[str, Any]], *, overwrite: bo
 
 WIDTH, HEIGHT = 1040, 620
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 290, 60, 70
+#: The plot area (x0, y0, x1, y1); PAD: space between its sides and the smallest and largest batch size.
+FRAME = (MARGIN_LEFT, MARGIN_TOP, WIDTH - MARGIN_RIGHT, HEIGHT - MARGIN_BOTTOM)
+PAD = 20
 BACKGROUND = (255, 255, 255)
 PALETTE = (
     (31, 119, 180),
@@ -193,66 +197,112 @@ def plot_throughput(rows: Sequence[dict[str, Any]], title: str, subtitle: str = 
     more than 20x. Returns a Pillow image."""
     from PIL import Image, ImageDraw, ImageFont
 
-    series: dict[str, list[tuple[int, float]]] = {}
-    for row in rows:
-        if row["status"] == "ok" and row["images_per_s"]:
-            series.setdefault(f"{row['backend']} ({row['device']})", []).append((row["batch"], row["images_per_s"]))
+    series = _series(rows)
+    values = [v for points in series.values() for _, v in points]
+    log_y = bool(values) and max(values) / min(values) > 20
     image = Image.new("RGB", (WIDTH, HEIGHT), BACKGROUND)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=14)
     small = ImageFont.load_default(size=12)
-    x0, y0, x1, y1 = MARGIN_LEFT, MARGIN_TOP, WIDTH - MARGIN_RIGHT, HEIGHT - MARGIN_BOTTOM
+    _draw_titles(image, title, subtitle, "images/s (log scale)" if log_y else "images/s", font, small)
+    x0, y0, _, y1 = FRAME
+    if not series:
+        draw.rectangle(FRAME, outline=(0, 0, 0))
+        draw.text((x0 + 20, (y0 + y1) // 2), "no backend ran", fill=(0, 0, 0), font=font)
+        return image
+    axes = _Axes.fit(series, values, log_y)
+    _draw_grid(draw, axes, small)
+    _draw_series(draw, axes, series, small)
+    draw.rectangle(FRAME, outline=(0, 0, 0))
+    return image
+
+
+def _series(rows: Sequence[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """The measured (batch, images/s) points of each 'backend (device)', in the rows' order."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row["status"] == "ok" and row["images_per_s"]:
+            series.setdefault(f"{row['backend']} ({row['device']})", []).append((row["batch"], row["images_per_s"]))
+    return series
+
+
+def _draw_titles(image: Any, title: str, subtitle: str, y_label: str, font: Any, small: Any) -> None:
+    """The title and subtitle above the frame, the x axis label below it and the y axis label (turned) left of it."""
+    from PIL import Image, ImageDraw
+
+    x0, y0, x1, y1 = FRAME
+    draw = ImageDraw.Draw(image)
     draw.text((x0, 10), title, fill=(0, 0, 0), font=font)
     draw.text((x0, 30), subtitle, fill=(90, 90, 90), font=small)
     draw.text(((x0 + x1) // 2 - 60, y1 + 40), "batch size (log2 scale)", fill=(0, 0, 0), font=font)
-    values = [v for points in series.values() for _, v in points]
-    log_y = bool(values) and max(values) / min(values) > 20
     label = Image.new("RGB", (200, 20), BACKGROUND)
-    ImageDraw.Draw(label).text((0, 0), "images/s (log scale)" if log_y else "images/s", fill=(0, 0, 0), font=font)
+    ImageDraw.Draw(label).text((0, 0), y_label, fill=(0, 0, 0), font=font)
     image.paste(label.rotate(90, expand=True), (10, (y0 + y1) // 2 - 100))
-    if not series:
-        draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0))
-        draw.text((x0 + 20, (y0 + y1) // 2), "no backend ran", fill=(0, 0, 0), font=font)
-        return image
-    batches = sorted({b for points in series.values() for b, _ in points})
-    lo_b, hi_b = math.log2(batches[0]), math.log2(batches[-1])
-    if hi_b == lo_b:
-        lo_b, hi_b = lo_b - 1, hi_b + 1
-    ticks = _nice_ticks(min(values), max(values), log_y)
-    lo_y, hi_y = (ticks[0], ticks[-1]) if log_y else (0.0, max(ticks[-1], max(values)))
-    pad = 20
 
-    def px(batch: float) -> float:
-        return x0 + pad + (math.log2(batch) - lo_b) / (hi_b - lo_b) * (x1 - x0 - 2 * pad)
 
-    def py(value: float) -> float:
-        if log_y:
-            frac = (math.log10(value) - math.log10(lo_y)) / (math.log10(hi_y) - math.log10(lo_y))
+@dataclass(frozen=True)
+class _Axes:
+    """Where a (batch, images/s) point lands in FRAME: log2 x axis over the batch sizes, PAD inside the frame;
+    y axis from 0 (or the lowest tick, log10 scale) to the highest tick."""
+
+    batches: list[int]
+    ticks: list[float]
+    log_y: bool
+    lo_b: float
+    hi_b: float
+    lo_y: float
+    hi_y: float
+
+    @classmethod
+    def fit(cls, series: dict[str, list[tuple[int, float]]], values: list[float], log_y: bool) -> _Axes:
+        batches = sorted({b for points in series.values() for b, _ in points})
+        lo_b, hi_b = math.log2(batches[0]), math.log2(batches[-1])
+        if hi_b == lo_b:
+            lo_b, hi_b = lo_b - 1, hi_b + 1
+        ticks = _nice_ticks(min(values), max(values), log_y)
+        lo_y, hi_y = (ticks[0], ticks[-1]) if log_y else (0.0, max(ticks[-1], max(values)))
+        return cls(batches, ticks, log_y, lo_b, hi_b, lo_y, hi_y)
+
+    def x(self, batch: float) -> float:
+        x0, _, x1, _ = FRAME
+        return x0 + PAD + (math.log2(batch) - self.lo_b) / (self.hi_b - self.lo_b) * (x1 - x0 - 2 * PAD)
+
+    def y(self, value: float) -> float:
+        _, y0, _, y1 = FRAME
+        if self.log_y:
+            frac = (math.log10(value) - math.log10(self.lo_y)) / (math.log10(self.hi_y) - math.log10(self.lo_y))
         else:
-            frac = (value - lo_y) / (hi_y - lo_y)
+            frac = (value - self.lo_y) / (self.hi_y - self.lo_y)
         return y1 - frac * (y1 - y0)
 
-    for tick in ticks:
-        y = py(tick)
+
+def _draw_grid(draw: Any, axes: _Axes, font: Any) -> None:
+    """A labelled line at each y tick inside the frame and at each measured batch size."""
+    x0, y0, x1, y1 = FRAME
+    for tick in axes.ticks:
+        y = axes.y(tick)
         if y0 <= y <= y1:
             draw.line((x0, y, x1, y), fill=(225, 225, 225))
-            draw.text((x0 - 8, y), _tick_label(tick), fill=(0, 0, 0), font=small, anchor="rm")
-    for batch in batches:
-        x = px(batch)
+            draw.text((x0 - 8, y), _tick_label(tick), fill=(0, 0, 0), font=font, anchor="rm")
+    for batch in axes.batches:
+        x = axes.x(batch)
         draw.line((x, y0, x, y1), fill=(235, 235, 235))
-        draw.text((x, y1 + 8), str(batch), fill=(0, 0, 0), font=small, anchor="mt")
+        draw.text((x, y1 + 8), str(batch), fill=(0, 0, 0), font=font, anchor="mt")
+
+
+def _draw_series(draw: Any, axes: _Axes, series: dict[str, list[tuple[int, float]]], font: Any) -> None:
+    """Each backend's points joined by a line, in its palette colour, and its legend entry right of the frame."""
+    _, y0, x1, _ = FRAME
     for i, (name, points) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        xy = [(px(b), py(v)) for b, v in sorted(points)]
+        xy = [(axes.x(b), axes.y(v)) for b, v in sorted(points)]
         if len(xy) > 1:
             draw.line(xy, fill=colour, width=3)
         for x, y in xy:
             draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=colour)
         ly = y0 + 8 + 20 * i
         draw.line((x1 + 15, ly + 7, x1 + 40, ly + 7), fill=colour, width=3)
-        draw.text((x1 + 46, ly), name, fill=(0, 0, 0), font=small)
-    draw.rectangle((x0, y0, x1, y1), outline=(0, 0, 0))
-    return image
+        draw.text((x1 + 46, ly), name, fill=(0, 0, 0), font=font)
 
 
 def write_plot(

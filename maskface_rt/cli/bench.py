@@ -22,7 +22,7 @@ from maskface_rt.config import PRESETS
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 if TYPE_CHECKING:
-    from maskface_rt.benchmarking.suite import BenchOptions
+    from maskface_rt.benchmarking.suite import BenchOptions, BenchResult
 
 ALL = "all"
 STDOUT = Path("-")
@@ -140,12 +140,7 @@ def bench(
     """Benchmark backends: latency percentiles, images/s, GPU compute time, memory, accuracy vs torch fp32, roofline."""
     names, named = parse_backends(backend)
     sizes = parse_batch_sizes(batch_sizes)
-    if preset_name is not None and preset_name not in PRESETS:
-        raise typer.BadParameter(f"unknown preset {preset_name!r}; valid: {', '.join(PRESETS)}", param_hint="--preset")
-    if preset_name is not None and model is not None:
-        raise typer.BadParameter("sets the size of the random model; --model has its own config", param_hint="--preset")
-    if peak_tflops is not None and not peak_tflops > 0:
-        raise typer.BadParameter(f"must be positive, got {peak_tflops}", param_hint="--peak-tflops")
+    _check_model_options(model, preset_name, peak_tflops)
     json_path = _json_destination(as_json, json_path)
     to_stdout = json_path == STDOUT
     _check_outputs({"--json-file": None if to_stdout else json_path, "--csv": csv_path, "--plot": plot_path}, overwrite)
@@ -172,51 +167,74 @@ def bench(
         peak_tflops=peak_tflops,
         seed=seed,
     )
-
-    def on_row(row: dict) -> None:
-        if row["status"] == "ok":
-            stderr.print(
-                f"{row['backend']} batch {row['batch']}: {row['images_per_s']:.2f} images/s, median "
-                f"{row['latency_median_ms']:.2f} ms",
-                markup=False,
-                highlight=False,
-            )
-        elif row["status"] == "failed":  # unavailable backends are listed under the table
-            batch = f" batch {row['batch']}" if row["batch"] is not None else ""
-            stderr.print(f"{row['backend']}{batch}: failed: {row['reason']}", markup=False, highlight=False)
-
     with stderr.status("bench") as status:
-        result = run_bench(options, on_row=on_row, on_stage=lambda text: status.update(text))
+        result = run_bench(options, on_row=_print_row, on_stage=lambda text: status.update(text))
     result.meta["command"] = _command_line(options, model)
     report.print_table(result.rows, stderr, result.meta["environment"])
-    written = []
     if to_stdout:
         typer.echo(json.dumps(report.to_json(result.rows, result.meta), indent=2))
-    elif json_path is not None:
+    written = _write_files(result, None if to_stdout else json_path, csv_path, plot_path, overwrite)
+    for path in written:
+        stderr.print(f"wrote {path}", markup=False, highlight=False)
+    if result.exit_code != ExitCode.OK:
+        raise typer.Exit(int(result.exit_code))
+
+
+def _check_model_options(model: Path | None, preset_name: str | None, peak_tflops: float | None) -> None:
+    """--preset (a known one, only for the random model) and --peak-tflops (positive)."""
+    if preset_name is not None and preset_name not in PRESETS:
+        raise typer.BadParameter(f"unknown preset {preset_name!r}; valid: {', '.join(PRESETS)}", param_hint="--preset")
+    if preset_name is not None and model is not None:
+        raise typer.BadParameter("sets the size of the random model; --model has its own config", param_hint="--preset")
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise typer.BadParameter(f"must be positive, got {peak_tflops}", param_hint="--peak-tflops")
+
+
+def _print_row(row: dict) -> None:
+    """A measured row as it comes, on stderr (unavailable backends are listed under the table)."""
+    from maskface_rt.console import stderr
+
+    if row["status"] == "ok":
+        stderr.print(
+            f"{row['backend']} batch {row['batch']}: {row['images_per_s']:.2f} images/s, median "
+            f"{row['latency_median_ms']:.2f} ms",
+            markup=False,
+            highlight=False,
+        )
+    elif row["status"] == "failed":
+        batch = f" batch {row['batch']}" if row["batch"] is not None else ""
+        stderr.print(f"{row['backend']}{batch}: failed: {row['reason']}", markup=False, highlight=False)
+
+
+def _write_files(
+    result: BenchResult, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, overwrite: bool
+) -> list[Path]:
+    """The --json-file, --csv and --plot files that were asked for, in that order; returns their paths."""
+    from maskface_rt.benchmarking import report
+
+    written = []
+    if json_path is not None:
         report.write_json(json_path, result.rows, result.meta, overwrite=overwrite)
         written.append(json_path)
     if csv_path is not None:
         report.write_csv(csv_path, result.rows, overwrite=overwrite)
         written.append(csv_path)
     if plot_path is not None:
-        gpus = result.meta["environment"].get("gpus") or []
-        where = (
-            gpus[0].get("name", "GPU")
-            if result.meta["device"].startswith("cuda") and gpus
-            else result.meta["environment"]["cpu"]
-        )
         report.write_plot(
             plot_path,
             result.rows,
-            f"maskface bench: {result.meta['model']}, {where}",
+            f"maskface bench: {result.meta['model']}, {_where(result.meta)}",
             report.environment_line(result.meta["environment"]),
             overwrite=overwrite,
         )
         written.append(plot_path)
-    for path in written:
-        stderr.print(f"wrote {path}", markup=False, highlight=False)
-    if result.exit_code != ExitCode.OK:
-        raise typer.Exit(int(result.exit_code))
+    return written
+
+
+def _where(meta: dict[str, Any]) -> str:
+    """The plot title's machine: the first GPU's name for a CUDA run, else the CPU."""
+    gpus = meta["environment"].get("gpus") or []
+    return gpus[0].get("name", "GPU") if meta["device"].startswith("cuda") and gpus else meta["environment"]["cpu"]
 
 
 def _json_destination(as_json: bool, json_path: Path | None) -> Path | None:

@@ -9,7 +9,7 @@ to stderr, ``--json`` prints the result on stdout. Imports neither torch nor Ten
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -18,6 +18,9 @@ from maskface_rt.backends.trt.engine_file import DEFAULT_OPTIMIZATION_LEVEL
 from maskface_rt.backends.trt.profile import DEFAULT_MAX_BATCH, DEFAULT_OPT_BATCH
 from maskface_rt.cli.options import device_option, json_option, path_value, usage_error
 from maskface_rt.errors import OptionError
+
+if TYPE_CHECKING:
+    from maskface_rt.export.engine_builder import BuildOptions, BuildResult
 
 _RTX = RUNTIMES["tensorrt-rtx"]
 COMPUTE_CAPABILITY_HELP = (
@@ -110,9 +113,8 @@ def build(
 ) -> None:
     """Build TensorRT or TensorRT-RTX engines (generator, style encoder, style decoder) from an export, checked
     against ONNX Runtime fp32 where a GPU can run them; skipped when the engines beside --out are up to date."""
-    from maskface_rt.backends.trt.parse import OnnxParseError
-    from maskface_rt.console import emit_json, stderr
-    from maskface_rt.export.engine_builder import BuildOptions, build_engine
+    from maskface_rt.console import emit_json
+    from maskface_rt.export.engine_builder import BuildOptions
 
     options = BuildOptions(
         min_batch=min_batch,
@@ -128,26 +130,51 @@ def build(
         runtime=runtime,
         compute_capabilities=tuple(compute_capability or ()),
     )
+    result = _build(onnx_path, out, options)
+    _print_checks(result)
+    _print_engines(result)
+    if as_json:
+        emit_json(result.to_json())
+
+
+def _build(onnx_path: Path, out: Path, options: BuildOptions) -> BuildResult:
+    """build_engine with its stages on the status line and TensorRT's log on stderr; a bad option is a usage
+    error (exit 2), an ONNX parse error lists the nodes it names."""
+    from maskface_rt.backends.trt.parse import OnnxParseError
+    from maskface_rt.console import stderr
+    from maskface_rt.export.engine_builder import build_engine
 
     def log(severity: str, message: str) -> None:
-        stderr.print(f"{runtime or 'TensorRT'} {severity}: {message}", markup=False)
+        stderr.print(f"{options.runtime or 'TensorRT'} {severity}: {message}", markup=False)
 
     try:
         with stderr.status("checking") as status:
-            result = build_engine(onnx_path, out, options, on_stage=status.update, on_log=log)
+            return build_engine(onnx_path, out, options, on_stage=status.update, on_log=log)
     except OptionError as e:
         raise usage_error(e) from None
     except OnnxParseError as e:
         for line in e.node_errors:
             stderr.print(f"  {e.where}: {line}", markup=False)
         raise
-    sidecar = result.sidecar
+
+
+def _print_checks(result: BuildResult) -> None:
+    """The build's warnings, then its parity checks against ONNX Runtime (or why there were none)."""
+    from maskface_rt.console import stderr
+
     for warning in result.warnings:
         stderr.print(f"warning: {warning}", markup=False)
     for parity in result.parity:
         stderr.print(parity.line(), markup=False)
     if not result.parity:
         stderr.print(f"parity check against ONNX Runtime: {result.parity_status}", markup=False)
+
+
+def _print_engines(result: BuildResult) -> None:
+    """What was built (or found up to date), the files beside it, and the generate command that runs it."""
+    from maskface_rt.console import stderr
+
+    sidecar = result.sidecar
     what = (
         f"{sidecar.precision}{', FusedAdaIN plugin' if sidecar.plugin else ''}, {sidecar.profile}, {sidecar.built_with}"
     )
@@ -172,8 +199,6 @@ def build(
         f"--batch-size {sidecar.profile.opt}",
         markup=False,
     )
-    if as_json:
-        emit_json(result.to_json())
 
 
 command = build

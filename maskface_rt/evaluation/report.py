@@ -65,88 +65,116 @@ def _consistency(c: dict[str, Any]) -> list[str]:
 def markdown(result: EvalResult, *, title: str = DEFAULT_TITLE, notes: Sequence[str] = ()) -> str:
     """The report of one evaluation as markdown; ``notes``: paragraphs placed under the title."""
     m = result.metrics
-    lines = [f"# {title}", ""]
-    for note in notes:
-        lines += [note, ""]
-    lines += _table(
-        ["", ""],
-        [
-            ["model", f"`{result.model}` ({result.backend})"],
-            ["data", f"`{result.data}`, split {result.split}, {result.img_size} px"],
-            [
-                "faces",
-                f"{result.masks} masks x {result.styles} styles (seed {result.seed}) = "
-                f"{result.masks * result.styles} images",
-            ],
-            ["weights", ", ".join(f"`{Path(p).name}`" for p in result.weights.values()) or "none"],
-            ["time", f"{result.seconds:.1f} s"],
-        ],
-    ) + [""]
+    lines = _overview(result, title, notes)
     if "consistency" in m:
         lines += _consistency(m["consistency"])
     if "diversity" in m or "lpips" in m:
-        pairs = (m.get("diversity") or m["lpips"])["pairs_per_mask"]
-        lines += [f"## Diversity ({result.styles} styles per mask, mean over the {pairs} pairs, then over masks)", ""]
-        rows = []
-        if "lpips" in m:
-            d = m["lpips"]["diversity"]
-            rows.append(["LPIPS (AlexNet, v0.1)", _num(d["mean"]), _num(d["std"])])
-        if "diversity" in m:
-            d = m["diversity"]["pixel_l1"]
-            rows.append(["pixel L1 ([0, 1] scale)", _num(d["mean"]), _num(d["std"])])
-            if "real_pixel_l1" in m["diversity"]:
-                d = m["diversity"]["real_pixel_l1"]
-                rows.append(
-                    [
-                        f"pixel L1, real: each mask painted in {result.styles} synthetic appearances",
-                        _num(d["mean"]),
-                        _num(d["std"]),
-                    ]
-                )
-        lines += _table(["distance", "mean", "std over masks"], rows) + [""]
+        lines += _diversity(m, result.styles)
     if "fid" in m or "kid" in m:
-        info = m.get("fid") or m["kid"]
-        lines += [f"## Quality ({info['generated_images']} generated vs {info['real_images']} real images)", ""]
-        rows = []
-        if "fid" in m:
-            rows.append(["FID", _num(m["fid"]["value"], 3)])
-        if "kid" in m:
-            k = m["kid"]
-            rows.append(
-                [
-                    f"KID x 1000 ({k['subsets']} subsets of {k['subset_size']})",
-                    f"{k['mean'] * 1000:.3f} ± {k['std'] * 1000:.3f}",
-                ]
-            )
-        lines += _table(["metric", "value"], rows) + [""]
+        lines += _quality(m)
     if result.parity:
-        lines += [
-            f"## Backend parity (reference: {result.backend})",
-            "",
-            "Same masks and seeds; errors in uint8 levels over all pixels.",
-            "",
-        ]
-        rows = [
-            [
-                p["backend"],
-                f"`{p['model']}`",
-                _num(p["psnr_db"], 2),
-                str(p["max_abs_error"]),
-                _num(p["mean_abs_error"], 3),
-                f"{p['identical_images']}/{p['images']}",
-                _num(p["lpips"]["mean"]) if "lpips" in p else "-",
-                _num(p["fid"], 3) if "fid" in p else "-",
-                f"{p['fid_change']:+.3f}" if "fid_change" in p else "-",
-            ]
-            for p in result.parity
-        ]
-        lines += _table(
-            ["backend", "model", "PSNR dB", "max abs err", "mean abs err", "identical", "LPIPS", "FID", "FID change"],
-            rows,
-        ) + [""]
+        lines += _parity(result.parity, result.backend)
     if result.skipped:
         lines += ["## Skipped", ""] + [f"- **{name}**: {reason}" for name, reason in result.skipped.items()] + [""]
     return "\n".join(lines)
+
+
+def _overview(result: EvalResult, title: str, notes: Sequence[str]) -> list[str]:
+    """The title, the notes, and what was evaluated on which data."""
+    lines = [f"# {title}", ""]
+    for note in notes:
+        lines += [note, ""]
+    return (
+        lines
+        + _table(
+            ["", ""],
+            [
+                ["model", f"`{result.model}` ({result.backend})"],
+                ["data", f"`{result.data}`, split {result.split}, {result.img_size} px"],
+                [
+                    "faces",
+                    f"{result.masks} masks x {result.styles} styles (seed {result.seed}) = "
+                    f"{result.masks * result.styles} images",
+                ],
+                ["weights", ", ".join(f"`{Path(p).name}`" for p in result.weights.values()) or "none"],
+                ["time", f"{result.seconds:.1f} s"],
+            ],
+        )
+        + [""]
+    )
+
+
+def _diversity(m: dict[str, Any], styles: int) -> list[str]:
+    """The distances between the styles of a mask: LPIPS and pixel L1, and pixel L1 of real images of a mask."""
+    pairs = (m.get("diversity") or m["lpips"])["pairs_per_mask"]
+    lines = [f"## Diversity ({styles} styles per mask, mean over the {pairs} pairs, then over masks)", ""]
+    rows = []
+    if "lpips" in m:
+        d = m["lpips"]["diversity"]
+        rows.append(["LPIPS (AlexNet, v0.1)", _num(d["mean"]), _num(d["std"])])
+    if "diversity" in m:
+        d = m["diversity"]["pixel_l1"]
+        rows.append(["pixel L1 ([0, 1] scale)", _num(d["mean"]), _num(d["std"])])
+        if "real_pixel_l1" in m["diversity"]:
+            d = m["diversity"]["real_pixel_l1"]
+            rows.append(
+                [
+                    f"pixel L1, real: each mask painted in {styles} synthetic appearances",
+                    _num(d["mean"]),
+                    _num(d["std"]),
+                ]
+            )
+    return lines + _table(["distance", "mean", "std over masks"], rows) + [""]
+
+
+def _quality(m: dict[str, Any]) -> list[str]:
+    """FID and KID of the generated against the real images."""
+    info = m.get("fid") or m["kid"]
+    lines = [f"## Quality ({info['generated_images']} generated vs {info['real_images']} real images)", ""]
+    rows = []
+    if "fid" in m:
+        rows.append(["FID", _num(m["fid"]["value"], 3)])
+    if "kid" in m:
+        k = m["kid"]
+        rows.append(
+            [
+                f"KID x 1000 ({k['subsets']} subsets of {k['subset_size']})",
+                f"{k['mean'] * 1000:.3f} ± {k['std'] * 1000:.3f}",
+            ]
+        )
+    return lines + _table(["metric", "value"], rows) + [""]
+
+
+def _parity(parity: list[dict[str, Any]], reference: str) -> list[str]:
+    """Each --compare backend's faces against the reference backend's."""
+    lines = [
+        f"## Backend parity (reference: {reference})",
+        "",
+        "Same masks and seeds; errors in uint8 levels over all pixels.",
+        "",
+    ]
+    rows = [
+        [
+            p["backend"],
+            f"`{p['model']}`",
+            _num(p["psnr_db"], 2),
+            str(p["max_abs_error"]),
+            _num(p["mean_abs_error"], 3),
+            f"{p['identical_images']}/{p['images']}",
+            _num(p["lpips"]["mean"]) if "lpips" in p else "-",
+            _num(p["fid"], 3) if "fid" in p else "-",
+            f"{p['fid_change']:+.3f}" if "fid_change" in p else "-",
+        ]
+        for p in parity
+    ]
+    return (
+        lines
+        + _table(
+            ["backend", "model", "PSNR dB", "max abs err", "mean abs err", "identical", "LPIPS", "FID", "FID change"],
+            rows,
+        )
+        + [""]
+    )
 
 
 def write_report(

@@ -12,6 +12,7 @@ Metrics whose weights are missing are skipped with the reason, unless they were 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -318,88 +319,147 @@ def _run(
     result: EvalResult,
     progress: Progress,
 ) -> None:
-    parser, lpips, inception = nets.get("parser"), nets.get("lpips"), nets.get("inception")
-    use_fid = "fid" in selected or "kid" in selected
-    real_features = None
-    if use_fid:
-        count = len(pairs) if options.real_limit is None else min(options.real_limit, len(pairs))
-        cache = FeatureCache(options.stats_cache) if options.stats_cache is not None else None
-        real_features, real_info = _real_features(pairs, count, inception, cache, progress)
+    real = _RealSet.of(pairs, options, selected, nets.get("inception"), progress)
+    totals = _Totals(selected, nets, options.styles, len(others))
     k = options.styles
     styles = [b.styles_for_seed(options.seed, k) for b in (reference, *others)]
-    conf_generated = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    conf_real = np.zeros_like(conf_generated)
-    l1: list[float] = []
-    lpips_div: list[float] = []
-    features: list[list[np.ndarray]] = [[] for _ in range(1 + len(others))]
-    parity = [ParityAccumulator() for _ in others]
-    parity_lpips: list[list[np.ndarray]] = [[] for _ in others]
     chunk = max(1, options.batch_size // k)
     advance = progress("evaluate", result.masks)
     for start in range(0, result.masks, chunk):
-        real = [pairs[i] for i in range(start, min(start + chunk, result.masks))]
-        photos, labels = np.stack([r for r, _ in real]), np.stack([m for _, m in real])
-        faces = _generate(reference, labels, styles[0], options.batch_size)
-        flat = faces.reshape(-1, *faces.shape[2:])
-        if parser is not None:
-            conf_generated += confusion_matrix(parser.predict(flat), np.repeat(labels, k, axis=0))
-            conf_real += confusion_matrix(parser.predict(photos), labels)
-        if "diversity" in selected:
-            l1.extend(mean_pairwise(faces, pixel_l1))
-        if lpips is not None:
-            lpips_div.extend(mean_pairwise(faces, lpips))
-        if use_fid:
-            features[0].append(inception(flat))
+        photos, labels = _masks(pairs, start, min(start + chunk, result.masks))
+        flat = totals.add_reference(_generate(reference, labels, styles[0], options.batch_size), photos, labels)
         for j, other in enumerate(others):
-            other_flat = _generate(other, labels, styles[j + 1], options.batch_size).reshape(flat.shape)
-            parity[j].update(flat, other_flat)
-            if lpips is not None:
-                parity_lpips[j].append(lpips(flat, other_flat))
-            if "fid" in selected:
-                features[j + 1].append(inception(other_flat))
-        advance(len(real))
+            totals.add_comparison(j, flat, _generate(other, labels, styles[j + 1], options.batch_size))
+        advance(len(labels))
+    totals.fill_metrics(result, pairs, options, real)
+    totals.fill_parity(result, others, options.compare, real)
 
-    metrics = result.metrics
-    if parser is not None:
-        metrics["consistency"] = {
-            "parser": parser.description,
-            "generated": dataclasses.asdict(Consistency.of(conf_generated)),
-            "real": dataclasses.asdict(Consistency.of(conf_real)),
-        }
-    if "diversity" in selected:
-        metrics["diversity"] = {"pixel_l1": _mean_std(l1), "pairs_per_mask": k * (k - 1) // 2}
-        real_l1 = synthetic_real_diversity(options.data, [p.name for p in pairs.pairs[: result.masks]], pairs.size, k)
-        if real_l1 is not None:
-            metrics["diversity"]["real_pixel_l1"] = _mean_std(real_l1)
-    if lpips is not None:
-        metrics["lpips"] = {"diversity": _mean_std(lpips_div), "pairs_per_mask": k * (k - 1) // 2}
-    generated = np.concatenate(features[0]) if use_fid else None
-    real_stats = GaussianStats.of(real_features) if "fid" in selected else None
-    if "fid" in selected:
-        metrics["fid"] = {
-            "value": frechet_distance(GaussianStats.of(generated), real_stats),
-            "generated_images": len(generated),
-            **real_info,
-        }
-    if "kid" in selected:
-        kid = kernel_inception_distance(
-            generated,
-            real_features,
-            subsets=options.kid_subsets,
-            subset_size=options.kid_subset_size,
-            seed=options.seed,
-        )
-        metrics["kid"] = {**dataclasses.asdict(kid), "generated_images": len(generated), **real_info}
-    for j, (other, comparison) in enumerate(zip(others, options.compare)):
-        entry: dict[str, Any] = {
-            "backend": other.description,
-            "model": str(comparison.model),
-            **dataclasses.asdict(parity[j].result()),
-        }
-        if lpips is not None:
-            entry["lpips"] = _mean_std(np.concatenate(parity_lpips[j]))
-        if "fid" in selected:
-            fid = frechet_distance(GaussianStats.of(np.concatenate(features[j + 1])), real_stats)
-            entry["fid"] = fid
-            entry["fid_change"] = fid - metrics["fid"]["value"]
-        result.parity.append(entry)
+
+def _masks(pairs: PairedDataset, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """The real photos and the masks of pairs start..stop-1, stacked."""
+    real = [pairs[i] for i in range(start, stop)]
+    return np.stack([r for r, _ in real]), np.stack([m for _, m in real])
+
+
+@dataclass
+class _RealSet:
+    """Inception features of the real photos FID and KID compare against (none when neither runs)."""
+
+    features: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # real_images, cache, cache_hit
+
+    @classmethod
+    def of(
+        cls,
+        pairs: PairedDataset,
+        options: EvalOptions,
+        selected: list[str],
+        inception: InceptionFeatures | None,
+        progress: Progress,
+    ) -> _RealSet:
+        if "fid" not in selected and "kid" not in selected:
+            return cls()
+        count = len(pairs) if options.real_limit is None else min(options.real_limit, len(pairs))
+        cache = FeatureCache(options.stats_cache) if options.stats_cache is not None else None
+        return cls(*_real_features(pairs, count, inception, cache, progress))
+
+    @functools.cached_property
+    def stats(self) -> GaussianStats:
+        """Their mean and covariance (FID's), computed once."""
+        return GaussianStats.of(self.features)
+
+
+class _Totals:
+    """What one pass keeps of each chunk of faces: confusion matrices, distances, Inception features and parity
+    sums, for the reference backend and each --compare one; never the faces themselves."""
+
+    def __init__(self, selected: list[str], nets: dict[str, Any], styles: int, comparisons: int) -> None:
+        self.parser, self.lpips, self.inception = nets.get("parser"), nets.get("lpips"), nets.get("inception")
+        self.diversity, self.fid, self.kid = "diversity" in selected, "fid" in selected, "kid" in selected
+        self.styles = styles
+        self.conf_generated = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+        self.conf_real = np.zeros_like(self.conf_generated)
+        self.l1: list[float] = []
+        self.lpips_div: list[float] = []
+        self.features: list[list[np.ndarray]] = [[] for _ in range(1 + comparisons)]  # [0]: the reference's
+        self.parity = [ParityAccumulator() for _ in range(comparisons)]
+        self.parity_lpips: list[list[np.ndarray]] = [[] for _ in range(comparisons)]
+
+    def add_reference(self, faces: np.ndarray, photos: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """The reference's faces [M, K, H, W, 3] of ``labels``; returns them as one batch [M*K, H, W, 3]."""
+        flat = faces.reshape(-1, *faces.shape[2:])
+        if self.parser is not None:
+            self.conf_generated += confusion_matrix(self.parser.predict(flat), np.repeat(labels, self.styles, axis=0))
+            self.conf_real += confusion_matrix(self.parser.predict(photos), labels)
+        if self.diversity:
+            self.l1.extend(mean_pairwise(faces, pixel_l1))
+        if self.lpips is not None:
+            self.lpips_div.extend(mean_pairwise(faces, self.lpips))
+        if self.fid or self.kid:
+            self.features[0].append(self.inception(flat))
+        return flat
+
+    def add_comparison(self, j: int, flat: np.ndarray, faces: np.ndarray) -> None:
+        """--compare backend j's faces of the same masks and styles as the reference's ``flat`` batch."""
+        other_flat = faces.reshape(flat.shape)
+        self.parity[j].update(flat, other_flat)
+        if self.lpips is not None:
+            self.parity_lpips[j].append(self.lpips(flat, other_flat))
+        if self.fid:
+            self.features[j + 1].append(self.inception(other_flat))
+
+    def fill_metrics(self, result: EvalResult, pairs: PairedDataset, options: EvalOptions, real: _RealSet) -> None:
+        """The reference backend's metrics, into ``result.metrics``."""
+        metrics, k = result.metrics, self.styles
+        if self.parser is not None:
+            metrics["consistency"] = {
+                "parser": self.parser.description,
+                "generated": dataclasses.asdict(Consistency.of(self.conf_generated)),
+                "real": dataclasses.asdict(Consistency.of(self.conf_real)),
+            }
+        if self.diversity:
+            metrics["diversity"] = {"pixel_l1": _mean_std(self.l1), "pairs_per_mask": k * (k - 1) // 2}
+            names = [p.name for p in pairs.pairs[: result.masks]]
+            real_l1 = synthetic_real_diversity(options.data, names, pairs.size, k)
+            if real_l1 is not None:
+                metrics["diversity"]["real_pixel_l1"] = _mean_std(real_l1)
+        if self.lpips is not None:
+            metrics["lpips"] = {"diversity": _mean_std(self.lpips_div), "pairs_per_mask": k * (k - 1) // 2}
+        if self.fid or self.kid:
+            self._fill_inception_metrics(metrics, options, real)
+
+    def _fill_inception_metrics(self, metrics: dict[str, Any], options: EvalOptions, real: _RealSet) -> None:
+        generated = np.concatenate(self.features[0])
+        if self.fid:
+            metrics["fid"] = {
+                "value": frechet_distance(GaussianStats.of(generated), real.stats),
+                "generated_images": len(generated),
+                **real.info,
+            }
+        if self.kid:
+            kid = kernel_inception_distance(
+                generated,
+                real.features,
+                subsets=options.kid_subsets,
+                subset_size=options.kid_subset_size,
+                seed=options.seed,
+            )
+            metrics["kid"] = {**dataclasses.asdict(kid), "generated_images": len(generated), **real.info}
+
+    def fill_parity(
+        self, result: EvalResult, others: list[GeneratorBackend], comparisons: Sequence[Comparison], real: _RealSet
+    ) -> None:
+        """One ``result.parity`` entry per --compare backend."""
+        for j, (other, comparison) in enumerate(zip(others, comparisons)):
+            entry: dict[str, Any] = {
+                "backend": other.description,
+                "model": str(comparison.model),
+                **dataclasses.asdict(self.parity[j].result()),
+            }
+            if self.lpips is not None:
+                entry["lpips"] = _mean_std(np.concatenate(self.parity_lpips[j]))
+            if self.fid:
+                fid = frechet_distance(GaussianStats.of(np.concatenate(self.features[j + 1])), real.stats)
+                entry["fid"] = fid
+                entry["fid_change"] = fid - result.metrics["fid"]["value"]
+            result.parity.append(entry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import re
 import tempfile
 import time
@@ -106,11 +107,28 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         max_queue=settings.max_queue,
         metrics=metrics,
     )
-    size = backend.config.img_size
-    slots = asyncio.Semaphore(settings.max_decodes)
+    app = FastAPI(
+        title="maskface",
+        version=__version__,
+        lifespan=_lifespan(batcher),
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
+        "a reference photo. The editor is at /.",
+    )
+    app.state.metrics, app.state.batcher = metrics, batcher
+    app.add_middleware(_Guard, metrics=metrics, settings=settings)
+    _add_error_handlers(app, metrics)
+    decoded = functools.partial(_decoded, slots=asyncio.Semaphore(settings.max_decodes))
+    _add_faces_route(app, backend, batcher, settings, metrics, decoded)
+    _add_labels_route(app, decoded)
+    _add_info_routes(app, backend, batcher, settings, metrics)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
 
-    async def decoded(upload: UploadFile, field: str, read: Callable[[Path], T]) -> T:
-        return await _decoded(upload, field, read, slots)
+
+def _lifespan(batcher: Batcher) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """The batcher's task runs while the app does; the batcher is closed after it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -123,18 +141,30 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
                 await task
             batcher.close()
 
-    app = FastAPI(
-        title="maskface",
-        version=__version__,
-        lifespan=lifespan,
-        docs_url="/docs" if settings.api_docs else None,
-        redoc_url="/redoc" if settings.api_docs else None,
-        description="Mask-guided face synthesis: POST a face mask, get faces for style indices or "
-        "a reference photo. The editor is at /.",
-    )
-    app.state.metrics, app.state.batcher = metrics, batcher
-    app.add_middleware(_Guard, metrics=metrics, settings=settings)
-    _add_error_handlers(app, metrics)
+    return lifespan
+
+
+#: decoded(upload, field, read): ``_decoded`` with the app's decode slots.
+Decode = Callable[[UploadFile, str, Callable[[Path], Any]], Awaitable[Any]]
+
+
+def _add_faces_route(
+    app: FastAPI,
+    backend: GeneratorBackend,
+    batcher: Batcher,
+    settings: ServeSettings,
+    metrics: Metrics,
+    decoded: Decode,
+) -> None:
+    """POST /v1/faces: the faces of one mask for seeded style indices or a reference photo's style."""
+    size = backend.config.img_size
+
+    async def photo_style(photo_upload: UploadFile) -> tuple[np.ndarray, list[int | str]]:
+        """The style code of a reference photo (encoded on the batcher's thread)."""
+        photo = await decoded(
+            photo_upload, "reference", lambda p: resize_rgb(read_rgb(p, max_side=MAX_UPLOAD_SIDE), size)
+        )
+        return np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32), ["reference"]
 
     @app.post(
         "/v1/faces",
@@ -167,43 +197,27 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         start = time.perf_counter()
         indices = _style_indices("0" if styles is None else styles)
         _check_label_order(label_order)
-        # An HTML form's file input with no file chosen sends an empty part without a name: no reference. A part
-        # with bytes is a reference, named or not.
-        from_photo = reference is not None and bool(reference.filename or reference.size)
-        if from_photo and (
-            seeded := [name for name, value in (("styles", styles), ("seed", seed)) if value is not None]
-        ):
-            raise BadRequest(
-                400,
-                f"{' and '.join(seeded)}: seeded styles; a reference photo gives its own style: send one or the other",
-            )
+        from_photo = _has_photo(reference)
+        _check_style_source(from_photo, styles, seed)
         try:
             batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
             labels = await decoded(
                 mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
             )
             if from_photo:
-                photo = await decoded(
-                    reference, "reference", lambda p: resize_rgb(read_rgb(p, max_side=MAX_UPLOAD_SIDE), size)
-                )
-                codes = np.asarray(await batcher.call(backend.encode_style, photo[None]), np.float32)
-                names: list[int | str] = ["reference"]
+                codes, names = await photo_style(reference)
             else:
-                codes = _latents(seed or 0, indices, backend.config.latent_dim)
-                names = list(indices)
+                codes, names = _latents(seed or 0, indices, backend.config.latent_dim), list(indices)
             images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
         except Overloaded as e:
             raise BadRequest(503, str(e), {"Retry-After": str(settings.retry_after_s)}) from None
         pngs = await asyncio.to_thread(lambda: [encode_png(image) for image in images])
         metrics.latency.observe(time.perf_counter() - start)
-        if len(pngs) == 1 and "application/json" not in request.headers.get("accept", ""):
-            return Response(pngs[0], media_type="image/png", headers={"X-Maskface-Style": str(names[0])})
-        return JSONResponse(
-            {
-                "seed": seed or 0,
-                "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()} for k, png in zip(names, pngs)],
-            }
-        )
+        return _faces_response(request, seed or 0, names, pngs)
+
+
+def _add_labels_route(app: FastAPI, decoded: Decode) -> None:
+    """POST /v1/labels: a mask in any format as a canonical label PNG (the editor loads and saves masks with it)."""
 
     @app.post(
         "/v1/labels",
@@ -223,6 +237,12 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
         )
         return Response(mask_to_png(labels), media_type="image/png")
+
+
+def _add_info_routes(
+    app: FastAPI, backend: GeneratorBackend, batcher: Batcher, settings: ServeSettings, metrics: Metrics
+) -> None:
+    """The model and limits, the example masks, liveness, Prometheus metrics and the editor page."""
 
     @app.get("/v1/model", summary="The model and the service's limits")
     async def model() -> dict[str, Any]:
@@ -262,8 +282,32 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
     async def editor() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
+
+def _has_photo(reference: UploadFile | None) -> bool:
+    """An HTML form's file input with no file chosen sends an empty part without a name: no reference. A part
+    with bytes is a reference, named or not."""
+    return reference is not None and bool(reference.filename or reference.size)
+
+
+def _check_style_source(from_photo: bool, styles: str | None, seed: int | None) -> None:
+    """Seeded styles or a reference photo's, not both."""
+    seeded = [name for name, value in (("styles", styles), ("seed", seed)) if value is not None]
+    if from_photo and seeded:
+        raise BadRequest(
+            400, f"{' and '.join(seeded)}: seeded styles; a reference photo gives its own style: send one or the other"
+        )
+
+
+def _faces_response(request: Request, seed: int, names: list[int | str], pngs: list[bytes]) -> Response:
+    """One face as PNG bytes, unless the client accepts JSON; several as JSON, base64 PNGs with their styles."""
+    if len(pngs) == 1 and "application/json" not in request.headers.get("accept", ""):
+        return Response(pngs[0], media_type="image/png", headers={"X-Maskface-Style": str(names[0])})
+    return JSONResponse(
+        {
+            "seed": seed,
+            "faces": [{"style": k, "png_base64": base64.b64encode(png).decode()} for k, png in zip(names, pngs)],
+        }
+    )
 
 
 def _style_indices(text: str) -> list[int]:
