@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.backends import open_backend
+from maskface_rt.backends import REGISTRY, open_backend
 from maskface_rt.config import ModelConfig, preset
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MIN_MAX_BATCH, graph_file, read_manifest
@@ -183,9 +183,9 @@ def reference_images(
         raise Unavailable("the torch fp32 reference needs a checkpoint; --model is an export folder")
     if not torch_installed():
         raise Unavailable(f"the torch fp32 reference needs torch: {TORCH_MISSING}")
-    from maskface_rt.backends.torch_backend import TorchBackend
-
-    backend = TorchBackend(source.checkpoint, device=device, adain="torch", generator_only=True)
+    backend = REGISTRY["torch"].open(
+        source.checkpoint, device=device, arguments={"adain": "torch", "generator_only": True}
+    )
     with backend, no_tf32():
         out = [backend.generate(labels[i : i + chunk], styles[i : i + chunk]) for i in range(0, len(labels), chunk)]
     del backend

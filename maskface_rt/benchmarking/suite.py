@@ -206,7 +206,7 @@ def _timing_columns(batch: int, rounds: list[Measurement]) -> dict[str, Any]:
 
 def _device_timing(runner: Runner, options: BenchOptions) -> dict[str, Any]:
     """GPU compute time with inputs and outputs on the device (after the host rounds), or why there is none."""
-    if not runner.device.startswith("cuda"):
+    if not runner.on_cuda:
         return {"gpu_compute_note": "CPU: no device copies"}
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
     try:

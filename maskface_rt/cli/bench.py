@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from maskface_rt.benchmarking.runners import BACKEND_NAMES
+from maskface_rt.benchmarking.variants import BACKEND_NAMES
 from maskface_rt.cli.options import device_option, json_option, path_value
 from maskface_rt.config import PRESETS
 from maskface_rt.errors import ExitCode, MaskfaceError
