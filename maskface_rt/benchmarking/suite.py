@@ -290,12 +290,12 @@ def _roofline(
     for row in rows:
         if row["status"] != "ok":
             continue
-        device, runner = row["device"], runners[row["backend"]]
-        kind = peaks.peak_kind(device, row["precision"], runner.tf32)
+        device, runner = parse_device(row["device"]), runners[row["backend"]]
+        kind = peaks.peak_kind(row["device"], row["precision"], runner.tf32)
         if options.peak_tflops is not None:
             peak = peaks.Peak(options.peak_tflops, kind, "--peak-tflops")
-        elif device.startswith("cuda"):
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
+        elif device.is_cuda:
+            index = device.index or 0
             peak = peaks.gpu_peak(gpu_names[index] if index < len(gpu_names) else "unknown GPU", kind)
         else:
             peak = cpu[kind]

@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from maskface_rt.benchmarking.variants import BACKEND_NAMES
 from maskface_rt.cli.options import device_option, json_option, path_value
 from maskface_rt.config import PRESETS
+from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def bench(
         gpus = result.meta["environment"].get("gpus") or []
         where = (
             gpus[0].get("name", "GPU")
-            if result.meta["device"].startswith("cuda") and gpus
+            if parse_device(result.meta["device"]).is_cuda and gpus
             else result.meta["environment"]["cpu"]
         )
         report.write_plot(
