@@ -18,6 +18,7 @@ torch, onnxruntime, openvino and tensorrt are imported only inside the runners t
 from __future__ import annotations
 
 import abc
+import importlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from maskface_rt.devices import device_kinds, parse_device, spelling_for
 from maskface_rt.model_kind import ModelKind
 
 __all__ = ["BACKEND_NAMES", "BackendRunner", "Runner", "RunnerContext", "Unavailable", "make_runner", "runner_class"]
+
+NO_CHECKPOINT = "needs a .safetensors checkpoint; --model is an export folder"
 
 
 @dataclass(frozen=True)
@@ -157,18 +160,14 @@ class BackendRunner(Runner):
         """Why the model this row runs cannot be had, or None."""
         kind = self.spec.kind
         if kind is ModelKind.CHECKPOINT:
-            return (
-                None
-                if self.source.checkpoint is not None
-                else "needs a .safetensors checkpoint; --model is an export folder"
-            )
+            return None if self.source.checkpoint is not None else NO_CHECKPOINT
         if kind is ModelKind.ENGINE:
             try:
-                from maskface_rt.export import engine_builder  # noqa: F401
+                importlib.import_module("maskface_rt.export.engine_builder")
             except ImportError as e:
                 return f"the engine builder is not part of this build ({e})"
-            missing = [m for m in ("triton", "torch") if self.variant.plugin and importlib.util.find_spec(m) is None]
-            if missing:
+            missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
+            if self.variant.plugin and missing:
                 return (
                     f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} "
                     "(pip install 'maskface-rt[train,kernels]')"
