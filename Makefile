@@ -77,12 +77,13 @@ demo-model: $(VENV)/.installed-test
 	@echo "check it (docs/demo-model.md), then: rm -rf maskface_rt/data/demo-model && cp -r out/demo-model-export maskface_rt/data/demo-model"
 
 # The GPU validation run (../shared/GPU.md): every GPU figure into $(GPU_CHECK_OUT) (summary.json, summary.md,
-# logs.tar.gz), under 8 minutes on an H100/H200; uses the python on PATH (no venv is made on that machine).
-# GPU_CHECK_DRY=1 rehearses it on the CPU.
+# logs.tar.gz), under 8 minutes on an H100/H200; uses the python on PATH (no venv is made on that machine), with
+# the checkout on PYTHONPATH where the package is not installed. GPU_CHECK_DRY=1 rehearses it on the CPU.
 GPU_CHECK_OUT ?= $(if $(OUT),$(OUT),out/gpu-check)
 .PHONY: gpu-check
 gpu-check:
-	$(PYTHON) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
+	$(PYTHON) -P -c 'import maskface_rt' 2>/dev/null || export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"; \
+		$(PYTHON) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
 # The OpenVINO bf16 figures (issue 18's done-when) on a CPU with AMX-BF16 or AVX512-BF16, into $(BF16_CHECK_OUT)
 # (bench results under their benchmarks/results/ names, summary.md/json); refuses elsewhere (exit 4).

@@ -3,7 +3,7 @@
     python benchmarks/bf16_check.py [--out DIR] [--budget-s 2400] [--dry] [--only STEPS]
 
 On a CPU with AMX-BF16 or AVX512-BF16 (Intel Xeon from Sapphire Rapids on, AMD EPYC from Zen 4 on), each step
-in its own process with its own timeout (benchmarks/_steps.py), each run whatever happened to the ones before:
+in its own process with its own timeout (maskface_rt/benchmarking/steps.py), each run whatever happened to the ones before:
 
 1. bench-tiny-64, bench-paper-256: the committed ``maskface bench`` runs of benchmarks/README.md (the bundled
    model at batch 1 and 8, paper-256 at 8; onnxruntime fp32, OpenVINO fp32 and OpenVINO bf16 in one run),
@@ -42,7 +42,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from _steps import LEFT_OUT, REPO, Step, bench_figures, check_parser, chosen_steps, number, run_steps, run_text
+from maskface_rt.benchmarking.steps import (
+    LEFT_OUT,
+    Step,
+    bench_figures,
+    check_parser,
+    chosen_steps,
+    number,
+    run_steps,
+    run_text,
+)
+
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_BUDGET_S = 2400.0
 BENCH_ROWS = "onnxruntime-cpu-fp32,openvino-cpu-fp32,openvino-cpu-bf16"
@@ -259,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     steps = plan(args.out, args.dry, with_int8)
-    ran = run_steps(steps, chosen, env, args.out, deadline, "bf16-check", lambda step: _collect(step, args.out))
+    ran = run_steps(
+        steps, chosen, env, args.out, deadline, "bf16-check", lambda step: _collect(step, args.out), cwd=REPO
+    )
     checks = _checks(args.out, ran, native)
     summary = {
         "started": started,

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, write_result  # noqa: E402
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.scripts import write_result
 
 #: Input copies cycled through are at least this many bytes (H100/H200 L2: 50/60 MB).
 ROTATE_BYTES = 256 << 20

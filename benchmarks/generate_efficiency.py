@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, make_export, make_model, scratch, write_result  # noqa: E402
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.models import random_model
+from maskface_rt.benchmarking.scripts import make_export, scratch, write_result
 
 
 def bare(backend, labels: np.ndarray, styles: np.ndarray, batch: int) -> float:
@@ -59,7 +60,7 @@ def main() -> None:
 
     with scratch() as tmp:
         tmp = Path(tmp)
-        export = make_export(make_model(args.preset, tmp), tmp, max_batch=max(args.batch_size, 3))
+        export = make_export(random_model(args.preset, tmp), tmp, max_batch=max(args.batch_size, 3))
         backend = open_backend(export, "onnxruntime", device="cpu")
         size = backend.config.img_size
         write_dataset(tmp / "data", args.masks, size, seed=5)

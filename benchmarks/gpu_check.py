@@ -19,8 +19,10 @@ and raw JSON). Exit status: 0 every step ran, 1 some step failed or timed out, 4
 
 ``--dry`` (or GPU_CHECK_DRY=1) rehearses every step on the CPU at tiny sizes, so that the script itself is
 tested where no GPU is (tests/test_gpu_check.py); GPU-only steps then fail or skip with their own message.
-Runs on python 3.11+ (it uses -P) with the GPU machine's packages (../shared/GPU.md); the package is used from the
-checkout, installed or not (without an install, a folder of links lays it out as installed).
+Runs on python 3.11+ (it uses -P) with the GPU machine's packages (../shared/GPU.md). The script imports
+maskface_rt (its step runner, maskface_rt.benchmarking.steps): installed, or the checkout on PYTHONPATH, which
+``make gpu-check`` sets where the package is not installed; the steps use the package as installed or, without an
+install, through a folder of links that lays the checkout out as installed (export/ as maskface_rt.export).
 """
 
 from __future__ import annotations
@@ -40,21 +42,22 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from _steps import (
-    LEFT_OUT,
-    REPO,
-    Step,
-    bench_figures,
-    check_parser,
-    chosen_steps,
-    number,
-    run_step,
-    run_steps,
-    run_text,
-)
+try:
+    from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
+    from maskface_rt.benchmarking.steps import (
+        LEFT_OUT,
+        Step,
+        bench_figures,
+        check_parser,
+        chosen_steps,
+        number,
+        run_steps,
+        run_text,
+    )
+except ModuleNotFoundError as e:  # a checkout that was never installed, run without make
+    sys.exit(f"gpu-check: {e}; install the checkout (pip install --no-deps -e .) or run make gpu-check")
 
-__all__ = ["Step", "bench_figures", "run_step", "train_figures"]
-
+REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BUDGET_S = 450.0  # the whole run stays under 8 minutes with the set-up and the archive
 
 #: The CUDA rows of maskface bench, without and with torch.compile (compiling is slow: run apart, last).
@@ -378,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
             f"$ pip freeze\n{run_text([sys.executable, '-m', 'pip', 'freeze'], env=env)}\n"
         )
         steps = plan(work, args.dry)
-        ran = run_steps(steps, chosen, env, work, deadline, "gpu-check", lambda step: collect_figures(step, work))
+        ran = run_steps(
+            steps, chosen, env, work, deadline, "gpu-check", lambda step: collect_figures(step, work), cwd=REPO
+        )
         summary = {
             "started": started,
             "mode": "dry (CPU rehearsal)" if args.dry else "gpu",
@@ -400,9 +405,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _host() -> dict[str, Any]:
     """The host's CPU: its model and SIMD/matrix flags (AMX-BF16 there would let it run make bf16-check too)."""
-    sys.path.insert(0, str(REPO))  # the checkout's package (its benchmarking part needs no install)
-    from maskface_rt.benchmarking.environment import cpu_isa, cpu_model
-
     return {"machine": platform.machine(), "cpu": cpu_model(), "cpu_isa": cpu_isa(), "cpus": os.cpu_count()}
 
 

@@ -38,18 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, scratch, write_result  # noqa: E402
-
-from maskface_rt.backends import open_backend  # noqa: E402
-from maskface_rt.backends.openvino_backend import compile_config  # noqa: E402
-from maskface_rt.backends.probes import native_bf16  # noqa: E402
-from maskface_rt.benchmarking.timing import measure  # noqa: E402
-from maskface_rt.evaluation.consistency import colour_parser_consistency  # noqa: E402
-from maskface_rt.export_format import graph_file  # noqa: E402
-from maskface_rt.graph_contract import graph_feeds  # noqa: E402
-from maskface_rt.parity import ParityAccumulator  # noqa: E402
-from maskface_rt.synth import render_pair  # noqa: E402
+from maskface_rt.backends import open_backend
+from maskface_rt.backends.openvino_backend import compile_config
+from maskface_rt.backends.probes import native_bf16
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.scripts import scratch, write_result
+from maskface_rt.benchmarking.timing import measure
+from maskface_rt.evaluation.consistency import colour_parser_consistency
+from maskface_rt.export_format import graph_file
+from maskface_rt.graph_contract import graph_feeds
+from maskface_rt.parity import ParityAccumulator
+from maskface_rt.synth import render_pair
 
 PSNR_MIN_DB = 40.0
 MIOU_DELTA_MAX = 0.01

@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, write_result  # noqa: E402
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.scripts import write_result
 
 
 def main() -> None:

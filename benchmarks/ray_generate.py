@@ -31,8 +31,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, write_result  # noqa: E402
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.scripts import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_TITLE = b"ray::MapWorker(MapBatches(MaskWorker))"

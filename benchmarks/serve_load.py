@@ -25,8 +25,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _common import environment, write_result
+from maskface_rt.benchmarking.environment import environment
+from maskface_rt.benchmarking.scripts import write_result
 
 ROOT = Path(__file__).parent.parent
 MASK = ROOT / "examples" / "masks" / "hand01_smile_color.png"

@@ -1,7 +1,8 @@
 """Device strings ('auto', 'cpu', 'cuda', 'cuda:N'): the one place they are parsed and checked.
 
 ``parse_device`` turns a --device value into a ``Device`` (or a one-line error naming what is valid);
-``backend_device`` checks it against the spellings one backend runs on (the registry's ``devices``);
+``backend_device`` checks it against the spellings one backend runs on (the registry's ``devices``), whose
+kinds ``device_kinds`` names and ``spelling_for`` gives a parsed device in;
 ``cuda_index`` is the GPU ordinal of the CUDA-only backends; ``resolve_device`` makes a torch device.
 Torch-free at import, so the deployed runtime can import it; torch is imported only by ``resolve_device``.
 """
@@ -82,6 +83,21 @@ def backend_device(text: str, backend: str, valid: tuple[str, ...]) -> Device:
             f"CUDA_VISIBLE_DEVICES={device.index} (valid: {', '.join(valid)})"
         )
     raise DeviceError(f"unknown device {text!r} for {backend}; valid: {', '.join(valid)}")
+
+
+def device_kinds(valid: tuple[str, ...]) -> frozenset[str]:
+    """The kinds of device ('cpu', 'cuda') that the spellings ``valid`` (DEVICE_SPELLINGS' subset) name; auto none."""
+    return frozenset(spelling.partition(":")[0] for spelling in valid if spelling != "auto")
+
+
+def spelling_for(device: Device, valid: tuple[str, ...]) -> str | None:
+    """``device`` (cpu or a GPU, not auto) as a backend that takes the spellings ``valid`` is given it: as is, or
+    'cuda' for GPU 0 where it takes no numbered GPU; None where it cannot run there."""
+    if device.spelling in valid:
+        return str(device)
+    if device.kind == "cuda" and not device.index and "cuda" in valid:
+        return "cuda"
+    return None
 
 
 def cuda_index(text: str, backend: str = "tensorrt") -> int:

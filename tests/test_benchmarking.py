@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import math
@@ -16,13 +17,23 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
+from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.benchmarking import environment, flops, memory, peaks, report
-from maskface_rt.benchmarking.models import ModelSource, Unavailable, reference_images
-from maskface_rt.benchmarking.runners import BACKEND_NAMES, Runner, RunnerContext, make_runner
+from maskface_rt.benchmarking.models import ModelSource, Unavailable, fixed_inputs, reference_images
+from maskface_rt.benchmarking.runners import (
+    BACKEND_NAMES,
+    BackendRunner,
+    Runner,
+    RunnerContext,
+    make_runner,
+    runner_class,
+)
 from maskface_rt.benchmarking.suite import BenchInputs, BenchOptions, _exit_code, bench_device, run_runners
 from maskface_rt.benchmarking.timing import measure, summarize
+from maskface_rt.benchmarking.variants import VARIANTS, Variant, bench_variants
 from maskface_rt.cli.bench import BenchCommand, bench
 from maskface_rt.config import preset
+from maskface_rt.devices import device_kinds, parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 # The main CLI registers the command exactly like this.
@@ -372,6 +383,65 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
     too_big = ModelSource.open(tiny_export, "paper-256", tmp_path, 64)
     ok, reason = make_runner("onnxruntime-cpu-fp32", RunnerContext(too_big, "cpu", no_cuda)).available()
     assert not ok and "declares max batch 16" in reason
+
+
+def test_every_bench_row_is_a_registry_row_and_every_registry_row_that_runs_here_has_one(tiny_model, tmp_path):
+    """Bench keeps no table of its own: each row is a variant of a registry row, and each registry row that runs on
+    this machine's kind of device (the CPU, or a GPU) has a bench row that runs there."""
+    rows = bench_variants()
+    assert tuple(v.name for v in rows) == BACKEND_NAMES and len(set(BACKEND_NAMES)) == len(BACKEND_NAMES)
+    assert [v.name for v in rows if v.row not in REGISTRY] == [] and {v.row for v in rows} == set(REGISTRY)
+    device, no_cuda = bench_device("auto")
+    kind = parse_device(device).kind
+    source = ModelSource(preset("tiny-64"), tiny_model, tmp_path, 2, "tiny")
+    runners = [make_runner(name, RunnerContext(source, device, no_cuda)) for name in BACKEND_NAMES]
+    assert all(r.spec is REGISTRY[r.variant.row] and r.name == r.variant.name for r in runners)
+    here = {r.spec.name for r in runners if parse_device(r.device).kind == kind and r.device_problem() is None}
+    assert here == {name for name, spec in REGISTRY.items() if kind in device_kinds(spec.devices)}
+
+
+def test_a_backend_added_to_the_registry_is_a_bench_row_without_an_edit_to_bench(tiny_export, tmp_path, monkeypatch):
+    """A row bench has no variants or runner of its own for runs as it is, through the registry."""
+    spec = dataclasses.replace(REGISTRY["onnxruntime"], name="ort-copy", library="ort-copy")
+    monkeypatch.setitem(REGISTRY, spec.name, spec)
+    rows = bench_variants(REGISTRY)
+    assert rows[: len(VARIANTS)] == VARIANTS and rows[-1] == Variant("ort-copy", "fp32")
+    assert rows[-1].name == "ort-copy-fp32" and runner_class(spec) is BackendRunner
+    source = ModelSource.open(tiny_export, "paper-256", tmp_path, 2)
+    runner = BackendRunner(RunnerContext(source, "cpu", "--device cpu was given"), rows[-1])
+    assert runner.available() == (True, "") and (runner.device, runner.family) == ("cpu", "ort-copy")
+    runner.build()
+    runner.load()
+    labels, styles = fixed_inputs(source, 2)
+    try:
+        images = runner.prepare(labels, styles)
+        assert images.shape == (2, 64, 64, 3) and np.array_equal(runner.run_once(), images)
+        with pytest.raises(Unavailable, match="runs on the CPU"):
+            runner.prepare_device()
+    finally:
+        runner.close()
+    assert runner.notes.startswith("onnxruntime CPUExecutionProvider")
+
+
+def test_a_bound_generator_runs_its_batch_again_and_writes_what_generate_gives(tiny_export):
+    """bench's device time goes through the backend's bind_generator, never its sessions: onnxruntime's IOBinding,
+    bound once (on the CPU here), writes what generate gives; the default of the other backends calls generate."""
+    from maskface_rt.backends import open_backend
+    from maskface_rt.backends.base import GeneratorBackend
+    from maskface_rt.graph_contract import IMAGE
+
+    with open_backend(tiny_export, "onnxruntime", device="cpu") as backend:
+        labels = np.stack([np.full((64, 64), k, np.uint8) for k in range(3)])
+        styles = backend.styles_for_seed(0, 3)
+        expected = backend.generate(labels, styles)
+        run = backend.bind_generator(labels, styles)
+        assert run() is None and run() is None
+        assert np.array_equal(run.args[-1][IMAGE].numpy(), expected)  # the output OrtValue the binding wrote
+        default = GeneratorBackend.bind_generator(backend, labels, styles)
+        calls: list[int] = []
+        backend.generate = lambda labels, styles: calls.append(len(labels))  # what the default calls
+        default()
+        assert calls == [3]
 
 
 # --- the command -----------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from maskface_rt.benchmarking.steps import Step, bench_figures, run_step
+
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
@@ -111,17 +113,17 @@ def test_figures_from_result_files(tmp_path):
             }
         )
     )
-    rows = gpu_check.bench_figures(bench)
+    rows = bench_figures(bench)
     assert rows == {
         "torch-fp16 b8": {"images_per_s": 900.0, "latency_median_ms": 8.9},
         "torch-bf16": {"status": "unavailable", "reason": "no bf16"},
     }
-    step = gpu_check.Step("bench-x", ["-c", "pass"], 10)
-    gpu_check.run_step(step, dict(os.environ), tmp_path, deadline=0)  # the budget is spent: not run
+    step = Step("bench-x", ["-c", "pass"], 10)
+    run_step(step, dict(os.environ), tmp_path, deadline=0)  # the budget is spent: not run
     assert step.status == "not run" and step.tail == "no time left in the budget"
-    slow = gpu_check.Step("sleeper", ["-c", "import time; print('started', flush=True); time.sleep(60)"], 2)
+    slow = Step("sleeper", ["-c", "import time; print('started', flush=True); time.sleep(60)"], 2)
     import time
 
-    gpu_check.run_step(slow, dict(os.environ), tmp_path, deadline=time.monotonic() + 100)
+    run_step(slow, dict(os.environ), tmp_path, deadline=time.monotonic() + 100)
     # Ended by its 2 s limit: it returned long before the 60 s the step would have slept (whatever the load).
     assert slow.status == "timed out" and slow.seconds < 60 and "started" in slow.tail

@@ -9,7 +9,16 @@ import pytest
 from maskface_rt.backends import BACKENDS, ENGINE_BACKENDS, REGISTRY, resolve_backend_name
 from maskface_rt.backends.registry import AUTO_CHOICE, BACKEND_HELP
 from maskface_rt.bundled import BUNDLED_MODEL
-from maskface_rt.devices import DEVICE_SPELLINGS, Device, DeviceError, backend_device, cuda_index, parse_device
+from maskface_rt.devices import (
+    DEVICE_SPELLINGS,
+    Device,
+    DeviceError,
+    backend_device,
+    cuda_index,
+    device_kinds,
+    parse_device,
+    spelling_for,
+)
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MANIFEST
 from maskface_rt.model_kind import ModelKind, classify, export_folder_of, model_kind
@@ -29,6 +38,18 @@ def test_parse_device_refuses_anything_else_with_a_value_error(text):
         parse_device(text)
     assert str(caught.value) == f"unknown device {text!r}; valid: auto, cpu, cuda, cuda:N"
     assert isinstance(caught.value, MaskfaceError)
+
+
+def test_a_backends_spellings_say_which_kinds_of_device_it_runs_on_and_how_it_is_given_one():
+    assert device_kinds(REGISTRY["onnxruntime"].devices) == {"cpu", "cuda"}
+    assert device_kinds(REGISTRY["openvino"].devices) == {"cpu"} and device_kinds(("auto",)) == set()
+    assert device_kinds(REGISTRY["tensorrt"].devices) == {"cuda"}
+    onnxruntime, tensorrt = REGISTRY["onnxruntime"].devices, REGISTRY["tensorrt"].devices
+    assert (
+        spelling_for(Device("cuda", 0), onnxruntime) == "cuda" and spelling_for(Device("cuda", 1), onnxruntime) is None
+    )
+    assert spelling_for(Device("cuda", 1), tensorrt) == "cuda:1" and spelling_for(Device("cpu"), tensorrt) is None
+    assert spelling_for(Device("cpu"), onnxruntime) == "cpu" and spelling_for(Device("cuda"), onnxruntime) == "cuda"
 
 
 def test_backend_device_names_the_backend_and_what_it_takes():

@@ -108,6 +108,14 @@ MUTATIONS = (
         ("tests/test_benchmarking.py", "-k", "alternate"),
     ),
     Mutation(
+        "bench-row-of-no-backend",
+        "every bench row is a variant of a registry row",
+        "maskface_rt/benchmarking/variants.py",
+        '    Variant("tensorrt", "fp16", plugin=True),\n)',
+        '    Variant("tensorrt", "fp16", plugin=True),\n    Variant("jax", "fp32"),\n)',
+        ("tests/test_benchmarking.py", "-k", "every_bench_row"),
+    ),
+    Mutation(
         "bench-memory-counts-later-runners",
         "a row's peak memory leaves out the runners loaded after it",
         "maskface_rt/benchmarking/memory.py",

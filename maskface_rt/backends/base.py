@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,6 +43,17 @@ class GeneratorBackend(abc.ABC):
     @abc.abstractmethod
     def generate(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
         """G(labels, styles) as uint8 RGB images [B, H, W, 3]."""
+
+    def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]:
+        """The generator bound to one batch once: a call that runs it again on that batch, finished on return
+        (bench's device time). A backend that can keep the batch and its output on the device binds them there,
+        so that a call makes no host copies; this default only closes over ``generate``."""
+        labels, styles = np.ascontiguousarray(labels), np.ascontiguousarray(styles)
+
+        def run() -> None:
+            self.generate(labels, styles)
+
+        return run
 
     @abc.abstractmethod
     def map_latent(self, latents: np.ndarray) -> np.ndarray:

@@ -5,14 +5,17 @@ Never imports torch.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from maskface_rt.backends.export_folder import ExportFolderBackend
 from maskface_rt.backends.probes import cpu_threads, has_cuda_provider
 from maskface_rt.errors import MaskfaceError
-from maskface_rt.graph_contract import GRAPH_IO, GRAPHS
+from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, graph_feeds, tensor_shape
 
 
 def available() -> tuple[bool, str]:
@@ -71,5 +74,31 @@ class OnnxRuntimeBackend(ExportFolderBackend):
         session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
 
+    def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]:
+        """The generator on one batch through an IOBinding bound once: the inputs and the output live where the
+        session runs (CUDA OrtValues with the CUDA provider), so a call runs it without host copies; ONNX Runtime
+        synchronises the device at the end of each run."""
+        import onnxruntime as ort
+
+        session, output = self.sessions["generator"], GRAPH_IO["generator"][1]
+        where = "cuda" if self.use_cuda else "cpu"
+        values = {
+            name: ort.OrtValue.ortvalue_from_numpy(array, where, 0)
+            for name, array in graph_feeds("generator", labels, styles).items()
+        }
+        binding = session.io_binding()
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
+        shape = list(tensor_shape(output, self.config, len(labels)))
+        values[output] = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.uint8, where, 0)
+        binding.bind_ortvalue_output(output, values[output])
+        return functools.partial(_run_bound, session, binding, values)  # keeps the bound values alive
+
     def close(self) -> None:
         self.sessions.clear()
+
+
+def _run_bound(session: Any, binding: Any, values: dict[str, Any]) -> None:
+    """One run of a bound generator; ``values`` are the OrtValues bound in ``binding`` (host ones wrap numpy
+    arrays that must outlive it)."""
+    session.run_with_iobinding(binding)

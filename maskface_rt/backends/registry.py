@@ -9,7 +9,7 @@ adding a backend is one row here (and its module). Backend modules are imported 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -55,16 +55,25 @@ class BackendSpec:
         if not ok:
             raise MaskfaceError(None, self.unavailable_message or f"the {self.name} backend cannot run here: {detail}")
 
-    def open(self, model: Path, *, device: str, precision: str = "auto", threads: int | None = None) -> Any:
+    def open(
+        self,
+        model: Path,
+        *,
+        device: str,
+        precision: str = "auto",
+        threads: int | None = None,
+        arguments: Mapping[str, Any] | None = None,
+    ) -> Any:
         """The backend on ``model`` (a path of ``kind``): a GeneratorBackend. ``threads`` applies to the
-        backends that take it (the CPU ones) and is ignored by the others."""
+        backends that take it (the CPU ones) and is ignored by the others; ``arguments``: more keyword arguments
+        of ``cls`` (bench's: the torch backend's precision and AdaIN, OpenVINO without its compiled-model cache)."""
         backend_device(device, self.name, self.devices)  # the table's devices: the classes keep no copy
         cls = getattr(self.load_module(), self.cls)
         target = export_folder_of(model) if self.kind is ModelKind.ONNX_EXPORT else model
         extra: dict[str, Any] = {"precision": precision} if self.takes_precision else {}
         if self.takes_threads and threads is not None:
             extra["threads"] = threads
-        return cls(target, device=device, **self.options, **extra)
+        return cls(target, device=device, **self.options, **extra, **(arguments or {}))
 
 
 REGISTRY: dict[str, BackendSpec] = {

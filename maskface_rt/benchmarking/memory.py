@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from maskface_rt.devices import parse_device
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -78,7 +80,8 @@ class MemoryProbe:
     """
 
     def __init__(self, device: str) -> None:
-        self.cuda_index = (int(device.split(":", 1)[1]) if ":" in device else 0) if device.startswith("cuda") else None
+        parsed = parse_device(device)
+        self.cuda_index = (parsed.index or 0) if parsed.is_cuda else None
         self.baseline: int | None = None
         self.footprint: int | None = None  # what loading the runner added
         self.row_start: int | None = None

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from maskface_rt.backends import open_backend
+from maskface_rt.backends import REGISTRY, open_backend
 from maskface_rt.config import ModelConfig, preset
+from maskface_rt.devices import parse_device
 from maskface_rt.errors import MaskfaceError
 from maskface_rt.export_format import MIN_MAX_BATCH, graph_file, read_manifest
 from maskface_rt.model_kind import ModelKind, export_folder_of, model_kind
@@ -130,9 +131,13 @@ class ModelSource:
             from maskface_rt.export.engine_builder import BuildOptions, build_engine
 
             out = self.scratch / f"generator-{runtime}-fp16{'-plugin' if plugin else ''}.engine"
-            chosen = {"runtime": runtime} if runtime != "tensorrt" else {}  # the builder's default: TensorRT
             options = BuildOptions(
-                min_batch=1, opt_batch=self.max_batch, max_batch=self.max_batch, plugin=plugin, device=device, **chosen
+                min_batch=1,
+                opt_batch=self.max_batch,
+                max_batch=self.max_batch,
+                plugin=plugin,
+                device=device,
+                runtime=runtime,
             )
             self.engines[key] = Path(build_engine(self.export("fp16", plugin), out, options).engine)
         return self.engines[key]
@@ -183,13 +188,13 @@ def reference_images(
         raise Unavailable("the torch fp32 reference needs a checkpoint; --model is an export folder")
     if not torch_installed():
         raise Unavailable(f"the torch fp32 reference needs torch: {TORCH_MISSING}")
-    from maskface_rt.backends.torch_backend import TorchBackend
-
-    backend = TorchBackend(source.checkpoint, device=device, adain="torch", generator_only=True)
+    backend = REGISTRY["torch"].open(
+        source.checkpoint, device=device, arguments={"adain": "torch", "generator_only": True}
+    )
     with backend, no_tf32():
         out = [backend.generate(labels[i : i + chunk], styles[i : i + chunk]) for i in range(0, len(labels), chunk)]
     del backend
-    if device.startswith("cuda"):
+    if parse_device(device).is_cuda:
         import torch
 
         torch.cuda.empty_cache()

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskface_rt.devices import parse_device
+
 #: Math modes a row's peak is taken for (bf16: CPU rows; bf16 on a GPU runs at its fp16 tensor-core peak).
 KINDS = ("fp32", "tf32", "fp16", "bf16")
 
@@ -67,11 +69,12 @@ class Peak:
 
 def peak_kind(device: str, precision: str, tf32: bool = False) -> str:
     """The math mode a row's FLOPs run in: fp16/bf16 -> fp16 tensor cores; fp32 on CUDA with TF32 allowed -> tf32."""
-    if precision in ("fp16", "bf16") and device.startswith("cuda"):
+    cuda = parse_device(device).is_cuda
+    if precision in ("fp16", "bf16") and cuda:
         return "fp16"
     if precision == "bf16":
         return "bf16"
-    return "tf32" if tf32 and device.startswith("cuda") else "fp32"
+    return "tf32" if tf32 and cuda else "fp32"
 
 
 def gpu_peak(device_name: str, kind: str) -> Peak:

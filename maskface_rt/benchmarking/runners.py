@@ -1,4 +1,4 @@
-"""One runner per backend and precision, behind one small interface.
+"""One runner per bench row (a ``variants.Variant`` of a registry row), behind one small interface.
 
 A runner is made for the model under test and the benchmark's device, says whether it can run here
 (``available``: the reason when not), makes the files it needs (``build``: exports, engines), loads
@@ -7,28 +7,36 @@ it host to host (``run_once``: numpy labels and styles in, numpy uint8 images ou
 generate`` uses a backend). On a GPU it also runs with inputs and outputs already on the device
 (``prepare_device``, ``run_device``), which gives the GPU compute time apart from host<->device copies.
 
-Every runner runs the generator through the package's backend (maskface_rt/backends: what ``maskface
-generate`` runs) and keeps only what timing needs: torch.compile or a CUDA graph around the torch backend's
-``generate_on_device``, ONNX Runtime's IOBinding on device values, the TensorRT backend's ``bind_generator``.
+Every runner opens its registry row (``REGISTRY[row].open``: the backend ``maskface generate`` runs) on the model
+of the row's kind (the checkpoint, an export of its precision, or an engine bench builds) and keeps only what
+timing needs: torch.compile or a CUDA graph around the torch backend's ``generate_on_device``, and otherwise the
+backend's ``bind_generator`` (ONNX Runtime's IOBinding on device values, the TensorRT backend's device buffers).
+A registry row without a runner of its own runs through the generic one (``BackendRunner``).
 torch, onnxruntime, openvino and tensorrt are imported only inside the runners that use them.
 """
 
 from __future__ import annotations
 
 import abc
-import dataclasses
+import importlib
 import importlib.util
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from maskface_rt.backends.registry import REGISTRY
+from maskface_rt.backends.base import GeneratorBackend
+from maskface_rt.backends.registry import REGISTRY, BackendSpec
 from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
-from maskface_rt.graph_contract import IMAGE, LABELS, STYLE
+from maskface_rt.benchmarking.variants import BACKEND_NAMES, Variant, variant_named
+from maskface_rt.devices import device_kinds, parse_device, spelling_for
+from maskface_rt.model_kind import ModelKind
 
-__all__ = ["BACKEND_NAMES", "Runner", "RunnerContext", "Unavailable", "make_runner"]
+__all__ = ["BACKEND_NAMES", "BackendRunner", "Runner", "RunnerContext", "Unavailable", "make_runner", "runner_class"]
+
+NO_CHECKPOINT = "needs a .safetensors checkpoint; --model is an export folder"
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,11 @@ class Runner(abc.ABC):
         return self.ctx.source
 
     @property
+    def on_cuda(self) -> bool:
+        """Whether this runner runs on a CUDA GPU."""
+        return parse_device(self.device).is_cuda
+
+    @property
     def tf32(self) -> bool:
         """Whether fp32 math may run on TF32 tensor cores (for the roofline's peak)."""
         return False
@@ -60,9 +73,6 @@ class Runner(abc.ABC):
     def notes(self) -> str:
         """What a reader needs to know about how this runner runs."""
         return ""
-
-    def _needs_cuda(self) -> str | None:
-        return None if self.ctx.device.startswith("cuda") else f"needs a CUDA GPU: {self.ctx.no_cuda}"
 
     @abc.abstractmethod
     def available(self) -> tuple[bool, str]:
@@ -96,33 +106,160 @@ class Runner(abc.ABC):
         """Free the runtime's resources."""
 
 
+# --- any registry row ----------------------------------------------------------------------------------
+
+
+class BackendRunner(Runner):
+    """A registry row as bench's variant of it: opened through the registry on the model of the row's kind, run
+    host to host through ``generate`` and on the device through the backend's ``bind_generator``."""
+
+    library = ""  # the registry rows (their ``library``) this class is the runner of; "": any without its own
+
+    def __init__(self, ctx: RunnerContext, variant: Variant) -> None:
+        super().__init__(ctx, variant.name)
+        self.variant, self.spec = variant, REGISTRY[variant.row]
+        self.family = self.family or self.spec.library
+        self.precision = variant.precision
+        self.device = self._device()
+        self.model: Path | None = None
+        self.backend: Any = None
+        self.description = ""  # the backend's, once loaded (notes are read after it is closed)
+        self.labels = self.styles = self.run_bound = None
+
+    def _device(self) -> str:
+        """Where the row runs: the variant's device, else the bench's where the row runs on its kind, else the CPU."""
+        kinds = device_kinds(self.spec.devices)
+        if self.variant.device == "cpu" or (parse_device(self.ctx.device).kind not in kinds and "cpu" in kinds):
+            return "cpu"
+        return self.ctx.device
+
+    @property
+    def needs_cuda(self) -> bool:
+        """Whether this row runs on a CUDA GPU only."""
+        return self.variant.device == "cuda" or "cpu" not in device_kinds(self.spec.devices)
+
+    @property
+    def export_precision(self) -> str:
+        """The export the row runs: a backend that takes a precision (OpenVINO) compiles the fp32 export at its
+        own; the others run an export of theirs."""
+        return "fp32" if self.spec.takes_precision else self.precision
+
+    def device_problem(self) -> str | None:
+        device = parse_device(self.device)
+        if self.needs_cuda and not device.is_cuda:
+            return f"needs a CUDA GPU: {self.ctx.no_cuda}"
+        if spelling_for(device, self.spec.devices) is None:
+            return f"the {self.spec.name} backend runs on cuda:0 only"
+        return None
+
+    def _runtime_problem(self) -> str | None:
+        """Why the row's runtime cannot run this variant here (beyond the registry's ``available``), or None."""
+        return None
+
+    def _model_problem(self) -> str | None:
+        """Why the model this row runs cannot be had, or None."""
+        kind = self.spec.kind
+        if kind is ModelKind.CHECKPOINT:
+            return None if self.source.checkpoint is not None else NO_CHECKPOINT
+        if kind is ModelKind.ENGINE:
+            try:
+                importlib.import_module("maskface_rt.export.engine_builder")
+            except ImportError as e:
+                return f"the engine builder is not part of this build ({e})"
+            missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
+            if self.variant.plugin and missing:
+                return (
+                    f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} "
+                    "(pip install 'maskface-rt[train,kernels]')"
+                )
+        ok, reason = self.source.can_export(self.export_precision, self.variant.plugin)
+        return None if ok else reason
+
+    def available(self) -> tuple[bool, str]:
+        if problem := self.device_problem():
+            return False, problem
+        ok, detail = self.spec.available()
+        if not ok:
+            return False, detail
+        problem = self._runtime_problem() or self._model_problem()
+        return (False, problem) if problem else (True, "")
+
+    def build(self) -> None:
+        kind = self.spec.kind
+        if kind is ModelKind.CHECKPOINT:
+            self.model = self.source.checkpoint
+        elif kind is ModelKind.ONNX_EXPORT:
+            self.model = self.source.export(self.export_precision)
+        else:
+            self.model = self.source.engine(self.variant.plugin, self.device, self.spec.name)
+
+    def arguments(self) -> dict[str, Any]:
+        """Keyword arguments of the backend's class beyond the registry's (``BackendSpec.open``)."""
+        return {}
+
+    def load(self) -> None:
+        self.backend = self.spec.open(
+            self.model,
+            device=spelling_for(parse_device(self.device), self.spec.devices) or self.device,
+            precision=self.precision if self.spec.takes_precision else "auto",
+            arguments=self.arguments(),
+        )
+        self.description = self.backend.description
+
+    @property
+    def notes(self) -> str:
+        return self.description
+
+    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        self.labels, self.styles = labels, styles
+        self.run_bound = None
+        return self.run_once()
+
+    def run_once(self) -> np.ndarray:
+        return self.backend.generate(self.labels, self.styles)
+
+    def prepare_device(self) -> None:
+        if not self.on_cuda:
+            super().prepare_device()
+        if type(self.backend).bind_generator is GeneratorBackend.bind_generator:
+            raise Unavailable(f"the {self.spec.name} backend binds no device buffers: its time would include copies")
+        self.run_bound = self.backend.bind_generator(self.labels, self.styles)
+
+    def run_device(self) -> None:
+        self.run_bound()  # finished on return (the backend synchronises)
+        return None
+
+    def close(self) -> None:
+        self.run_bound = None
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+
 # --- torch ---------------------------------------------------------------------------------------------
 
 
-class TorchRunner(Runner):
+class TorchRunner(BackendRunner):
     """The generator in PyTorch: eager, torch.compile or a CUDA graph; optionally with the fused AdaIN kernel.
 
     The uint8 labels go to the device as bytes and the images come back as uint8 NHWC, converted on
     the device, as in the exported graphs."""
 
-    family = "torch"
+    library = family = "torch"
 
-    def __init__(
-        self,
-        ctx: RunnerContext,
-        name: str,
-        precision: str,
-        mode: str = "eager",
-        fused: bool = False,
-        cuda_only: bool = True,
-    ) -> None:
-        super().__init__(ctx, name)
-        self.precision, self.mode, self.fused, self.cuda_only = precision, mode, fused, cuda_only
-        self.graph = None
+    def __init__(self, ctx: RunnerContext, variant: Variant) -> None:
+        super().__init__(ctx, variant)
+        self.mode, self.fused = variant.mode, variant.fused
+        self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+
+    @property
+    def needs_cuda(self) -> bool:
+        """fp16 and bf16 (the torch backend runs them on CUDA only), the fused kernel and CUDA graphs need a GPU."""
+        return super().needs_cuda or self.precision != "fp32" or self.fused or self.mode == "cudagraphs"
 
     @property
     def tf32(self) -> bool:
-        if not self.device.startswith("cuda") or self.precision != "fp32":
+        if not self.on_cuda or self.precision != "fp32":
             return False
         import torch
 
@@ -136,7 +273,7 @@ class TorchRunner(Runner):
             "cudagraphs": "one CUDA graph per batch size (torch.cuda.graphs)",
         }[self.mode]
         parts += "; fused AdaIN Triton kernel" if self.fused else "; AdaIN in torch ops"
-        if not self.device.startswith("cuda"):
+        if not self.on_cuda:
             import torch
 
             parts += f"; torch threads: {torch.get_num_threads()}"
@@ -147,11 +284,9 @@ class TorchRunner(Runner):
     def available(self) -> tuple[bool, str]:
         if not torch_installed():
             return False, TORCH_MISSING
-        if self.source.checkpoint is None:
-            return False, "needs a .safetensors checkpoint; --model is an export folder"
-        if self.cuda_only and (reason := self._needs_cuda()):
-            return False, reason
-        on_cuda = self.device.startswith("cuda")
+        if problem := self._model_problem() or self.device_problem():
+            return False, problem
+        on_cuda = self.on_cuda
         if on_cuda:
             import torch
 
@@ -168,19 +303,14 @@ class TorchRunner(Runner):
                 return False, f"{torch.cuda.get_device_name()} has no bf16 support"
         return True, ""
 
+    def arguments(self) -> dict[str, Any]:
+        return {"precision": self.precision, "adain": "fused" if self.fused else "torch", "generator_only": True}
+
     def load(self) -> None:
         import torch
 
-        from maskface_rt.backends.torch_backend import TorchBackend
-
         self.torch = torch
-        self.backend = TorchBackend(
-            self.source.checkpoint,
-            device=self.device,
-            precision=self.precision,
-            adain="fused" if self.fused else "torch",
-            generator_only=True,
-        )
+        super().load()
         forward = self.backend.generate_on_device
         self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
 
@@ -217,8 +347,8 @@ class TorchRunner(Runner):
             return out.cpu().numpy()
 
     def prepare_device(self) -> None:
-        if not self.device.startswith("cuda"):
-            super().prepare_device()
+        if not self.on_cuda:
+            Runner.prepare_device(self)
         self.start = self.torch.cuda.Event(enable_timing=True)
         self.end = self.torch.cuda.Event(enable_timing=True)
 
@@ -234,153 +364,82 @@ class TorchRunner(Runner):
         return self.start.elapsed_time(self.end) / 1e3
 
     def close(self) -> None:
-        torch = self.torch if hasattr(self, "torch") else None
+        torch = getattr(self, "torch", None)
         self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
-        if getattr(self, "backend", None) is not None:
-            self.backend.close()
-            self.backend = None
+        super().close()
         if torch is not None:
             if self.mode == "compile":
                 torch._dynamo.reset()
-            if self.device.startswith("cuda"):
+            if self.on_cuda:
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
 
 
-# --- onnxruntime ---------------------------------------------------------------------------------------
+# --- export folders ------------------------------------------------------------------------------------
 
 
-class OnnxRuntimeRunner(Runner):
+class OnnxRuntimeRunner(BackendRunner):
     """The exported generator in the package's onnxruntime backend (CPU, or CUDA with IOBinding)."""
 
-    family = "onnxruntime"
-
-    def __init__(self, ctx: RunnerContext, name: str, precision: str, cuda: bool) -> None:
-        super().__init__(ctx, name)
-        self.precision, self.cuda = precision, cuda
-        if not cuda:
-            self.device = "cpu"
+    library = family = "onnxruntime"
 
     @property
     def tf32(self) -> bool:
-        return self.cuda and self.precision == "fp32"  # the CUDA execution provider's default (use_tf32)
+        return self.on_cuda and self.precision == "fp32"  # the CUDA execution provider's default (use_tf32)
 
     @property
     def notes(self) -> str:
-        if self.cuda:
+        if self.on_cuda:
             return "CUDAExecutionProvider; device time: host clock around run_with_iobinding on CUDA OrtValues"
         from maskface_rt.backends.probes import cpu_threads
 
         return f"CPUExecutionProvider, {cpu_threads()} intra-op threads"
 
-    def available(self) -> tuple[bool, str]:
-        ok, detail = REGISTRY["onnxruntime"].available()
-        if not ok:
-            return False, detail
-        if self.cuda:
-            if reason := self._needs_cuda():
-                return False, reason
-            import onnxruntime as ort
+    def _runtime_problem(self) -> str | None:
+        from maskface_rt.backends.probes import has_cuda_provider
 
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                return False, "onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
-            if self.device not in ("cuda", "cuda:0"):
-                return False, "the onnxruntime backend runs on cuda:0 only"
-        return self.source.can_export(self.precision)
-
-    def build(self) -> None:
-        self.folder = self.source.export(self.precision)
-
-    def load(self) -> None:
-        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        self.backend = OnnxRuntimeBackend(self.folder, device="cuda" if self.cuda else "cpu")
-
-    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        self.labels, self.styles = labels, styles
-        return self.run_once()
-
-    def run_once(self) -> np.ndarray:
-        return self.backend.generate(self.labels, self.styles)
-
-    def prepare_device(self) -> None:
-        if not self.cuda:
-            super().prepare_device()
-        import onnxruntime as ort
-
-        self.session = self.backend.sessions["generator"]
-        self.values = {
-            LABELS: ort.OrtValue.ortvalue_from_numpy(self.labels, "cuda", 0),
-            STYLE: ort.OrtValue.ortvalue_from_numpy(self.styles, "cuda", 0),
-        }
-        shape = [len(self.labels), self.source.config.img_size, self.source.config.img_size, 3]
-        self.values[IMAGE] = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.uint8, "cuda", 0)
-        self.binding = self.session.io_binding()
-        self.binding.bind_ortvalue_input(LABELS, self.values[LABELS])
-        self.binding.bind_ortvalue_input(STYLE, self.values[STYLE])
-        self.binding.bind_ortvalue_output(IMAGE, self.values[IMAGE])
-
-    def run_device(self) -> None:
-        self.session.run_with_iobinding(self.binding)  # synchronises the device at the end of the run
+        if self.on_cuda and not has_cuda_provider():
+            return "onnxruntime has no CUDA execution provider (pip install onnxruntime-gpu)"
         return None
 
-    def close(self) -> None:
-        self.binding = self.values = self.session = None
-        if getattr(self, "backend", None) is not None:
-            self.backend.close()
-            self.backend = None
 
-
-class OpenVinoRunner(OnnxRuntimeRunner):
+class OpenVinoRunner(BackendRunner):
     """The fp32 export compiled by the package's openvino backend at the row's precision (CPU only)."""
 
-    family = "openvino"
-
-    def __init__(self, ctx: RunnerContext, name: str, precision: str) -> None:
-        super().__init__(ctx, name, precision, cuda=False)
-        self.executed = ""
+    library = family = "openvino"
 
     @property
     def notes(self) -> str:
         from maskface_rt.backends.probes import cpu_threads
 
-        return f"OpenVINO CPU plugin, {cpu_threads()} threads, 1 stream, LATENCY hint; runs: {self.executed}"
+        return f"OpenVINO CPU plugin, {cpu_threads()} threads, 1 stream, LATENCY hint; runs: {self.description}"
 
-    def available(self) -> tuple[bool, str]:
-        ok, detail = REGISTRY["openvino"].available()
-        return self.source.can_export("fp32") if ok else (False, detail)
-
-    def build(self) -> None:
-        self.folder = self.source.export("fp32")
-
-    def load(self) -> None:
-        from maskface_rt.backends.openvino_backend import OpenVinoBackend
-
+    def arguments(self) -> dict[str, Any]:
         # No compiled-model cache: the bench's exports live in a scratch folder, their blobs would be litter.
-        self.backend = OpenVinoBackend(self.folder, precision=self.precision, cache=False)
-        self.executed = self.backend.description
+        return {"cache": False}
 
 
-# --- TensorRT ------------------------------------------------------------------------------------------
+# --- engines -------------------------------------------------------------------------------------------
 
 
-class TensorRTRunner(Runner):
-    """A TensorRT fp16 engine (strongly typed, from the fp16 export; with ``plugin`` the generator's
-    AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) in the package's tensorrt backend; with
-    ``runtime="tensorrt-rtx"`` a TensorRT-RTX engine of the portable graph."""
+class EngineRunner(BackendRunner):
+    """An fp16 engine that bench builds (strongly typed, from the fp16 export; with ``plugin`` the generator's
+    AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) for the row's runtime (TensorRT or TensorRT-RTX), in
+    the package's backend of that runtime."""
 
     family = "tensorrt"
-    precision = "fp16"
 
-    def __init__(self, ctx: RunnerContext, name: str, plugin: bool, runtime: str = "tensorrt") -> None:
-        super().__init__(ctx, name)
-        self.plugin, self.runtime = plugin, runtime
-        self.run_bound = None
-        self.backend_description = ""
+    @property
+    def runtime(self) -> str:
+        return self.spec.name
+
+    @property
+    def plugin(self) -> bool:
+        return self.variant.plugin
 
     @property
     def notes(self) -> str:
-        backend = self.backend_description
+        backend = self.description
         return (
             f"one engine for batch 1..{self.source.max_batch}, optimised for {self.source.max_batch}"
             + ("; FusedAdaIN plugin" if self.plugin else "")
@@ -389,83 +448,24 @@ class TensorRTRunner(Runner):
             "device-resident buffers"
         )
 
-    def available(self) -> tuple[bool, str]:
-        if reason := self._needs_cuda():
-            return False, reason
-        try:
-            from maskface_rt.export.engine_builder import BuildOptions, build_engine  # noqa: F401
-        except ImportError as e:
-            return False, f"the TensorRT backend or engine builder is not part of this build ({e})"
-        if self.runtime != "tensorrt" and "runtime" not in {f.name for f in dataclasses.fields(BuildOptions)}:
-            return False, f"this version's engine builder cannot make {self.runtime} engines"
-        ok, detail = REGISTRY[self.runtime].available()
-        if not ok:
-            return False, detail
-        if self.plugin:
-            missing = [m for m in ("triton", "torch") if importlib.util.find_spec(m) is None]
-            if missing:
-                return (
-                    False,
-                    f"the FusedAdaIN plugin's kernel is compiled at build time with {' and '.join(missing)} "
-                    "(pip install 'maskface-rt[train,kernels]')",
-                )
-        return self.source.can_export("fp16", self.plugin)
 
-    def build(self) -> None:
-        self.engine = self.source.engine(self.plugin, self.device, self.runtime)
+# --- the rows ------------------------------------------------------------------------------------------
 
-    def load(self) -> None:
-        from maskface_rt.backends import open_backend
-
-        self.backend = open_backend(self.engine, self.runtime, device=self.device)
-        self.backend_description = self.backend.description  # e.g. whether it replays CUDA graphs
-
-    def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        self.labels, self.styles = labels, styles
-        self.run_bound = None
-        return self.run_once()
-
-    def run_once(self) -> np.ndarray:
-        return self.backend.generate(self.labels, self.styles)
-
-    def prepare_device(self) -> None:
-        self.run_bound = self.backend.bind_generator(self.labels, self.styles)
-
-    def run_device(self) -> None:
-        self.run_bound()  # synchronises the stream before returning
-        return None
-
-    def close(self) -> None:
-        self.run_bound = None
-        if getattr(self, "backend", None) is not None:
-            self.backend.close()
-            self.backend = None
-
-
-# --- the list ------------------------------------------------------------------------------------------
-
-#: name -> (class, keyword arguments); the order of reports and of --backend all.
-_SPECS: dict[str, tuple[type[Runner], dict[str, Any]]] = {
-    "torch-fp32": (TorchRunner, {"precision": "fp32", "cuda_only": False}),
-    "torch-fp16": (TorchRunner, {"precision": "fp16"}),
-    "torch-bf16": (TorchRunner, {"precision": "bf16"}),
-    "torch-fused-fp16": (TorchRunner, {"precision": "fp16", "fused": True}),
-    "torch-compile-fp32": (TorchRunner, {"precision": "fp32", "mode": "compile", "cuda_only": False}),
-    "torch-compile-fp16": (TorchRunner, {"precision": "fp16", "mode": "compile"}),
-    "torch-cudagraphs-fp16": (TorchRunner, {"precision": "fp16", "mode": "cudagraphs"}),
-    "torch-fused-cudagraphs-fp16": (TorchRunner, {"precision": "fp16", "mode": "cudagraphs", "fused": True}),
-    "onnxruntime-cpu-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": False}),
-    "onnxruntime-cuda-fp32": (OnnxRuntimeRunner, {"precision": "fp32", "cuda": True}),
-    "onnxruntime-cuda-fp16": (OnnxRuntimeRunner, {"precision": "fp16", "cuda": True}),
-    "openvino-cpu-fp32": (OpenVinoRunner, {"precision": "fp32"}),
-    "openvino-cpu-bf16": (OpenVinoRunner, {"precision": "bf16"}),
-    "tensorrt-fp16": (TensorRTRunner, {"plugin": False}),
-    "tensorrt-plugin-fp16": (TensorRTRunner, {"plugin": True}),
-    "tensorrt-rtx-fp16": (TensorRTRunner, {"plugin": False, "runtime": "tensorrt-rtx"}),
+#: Runners of their own for some libraries (torch's compile and CUDA graphs, onnxruntime's CUDA provider,
+#: OpenVINO's cache and notes); any other registry row runs through the engine runner or the generic one.
+_LIBRARY_RUNNERS: dict[str, type[BackendRunner]] = {
+    cls.library: cls for cls in (TorchRunner, OnnxRuntimeRunner, OpenVinoRunner)
 }
-BACKEND_NAMES = tuple(_SPECS)
 
 
-def make_runner(name: str, ctx: RunnerContext) -> Runner:
-    cls, kwargs = _SPECS[name]
-    return cls(ctx, name, **kwargs)
+def runner_class(spec: BackendSpec) -> type[BackendRunner]:
+    """The runner of a registry row."""
+    if spec.library in _LIBRARY_RUNNERS:
+        return _LIBRARY_RUNNERS[spec.library]
+    return EngineRunner if spec.kind is ModelKind.ENGINE else BackendRunner
+
+
+def make_runner(name: str, ctx: RunnerContext) -> BackendRunner:
+    """The runner of a --backend name (one of BACKEND_NAMES)."""
+    variant = variant_named(name)
+    return runner_class(REGISTRY[variant.row])(ctx, variant)

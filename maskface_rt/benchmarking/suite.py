@@ -206,7 +206,7 @@ def _timing_columns(batch: int, rounds: list[Measurement]) -> dict[str, Any]:
 
 def _device_timing(runner: Runner, options: BenchOptions) -> dict[str, Any]:
     """GPU compute time with inputs and outputs on the device (after the host rounds), or why there is none."""
-    if not runner.device.startswith("cuda"):
+    if not runner.on_cuda:
         return {"gpu_compute_note": "CPU: no device copies"}
     timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
     try:
@@ -290,12 +290,12 @@ def _roofline(
     for row in rows:
         if row["status"] != "ok":
             continue
-        device, runner = row["device"], runners[row["backend"]]
-        kind = peaks.peak_kind(device, row["precision"], runner.tf32)
+        device, runner = parse_device(row["device"]), runners[row["backend"]]
+        kind = peaks.peak_kind(row["device"], row["precision"], runner.tf32)
         if options.peak_tflops is not None:
             peak = peaks.Peak(options.peak_tflops, kind, "--peak-tflops")
-        elif device.startswith("cuda"):
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
+        elif device.is_cuda:
+            index = device.index or 0
             peak = peaks.gpu_peak(gpu_names[index] if index < len(gpu_names) else "unknown GPU", kind)
         else:
             peak = cpu[kind]

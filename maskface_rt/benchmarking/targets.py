@@ -19,6 +19,7 @@ from typing import Any
 
 from maskface_rt.benchmarking.environment import NATIVE_BF16_FLAGS
 from maskface_rt.config import PRESETS
+from maskface_rt.devices import parse_device
 
 CPU_PRESETS, CPU_BATCHES, CPU_RATIO = ("paper-256", "tiny-128"), (1, 8), 1.3
 BF16_PRESETS, BF16_BATCH, BF16_JUDGED = ("tiny-64", "paper-256"), 8, "paper-256"
@@ -56,11 +57,13 @@ def preset_of(report: dict[str, Any]) -> str | None:
 
 def _row(report: dict[str, Any], backend: str, batch: int, cuda: bool) -> dict[str, Any] | None:
     for row in report.get("rows", []):
-        if (row["backend"], row["batch"], row["status"]) == (backend, batch, "ok") and row["device"].startswith(
-            "cuda"
-        ) == cuda:
+        if (row["backend"], row["batch"], row["status"]) == (backend, batch, "ok") and _on_cuda(row) == cuda:
             return row
     return None
+
+
+def _on_cuda(row: dict[str, Any]) -> bool:
+    return parse_device(row["device"]).is_cuda
 
 
 def _ratio(report: dict[str, Any], backend: str, baseline: str, batch: int, cuda: bool) -> float | None:
@@ -88,7 +91,7 @@ def check(report: dict[str, Any]) -> list[Verdict]:
             )
     if bf16 := bf16_verdict(report):
         verdicts.append(bf16)
-    if name == GPU_PRESET and any(row["device"].startswith("cuda") for row in report.get("rows", [])):
+    if name == GPU_PRESET and any(_on_cuda(row) for row in report.get("rows", [])):
         gpu = ", ".join(g.get("name", "") for g in env.get("gpus", [])) or "GPU"
         for baseline, threshold in GPU_RATIOS:
             verdicts.append(

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from maskface_rt.benchmarking.runners import BACKEND_NAMES
+from maskface_rt.benchmarking.variants import BACKEND_NAMES
 from maskface_rt.cli.options import device_option, json_option, path_value
 from maskface_rt.config import PRESETS
+from maskface_rt.devices import parse_device
 from maskface_rt.errors import ExitCode, MaskfaceError
 
 if TYPE_CHECKING:
@@ -234,7 +235,7 @@ def _write_files(
 def _where(meta: dict[str, Any]) -> str:
     """The plot title's machine: the first GPU's name for a CUDA run, else the CPU."""
     gpus = meta["environment"].get("gpus") or []
-    return gpus[0].get("name", "GPU") if meta["device"].startswith("cuda") and gpus else meta["environment"]["cpu"]
+    return gpus[0].get("name", "GPU") if parse_device(meta["device"]).is_cuda and gpus else meta["environment"]["cpu"]
 
 
 def _json_destination(as_json: bool, json_path: Path | None) -> Path | None:

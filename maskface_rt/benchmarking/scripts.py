@@ -1,6 +1,7 @@
-"""Helpers shared by the benchmark scripts: a model of a preset, its export, the environment.
+"""What the benchmark scripts (benchmarks/*.py) share: a scratch folder, a model file's export, a result file.
 
-The implementations live in the package (maskface_rt.benchmarking), which ``maskface bench`` uses too.
+The scripts measure with the rest of this package (``models``, ``environment``, ``timing``, the runners of
+``maskface bench``); they import it as installed.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from maskface_rt.benchmarking.environment import environment
-from maskface_rt.benchmarking.models import random_model as make_model
-
-__all__ = ["environment", "make_export", "make_model", "scratch", "write_result"]
+__all__ = ["make_export", "scratch", "write_result"]
 
 
 def make_export(model: Path, folder: Path, max_batch: int = 64) -> Path:
+    """The fp32 export of ``model`` in ``folder`` (needs torch)."""
     from maskface_rt.export.onnx_export import export_onnx
 
     out = folder / f"{model.stem}-onnx"
@@ -24,6 +23,7 @@ def make_export(model: Path, folder: Path, max_batch: int = 64) -> Path:
 
 
 def write_result(path: Path | None, result: dict[str, Any]) -> None:
+    """``result`` as JSON at ``path`` (replaced atomically), and a line saying so; nothing when ``path`` is None."""
     if path is None:
         return
     from maskface_rt.fileio import write_json_atomic
@@ -33,4 +33,5 @@ def write_result(path: Path | None, result: dict[str, Any]) -> None:
 
 
 def scratch() -> tempfile.TemporaryDirectory:
+    """A temporary folder for a script's models and exports."""
     return tempfile.TemporaryDirectory(prefix="maskface-bench-")

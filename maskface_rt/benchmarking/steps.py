@@ -1,8 +1,9 @@
-"""The step runner of the one-command hardware checks (``make gpu-check``, ``make bf16-check``).
+"""The step runner of the one-command hardware checks (``make gpu-check``, ``make bf16-check``: benchmarks/).
 
 Each step runs in its own process and process group with its own timeout, clamped to what is left of the
 check's budget, its output in logs/<step>.log of the work folder; a step runs whatever happened before it.
-Only the standard library here: gpu_check.py runs it before the package is importable.
+Only the standard library here: gpu_check.py imports it before it knows which of the package's runtimes (torch,
+the exporter, the kernels) its steps can import.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
 LEFT_OUT = "left out (--only)"  # the tail of a step that --only did not choose
 
 
@@ -72,19 +72,24 @@ def run_steps(
     deadline: float,
     label: str,
     collect: Callable[[Step], None],
+    cwd: Path | None = None,
 ) -> dict[str, Step]:
-    """Run the chosen steps (all where none was chosen) in order, collecting each one's figures; returns those run."""
+    """Run the chosen steps (all where none was chosen) in order, in ``cwd`` (None: this process's), collecting each
+    one's figures; returns those run."""
     for step in steps:
         if chosen and step.name not in chosen:
             step.command, step.tail = shlex.join(["python", *step.args]), LEFT_OUT
             continue
-        run_step(step, env, work, deadline, label)
+        run_step(step, env, work, deadline, label, cwd)
         collect(step)
     return {step.name: step for step in steps if step.tail != LEFT_OUT}
 
 
-def run_step(step: Step, env: dict[str, str], work: Path, deadline: float, label: str = "gpu-check") -> None:
-    """Run one step to completion or its timeout; fills in its command, status, return code, time and log tail."""
+def run_step(
+    step: Step, env: dict[str, str], work: Path, deadline: float, label: str = "gpu-check", cwd: Path | None = None
+) -> None:
+    """Run one step to completion or its timeout, in ``cwd`` (None: this process's); fills in its command, status,
+    return code, time and log tail."""
     left = deadline - time.monotonic()
     step.command = shlex.join(["python", *step.args])
     if left < 5:
@@ -104,7 +109,7 @@ def run_step(step: Step, env: dict[str, str], work: Path, deadline: float, label
             stdout=stdout,
             stderr=subprocess.STDOUT if stdout is out else out,
             env=env,
-            cwd=REPO,
+            cwd=cwd,
             start_new_session=True,
         )
         try:
