@@ -301,7 +301,7 @@ class _LoggedRunner(Runner):
     """A runner that only records its calls in a shared log (the real ones are timed in the tests below)."""
 
     def __init__(self, name: str, log: list[str], fail_on_call: int | None = None) -> None:
-        super().__init__(RunnerContext(None, "cpu", "--device cpu was given"), name)  # type: ignore[arg-type]
+        super().__init__(RunnerContext(None, "cpu", "the device asked for is the CPU"), name)  # type: ignore[arg-type]
         self.log, self.fail_on_call, self.calls, self.closed = log, fail_on_call, 0, False
 
     def available(self) -> tuple[bool, str]:
@@ -370,8 +370,11 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
     for name in cuda_only:
         ok, reason = verdicts[name]
         assert not ok and reason.startswith("needs a CUDA GPU: none found"), (name, reason)
-    forced_cpu = RunnerContext(source, "cpu", "--device cpu was given")
-    assert make_runner("tensorrt-fp16", forced_cpu).available() == (False, "needs a CUDA GPU: --device cpu was given")
+    forced_cpu = RunnerContext(source, "cpu", "the device asked for is the CPU")
+    assert make_runner("tensorrt-fp16", forced_cpu).available() == (
+        False,
+        "needs a CUDA GPU: the device asked for is the CPU",
+    )
 
     exported = ModelSource.open(tiny_export, "paper-256", tmp_path, 2)
     ctx = RunnerContext(exported, "cpu", no_cuda)
@@ -408,7 +411,7 @@ def test_a_backend_added_to_the_registry_is_a_bench_row_without_an_edit_to_bench
     assert rows[: len(VARIANTS)] == VARIANTS and rows[-1] == Variant("ort-copy", "fp32")
     assert rows[-1].name == "ort-copy-fp32" and runner_class(spec) is BackendRunner
     source = ModelSource.open(tiny_export, "paper-256", tmp_path, 2)
-    runner = BackendRunner(RunnerContext(source, "cpu", "--device cpu was given"), rows[-1])
+    runner = BackendRunner(RunnerContext(source, "cpu", "the device asked for is the CPU"), rows[-1])
     assert runner.available() == (True, "") and (runner.device, runner.family) == ("cpu", "ort-copy")
     runner.build()
     runner.load()
@@ -537,7 +540,7 @@ def test_bench_on_an_export_folder_and_named_unavailable_backends(tiny_export, t
         ("tensorrt-fp16", "unavailable"),
     ]
     assert rows[0]["psnr_db"] is None and "needs a checkpoint" in rows[0]["accuracy_note"]
-    assert rows[1]["batch"] is None and rows[1]["reason"] == "needs a CUDA GPU: --device cpu was given"
+    assert rows[1]["batch"] is None and rows[1]["reason"] == "needs a CUDA GPU: the device asked for is the CPU"
     assert "unavailable: tensorrt-fp16: needs a CUDA GPU" in done.stderr
 
     nothing = _invoke("--model", str(tiny_export), "--backend", "torch-fp16", "--batch-sizes", "1", "--device", "cpu")

@@ -100,16 +100,15 @@ def test_output_that_cannot_be_written_is_one_line_exit_1(args, fresh, tmp_path)
 
 
 def _cli_flags() -> set[str]:
+    """Every --flag of every command and subcommand."""
     import typer.main
 
-    group = typer.main.get_command(app)
-    return {
-        flag
-        for command in group.commands.values()
-        for param in command.params
-        for flag in (*param.opts, *param.secondary_opts)
-        if flag.startswith("--")
-    }
+    flags, todo = set(), [typer.main.get_command(app)]
+    while todo:
+        command = todo.pop()
+        todo += getattr(command, "commands", {}).values()  # a group's commands
+        flags |= {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
+    return {flag for flag in flags if flag.startswith("--")}
 
 
 def _option_names_the_library_uses() -> set[str]:

@@ -189,7 +189,7 @@ def test_cli_missing_weights_error(tiny_model, synth64, tmp_path):
     ("compare", "message"),
     [
         ("openvino@fp16:{model}", "PRECISION one of auto, fp32, bf16, got 'openvino@fp16:"),
-        ("{model}", "--compare takes BACKEND[@PRECISION]:MODEL"),
+        ("{model}", "Invalid value for --compare: takes BACKEND[@PRECISION]:MODEL"),
         ("onnxruntime@bf16:{export}", "bf16 applies to the openvino backend only"),
     ],
 )

@@ -126,9 +126,9 @@ def test_bench_has_a_row_that_builds_and_runs_tensorrt_rtx_engines(tmp_path):
 
     assert "tensorrt-rtx-fp16" in BACKEND_NAMES
     source = ModelSource(preset("tiny-64"), None, tmp_path, 2, "tiny")
-    runner = make_runner("tensorrt-rtx-fp16", RunnerContext(source, "cpu", "--device cpu was given"))
+    runner = make_runner("tensorrt-rtx-fp16", RunnerContext(source, "cpu", "the device asked for is the CPU"))
     assert (runner.runtime, runner.plugin, runner.precision) == ("tensorrt-rtx", False, "fp16")
-    assert runner.available() == (False, "needs a CUDA GPU: --device cpu was given")
+    assert runner.available() == (False, "needs a CUDA GPU: the device asked for is the CPU")
 
 
 # ----------------------------------------------------------------------------- the runtime cache file

@@ -28,7 +28,7 @@ from maskface_rt.benchmarking.report import COLUMNS
 from maskface_rt.benchmarking.runners import Runner, RunnerContext, make_runner
 from maskface_rt.benchmarking.timing import Measurement, measure, summarize
 from maskface_rt.devices import parse_device
-from maskface_rt.errors import ExitCode, MaskfaceError
+from maskface_rt.errors import ExitCode, MaskfaceError, OptionError
 from maskface_rt.parity import ParityAccumulator
 
 DEFAULT_PRESET = "paper-256"
@@ -61,13 +61,13 @@ def bench_device(name: str) -> tuple[str, str]:
     """A --device value -> (the bench's device, "cpu" or "cuda:N"; why CUDA-only runners cannot run here or '')."""
     device = parse_device(name)
     if device.kind == "cpu":
-        return "cpu", "--device cpu was given"
+        return "cpu", "the device asked for is the CPU"
     found = env.gpu_names()
     if device.kind == "auto":
         return ("cuda:0", "") if found else ("cpu", "none found (neither nvidia-smi nor torch sees one)")
     index = device.index or 0
     if index >= len(found):
-        raise MaskfaceError(None, f"--device {name}: this machine has {len(found)} CUDA GPU(s)")
+        raise OptionError("device", f"{name}: this machine has {len(found)} CUDA GPU(s)")
     return f"cuda:{index}", ""
 
 

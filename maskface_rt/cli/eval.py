@@ -26,7 +26,7 @@ from maskface_rt.cli.options import (
     styles_option,
     usage_error,
 )
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -158,8 +158,8 @@ def run(
         raise usage_error(problem)
     try:
         comparisons = tuple(Comparison.parse(c) for c in compare or ())
-    except MaskfaceError as e:
-        raise typer.BadParameter(e.problem, param_hint="--compare") from None
+    except OptionError as e:
+        raise usage_error(e) from None
     for comparison in comparisons:
         if problem := precision_problem(comparison.model, comparison.backend, comparison.precision):
             raise typer.BadParameter(problem.problem, param_hint="--compare")

@@ -23,7 +23,7 @@ import numpy as np
 
 from maskface_rt.backends import BACKENDS, PRECISIONS, GeneratorBackend, open_backend
 from maskface_rt.datasets import CELEBA_MAPPING, PairedDataset, open_dataset
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.evaluation.consistency import Consistency, confusion_matrix
 from maskface_rt.evaluation.diversity import mean_pairwise, pixel_l1, synthetic_real_diversity
 from maskface_rt.evaluation.fid import (
@@ -72,9 +72,9 @@ class Comparison:
         head, sep, model = text.partition(":")
         backend, at, precision = head.partition("@")
         if not sep or not model or backend not in BACKENDS or (at and precision not in PRECISIONS):
-            raise MaskfaceError(
-                None,
-                f"--compare takes BACKEND[@PRECISION]:MODEL with BACKEND one of {', '.join(BACKENDS)} and "
+            raise OptionError(
+                "compare",
+                f"takes BACKEND[@PRECISION]:MODEL with BACKEND one of {', '.join(BACKENDS)} and "
                 f"PRECISION one of {', '.join(PRECISIONS)}, got {text!r} "
                 "(e.g. onnxruntime:runs/demo/onnx-fp16 or openvino@fp32:runs/demo/onnx)",
             )
@@ -241,9 +241,10 @@ def evaluate(
     t0 = time.perf_counter()
     store = store or WeightStore()
     if options.styles < 2:
-        raise MaskfaceError(None, f"--styles must be at least 2 (diversity compares styles), got {options.styles}")
-    if options.limit < 1 or options.batch_size < 1:
-        raise MaskfaceError(None, "--limit and --batch-size must be positive")
+        raise OptionError("styles", f"must be at least 2 (diversity compares styles), got {options.styles}")
+    for option in ("limit", "batch_size"):
+        if getattr(options, option) < 1:
+            raise OptionError(option, f"must be positive, got {getattr(options, option)}")
     selected, skipped = plan_metrics(options, store)
     device = resolve_device(options.device)
     with open_backend(model, backend, device=options.device, precision=precision) as reference:
