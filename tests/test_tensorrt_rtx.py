@@ -81,8 +81,8 @@ def test_backend_refuses_an_engine_of_the_other_runtime(tmp_path):
     rtx, plain = _engine(tmp_path / "rtx", TENSORRT_RTX), _engine(tmp_path / "plain")
     with pytest.raises(
         MaskfaceError,
-        match=r"faces\.engine: was built for tensorrt-rtx, not tensorrt: run it with "
-        r"--backend tensorrt-rtx \(or auto\).* --runtime tensorrt$",
+        match=r"^backend: .*faces\.engine was built for tensorrt-rtx, not tensorrt: run it with "
+        r"the tensorrt-rtx backend \(or auto\).* --runtime tensorrt$",
     ):
         TensorRTBackend(rtx, runtime=TENSORRT)
     with pytest.raises(MaskfaceError, match="was built for tensorrt, not tensorrt-rtx"):

@@ -52,7 +52,7 @@ from maskface_rt.config import ModelConfig
 from maskface_rt.cuda import device as cuda_device
 from maskface_rt.cuda.device import CudaDevice, open_cuda_device
 from maskface_rt.devices import cuda_index
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.graph_contract import GRAPH_IO, TENSOR_DTYPES, graph_feeds, tensor_shape
 
 #: MASKFACE_CUDA_GRAPHS=0 turns CUDA graphs off (plain execute_async_v3 every call).
@@ -127,7 +127,7 @@ class EngineRunner:
     def __init__(
         self,
         trt: Any,
-        runtime: Runtime,
+        trt_runtime: Runtime,
         engine_bytes: bytes,
         graph: str,
         config: ModelConfig,
@@ -143,7 +143,7 @@ class EngineRunner:
         self.trt, self.graph, self.config, self.profile, self.cuda = trt, graph, config, profile, cuda
         self.where, self._logger, self._compat = str(where), logger, compat
         self.inputs, self.output = GRAPH_IO[graph]
-        engine = runtime.deserialize_cuda_engine(engine_bytes)
+        engine = trt_runtime.deserialize_cuda_engine(engine_bytes)
         if engine is None:
             raise MaskfaceError(
                 where,
@@ -335,9 +335,9 @@ class TensorRTBackend(GeneratorBackend):
         super().__init__(self.sidecar.config, str(engine))
         built_for = self.sidecar.runtime
         if built_for != runtime:
-            raise MaskfaceError(
-                engine,
-                f"was built for {built_for}, not {runtime}: run it with --backend {built_for} "
+            raise OptionError(
+                "backend",
+                f"{engine} was built for {built_for}, not {runtime}: run it with the {built_for} backend "
                 f"(or auto), or {rebuild_hint(engine, self.sidecar)} --runtime {runtime}",
             )
         self.files = verify_engine_files(engine, self.sidecar)
