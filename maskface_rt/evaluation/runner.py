@@ -157,7 +157,7 @@ def _needs(metric: str, options: EvalOptions) -> tuple[str, ...]:
 def plan_metrics(options: EvalOptions, store: WeightStore) -> tuple[list[str], dict[str, str]]:
     """(metrics to run, {skipped metric: reason}); a metric asked for by name that cannot run is an error."""
     explicit = options.metrics is not None
-    wanted = options.metrics if explicit else METRICS
+    wanted = METRICS if options.metrics is None else options.metrics
     unknown = sorted(set(wanted) - set(METRICS))
     if unknown:
         raise MaskfaceError(None, f"unknown metric {unknown[0]!r}; valid: {', '.join(METRICS)}")
@@ -210,18 +210,18 @@ def _real_features(
             info["cache_hit"] = True
             return cached, info
     advance = progress("real images", len(paths))
-    features = []
+    chunks = []
     for i in range(0, len(paths), inception.batch_size):
         batch = np.stack([resize_rgb(read_rgb(p), pairs.size) for p in paths[i : i + inception.batch_size]])
-        features.append(inception(batch))
+        chunks.append(inception(batch))
         advance(len(batch))
-    features = np.concatenate(features)
+    features = np.concatenate(chunks)
     if cache is not None:
         cache.save(key, features)
     return features, info
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
+def _mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
@@ -318,10 +318,10 @@ def _run(
     result: EvalResult,
     progress: Progress,
 ) -> None:
+    # each None unless a selected metric needs it (inception: FID or KID)
     parser, lpips, inception = nets.get("parser"), nets.get("lpips"), nets.get("inception")
-    use_fid = "fid" in selected or "kid" in selected
     real_features = None
-    if use_fid:
+    if inception is not None:
         count = len(pairs) if options.real_limit is None else min(options.real_limit, len(pairs))
         cache = FeatureCache(options.stats_cache) if options.stats_cache is not None else None
         real_features, real_info = _real_features(pairs, count, inception, cache, progress)
@@ -348,14 +348,14 @@ def _run(
             l1.extend(mean_pairwise(faces, pixel_l1))
         if lpips is not None:
             lpips_div.extend(mean_pairwise(faces, lpips))
-        if use_fid:
+        if inception is not None:
             features[0].append(inception(flat))
         for j, other in enumerate(others):
             other_flat = _generate(other, labels, styles[j + 1], options.batch_size).reshape(flat.shape)
             parity[j].update(flat, other_flat)
             if lpips is not None:
                 parity_lpips[j].append(lpips(flat, other_flat))
-            if "fid" in selected:
+            if inception is not None and "fid" in selected:
                 features[j + 1].append(inception(other_flat))
         advance(len(real))
 
@@ -373,23 +373,25 @@ def _run(
             metrics["diversity"]["real_pixel_l1"] = _mean_std(real_l1)
     if lpips is not None:
         metrics["lpips"] = {"diversity": _mean_std(lpips_div), "pairs_per_mask": k * (k - 1) // 2}
-    generated = np.concatenate(features[0]) if use_fid else None
-    real_stats = GaussianStats.of(real_features) if "fid" in selected else None
-    if "fid" in selected:
-        metrics["fid"] = {
-            "value": frechet_distance(GaussianStats.of(generated), real_stats),
-            "generated_images": len(generated),
-            **real_info,
-        }
-    if "kid" in selected:
-        kid = kernel_inception_distance(
-            generated,
-            real_features,
-            subsets=options.kid_subsets,
-            subset_size=options.kid_subset_size,
-            seed=options.seed,
-        )
-        metrics["kid"] = {**dataclasses.asdict(kid), "generated_images": len(generated), **real_info}
+    real_stats = None
+    if real_features is not None:
+        generated = np.concatenate(features[0])
+        if "fid" in selected:
+            real_stats = GaussianStats.of(real_features)
+            metrics["fid"] = {
+                "value": frechet_distance(GaussianStats.of(generated), real_stats),
+                "generated_images": len(generated),
+                **real_info,
+            }
+        if "kid" in selected:
+            kid = kernel_inception_distance(
+                generated,
+                real_features,
+                subsets=options.kid_subsets,
+                subset_size=options.kid_subset_size,
+                seed=options.seed,
+            )
+            metrics["kid"] = {**dataclasses.asdict(kid), "generated_images": len(generated), **real_info}
     for j, (other, comparison) in enumerate(zip(others, options.compare)):
         entry: dict[str, Any] = {
             "backend": other.description,
@@ -398,7 +400,7 @@ def _run(
         }
         if lpips is not None:
             entry["lpips"] = _mean_std(np.concatenate(parity_lpips[j]))
-        if "fid" in selected:
+        if real_stats is not None:
             fid = frechet_distance(GaussianStats.of(np.concatenate(features[j + 1])), real_stats)
             entry["fid"] = fid
             entry["fid_change"] = fid - metrics["fid"]["value"]
