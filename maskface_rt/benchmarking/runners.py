@@ -19,14 +19,22 @@ import abc
 import dataclasses
 import importlib.util
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
 from maskface_rt.graph_contract import IMAGE, LABELS, STYLE
+
+if TYPE_CHECKING:
+    import torch
+
+    from maskface_rt.backends.base import GeneratorBackend
+    from maskface_rt.backends.export_folder import ExportFolderBackend
+    from maskface_rt.backends.torch_backend import TorchBackend
 
 __all__ = ["BACKEND_NAMES", "Runner", "RunnerContext", "Unavailable", "make_runner"]
 
@@ -118,7 +126,9 @@ class TorchRunner(Runner):
     ) -> None:
         super().__init__(ctx, name)
         self.precision, self.mode, self.fused, self.cuda_only = precision, mode, fused, cuda_only
-        self.graph = None
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.backend: TorchBackend | None = None
+        self.fn: Callable[..., Any] | None = None
 
     @property
     def tf32(self) -> bool:
@@ -173,6 +183,7 @@ class TorchRunner(Runner):
 
         from maskface_rt.backends.torch_backend import TorchBackend
 
+        assert self.source.checkpoint is not None  # available() said so
         self.torch = torch
         self.backend = TorchBackend(
             self.source.checkpoint,
@@ -185,6 +196,7 @@ class TorchRunner(Runner):
         self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
 
     def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
+        assert self.fn is not None  # load() made it
         torch = self.torch
         self.labels, self.styles = labels, styles
         self.graph = None
@@ -206,6 +218,7 @@ class TorchRunner(Runner):
         return self.run_once()
 
     def run_once(self) -> np.ndarray:
+        assert self.fn is not None  # load() made it
         torch = self.torch
         with torch.no_grad():
             if self.graph is not None:
@@ -223,6 +236,7 @@ class TorchRunner(Runner):
         self.end = self.torch.cuda.Event(enable_timing=True)
 
     def run_device(self) -> float:
+        assert self.fn is not None  # load() made it
         with self.torch.no_grad():
             self.start.record()
             if self.graph is not None:
@@ -236,7 +250,7 @@ class TorchRunner(Runner):
     def close(self) -> None:
         torch = self.torch if hasattr(self, "torch") else None
         self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
-        if getattr(self, "backend", None) is not None:
+        if self.backend is not None:
             self.backend.close()
             self.backend = None
         if torch is not None:
@@ -260,6 +274,8 @@ class OnnxRuntimeRunner(Runner):
         self.precision, self.cuda = precision, cuda
         if not cuda:
             self.device = "cpu"
+        self.backend: ExportFolderBackend | None = None
+        self.values: dict[str, Any] | None = None
 
     @property
     def tf32(self) -> bool:
@@ -301,6 +317,7 @@ class OnnxRuntimeRunner(Runner):
         return self.run_once()
 
     def run_once(self) -> np.ndarray:
+        assert self.backend is not None  # load() opened it
         return self.backend.generate(self.labels, self.styles)
 
     def prepare_device(self) -> None:
@@ -308,6 +325,9 @@ class OnnxRuntimeRunner(Runner):
             super().prepare_device()
         import onnxruntime as ort
 
+        from maskface_rt.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        assert isinstance(self.backend, OnnxRuntimeBackend)  # load() opened it, on CUDA
         self.session = self.backend.sessions["generator"]
         self.values = {
             LABELS: ort.OrtValue.ortvalue_from_numpy(self.labels, "cuda", 0),
@@ -326,7 +346,7 @@ class OnnxRuntimeRunner(Runner):
 
     def close(self) -> None:
         self.binding = self.values = self.session = None
-        if getattr(self, "backend", None) is not None:
+        if self.backend is not None:
             self.backend.close()
             self.backend = None
 
@@ -364,6 +384,13 @@ class OpenVinoRunner(OnnxRuntimeRunner):
 # --- TensorRT ------------------------------------------------------------------------------------------
 
 
+@runtime_checkable
+class _BindsGenerator(Protocol):
+    """A backend that binds the generator to one batch on the device (the tensorrt backend)."""
+
+    def bind_generator(self, labels: np.ndarray, styles: np.ndarray) -> Callable[[], None]: ...
+
+
 class TensorRTRunner(Runner):
     """A TensorRT fp16 engine (strongly typed, from the fp16 export; with ``plugin`` the generator's
     AdaIN + LeakyReLU are maskface::FusedAdaIN plugin nodes) in the package's tensorrt backend; with
@@ -375,7 +402,8 @@ class TensorRTRunner(Runner):
     def __init__(self, ctx: RunnerContext, name: str, plugin: bool, runtime: str = "tensorrt") -> None:
         super().__init__(ctx, name)
         self.plugin, self.runtime = plugin, runtime
-        self.run_bound = None
+        self.backend: GeneratorBackend | None = None
+        self.run_bound: Callable[[], None] | None = None
         self.backend_description = ""
 
     @property
@@ -426,18 +454,22 @@ class TensorRTRunner(Runner):
         return self.run_once()
 
     def run_once(self) -> np.ndarray:
+        assert self.backend is not None  # load() opened it
         return self.backend.generate(self.labels, self.styles)
 
     def prepare_device(self) -> None:
+        # load() opened the tensorrt backend (None is ruled out first: mypy cannot narrow an Optional by a protocol)
+        assert self.backend is not None and isinstance(self.backend, _BindsGenerator)
         self.run_bound = self.backend.bind_generator(self.labels, self.styles)
 
     def run_device(self) -> None:
+        assert self.run_bound is not None  # prepare_device() bound it
         self.run_bound()  # synchronises the stream before returning
         return None
 
     def close(self) -> None:
         self.run_bound = None
-        if getattr(self, "backend", None) is not None:
+        if self.backend is not None:
             self.backend.close()
             self.backend = None
 
