@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from maskface_rt import __version__
 from maskface_rt.backends.base import GeneratorBackend, latent_for_style
@@ -169,8 +170,9 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
         _check_label_order(label_order)
         # An HTML form's file input with no file chosen sends an empty part without a name: no reference. A part
         # with bytes is a reference, named or not.
-        from_photo = reference is not None and bool(reference.filename or reference.size)
-        if from_photo and (
+        if reference is not None and not (reference.filename or reference.size):
+            reference = None
+        if reference is not None and (
             seeded := [name for name, value in (("styles", styles), ("seed", seed)) if value is not None]
         ):
             raise BadRequest(
@@ -182,7 +184,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             labels = await decoded(
                 mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
             )
-            if from_photo:
+            if reference is not None:
                 photo = await decoded(
                     reference, "reference", lambda p: resize_rgb(read_rgb(p, max_side=MAX_UPLOAD_SIDE), size)
                 )
@@ -191,7 +193,7 @@ def create_app(backend: GeneratorBackend, settings: ServeSettings = ServeSetting
             else:
                 codes = _latents(seed or 0, indices, backend.config.latent_dim)
                 names = list(indices)
-            images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
+            images = await _unless_gone(request, batcher.generate(labels, codes, latents=reference is None))
         except Overloaded as e:
             raise BadRequest(503, str(e), {"Retry-After": str(settings.retry_after_s)}) from None
         pngs = await asyncio.to_thread(lambda: [encode_png(image) for image in images])
@@ -363,21 +365,19 @@ def _host_name(host: str) -> str:
 class _Guard:
     """ASGI middleware: the request-size limit, and request / error / status counts per route."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], metrics: Metrics, settings: ServeSettings) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, settings: ServeSettings) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, settings.max_body_bytes
         self.body_timeout_s = settings.body_timeout_s
         hosts = settings.allowed_hosts
         self.allowed_hosts = None if "*" in hosts else {h.lower().strip("[]") for h in hosts}
 
-    async def __call__(
-        self, scope: dict[str, Any], receive: Callable[..., Awaitable[Any]], send: Callable[..., Awaitable[None]]
-    ) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
 
-        async def send_status(message: dict[str, Any]) -> None:
+        async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -406,12 +406,12 @@ class _Guard:
             if status >= 400:
                 self.metrics.errors.labels(str(status)).inc()
 
-    def _body_deadline(self, receive: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    def _body_deadline(self, receive: Receive) -> Receive:
         """``receive`` that gives up (_SlowBody) when the body has not all arrived within the time allowed; once
         it has, later receives (the wait for a disconnect while a face is made) are not timed."""
         deadline, done = time.monotonic() + self.body_timeout_s, False
 
-        async def timed() -> Any:
+        async def timed() -> Message:
             nonlocal done
             if done:
                 return await receive()
@@ -424,7 +424,7 @@ class _Guard:
 
         return timed
 
-    def _refusal(self, scope: dict[str, Any]) -> JSONResponse | None:
+    def _refusal(self, scope: Scope) -> JSONResponse | None:
         """A 400 for a Host this service does not answer to; a 411/413 answer for a body that is too large or of
         unknown length (read before any of it)."""
         headers = dict(scope["headers"])
