@@ -62,10 +62,10 @@ class ModelConfig:
                 continue
             if not is_integer(value, low, high):
                 problems.append(f"{name} must be an integer in {low}..{high}, got {value!r}")
-        for name, low, high in (("negative_slope", 0.0, 1.0), ("eps", 1e-12, 1e-1)):
+        for name, least, most in (("negative_slope", 0.0, 1.0), ("eps", 1e-12, 1e-1)):
             value = getattr(self, name)
-            if not is_number(value, low, high):
-                problems.append(f"{name} must be a number in {low:g}..{high:g}, got {value!r}")
+            if not is_number(value, least, most):
+                problems.append(f"{name} must be a number in {least:g}..{most:g}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
