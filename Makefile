@@ -16,7 +16,7 @@ NATIVE_BF16 := $(or $(strip $(MASKFACE_NATIVE_BF16)),$(if $(shell grep -m1 -wE '
 $(if $(filter-out 0 1,$(NATIVE_BF16)),$(error MASKFACE_NATIVE_BF16 must be 1, 0 or unset (ask the CPU), got '$(NATIVE_BF16)'))
 RUN_EXTRAS := $(if $(filter 1,$(NATIVE_BF16)),[openvino])
 
-.PHONY: demo test test-fast lint demo-model
+.PHONY: demo test test-fast lint typecheck demo-model
 .DELETE_ON_ERROR:
 
 $(VENV)/.installed-test: pyproject.toml requirements-test.txt
@@ -40,7 +40,11 @@ lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint mutation-check
+# mypy on the torch-free runtime: what it checks and how strictly is [tool.mypy] in pyproject.toml.
+typecheck: $(VENV)/.installed-test
+	$(VENV)/bin/mypy
+
+test: lint typecheck mutation-check
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		echo "chromium could not be installed: the editor's browser test will skip"

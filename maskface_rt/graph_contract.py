@@ -30,7 +30,7 @@ GRAPH_IO: dict[str, tuple[tuple[str, ...], str]] = {
     "style_encoder": ((LATENT,), STYLE),
     "style_decoder": ((IMAGE,), STYLE),
 }
-TENSOR_DTYPES = {
+TENSOR_DTYPES: dict[str, np.dtype] = {
     LABELS: np.dtype(np.uint8),
     STYLE: np.dtype(np.float32),
     IMAGE: np.dtype(np.uint8),

@@ -42,7 +42,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ROOT,
         src,
         ignore=shutil.ignore_patterns(
-            ".venv*", ".git", "out", "build", "*.egg-info", "__pycache__", ".pytest_cache", "runs"
+            ".venv*", ".git", "out", "build", "*.egg-info", "__pycache__", ".pytest_cache", ".mypy_cache", "runs"
         ),
     )
     return src

@@ -38,7 +38,15 @@ def _per_image(shape: list[int | None], what: str, where: str) -> list[int]:
     """The shape with its leading (batch) dimension set to 1; any other unknown dimension is an error."""
     if any(d is None for d in shape[1:]):
         raise MaskfaceError(where, f"cannot count FLOPs: {what} has an unknown non-batch dimension {shape}")
-    return [1, *shape[1:]] if shape else []
+    return [1, *_known(shape[1:], what, where)] if shape else []
+
+
+def _known(dims: list[int | None], what: str, where: str) -> list[int]:
+    """Dimensions that must all be known (a weight's, a product's inner one)."""
+    known = [d for d in dims if d is not None]
+    if len(known) < len(dims):
+        raise MaskfaceError(where, f"cannot count FLOPs: {what} has an unknown dimension {dims}")
+    return known
 
 
 def onnx_flops(graph: str | Path) -> int:
@@ -46,6 +54,7 @@ def onnx_flops(graph: str | Path) -> int:
     import onnx
 
     model = onnx.load(str(graph))
+    where = str(graph)
     shapes = _shapes(model)
     total = 0
     for node in model.graph.node:
@@ -57,15 +66,17 @@ def onnx_flops(graph: str | Path) -> int:
         except KeyError as e:
             raise MaskfaceError(graph, f"cannot count FLOPs: no shape for {e} ({node.op_type} {node.name})") from None
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        # multiply-accumulates: (elements of one side, per image) x (the products each one takes part in)
         if node.op_type == "Conv":  # out [N, Cout, ...] from weight [Cout, Cin/groups, k...]
-            total += 2 * math.prod(_per_image(out, node.output[0], str(graph))) * math.prod(b[1:])
+            elements, each = _per_image(out, node.output[0], where), _known(b[1:], node.input[1], where)
         elif node.op_type == "ConvTranspose":  # every input element meets a [Cout/groups, k...] slice
-            total += 2 * math.prod(_per_image(a, node.input[0], str(graph))) * math.prod(b[1:])
-        elif node.op_type == "Gemm":
-            k = a[0] if attrs.get("transA", 0) else a[-1]
-            total += 2 * math.prod(_per_image(out, node.output[0], str(graph))) * k
+            elements, each = _per_image(a, node.input[0], where), _known(b[1:], node.input[1], where)
+        elif node.op_type == "Gemm":  # A [M, K], or [K, M] with transA
+            k = a[:1] if attrs.get("transA", 0) else a[-1:]
+            elements, each = _per_image(out, node.output[0], where), _known(k, node.input[0], where)
         else:  # MatMul [..., M, K] x [..., K, N]
-            total += 2 * math.prod(_per_image(out, node.output[0], str(graph))) * a[-1]
+            elements, each = _per_image(out, node.output[0], where), _known(a[-1:], node.input[0], where)
+        total += 2 * math.prod(elements) * math.prod(each)
     return total
 
 

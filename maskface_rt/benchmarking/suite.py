@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,18 +173,19 @@ def _prepare_row(loaded: _Loaded, batch: int, inputs: BenchInputs, options: Benc
 def _timed_rounds(runners: dict[Runner, dict[str, Any]], options: BenchOptions) -> dict[Runner, list[Measurement]]:
     """Host-to-host timing in alternating rounds: round r times every runner once, in order; each round is
     preceded by one untimed call (the caches the previous runner left). A runner that fails drops out."""
-    per_round = {
-        "warmup_s": 0.0,
-        "duration_s": options.duration_s / options.rounds,
-        "min_iterations": -(-options.min_iterations // options.rounds),
-    }
+    measure_round = partial(
+        measure,
+        warmup_s=0.0,
+        duration_s=options.duration_s / options.rounds,
+        min_iterations=-(-options.min_iterations // options.rounds),
+    )
     timed: dict[Runner, list[Measurement]] = {runner: [] for runner in runners}
     for _ in range(options.rounds):
         for runner in runners:
             if runners[runner]["status"] != "ok":
                 continue
             try:
-                timed[runner].append(measure(runner.run_once, **per_round))
+                timed[runner].append(measure_round(runner.run_once))
             except Exception as e:  # its row says so; the others go on alternating
                 runners[runner] = _failed(runner, runners[runner]["batch"], e)
     return timed
@@ -208,10 +210,15 @@ def _device_timing(runner: Runner, options: BenchOptions) -> dict[str, Any]:
     """GPU compute time with inputs and outputs on the device (after the host rounds), or why there is none."""
     if not runner.on_cuda:
         return {"gpu_compute_note": "CPU: no device copies"}
-    timing = {"warmup_s": options.warmup_s, "duration_s": options.duration_s, "min_iterations": options.min_iterations}
     try:
         runner.prepare_device()
-        return measure(runner.run_device, device_timed=True, **timing).stats.as_ms("gpu_compute")
+        return measure(
+            runner.run_device,
+            warmup_s=options.warmup_s,
+            duration_s=options.duration_s,
+            min_iterations=options.min_iterations,
+            device_timed=True,
+        ).stats.as_ms("gpu_compute")
     except Unavailable as e:
         return {"gpu_compute_note": str(e)}
     except Exception as e:  # a device-time failure must not cost the row its host figures

@@ -107,7 +107,7 @@ def check(report: dict[str, Any]) -> list[Verdict]:
             Verdict(
                 f"GPU {name} batch {GPU_BATCH}: tensorrt-plugin-fp16 fraction of the dense fp16 peak "
                 "(GPU compute time)",
-                row and row.get("compute_peak_fraction"),
+                None if row is None else row.get("compute_peak_fraction"),
                 GPU_PEAK_FRACTION,
                 row["peak_source"] if row else gpu,
             )

@@ -135,7 +135,8 @@ def serve(
             port=port,
             log_level="warning",
             limit_concurrency=max_connections,
-            timeout_graceful_shutdown=shutdown_timeout_s,
+            # uvicorn's annotation says int; it hands the value to asyncio.wait_for, which takes any seconds
+            timeout_graceful_shutdown=shutdown_timeout_s,  # type: ignore[arg-type]
         )
         try:
             # Not uvicorn.run, which swallows the KeyboardInterrupt that uvicorn raises again after a graceful

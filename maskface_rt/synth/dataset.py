@@ -28,8 +28,13 @@ _CHUNK = 16  # pairs per worker task
 
 
 def _check_int(name: str, value: object, lo: int, hi: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= lo
-    if not ok or (hi is not None and value > hi):
+    ok = (
+        isinstance(value, (int, np.integer))
+        and not isinstance(value, bool)
+        and value >= lo
+        and (hi is None or value <= hi)
+    )
+    if not ok:
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise MaskfaceError(name, f"must be an integer {bounds}, got {value!r}")
 

@@ -7,8 +7,10 @@ Shapes are tested in normalised image coordinates, in a frame's local units.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,6 +18,7 @@ from maskface_rt.labels import CLASS_INDEX
 
 Box = tuple[float, float, float, float]  # x0, x1, y0, y1 in a frame's local units
 Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -385,7 +388,8 @@ class Geometry:
         yield CLASS_INDEX["r_ear"], head, self.ears[1].box, self.ears[1].mask
         yield CLASS_INDEX["skin"], head, self.face.box, self.face.mask
         yield CLASS_INDEX["nose"], head, self.nose.box, self.nose.mask
-        for name, part in zip(("l_eye", "r_eye", "l_brow", "r_brow"), self.eyes + self.brows):
+        eyes_and_brows: tuple[_Eye | _Brow, ...] = self.eyes + self.brows
+        for name, part in zip(("l_eye", "r_eye", "l_brow", "r_brow"), eyes_and_brows):
             yield CLASS_INDEX[name], head, part.box, part.mask
         for k, name in enumerate(("u_lip", "mouth", "l_lip")):
             yield CLASS_INDEX[name], head, self.mouth.box, self.mouth.part(k)
@@ -400,6 +404,12 @@ class Geometry:
             yield CLASS_INDEX["hat"], head, self.hat.box, self.hat.mask
 
 
+def _pair(items: Iterable[T]) -> tuple[T, T]:
+    """The two of a left-right pair, image left first."""
+    left, right = items
+    return left, right
+
+
 def sample_geometry(rng: np.random.Generator) -> Geometry:
     u = rng.uniform
     angle = math.radians(float(np.clip(rng.normal(0.0, 4.0), -9.0, 9.0)))
@@ -407,7 +417,7 @@ def sample_geometry(rng: np.random.Generator) -> Geometry:
     face = _Face(frame, ar=u(1.22, 1.42), jaw=u(0.15, 0.35), mx=u(-0.12, 0.12), my=u(-0.05, 0.05))
     eyes = _sample_eyes(rng, face)
     lift, width, arch, thick = u(0.2, 0.3), u(1.15, 1.4), u(0.02, 0.07), u(0.05, 0.09)
-    brows = tuple(
+    brows = _pair(
         _Brow(e.x + side * 0.03, e.y - lift, e.w * width, arch, thick, side) for e, side in zip(eyes, (-1, 1))
     )
     nose = _Nose(face.mx * 1.2, eyes[0].y + 0.02, face.my + u(0.28, 0.4), u(0.15, 0.22), u(0.07, 0.1))
@@ -424,7 +434,7 @@ def sample_geometry(rng: np.random.Generator) -> Geometry:
     )
     ear_y, ear_rx, ear_ry = face.my + u(-0.15, 0.05), u(0.14, 0.2), u(0.28, 0.36)
     # the ear on the side the face turns away from looks narrower
-    ears = tuple(
+    ears = _pair(
         _Ellipse(side * u(0.93, 0.99) + face.mx * 0.3, ear_y, ear_rx * (1 - side * 1.5 * face.mx), ear_ry, lobe=0.3)
         for side in (-1, 1)
     )
@@ -451,7 +461,7 @@ def _sample_eyes(rng: np.random.Generator, face: _Face) -> tuple[_Eye, _Eye]:
     y, spacing, w = face.my + u(-0.2, -0.08), u(0.36, 0.44), u(0.17, 0.23)
     openness = 0.15 if u() < 0.06 else u(0.6, 1.0)
     up, low, tilt, gaze = w * u(0.38, 0.55) * openness, w * u(0.25, 0.38) * openness, u(0.0, 0.04), u(-1, 1)
-    return tuple(
+    return _pair(
         _Eye(face.mx + side * spacing, y, w * (1 - side * face.mx), up, low, -side * tilt, gaze) for side in (-1, 1)
     )
 
@@ -465,7 +475,8 @@ def _sample_hair(rng: np.random.Generator, face: _Face) -> _Hair:
     rx = u(1.06, 1.3) + (u(0.0, 0.3) if curly else 0.0)
     bangs = u() < 0.3
     hairline, fringe = (u(-0.55, -0.42), u(0.03, 0.08)) if bangs else (u(-1.0, -0.75), u(0.0, 0.02))
-    style = dict(
+    style = partial(
+        _Hair,
         cy=cy,
         rx=rx,
         ry=ry,
@@ -479,15 +490,14 @@ def _sample_hair(rng: np.random.Generator, face: _Face) -> _Hair:
     )
     if u() < 0.5:  # long hair, sometimes falling in front of the shoulders
         length = face.ar + u(0.3, 1.8)
-        return _Hair(
-            **style,
+        return style(
             cut=cy + ry,
             length=length,
             flare=u(0.0, 0.5),
             frame_x=u(0.78, 0.92),
             frame_bottom=length if u() < 0.4 else u(0.2, face.ar),
         )
-    return _Hair(**style, cut=u(-0.35, 0.25), length=0.0, flare=0.0, frame_x=u(0.88, 0.97), frame_bottom=u(-0.6, -0.2))
+    return style(cut=u(-0.35, 0.25), length=0.0, flare=0.0, frame_x=u(0.88, 0.97), frame_bottom=u(-0.6, -0.2))
 
 
 def _sample_hat(rng: np.random.Generator, face: _Face, hair: _Hair | None) -> _Hat:

@@ -51,7 +51,7 @@ class Shader:
     def head(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.geo.face.frame.local(x, y)
 
-    def lit(self, nx: np.ndarray, ny: np.ndarray, nz: np.ndarray | None = None) -> np.ndarray:
+    def lit(self, nx: np.ndarray | float, ny: np.ndarray | float, nz: np.ndarray | None = None) -> np.ndarray:
         """Lambert shading of a pseudo-normal (nz completes a unit vector when omitted)."""
         if nz is None:
             nz = np.sqrt(np.clip(1.0 - nx * nx - ny * ny, 0.02, 1.0))
@@ -132,6 +132,7 @@ class Shader:
     def hair(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         X, Y = self.head(x, y)
         h = self.geo.hair
+        assert h is not None  # hair pixels come from the face's hair
         dx, dy = X / h.rx, (Y - h.cy) / h.ry
         angle = np.arctan2(X - h.parting, Y - h.cy + 0.6 * h.ry) * self.look.strands + 0.8 * np.sin(3 * X + 2 * Y)
         strands = 0.84 + 0.08 * np.sin(angle) + 0.08 * np.sin(1.73 * angle + 1.0)
@@ -142,6 +143,7 @@ class Shader:
     def hat(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         X, Y = self.head(x, y)
         h = self.geo.hat
+        assert h is not None  # hat pixels come from the face's hat
         shade = self.lit(np.clip(X / h.rx, -1, 1), np.clip((Y - h.line) / (h.line - h.top), -1, 1))
         ribs = 0.9 + 0.1 * np.sin(X * 40) if h.brim_w == 0.0 else np.where(Y > h.line - 0.5 * h.brim_h, 0.8, 1.0)
         return _by(self.look.hat, shade * ribs)
@@ -149,6 +151,7 @@ class Shader:
     def glasses(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         X, Y = self.head(x, y)
         g = self.geo.glasses
+        assert g is not None  # glasses pixels come from the face's glasses
         col = _by(self.look.frame, self.head_lit(X, Y) * (1 + 0.2 * (Y < g.y)))
         if g.sun:
             glint = np.clip(-(Y - g.y) / g.ry, 0, 1) * 60
