@@ -375,6 +375,12 @@ class _Build:
         self.skip_parity: str | None = None
         self.trt_runtime: Any = None
 
+    @property
+    def gpu(self) -> CudaDevice:
+        """The build's GPU: there is one wherever the engines are run (parity, layer information)."""
+        assert self.cuda is not None, "the engines run only where a GPU was opened"
+        return self.cuda
+
     def run(self, t0: float) -> BuildResult:
         plan, options = self.plan, self.plan.options
         if options.plugin and self.cuda is not None:
@@ -438,7 +444,7 @@ class _Build:
         if plan.options.layer_info:
             self.stage("writing layer information")
             blobs = {g: p.read_bytes() for g, p in plan.engines.items()}
-            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.cuda, self.logger))
+            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.gpu, self.logger))
             layer_path = _write_layer_info(plan, self.runners)
         checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
         return BuildResult(
@@ -471,7 +477,7 @@ class _Build:
             return []
         self.stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
         with trt_builder.reported(plan.runtime, plan.out, "running the engines for the parity check"):
-            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.cuda, self.logger))
+            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.gpu, self.logger))
             parity = check_parity(plan, lambda graph, feeds: self.runners[graph].run(feeds))
         failed = [p for p in parity if not p.passed]
         if failed:

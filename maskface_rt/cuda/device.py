@@ -152,7 +152,7 @@ class _CudaPythonBuffer(HostDeviceBuffer):
         size = _nbytes(shape, dtype)
         self._host_ptr = device.call(device.rt.cudaMallocHost(size), "cudaMallocHost")
         self.device_ptr = device.call(device.rt.cudaMalloc(size), "cudaMalloc")
-        raw = (ctypes.c_ubyte * size).from_address(self._host_ptr)
+        raw = memoryview((ctypes.c_ubyte * size).from_address(self._host_ptr)).cast("B")
         used = math.prod(shape) * np.dtype(dtype).itemsize
         self.host = np.frombuffer(raw, np.uint8)[:used].view(dtype).reshape(shape)
 

@@ -130,7 +130,7 @@ class MaskWorker:
 
     def __call__(self, batch: Any) -> Any:
         """Input: a pyarrow table of (index, name, path, parts); output: one row per mask (``_result_schema``)."""
-        import pyarrow as pa
+        import pyarrow as pa  # type: ignore[import-untyped]  # Ray Data's dependency ships no types
 
         rows = batch.to_pylist()
         if self.fatal:
@@ -215,7 +215,7 @@ def ray_session(ray: ModuleType, address: str | None) -> Iterator[None]:
 def _check_reachable(address: str | None) -> None:
     """A host:port address must accept a connection within seconds (Ray itself retries for minutes)."""
     host, _, port = (address or "").rpartition(":")
-    if not host or "://" in address or not port.isdigit():
+    if not host or "://" in host or not port.isdigit():
         return  # a new local instance, auto, or ray:// (Ray Client has its own timeout)
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=_CONNECT_TIMEOUT_S).close()
@@ -261,7 +261,7 @@ def run_generate_ray(
     """``run_generate`` on a Ray cluster: the same outputs, names, report and exit codes, plus the cluster's
     size and per-worker counts. ``on_workers(n)``: the workers that reported in the last 30 s."""
     if problem := ray_options_problem(ray_opts, opts):
-        raise MaskfaceError(None, problem)
+        raise problem
     start = time.perf_counter()
     ray = import_ray()
     model_kind(Path(model.model))  # a missing or unknown model is refused here, before Ray starts
@@ -312,7 +312,7 @@ def _results(
     context.print_on_execution_start = False
     context.enable_auto_log_stats = False
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its own logs: /tmp/ray/session_*/logs/ray-data
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "index": i,
             "name": p.source.name,
@@ -323,9 +323,8 @@ def _results(
         if p.needs_work
     ]
     per_mask = max(1, len(planned.plans[items[0]["index"]].outputs))
-    masks_per_task = max(
-        1, min(math.ceil(_BATCHES_PER_TASK * opts.batch_size / per_mask), -(-len(items) // pool.workers))
-    )
+    workers = pool.workers or 1  # worker_pool has chosen it
+    masks_per_task = max(1, min(math.ceil(_BATCHES_PER_TASK * opts.batch_size / per_mask), -(-len(items) // workers)))
     dataset = ray.data.from_items(items).map_batches(
         MaskWorker,
         batch_size=masks_per_task,

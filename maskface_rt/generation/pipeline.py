@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def run_generate(
     run: _Run | None = None
 
     def report(error: str | None = None) -> GenerateReport:
-        grids = (
+        grids: dict[str, Any] = (
             {}
             if run is None
             else dict(

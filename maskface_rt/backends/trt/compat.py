@@ -242,7 +242,7 @@ def make_logger(trt: ModuleType, sink: LogSink | None = None, min_severity: str 
     which ``--json`` keeps for its result) and remembers the errors for one-line messages."""
     limit = SEVERITIES.index(min_severity)
 
-    class Logger(trt.ILogger):
+    class Logger(trt.ILogger):  # type: ignore[name-defined]  # the bindings' base class, known only at run time
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []

@@ -80,7 +80,12 @@ def profile_shapes(
     """(min, opt, max) shape of each input of ``graph``: what the builder's optimization profile sets."""
     inputs, _ = GRAPH_IO[graph]
     return {
-        name: tuple(tensor_shape(name, config, b) for b in (profile.min, profile.opt, profile.max)) for name in inputs
+        name: (
+            tensor_shape(name, config, profile.min),
+            tensor_shape(name, config, profile.opt),
+            tensor_shape(name, config, profile.max),
+        )
+        for name in inputs
     }
 
 

@@ -412,10 +412,9 @@ class TensorRTBackend(GeneratorBackend):
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
-        cuda = getattr(self, "cuda", None)
+        cuda = self.__dict__.pop("cuda", None)  # close may run twice, or on a backend half opened
         if cuda is not None:
             cuda.close()
-            self.cuda = None
 
 
 def _print_to_stderr(severity: str, message: str) -> None:
