@@ -193,8 +193,8 @@ MUTATIONS = (
         "build-parity-failure-ignored",
         "engines that fail their parity check are never written",
         "export/engine_builder.py",
-        "            failed = [p for p in parity if not p.passed]\n",
-        "            failed = []\n",
+        "        failed = [p for p in parity if not p.passed]\n",
+        "        failed = []\n",
         ("tests/test_rtx_build.py", "-k", "parity_check"),
     ),
     Mutation(

@@ -21,9 +21,10 @@ import abc
 import importlib
 import importlib.util
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +34,9 @@ from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavaila
 from maskface_rt.benchmarking.variants import BACKEND_NAMES, Variant, variant_named
 from maskface_rt.devices import device_kinds, parse_device, spelling_for
 from maskface_rt.model_kind import ModelKind
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["BACKEND_NAMES", "BackendRunner", "Runner", "RunnerContext", "Unavailable", "make_runner", "runner_class"]
 
@@ -124,7 +128,9 @@ class BackendRunner(Runner):
         self.model: Path | None = None
         self.backend: Any = None
         self.description = ""  # the backend's, once loaded (notes are read after it is closed)
-        self.labels = self.styles = self.run_bound = None
+        self.labels: np.ndarray | None = None  # the batch ``prepare`` binds
+        self.styles: np.ndarray | None = None
+        self.run_bound: Callable[[], None] | None = None  # that batch bound on the device (``prepare_device``)
 
     def _device(self) -> str:
         """Where the row runs: the variant's device, else the bench's where the row runs on its kind, else the CPU."""
@@ -198,6 +204,7 @@ class BackendRunner(Runner):
         return {}
 
     def load(self) -> None:
+        assert self.model is not None, "build() makes the model that load() opens"
         self.backend = self.spec.open(
             self.model,
             device=spelling_for(parse_device(self.device), self.spec.devices) or self.device,
@@ -225,8 +232,10 @@ class BackendRunner(Runner):
             raise Unavailable(f"the {self.spec.name} backend binds no device buffers: its time would include copies")
         self.run_bound = self.backend.bind_generator(self.labels, self.styles)
 
-    def run_device(self) -> None:
-        self.run_bound()  # finished on return (the backend synchronises)
+    def run_device(self) -> float | None:
+        run_bound = self.run_bound
+        assert run_bound is not None, "prepare_device() binds the batch that run_device() runs"
+        run_bound()  # finished on return (the backend synchronises)
         return None
 
     def close(self) -> None:
@@ -250,7 +259,11 @@ class TorchRunner(BackendRunner):
     def __init__(self, ctx: RunnerContext, variant: Variant) -> None:
         super().__init__(ctx, variant)
         self.mode, self.fused = variant.mode, variant.fused
-        self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+        self.fn: Callable[..., torch.Tensor] | None = None  # the generator on device tensors (``load``)
+        self.labels_dev: torch.Tensor | None = None  # the batch ``prepare`` put on the device
+        self.styles_dev: torch.Tensor | None = None
+        # cudagraphs mode: the graph ``prepare`` captured on that batch, and its output buffer
+        self.captured: tuple[torch.cuda.CUDAGraph, torch.Tensor] | None = None
 
     @property
     def needs_cuda(self) -> bool:
@@ -314,36 +327,50 @@ class TorchRunner(BackendRunner):
         forward = self.backend.generate_on_device
         self.fn = torch.compile(forward, dynamic=False) if self.mode == "compile" else forward
 
+    def _forward(self) -> Callable[..., torch.Tensor]:
+        """The generator on device tensors that ``load`` made."""
+        assert self.fn is not None, "load() makes the generator that prepare() binds"
+        return self.fn
+
+    def _device_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels and styles ``prepare`` put on the device."""
+        assert self.labels_dev is not None and self.styles_dev is not None, "prepare() puts the batch on the device"
+        return self.labels_dev, self.styles_dev
+
     def prepare(self, labels: np.ndarray, styles: np.ndarray) -> np.ndarray:
-        torch = self.torch
+        torch, fn = self.torch, self._forward()
         self.labels, self.styles = labels, styles
-        self.graph = None
+        self.captured = None
         if self.mode == "compile":
             torch._dynamo.reset()  # a fresh graph per batch size, never the recompile limit's eager fallback
         with torch.no_grad():
-            self.labels_dev = torch.from_numpy(labels).to(self.device)
-            self.styles_dev = torch.from_numpy(styles).to(self.device)
+            self.labels_dev = labels_dev = torch.from_numpy(labels).to(self.device)
+            self.styles_dev = styles_dev = torch.from_numpy(styles).to(self.device)
             if self.mode == "cudagraphs":
                 side = torch.cuda.Stream()
                 side.wait_stream(torch.cuda.current_stream())
                 with torch.cuda.stream(side):
                     for _ in range(3):  # allocations, cuDNN autotuning and Triton compilation happen outside capture
-                        self.fn(self.labels_dev, self.styles_dev)
+                        fn(labels_dev, styles_dev)
                 torch.cuda.current_stream().wait_stream(side)
-                self.graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(self.graph):
-                    self.out_dev = self.fn(self.labels_dev, self.styles_dev)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    out_dev = fn(labels_dev, styles_dev)
+                self.captured = graph, out_dev
         return self.run_once()
 
     def run_once(self) -> np.ndarray:
         torch = self.torch
         with torch.no_grad():
-            if self.graph is not None:
-                self.labels_dev.copy_(torch.from_numpy(self.labels))
-                self.styles_dev.copy_(torch.from_numpy(self.styles))
-                self.graph.replay()
-                return self.out_dev.cpu().numpy()
-            out = self.fn(torch.from_numpy(self.labels).to(self.device), torch.from_numpy(self.styles).to(self.device))
+            if self.captured is not None:
+                graph, out_dev = self.captured
+                labels_dev, styles_dev = self._device_batch()
+                labels_dev.copy_(torch.from_numpy(self.labels))
+                styles_dev.copy_(torch.from_numpy(self.styles))
+                graph.replay()
+                return out_dev.cpu().numpy()
+            fn = self._forward()
+            out = fn(torch.from_numpy(self.labels).to(self.device), torch.from_numpy(self.styles).to(self.device))
             return out.cpu().numpy()
 
     def prepare_device(self) -> None:
@@ -355,17 +382,17 @@ class TorchRunner(BackendRunner):
     def run_device(self) -> float:
         with self.torch.no_grad():
             self.start.record()
-            if self.graph is not None:
-                self.graph.replay()
+            if self.captured is not None:
+                self.captured[0].replay()
             else:
-                self.fn(self.labels_dev, self.styles_dev)
+                self._forward()(*self._device_batch())
             self.end.record()
         self.end.synchronize()
         return self.start.elapsed_time(self.end) / 1e3
 
     def close(self) -> None:
         torch = getattr(self, "torch", None)
-        self.graph = self.fn = self.labels_dev = self.styles_dev = self.out_dev = None
+        self.captured = self.fn = self.labels_dev = self.styles_dev = None
         super().close()
         if torch is not None:
             if self.mode == "compile":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -290,7 +290,7 @@ def _count_flops(source: ModelSource) -> tuple[int | None, str]:
 
 
 def _roofline(
-    rows: list[dict[str, Any]], flops_per_image: int | None, options: BenchOptions, runners: dict[str, Runner]
+    rows: list[dict[str, Any]], flops_per_image: int | None, options: BenchOptions, runners: Mapping[str, Runner]
 ) -> None:
     gpu_names = env.gpu_names()
     cpu = {kind: peaks.cpu_peak(env.cpu_threads(), kind=kind) for kind in ("fp32", "bf16")}

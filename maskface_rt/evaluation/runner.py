@@ -158,7 +158,7 @@ def _needs(metric: str, options: EvalOptions) -> tuple[str, ...]:
 def plan_metrics(options: EvalOptions, store: WeightStore) -> tuple[list[str], dict[str, str]]:
     """(metrics to run, {skipped metric: reason}); a metric asked for by name that cannot run is an error."""
     explicit = options.metrics is not None
-    wanted = options.metrics if explicit else METRICS
+    wanted = METRICS if options.metrics is None else options.metrics
     unknown = sorted(set(wanted) - set(METRICS))
     if unknown:
         raise MaskfaceError(None, f"unknown metric {unknown[0]!r}; valid: {', '.join(METRICS)}")
@@ -211,18 +211,18 @@ def _real_features(
             info["cache_hit"] = True
             return cached, info
     advance = progress("real images", len(paths))
-    features = []
+    batches: list[np.ndarray] = []
     for i in range(0, len(paths), inception.batch_size):
         batch = np.stack([resize_rgb(read_rgb(p), pairs.size) for p in paths[i : i + inception.batch_size]])
-        features.append(inception(batch))
+        batches.append(inception(batch))
         advance(len(batch))
-    features = np.concatenate(features)
+    features = np.concatenate(batches)
     if cache is not None:
         cache.save(key, features)
     return features, info
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
+def _mean_std(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "std": float(np.std(values))}
 
 
@@ -360,6 +360,7 @@ class _RealSet:
     ) -> _RealSet:
         if "fid" not in selected and "kid" not in selected:
             return cls()
+        assert inception is not None, "FID and KID open the Inception network"
         count = len(pairs) if options.real_limit is None else min(options.real_limit, len(pairs))
         cache = FeatureCache(options.stats_cache) if options.stats_cache is not None else None
         return cls(*_real_features(pairs, count, inception, cache, progress))
@@ -367,7 +368,13 @@ class _RealSet:
     @functools.cached_property
     def stats(self) -> GaussianStats:
         """Their mean and covariance (FID's), computed once."""
-        return GaussianStats.of(self.features)
+        return GaussianStats.of(self.real_features)
+
+    @property
+    def real_features(self) -> np.ndarray:
+        """The features (always computed when FID or KID runs)."""
+        assert self.features is not None, "FID and KID compute the real photos' features"
+        return self.features
 
 
 class _Totals:
@@ -375,7 +382,8 @@ class _Totals:
     sums, for the reference backend and each --compare one; never the faces themselves."""
 
     def __init__(self, selected: list[str], nets: dict[str, Any], styles: int, comparisons: int) -> None:
-        self.parser, self.lpips, self.inception = nets.get("parser"), nets.get("lpips"), nets.get("inception")
+        self.parser, self.lpips = nets.get("parser"), nets.get("lpips")
+        self.inception: InceptionFeatures | None = nets.get("inception")
         self.diversity, self.fid, self.kid = "diversity" in selected, "fid" in selected, "kid" in selected
         self.styles = styles
         self.conf_generated = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
@@ -397,7 +405,7 @@ class _Totals:
         if self.lpips is not None:
             self.lpips_div.extend(mean_pairwise(faces, self.lpips))
         if self.fid or self.kid:
-            self.features[0].append(self.inception(flat))
+            self.features[0].append(self._inception(flat))
         return flat
 
     def add_comparison(self, j: int, flat: np.ndarray, faces: np.ndarray) -> None:
@@ -407,7 +415,12 @@ class _Totals:
         if self.lpips is not None:
             self.parity_lpips[j].append(self.lpips(flat, other_flat))
         if self.fid:
-            self.features[j + 1].append(self.inception(other_flat))
+            self.features[j + 1].append(self._inception(other_flat))
+
+    def _inception(self, images: np.ndarray) -> np.ndarray:
+        """Inception features of ``images`` (for FID and KID, which open the network)."""
+        assert self.inception is not None, "FID and KID open the Inception network"
+        return self.inception(images)
 
     def fill_metrics(self, result: EvalResult, pairs: PairedDataset, options: EvalOptions, real: _RealSet) -> None:
         """The reference backend's metrics, into ``result.metrics``."""
@@ -440,7 +453,7 @@ class _Totals:
         if self.kid:
             kid = kernel_inception_distance(
                 generated,
-                real.features,
+                real.real_features,
                 subsets=options.kid_subsets,
                 subset_size=options.kid_subset_size,
                 seed=options.seed,

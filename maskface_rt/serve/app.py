@@ -14,7 +14,7 @@ import functools
 import re
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -197,15 +197,16 @@ def _add_faces_route(
         start = time.perf_counter()
         indices = _style_indices("0" if styles is None else styles)
         _check_label_order(label_order)
-        from_photo = _has_photo(reference)
+        photo = _photo(reference)
+        from_photo = photo is not None
         _check_style_source(from_photo, styles, seed)
         try:
             batcher.check_room(len(indices))  # refused before decoding anything; checked again when queued
             labels = await decoded(
                 mask, "mask", lambda p: read_mask(p, size=size, label_order=label_order, max_side=MAX_UPLOAD_SIDE)
             )
-            if from_photo:
-                codes, names = await photo_style(reference)
+            if photo is not None:
+                codes, names = await photo_style(photo)
             else:
                 codes, names = _latents(seed or 0, indices, backend.config.latent_dim), list(indices)
             images = await _unless_gone(request, batcher.generate(labels, codes, latents=not from_photo))
@@ -283,10 +284,12 @@ def _add_info_routes(
         return FileResponse(STATIC / "index.html")
 
 
-def _has_photo(reference: UploadFile | None) -> bool:
-    """An HTML form's file input with no file chosen sends an empty part without a name: no reference. A part
-    with bytes is a reference, named or not."""
-    return reference is not None and bool(reference.filename or reference.size)
+def _photo(reference: UploadFile | None) -> UploadFile | None:
+    """The reference photo, or None. An HTML form's file input with no file chosen sends an empty part without a
+    name: no reference. A part with bytes is a reference, named or not."""
+    if reference is not None and (reference.filename or reference.size):
+        return reference
+    return None
 
 
 def _check_style_source(from_photo: bool, styles: str | None, seed: int | None) -> None:
@@ -421,7 +424,7 @@ class _Guard:
             return
         status = 500
 
-        async def send_status(message: dict[str, Any]) -> None:
+        async def send_status(message: MutableMapping[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
