@@ -245,6 +245,27 @@ def test_a_write_that_fails_leaves_no_repository_and_no_temp_folder(tmp_path, mo
     assert list((tmp_path / "repo").iterdir()) == []
 
 
+def test_a_publish_that_fails_halfway_puts_the_earlier_models_back(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    write_repository(default_model(), repo, RepositoryOptions(platform="onnxruntime_onnx"))
+    before = {name: (repo / name / "config.pbtxt").read_text() for name in MODELS}
+    renames = []
+    real_rename = repository.os.rename
+
+    def rename(source, target):
+        renames.append(target)
+        if len(renames) == 5:  # the third model's move into place
+            raise OSError(5, "Input/output error")
+        real_rename(source, target)
+
+    monkeypatch.setattr(repository.os, "rename", rename)
+    with pytest.raises(OSError):
+        write_repository(default_model(), repo, RepositoryOptions(platform="python", overwrite=True))
+    monkeypatch.undo()
+    assert {name: (repo / name / "config.pbtxt").read_text() for name in MODELS} == before
+    assert sorted(p.name for p in repo.iterdir()) == sorted(MODELS)
+
+
 def test_a_bad_model_is_one_line_exit_1(tmp_path):
     for model, message in ((tmp_path / "missing", "no such model"), (tmp_path, "not a maskface export")):
         done = CliRunner().invoke(app, ["triton", str(model), "--out", str(tmp_path / "repo")])

@@ -14,7 +14,7 @@ import typer
 
 from maskface_rt.cli.options import json_option, path_value, usage_error
 from maskface_rt.errors import OptionError
-from maskface_rt.triton.repository import INSTANCE_KINDS, PLATFORMS, RepositoryOptions, check_options
+from maskface_rt.triton.repository import INSTANCE_KINDS, PLATFORMS, RepositoryOptions
 
 
 def _batch_sizes(value: str) -> tuple[int, ...]:
@@ -106,10 +106,9 @@ def triton(
         overwrite=overwrite,
     )
     try:
-        check_options(options)
         with stderr.status("checking") as status:
             result = write_repository(model, out, options, on_stage=status.update)
-    except OptionError as e:  # raised before anything is written
+    except OptionError as e:  # plan_repository's, raised before anything is written
         raise usage_error(e) from None
     stderr.print(f"wrote {result.platform} models to {result.repository}: {', '.join(result.models)}", markup=False)
     for note in result.notes:
