@@ -114,7 +114,7 @@ async def load_triton(server: Any, protocol: str, clients: int, requests: int) -
     labels = read_mask(MASK, size=64)[None]
     client = client_module.InferenceServerClient(server.grpc if protocol == "grpc" else server.http)
     try:
-        before = await _generator_stats(client, protocol)
+        before = await _triton_stats(client, protocol)
 
         async def send(i: int) -> bool:
             inputs = [client_module.InferInput("labels", [1, 64, 64], "UINT8")]
@@ -128,20 +128,55 @@ async def load_triton(server: Any, protocol: str, clients: int, requests: int) -
             return answer.as_numpy("image").shape == (1, 64, 64, 3)
 
         result = await load(send, clients, requests)
-        after = await _generator_stats(client, protocol)
+        after = await _triton_stats(client, protocol)
     finally:
         await client.close()
-    executions, inferences = after[0] - before[0], after[1] - before[1]
-    return {**result, "mean_batch": inferences / executions if executions else 0.0}
+    server_side = _server_side(before, after)
+    return {**result, "mean_batch": server_side["maskface_generator"]["mean_batch"], "server_side": server_side}
 
 
-async def _generator_stats(client: Any, protocol: str) -> tuple[int, int]:
-    """(executions, inferences) of the generator so far."""
+#: The models whose server-side time a Triton row breaks down: the ensemble, then its two steps.
+TRITON_MODELS = ("maskface", "maskface_style_encoder", "maskface_generator")
+_PHASES = ("queue", "compute_input", "compute_infer", "compute_output", "success")
+
+
+async def _triton_stats(client: Any, protocol: str) -> dict[str, dict[str, int]]:
+    """Per model of ``TRITON_MODELS``: executions, inferences, and each phase's request count and nanoseconds
+    so far (gRPC's JSON writes the 64-bit numbers as strings)."""
     if protocol == "grpc":
-        stats = (await client.get_inference_statistics("maskface_generator", as_json=True))["model_stats"][0]
+        stats = (await client.get_inference_statistics("", as_json=True))["model_stats"]
     else:
-        stats = (await client.get_inference_statistics("maskface_generator"))["model_stats"][0]
-    return int(stats.get("execution_count", 0)), int(stats.get("inference_count", 0))
+        stats = (await client.get_inference_statistics(""))["model_stats"]
+    found = {}
+    for model in stats:
+        if model["name"] in TRITON_MODELS:
+            phases = model.get("inference_stats", {})
+            numbers = {
+                "executions": int(model.get("execution_count", 0)),
+                "inferences": int(model.get("inference_count", 0)),
+            }
+            for phase in _PHASES:
+                numbers[f"{phase}_count"] = int(phases.get(phase, {}).get("count", 0))
+                numbers[f"{phase}_ns"] = int(phases.get(phase, {}).get("ns", 0))
+            found[model["name"]] = numbers
+    return found
+
+
+def _server_side(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Per model, the mean milliseconds a request spent queued, in compute (input + infer + output) and in all
+    (success), and the model's mean batch, between two ``_triton_stats``."""
+    out = {}
+    for model in TRITON_MODELS:
+        d = {k: after[model][k] - before[model][k] for k in after[model]}
+        per = max(1, d["success_count"])
+        compute = d["compute_input_ns"] + d["compute_infer_ns"] + d["compute_output_ns"]
+        out[model] = {
+            "queue_ms": d["queue_ns"] / per / 1e6,
+            "compute_ms": compute / per / 1e6,
+            "total_ms": d["success_ns"] / per / 1e6,
+            "mean_batch": d["inferences"] / d["executions"] if d["executions"] else 0.0,
+        }
+    return out
 
 
 def bare(backend, batch: int, images: int, *, with_styles: bool = False) -> float:
