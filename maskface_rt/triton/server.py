@@ -97,40 +97,57 @@ class LocalServer:
         return self.process.returncode
 
 
+#: Attempts at starting, each on new free ports: another process may take a port between its choice and the bind.
+START_ATTEMPTS = 3
+
+
 @contextlib.contextmanager
 def local_server(repository: Path, *, timeout: float = 120, log: Path | None = None) -> Iterator[LocalServer]:
     """``tritonserver`` on ``repository`` until the block ends (stopped with SIGTERM); ready when yielded.
-    A server that exits or is not ready within ``timeout`` seconds is a MaskfaceError with its log's tail."""
+    A server that exits or is not ready within ``timeout`` seconds is a MaskfaceError with its log's tail (one that
+    could not bind its ports is started again on others, up to ``START_ATTEMPTS`` times)."""
     files = server_files()
     with tempfile.TemporaryDirectory(prefix="maskface-tritonserver-") as scratch:
         backends = Path(scratch) / "backends"
         shutil.copytree(files.python_backend, backends / "python")
         shutil.copy2(files.stub, backends / "python" / "triton_python_backend_stub")
         log = log or Path(scratch) / "tritonserver.log"
-        http, grpc = free_port(), free_port()
-        env = dict(os.environ)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(files.libs), env.get("LD_LIBRARY_PATH")]))
-        command = [
-            str(files.binary),
-            f"--model-repository={repository}",
-            f"--backend-directory={backends}",
-            "--http-address=127.0.0.1",
-            f"--http-port={http}",
-            "--grpc-address=127.0.0.1",
-            f"--grpc-port={grpc}",
-            "--allow-metrics=false",
-            "--exit-timeout-secs=10",
-            "--strict-readiness=true",
-        ]
-        with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-        server = LocalServer(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", process, log)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            server = _start(files, repository, backends, log)
+            try:
+                _wait_ready(server, timeout)
+                break
+            except MaskfaceError:
+                server.stop()
+                if attempt == START_ATTEMPTS or "already in use" not in log.read_text(errors="replace"):
+                    raise
         try:
-            _wait_ready(server, timeout)
             yield server
         finally:
             server.stop()
+
+
+def _start(files: ServerFiles, repository: Path, backends: Path, log: Path) -> LocalServer:
+    """tritonserver on two free loopback ports, its output in ``log``; not waited for."""
+    http, grpc = free_port(), free_port()
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(files.libs), env.get("LD_LIBRARY_PATH")]))
+    command = [
+        str(files.binary),
+        f"--model-repository={repository}",
+        f"--backend-directory={backends}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc}",
+        "--allow-metrics=false",
+        "--exit-timeout-secs=10",
+        "--strict-readiness=true",
+    ]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    return LocalServer(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", process, log)
 
 
 def _wait_ready(server: LocalServer, timeout: float) -> None:
