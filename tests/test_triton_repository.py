@@ -277,11 +277,13 @@ def test_a_bad_model_is_one_line_exit_1(tmp_path):
 
 
 def test_writing_a_repository_imports_no_torch(tmp_path):
+    """maskface triton, the python backend's model and the server launcher: no torch (the deployed runtime)."""
     code = (
         "import sys\nfrom pathlib import Path\nfrom maskface_rt.cli import main\n"
         f"sys.argv = ['maskface', 'triton', {str(default_model())!r}, '--out', {str(tmp_path / 'r')!r}, "
         "'--platform', 'python']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "import maskface_rt.triton.python_model, maskface_rt.triton.server  # what runs inside Triton, and beside it\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
