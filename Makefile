@@ -19,10 +19,11 @@ RUN_EXTRAS := $(if $(filter 1,$(NATIVE_BF16)),[openvino])
 .PHONY: demo test test-fast lint typecheck demo-model
 .DELETE_ON_ERROR:
 
-$(VENV)/.installed-test: pyproject.toml requirements-test.txt
+$(VENV)/.installed-test: pyproject.toml requirements-test.txt requirements-triton-server.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt -e .
+	$(PY) -m pip install -q --no-deps -r requirements-triton-server.txt
 	touch $@
 
 # The demo installs the package as users get it (a wheel, not editable: an editable install of this layout makes

@@ -504,6 +504,7 @@ class _Build:
             onnx_sha256=plan.onnx_sha256,
             profile=plan.profile,
             plugin=options.plugin,
+            plugin_implementation="aot" if options.plugin else "",  # compat.network_flags: PREFER_AOT_PYTHON_PLUGINS
             precision=plan.manifest.precision,
             build_seconds=build_seconds,
             model=_model_metadata(plan.manifest),

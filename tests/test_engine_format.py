@@ -238,6 +238,11 @@ def test_sidecar_round_trip(tmp_path):
     assert {"tensorrt_version", "onnx_sha256", "build_seconds", "model", "engines", "cache_key"} <= set(data)
     back = read_sidecar(engine)
     assert back == sidecar
+    data.pop("plugin_implementation")  # a sidecar from before it was recorded reads as not recorded
+    sidecar_path(engine).write_text(json.dumps(data))
+    assert read_sidecar(engine).plugin_implementation == ""
+    aot = write_sidecar(engine, _sidecar(tmp_path, plugin_implementation="aot")[1])
+    assert json.loads(aot.read_text())["plugin_implementation"] == "aot"
     assert back.config == CONFIG
     assert verify_engine_files(engine, back) == engine_files(engine)
     # the engine file itself stays raw: the sidecar is the only metadata
@@ -287,6 +292,7 @@ BAD_SIDECARS = {
     "profile-float": lambda d: {**d, "profile": {"min": 1, "opt": 8, "max": 16.0}},
     "profile-huge": lambda d: {**d, "profile": {"min": 1, "opt": 8, "max": 10**9}},
     "plugin-string": lambda d: {**d, "plugin": "false"},
+    "plugin-implementation-jit": lambda d: {**d, "plugin_implementation": "jit"},
     "precision-int8": lambda d: {**d, "precision": "int8"},
     "build-seconds-nan": lambda d: {**d, "build_seconds": float("nan")},
     "build-seconds-string": lambda d: {**d, "build_seconds": "12"},

@@ -11,7 +11,10 @@ from maskface_rt.config import ModelConfig
 
 
 def latent_for_style(seed: int, k: int, latent_dim: int) -> np.ndarray:
-    """z of style index k: depends only on (seed, k), never on the backend, batch or mask."""
+    """z of style index k for ``seed``: what ``generate`` and ``serve`` feed the style encoder, public so that any
+    client (a Triton client, docs/triton.md) reproduces their faces. Depends only on (seed, k), never on the mask
+    or its index, the batch or the backend:
+    ``np.random.default_rng(np.random.SeedSequence([seed, k])).standard_normal(latent_dim).astype(np.float32)``."""
     return np.random.default_rng(np.random.SeedSequence([seed, k])).standard_normal(latent_dim).astype(np.float32)
 
 

@@ -30,7 +30,20 @@ from maskface_rt.console import stderr
 from maskface_rt.errors import ExitCode, MaskfaceError, OptionError
 
 # In the order `maskface --help` lists them.
-COMMANDS = ("synth", "train", "export", "build", "bench", "plugin", "generate", "serve", "info", "doctor", "eval")
+COMMANDS = (
+    "synth",
+    "train",
+    "export",
+    "build",
+    "bench",
+    "plugin",
+    "generate",
+    "serve",
+    "triton",
+    "info",
+    "doctor",
+    "eval",
+)
 
 app = typer.Typer(
     name="maskface",

@@ -39,6 +39,9 @@ ENGINE_FORMAT = "maskface-engine/1"
 #: TensorRT's builder optimisation levels and its default.
 OPTIMIZATION_LEVELS = range(0, 6)
 DEFAULT_OPTIMIZATION_LEVEL = 3
+#: What a sidecar's plugin_implementation may say: "aot" (the plugin's kernel embedded in the engine, what
+#: maskface build makes) or "" (no plugin, or not recorded).
+PLUGIN_IMPLEMENTATIONS = ("", "aot")
 
 
 # ----------------------------------------------------------------------------- file layout
@@ -193,6 +196,10 @@ class EngineSidecar:
     parity: dict[str, Any] = field(default_factory=dict)  # status ("passed" or "not run"), reason, results
     runtime: str = "tensorrt"  # tensorrt or tensorrt-rtx (compat.RUNTIMES)
     compute_capabilities: list[str] = field(default_factory=list)  # TensorRT-RTX's targets ("8.6", ...)
+    #: How the FusedAdaIN plugin's code travels with a plugin engine: "aot" (its kernel embedded in the engine,
+    #: so the engine runs where the plugin's Python is absent: Triton, trtexec); "" for no plugin, or a sidecar
+    #: written before maskface recorded it.
+    plugin_implementation: str = ""
 
     @property
     def built_with(self) -> str:
@@ -215,6 +222,7 @@ class EngineSidecar:
             "runtime": self.runtime,
             "tensorrt_version": self.tensorrt_version,
             "compute_capabilities": self.compute_capabilities,
+            "plugin_implementation": self.plugin_implementation,
             "device": self.device.to_dict() if self.device is not None else None,
             "onnx_sha256": self.onnx_sha256,
             "onnx_source": self.onnx_source,
@@ -261,6 +269,7 @@ class EngineSidecar:
             parity=dict(data.get("parity", {})),
             runtime=data.get("runtime", "tensorrt"),
             compute_capabilities=list(data.get("compute_capabilities", [])),
+            plugin_implementation=data.get("plugin_implementation", ""),
         )
 
 
@@ -345,6 +354,11 @@ def sidecar_problems(data: dict[str, Any]) -> list[str]:
             f"{{min, opt, max}}: integers in 1..{MAX_EXPORT_BATCH}, min <= opt <= max",
         ),
         ("plugin", isinstance(data["plugin"], bool), "true or false"),
+        (
+            "plugin_implementation",
+            data.get("plugin_implementation", "") in PLUGIN_IMPLEMENTATIONS,
+            f"one of {', '.join(repr(v) for v in PLUGIN_IMPLEMENTATIONS)}",
+        ),
         ("precision", data["precision"] in EXPORT_PRECISIONS, f"one of {', '.join(EXPORT_PRECISIONS)}"),
         ("build_seconds", is_number(data["build_seconds"], 0), "a number of seconds"),
         (
