@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +57,12 @@ class MaskfaceModel:
         self.backend = open_backend(
             folder / params["maskface_model"], params["maskface_backend"], device=device, threads=threads
         )
-        self.call = {
+        calls: dict[str, Callable[..., np.ndarray]] = {
             "generator": self.backend.generate,
             "style_encoder": self.backend.map_latent,
             "style_decoder": self.backend.encode_style,
-        }[self.graph]
+        }
+        self.call = calls[self.graph]
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request: the batch of every acceptable request in one backend call (split at the
