@@ -59,7 +59,7 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         # After the writer: some (safetensors) replace the temp file, which brings back mkstemp's 0600.
         os.chmod(tmp, publishable_mode())
-        _fsync(tmp)
+        fsync(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -73,10 +73,10 @@ def atomic_path(path: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync(path.parent)
+    fsync(path.parent)
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     """Flush a file's data, or a folder's entries, to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:

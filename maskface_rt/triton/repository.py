@@ -33,7 +33,7 @@ from maskface_rt.backends.registry import REGISTRY
 from maskface_rt.config import ModelConfig
 from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.export_format import MANIFEST, read_manifest
-from maskface_rt.fileio import publishable_mode
+from maskface_rt.fileio import fsync, publishable_mode
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, TENSOR_DTYPES, tensor_shape
 from maskface_rt.model_kind import ModelKind, model_kind
 from maskface_rt.triton.config import (
@@ -433,12 +433,12 @@ def _publish(tmp: Path, out: Path, names: list[str]) -> None:
     an existing one replaced only as a whole, the moves undone when one fails."""
     for entry in [tmp, *tmp.rglob("*")]:
         if entry.is_dir():
-            _fsync_dir(entry)
+            fsync(entry)
     if not out.exists():
         os.chmod(tmp, publishable_mode(is_dir=True))
         os.rename(tmp, out)
         tmp.mkdir()  # for _temp_folder's clean-up
-        _fsync_dir(out.parent)
+        fsync(out.parent)
         return
     moved: list[tuple[str, bool]] = []
     try:
@@ -455,12 +455,4 @@ def _publish(tmp: Path, out: Path, names: list[str]) -> None:
             if had_old:
                 os.rename(tmp / f".old-{name}", out / name)
         raise
-    _fsync_dir(out)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync(out)
