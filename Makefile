@@ -90,6 +90,25 @@ gpu-check:
 	$(PYTHON) -P -c 'import maskface_rt' 2>/dev/null || export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"; \
 		$(PYTHON) benchmarks/gpu_check.py --out $(GPU_CHECK_OUT)
 
+# The one call for the GPU machine (../shared/GPU.md): gpu-check's essential steps, then a demo-model training run
+# with the time left, under 570 s; into $(GPU_SESSION_OUT) (summary.json/md, logs.tar.gz, demo-candidate/).
+# Like gpu-check: the python on PATH, the checkout on PYTHONPATH where not installed. GPU_SESSION_DRY=1 rehearses
+# it on the CPU at tiny sizes. Budget split and preset: benchmarks/README.md ("gpu-session").
+GPU_SESSION_OUT ?= $(if $(OUT),$(OUT),out/gpu-session)
+.PHONY: gpu-session
+gpu-session:
+	$(PYTHON) -P -c 'import maskface_rt' 2>/dev/null || export PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}"; \
+		$(PYTHON) benchmarks/gpu_session.py --out $(GPU_SESSION_OUT)
+
+# Judges a demo-model candidate (CKPT: a model file, e.g. gpu-session's demo-candidate/model.safetensors, or an
+# export folder) against the bundled model on the demo-quality benchmark, side by side, and replaces
+# maskface_rt/data/demo-model only if the candidate is better (docs/demo-model.md). About 10 minutes on 2 cores.
+DEMO_CANDIDATE_REPORT ?= benchmarks/results/demo-candidate.md
+.PHONY: demo-candidate
+demo-candidate: $(VENV)/.installed-test
+	@test -n "$(CKPT)" || { echo "make demo-candidate CKPT=<model.safetensors or export folder>" >&2; exit 2; }
+	$(PY) benchmarks/demo_candidate.py $(CKPT) --report $(DEMO_CANDIDATE_REPORT)
+
 # The OpenVINO bf16 figures (issue 18's done-when) on a CPU with AMX-BF16 or AVX512-BF16, into $(BF16_CHECK_OUT)
 # (bench results under their benchmarks/results/ names, summary.md/json); refuses elsewhere (exit 4).
 # BF16_CHECK_DRY=1 rehearses it on any CPU. Uses the test venv (make test makes it; it has OpenVINO).

@@ -55,7 +55,7 @@ from maskface_rt.export_format import (
     graph_file,
     sha256_file,
 )
-from maskface_rt.fileio import publishable_mode, write_json_atomic
+from maskface_rt.fileio import publishable_mode, replace_folder, write_json_atomic
 from maskface_rt.graph_contract import GRAPH_IO, GRAPHS, IMAGE, LABELS, LATENT, STYLE, check_uint8_io, sample_inputs
 from maskface_rt.networks import Nets, adain_as_op, from_uint8_nhwc, to_uint8_nhwc
 from maskface_rt.parity import (
@@ -391,13 +391,7 @@ def export_onnx(
 
 def _publish(tmp: Path, out: Path) -> None:
     """Move the checked export into place; an earlier export is replaced only as a whole."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, out)
+    replace_folder(tmp, out)
 
 
 def format_bytes(n: int) -> str:

@@ -1,5 +1,5 @@
-"""Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced;
-the one reader of untrusted JSON files (``read_json_object``); and ``what_is_there``, what a path names in words.
+"""Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced (a whole
+folder: ``replace_folder``); the one reader of untrusted JSON files (``read_json_object``); and ``what_is_there``, what a path names in words.
 
 Nothing half-written is ever left under the final name, and an existing file
 is only replaced when the caller asks for it. Once a write returns, its file and
@@ -11,11 +11,13 @@ process, so that ``remove_stale_temps`` can remove those a killed run left.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import json
 import math
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -122,6 +124,43 @@ def _running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True  # another user's process (or a pid we cannot ask about): leave its files alone
     return True
+
+
+def replace_folder(new: str | Path, target: str | Path, *, keep_old: str | Path | None = None) -> None:
+    """Put the folder ``new`` (on the same file system) in the place of ``target``, whole: ``target`` is at every
+    moment the old folder or the new one where the kernel can exchange two names (Linux's renameat2); elsewhere it
+    is absent for the instant between two renames, and put back if the second fails. The old folder then moves to
+    ``keep_old`` (nothing is lost), or is removed when that is None. A ``target`` that is not there is just made."""
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.rename(new, target)
+        fsync(target.parent)
+        return
+    if _exchange(new, target):
+        old = new  # the exchange left the old folder under the new one's name
+    else:
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.rename(target, old)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+    fsync(target.parent)
+    if keep_old is None:
+        shutil.rmtree(old)
+    else:
+        shutil.move(old, keep_old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two names atomically (renameat2's RENAME_EXCHANGE); False where the system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def write_bytes_atomic(path: str | Path, data: bytes, *, overwrite: bool = False) -> None:

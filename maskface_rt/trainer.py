@@ -202,9 +202,10 @@ class TrainResult:
     run: Path
     model: Path
     start_step: int
-    steps: int
+    steps: int  # the step reached: the asked --steps, or fewer where the time limit stopped the run
     seconds: float
     last_losses: dict[str, float]
+    stopped_by_time_limit: bool = False
 
 
 def train(
@@ -220,12 +221,17 @@ def train(
     data_description: str = "",
     on_start: Callable[[int], None] | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    time_limit: float | None = None,
 ) -> TrainResult:
     """Train until ``steps`` (the total step count, also when resuming) and write the run folder.
 
     ``cfg``: the model config (None on resume means "as stored"). ``tcfg`` applies to new runs; on
-    resume the stored training config is used with ``overrides`` applied over it.
+    resume the stored training config is used with ``overrides`` applied over it. ``time_limit``: seconds
+    from this call after which the run stops at the end of the step under way, written as a run that was
+    asked for that many steps (model, checkpoint, state, sample, log line), so that it can be resumed;
+    None or 0: no limit. The step count it stops at depends on the machine's speed, not the batches of a step.
     """
+    stop_at = time.monotonic() + time_limit if time_limit else None
     run = RunPaths(Path(out))
     prepare_run(run, resume=resume)
     dev = resolve_device(device)
@@ -244,12 +250,12 @@ def train(
     loader = _loader(pairs, tcfg, dev, start, dist_info)
     session.write_config()
     t0 = time.perf_counter()
-    losses = session.train_steps(loader, start, steps, on_step, _LossLog(run.log, t0))
-    session.save(steps)
-    session.sample(steps)
+    losses, done = session.train_steps(loader, start, steps, on_step, _LossLog(run.log, t0), stop_at)
+    session.save(done)
+    session.sample(done)
     if dist_info.world_size > 1:
         dist.barrier()
-    return TrainResult(run.root, run.model, start, steps, time.perf_counter() - t0, losses)
+    return TrainResult(run.root, run.model, start, done, time.perf_counter() - t0, losses, done < steps)
 
 
 def _configs(
@@ -324,24 +330,42 @@ class _Session:
         steps: int,
         on_step: Callable[[int, dict[str, float]], None] | None,
         log: _LossLog,
-    ) -> dict[str, float]:
-        """Steps start..steps-1, with the log, samples and checkpoints the training config asks for; returns
-        the last step's losses."""
+        stop_at: float | None = None,
+    ) -> tuple[dict[str, float], int]:
+        """Steps start..steps-1, with the log, samples and checkpoints the training config asks for, until
+        ``stop_at`` (time.monotonic(); None: no limit) has passed; returns the last step's losses and the step
+        reached (the caller writes its checkpoint)."""
         tcfg = self.trainer.tcfg
         losses: dict[str, float] = {}
+        done = start
         for step, (images, labels) in zip(range(start, steps), loader):
             losses = self.trainer.train_step(step, images, labels)
             done = step + 1
+            last = done == steps or self._time_is_up(stop_at)
             log.add(losses)
-            if self.is_main and (done % tcfg.log_every == 0 or done == steps):
+            if self.is_main and (done % tcfg.log_every == 0 or last):
                 log.write(done)
             if tcfg.sample_every and done % tcfg.sample_every == 0:
                 self.sample(done)
-            if tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0 and done != steps:
+            if tcfg.checkpoint_every and done % tcfg.checkpoint_every == 0 and not last:
                 self.save(done)
             if on_step is not None and self.is_main:
                 on_step(done, losses)
-        return losses
+            if last:
+                break
+        return losses, done
+
+    def _time_is_up(self, stop_at: float | None) -> bool:
+        """Whether the time limit has passed; several processes go by the main one's clock, so that all stop
+        at the same step."""
+        if stop_at is None:
+            return False
+        up = time.monotonic() >= stop_at
+        if self.trainer.dist.world_size == 1:
+            return up
+        flag = torch.tensor([float(up)], device=self.trainer.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def write_config(self) -> None:
         """config.json: the model and training configs, the data and the number of processes."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import maskface_here
 from PIL import Image
 
 from maskface_rt.errors import MaskfaceError
@@ -178,3 +179,27 @@ def test_render_looks_repaints_one_mask() -> None:
     fewer, _ = render_looks(5, 2, 64, 2)
     np.testing.assert_array_equal(fewer, faces[:2])
     assert np.abs(faces[0].astype(int) - faces[1].astype(int)).mean() > 5
+
+
+def test_the_cli_draws_with_the_processes_asked_for_and_the_same_pairs(tmp_path: Path, monkeypatch) -> None:
+    """``maskface synth --workers N`` (make gpu-session uses every core): N reaches the writer, and the pairs do not
+    depend on it."""
+    import maskface_rt.synth
+
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("workers"))
+        return write_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(maskface_rt.synth, "write_dataset", spy)
+    for workers in ("1", "2"):
+        done = maskface_here("synth", str(tmp_path / workers), "--count", "70", "--size", "64", "--workers", workers)
+        assert done.returncode == 0, done.stderr
+    assert asked == [1, 2]
+    for sub in ("images", "masks"):
+        names = sorted(p.name for p in (tmp_path / "1" / sub).iterdir())
+        assert names == sorted(p.name for p in (tmp_path / "2" / sub).iterdir()) and len(names) == 70
+        assert all((tmp_path / "1" / sub / n).read_bytes() == (tmp_path / "2" / sub / n).read_bytes() for n in names)
+    refused = maskface_here("synth", str(tmp_path / "0"), "--workers", "0")
+    assert refused.returncode == 2 and "--workers" in refused.stderr and not (tmp_path / "0").exists()

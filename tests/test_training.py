@@ -78,6 +78,21 @@ def test_resume_continues_exactly(synth64, tmp_path):
     assert (tmp_path / "resumed" / "samples" / "step_000004.png").is_file()
 
 
+@pytest.mark.slow
+def test_a_time_limit_stops_at_the_step_under_way_and_leaves_a_resumable_run(synth64, tmp_path):
+    """``--time-limit`` (make gpu-session's bound on training): the run ends at the first step past the limit, written
+    as if --steps had said that step (model, checkpoint, state, log line), and resumes from there."""
+    pairs = open_dataset(synth64, size=64)
+    run = tmp_path / "run"
+    stopped = train(pairs, run, cfg=TINY, tcfg=_fast(), steps=50, time_limit=1e-6)
+    assert (stopped.start_step, stopped.steps, stopped.stopped_by_time_limit) == (0, 1, True)
+    assert read_metadata(stopped.model)["step"] == "1"
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [1]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001.safetensors"]
+    resumed = train(pairs, run, cfg=None, tcfg=TrainConfig(), steps=2, resume=True, time_limit=0)
+    assert (resumed.start_step, resumed.steps, resumed.stopped_by_time_limit) == (1, 2, False)
+
+
 def _optimizer_groups_after_resume(synth64: Path, run: Path, steps: int, overrides: dict) -> dict[str, dict]:
     """One tiny step, then a resume to ``steps`` with ``overrides``: each optimizer's param group at the end."""
     pairs = open_dataset(synth64, size=64)

@@ -359,6 +359,25 @@ def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp
         assert folder == str(tmp_path)
 
 
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2-exchange", "two-renames"])
+def test_a_folder_is_replaced_whole_and_the_old_one_kept(tmp_path, monkeypatch, exchange):
+    from maskface_rt import fileio
+
+    if not exchange:
+        monkeypatch.setattr(fileio, "_exchange", lambda a, b: False)  # systems without renameat2
+    new, target, kept = tmp_path / "new", tmp_path / "model", tmp_path / "work" / "kept"
+    for folder, text in ((new, "new"), (target, "old")):
+        folder.mkdir()
+        (folder / "graph.onnx").write_text(text)
+    (target / "only-old.txt").write_text("old")
+    kept.parent.mkdir()
+    fileio.replace_folder(new, target, keep_old=kept)
+    assert sorted(p.name for p in target.iterdir()) == ["graph.onnx"] and (target / "graph.onnx").read_text() == "new"
+    assert sorted(p.name for p in kept.iterdir()) == ["graph.onnx", "only-old.txt"]
+    assert (kept / "graph.onnx").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "work"]  # nothing left beside it
+
+
 def test_stale_temp_files_of_dead_runs_are_removed_at_start(masks, tmp_path):
     from maskface_rt.generation.pipeline import run_generate
     from maskface_rt.generation.plan import GenerateOptions

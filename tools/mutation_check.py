@@ -278,6 +278,14 @@ MUTATIONS = (
         ("tests/test_triton_repository.py", "-k", "never_replaced"),
     ),
     Mutation(
+        "worse-demo-candidate-replaces",
+        "the bundled demo model is replaced only by a candidate better on the demo benchmark",
+        "benchmarks/demo_candidate.py",
+        "    if better and not args.no_replace:\n",
+        "    if not args.no_replace:\n",
+        ("tests/test_demo_candidate.py", "-k", "worse_candidate"),
+    ),
+    Mutation(
         "ci-accepts-any-skip",
         "in CI only GPU/TensorRT skips pass",
         "tests/skip_guard.py",

@@ -33,7 +33,7 @@ class Step:
     stdout_file: str | None = None  # the step's stdout goes to this file of the work folder, not its log
     # filled in by run_step
     command: str = ""
-    status: str = "not run"  # ok, failed, timed out, not run
+    status: str = "not run"  # ok, failed, timed out, not run, interrupted
     returncode: int | None = None
     seconds: float = 0.0
     tail: str = ""
@@ -118,6 +118,11 @@ def run_step(
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             step.status = "timed out"
+        except BaseException:  # Ctrl-C, or SIGTERM made one by the check: the step's processes end with it
+            _kill_group(proc)
+            step.status, step.seconds = "interrupted", round(time.monotonic() - start, 1)
+            step.tail = _tail(log)
+            raise
     step.seconds = round(time.monotonic() - start, 1)
     step.tail = _tail(log)
     print(f"{label}: {step.name}: {step.status} in {step.seconds} s", file=sys.stderr, flush=True)

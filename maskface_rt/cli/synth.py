@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -21,6 +21,10 @@ def synth(
     size: Annotated[int, typer.Option("--size", min=32, max=1024, help="Side of the square images.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Data set seed; pair i depends only on (seed, i).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing data set's files.")] = False,
+    workers: Annotated[
+        Optional[int],
+        typer.Option("--workers", min=1, help="Processes drawing the pairs (default: the CPUs here, at most 8)."),
+    ] = None,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Write a procedural face data set (paired layout) for tests, demos and benchmarks."""
@@ -34,7 +38,7 @@ def synth(
         progress.advance(task, n)
 
     try:
-        summary = write_dataset(out, count, size, seed, overwrite=overwrite, progress=advance)
+        summary = write_dataset(out, count, size, seed, overwrite=overwrite, workers=workers, progress=advance)
     finally:
         stop_progress(progress)
     rate = summary.count / max(summary.seconds, 1e-9)

@@ -81,6 +81,15 @@ def train(
     amp: Annotated[
         Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off [auto].")
     ] = None,
+    time_limit: Annotated[
+        Optional[float],
+        typer.Option(
+            "--time-limit",
+            min=0,
+            help="Seconds after which training stops at the end of the step under way, saved and resumable "
+            "as if --steps had said that step (default, or 0: no limit).",
+        ),
+    ] = None,
     as_json: Annotated[bool, json_option()] = False,
 ) -> None:
     """Train the four networks; writes RUN/model.safetensors (EMA weights + config), resumable."""
@@ -126,11 +135,13 @@ def train(
             data_description=str(data),
             on_start=on_start,
             on_step=on_step,
+            time_limit=time_limit,
         )
     finally:
         stop_progress(progress)
+    stopped = f" (stopped by --time-limit {time_limit:g} s)" if result.stopped_by_time_limit else ""
     stderr.print(
-        f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s; "
+        f"trained steps {result.start_step}..{result.steps} in {result.seconds:.1f} s{stopped}; "
         f"model: {result.model} ({result.model.stat().st_size / 1e6:.1f} MB)"
     )
     stderr.print(f"next: maskface export {result.model} --out {Path(out) / 'onnx'}")
@@ -141,6 +152,7 @@ def train(
                 "model": str(result.model),
                 "start_step": result.start_step,
                 "steps": result.steps,
+                "stopped_by_time_limit": result.stopped_by_time_limit,
                 "seconds": result.seconds,
                 "losses": result.last_losses,
             }
