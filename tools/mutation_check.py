@@ -153,8 +153,8 @@ MUTATIONS = (
         "seed-ignored",
         "style k of seed s depends on both",
         "maskface_rt/backends/base.py",
-        "np.random.SeedSequence([seed, k])",
-        "np.random.SeedSequence([0, k])",
+        "    return np.random.default_rng(np.random.SeedSequence([seed, k]))",
+        "    return np.random.default_rng(np.random.SeedSequence([0, k]))",
         ("tests/test_generate.py", "-k", "seed"),
     ),
     Mutation(
