@@ -373,7 +373,6 @@ class _Build:
         self.runners: dict[str, Any] = {}
         self.timing: dict[str, Any] = {}  # the timing cache, once loaded
         self.skip_parity: str | None = None
-        self.trt_runtime: Any = None
 
     @property
     def gpu(self) -> CudaDevice:
@@ -392,7 +391,6 @@ class _Build:
                 f"reads the built engines back, which needs a GPU that runs them; here: {self.skip_parity}",
             )
         key = self.cache_key()
-        self.trt_runtime = self.trt.Runtime(self.logger) if self.skip_parity is None else None
         cached = None if options.force else find_cached(plan, key)
         if cached is not None:
             return self.up_to_date(cached, t0)
@@ -444,7 +442,7 @@ class _Build:
         if plan.options.layer_info:
             self.stage("writing layer information")
             blobs = {g: p.read_bytes() for g, p in plan.engines.items()}
-            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.gpu, self.logger))
+            self.runners.update(_runners(self.trt, plan, blobs, self.gpu, self.logger))
             layer_path = _write_layer_info(plan, self.runners)
         checks = [ParityCheck.from_dict(d, TENSORRT_VS_ORT) for d in cached.parity.get("results", [])]
         return BuildResult(
@@ -477,7 +475,7 @@ class _Build:
             return []
         self.stage(f"checking the engines against ONNX Runtime fp32 (batch {parity_batch(plan.profile)})")
         with trt_builder.reported(plan.runtime, plan.out, "running the engines for the parity check"):
-            self.runners.update(_runners(self.trt, self.trt_runtime, plan, blobs, self.gpu, self.logger))
+            self.runners.update(_runners(self.trt, plan, blobs, self.gpu, self.logger))
             parity = check_parity(plan, lambda graph, feeds: self.runners[graph].run(feeds))
         failed = [p for p in parity if not p.passed]
         if failed:
@@ -489,9 +487,10 @@ class _Build:
 
     def write_timing_cache(self) -> Path | None:
         path = self.plan.options.timing_cache
-        if path is None or self.timing.get("cache") is None:
+        blob = trt_builder.timing_cache_bytes(self.timing)
+        if path is None or blob is None:
             return None
-        write_bytes_atomic(Path(path), bytes(self.timing["cache"].serialize()), overwrite=True)
+        write_bytes_atomic(Path(path), blob, overwrite=True)
         return Path(path)
 
     def sidecar(
@@ -544,11 +543,9 @@ def _open_gpu(plan: BuildPlan) -> tuple[CudaDevice | None, str]:
     return trt_builder.open_gpu(plan.runtime, plan.options.device)
 
 
-def _runners(
-    trt: Any, trt_runtime: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: CudaDevice, logger: Any
-) -> dict[str, Any]:
+def _runners(trt: Any, plan: BuildPlan, blobs: dict[str, bytes], cuda: CudaDevice, logger: Any) -> dict[str, Any]:
     """The built engines, deserialized and run as the backend runs them (a test replaces this with stand-ins)."""
-    return trt_builder.open_runners(trt, trt_runtime, blobs, plan.settings, cuda, logger, plan.engines)
+    return trt_builder.open_runners(trt, blobs, plan.settings, cuda, logger, plan.engines)
 
 
 def find_cached(plan: BuildPlan, key: str) -> EngineSidecar | None:

@@ -294,7 +294,7 @@ class WrongEngine:
 
 
 engine_builder._open_gpu = lambda plan: (StandInGpu(), "")
-engine_builder._runners = lambda trt, runtime, plan, blobs, cuda, logger: {
+engine_builder._runners = lambda trt, plan, blobs, cuda, logger: {
     graph: WrongEngine(plan.onnx_files[graph]) for graph in blobs
 }
 """

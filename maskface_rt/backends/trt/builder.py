@@ -139,16 +139,17 @@ def open_gpu(runtime: TensorRTRuntime, device: str) -> tuple[CudaDevice | None, 
         raise
 
 
+def timing_cache_bytes(timing: dict[str, Any]) -> bytes | None:
+    """The timing cache the builds of ``timing`` loaded or made, serialized (None: there was none)."""
+    cache = timing.get("cache")
+    return None if cache is None else bytes(cache.serialize())
+
+
 def open_runners(
-    trt: Any,
-    trt_runtime: Any,
-    blobs: dict[str, bytes],
-    settings: BuilderSettings,
-    cuda: CudaDevice,
-    logger: Any,
-    where: dict[str, Path],
+    trt: Any, blobs: dict[str, bytes], settings: BuilderSettings, cuda: CudaDevice, logger: Any, where: dict[str, Path]
 ) -> dict[str, EngineRunner]:
     """The deserialized engines, run the way the tensorrt backend runs them (CUDA graphs aside)."""
+    trt_runtime = trt.Runtime(logger)
     return {
         g: EngineRunner(
             trt,
