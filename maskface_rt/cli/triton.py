@@ -54,12 +54,15 @@ def triton(
     max_batch: Annotated[
         Optional[int],
         typer.Option(
-            "--max-batch", help="Each model's max_batch_size [the export's max batch, or the engine profile's max]."
+            "--max-batch",
+            help="Each model's max_batch_size (default: the export's max batch, or the engine profile's max).",
         ),
     ] = None,
     preferred_batch_sizes: Annotated[
         str,
-        typer.Option("--preferred-batch-sizes", help="The dynamic batcher's preferred batch sizes, e.g. 4,8 [none]."),
+        typer.Option(
+            "--preferred-batch-sizes", help="The dynamic batcher's preferred batch sizes, e.g. 4,8 (default: none)."
+        ),
     ] = "",
     max_queue_delay_us: Annotated[
         int, typer.Option("--max-queue-delay-us", help="How long a request may wait for a batch, in microseconds.")
@@ -77,7 +80,7 @@ def triton(
         typer.Option(
             "--backend",
             help="python platform only: the maskface backend inside (onnxruntime or openvino for an export; an engine "
-            "set's own runtime) [onnxruntime, or the engine's runtime].",
+            "set's own runtime; default: onnxruntime, or the engine's runtime).",
         ),
     ] = "auto",
     threads: Annotated[
