@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from typing import Any
 import quality  # the sibling script: the demo-quality benchmark's data, parser and evaluation
 
 from maskface_rt.benchmarking.environment import environment
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, Termination
 
 REPO = Path(__file__).resolve().parent.parent
 LABEL = "demo-candidate"
@@ -267,21 +266,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    terminated = []
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        terminated.append(signum)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    Termination.install()
     try:
         record = run(args)
     except MaskfaceError as e:
         print(f"{LABEL}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{LABEL}: {'terminated' if terminated else 'interrupted'}; the target is as it was", file=sys.stderr)
-        return 143 if terminated else 130
+        print(f"{LABEL}: {Termination.word()}; the target is as it was", file=sys.stderr)
+        return Termination.exit_code()
     verdict = "replaced the target" if record["replaced"] else "kept the target"
     print(f"{LABEL}: {verdict}: {record['reason']}; report: {args.report}", file=sys.stderr)
     print(json.dumps({k: record[k] for k in ("better", "replaced", "reason", "kept")}))

@@ -39,7 +39,6 @@ import math
 import os
 import shlex
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -52,6 +51,7 @@ try:
     import gpu_check  # the sibling script: gpu-check's plan, probe, package layout and reports
 
     from maskface_rt.benchmarking.steps import LEFT_OUT, Step, check_parser, chosen_steps, run_step, run_text
+    from maskface_rt.errors import Termination
 except ModuleNotFoundError as e:  # a checkout that was never installed, run without make
     sys.exit(f"gpu-session: {e}; install the checkout (pip install --no-deps -e .) or run make gpu-session")
 
@@ -199,17 +199,6 @@ def demo_step(data: Path, run: Path, recipe: Recipe, device: str, plan: dict[str
     for option in ("steps", "ds_decay_steps", "lr_decay_start", "lr_decay_steps", "time_limit_s"):
         args += ["--" + option.removesuffix("_s").replace("_", "-"), str(plan[option])]
     return Step("train-demo", args, timeout_s)
-
-
-class Stop:
-    """Ctrl-C, or SIGTERM turned into one: the step under way is stopped (run_step kills its processes)."""
-
-    terminated = False
-
-    @classmethod
-    def on_sigterm(cls, signum: int, frame: object) -> None:
-        cls.terminated = True
-        raise KeyboardInterrupt
 
 
 @dataclass
@@ -405,7 +394,7 @@ def write_outputs(out: Path, session: Session, started: str, found: dict[str, An
     for path in [*written, *(out / "demo-candidate" / name for name in candidate["written"])]:
         print(f"wrote {path}", file=sys.stderr)
     if meta.get("stopped"):
-        return 143 if Stop.terminated else 130
+        return Termination.exit_code()
     return 0 if ran and all(step.status == "ok" for step in ran) and candidate["written"] else 1
 
 
@@ -428,12 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{LABEL}: {e}", file=sys.stderr)
         return 2
     budget_s = args.budget_s if args.budget_s is not None else DEFAULT_BUDGET_S * (DRY_SCALE if args.dry else 1)
-    signal.signal(signal.SIGTERM, Stop.on_sigterm)
+    Termination.install()
     try:
         return _session(args, Session(work, {}, args.dry, chosen, start, budget_s, names))
     except KeyboardInterrupt:  # before the session could write anything
-        print(f"{LABEL}: {'terminated' if Stop.terminated else 'interrupted'}", file=sys.stderr)
-        return 143 if Stop.terminated else 130
+        print(f"{LABEL}: {Termination.word()}", file=sys.stderr)
+        return Termination.exit_code()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -454,7 +443,7 @@ def _session(args: Any, session: Session) -> int:
     try:
         session.run_all()
     except KeyboardInterrupt:
-        stopped = "terminated (SIGTERM)" if Stop.terminated else "interrupted (Ctrl-C)"
+        stopped = f"{Termination.word()} ({'SIGTERM' if Termination.terminated else 'Ctrl-C'})"
         print(f"{LABEL}: {stopped}; writing the reports of what ran", file=sys.stderr)
     meta = {
         "package": package,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 from pathlib import Path
 
 
@@ -16,6 +17,31 @@ class ExitCode(enum.IntEnum):
     NOTHING_RAN = 4  # no input could be processed at all
     INTERRUPTED = 130  # Ctrl-C (SIGINT): the work stopped, nothing partial left behind
     TERMINATED = 143  # SIGTERM (timeout, systemd, docker): stopped and cleaned up as for Ctrl-C
+
+
+class Termination:
+    """SIGTERM (what timeout, systemd and docker send) turned into Ctrl-C's KeyboardInterrupt, so that one clean-up
+    serves both, and remembered, so that the end tells them apart: 'terminated', exit 143, instead of
+    'interrupted', exit 130. ``install`` once, in the main thread."""
+
+    terminated = False
+
+    @classmethod
+    def install(cls) -> None:
+        signal.signal(signal.SIGTERM, cls.on_sigterm)
+
+    @classmethod
+    def on_sigterm(cls, signum: int, frame: object) -> None:
+        cls.terminated = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def word(cls) -> str:
+        return "terminated" if cls.terminated else "interrupted"
+
+    @classmethod
+    def exit_code(cls) -> ExitCode:
+        return ExitCode.TERMINATED if cls.terminated else ExitCode.INTERRUPTED
 
 
 def printable(text: str) -> str:

@@ -18,7 +18,6 @@ import _thread
 import errno
 import importlib
 import os
-import signal
 import sys
 import threading
 from typing import Annotated, NoReturn
@@ -27,7 +26,7 @@ import typer
 
 from maskface_rt import __version__
 from maskface_rt.console import stderr
-from maskface_rt.errors import ExitCode, MaskfaceError, OptionError
+from maskface_rt.errors import ExitCode, MaskfaceError, OptionError, Termination
 
 # In the order `maskface --help` lists them.
 COMMANDS = (
@@ -83,19 +82,11 @@ for _name in COMMANDS:
 
 
 class _Signals:
-    """SIGTERM (what timeout, systemd and docker send) stops a command the way Ctrl-C does, through the same
-    clean-up, and is told apart at the end: exit 143 and 'terminated' instead of 130 and 'interrupted'."""
-
-    terminated = False
-
-    @classmethod
-    def on_sigterm(cls, signum: int, frame: object) -> None:
-        cls.terminated = True
-        raise KeyboardInterrupt
+    """Ctrl-C, and SIGTERM made one (errors.Termination): the same clean-up, and the end that tells them apart."""
 
     @staticmethod
     def on_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
-        """A KeyboardInterrupt (Ctrl-C's, or SIGTERM's above) that landed in a finalizer or a weakref callback is
+        """A KeyboardInterrupt (Ctrl-C's, or SIGTERM's) that landed in a finalizer or a weakref callback is
         ignored by Python, and the command would run on: raise it again in the main thread's next step."""
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
             # Shortly, from another thread: raised now, in the main thread, it would land in this hook (ignored
@@ -106,11 +97,11 @@ class _Signals:
             return
         sys.__unraisablehook__(unraisable)
 
-    @classmethod
-    def stopped(cls) -> NoReturn:
+    @staticmethod
+    def stopped() -> NoReturn:
         """The one line and the exit code of a command stopped by Ctrl-C or SIGTERM."""
-        stderr.print("\nterminated" if cls.terminated else "\ninterrupted")
-        sys.exit(ExitCode.TERMINATED if cls.terminated else ExitCode.INTERRUPTED)
+        stderr.print(f"\n{Termination.word()}")
+        sys.exit(Termination.exit_code())
 
 
 #: A write that failed for want of room or a device (a full disk, /dev/full): the output is lost, not a bug.
@@ -140,7 +131,7 @@ def _flush_stdout() -> None:
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _Signals.on_sigterm)  # maskface serve's uvicorn sets its own while it runs
+    Termination.install()  # maskface serve's uvicorn sets its own while it runs
     sys.unraisablehook = _Signals.on_unraisable
     try:
         app()
