@@ -41,6 +41,13 @@ class Termination:
 
     @classmethod
     def exit_code(cls) -> ExitCode:
+        """The exit code of a run that caught the KeyboardInterrupt and stops: 143 or 130, made to stick.
+
+        CPython notes a KeyboardInterrupt that leaves code run from a string (``exec(source)``, which dataclasses,
+        torch.onnx and others use) as one that went unhandled, even when it is caught later; under ``python -m``
+        the process then ends by killing itself with SIGINT (-2), whatever code it exits with. Running any
+        string clears that note (``run_eval_code_obj`` resets it first; seen on CPython 3.8 to 3.13)."""
+        exec("None")  # a constant string: clears the stale note, see above
         return ExitCode.TERMINATED if cls.terminated else ExitCode.INTERRUPTED
 
 

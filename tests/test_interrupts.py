@@ -123,3 +123,35 @@ def test_an_interrupt_that_lands_in_a_finalizer_still_stops_the_command(tmp_path
     done = maskface("info", str(tmp_path), prelude=_INTERRUPT_IN_A_FINALIZER, timeout=120)
     assert done.returncode == 130, done.stdout + done.stderr
     assert "ran on to the end" not in done.stdout and done.stderr.strip().splitlines()[-1] == "interrupted"
+
+
+#: ``python -m`` on a command stopped inside code run from a string (``exec(source)``), as torch.onnx's and
+#: dataclasses' code is: CPython takes the KeyboardInterrupt that left it for one that went unhandled.
+_TERMINATED_INSIDE_EXEC = """
+import os
+import signal
+import time
+
+from maskface_rt import model_info
+from maskface_rt.cli import main
+
+
+def describe(path):
+    exec("os.kill(os.getpid(), signal.SIGTERM)\\nfor _ in range(3000): time.sleep(0.01)")  # 30 s at most
+    print("ran on to the end")
+    return {}
+
+
+model_info.describe = describe
+main()
+"""
+
+
+def test_a_sigterm_that_lands_in_code_run_from_a_string_still_exits_143_not_by_sigint(tmp_path):
+    """CPython would end such a process by killing it with SIGINT (exit -2) after the command's own exit."""
+    (tmp_path / "stopped_in_exec.py").write_text(_TERMINATED_INSIDE_EXEC)
+    command = [sys.executable, "-m", "stopped_in_exec", "info", str(tmp_path)]
+    env = {**os.environ, "NO_COLOR": "1"}
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr.strip().splitlines()[-1]) == STOPS[signal.SIGTERM], done.stderr
+    assert "ran on to the end" not in done.stdout and "Traceback" not in done.stderr

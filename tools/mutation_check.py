@@ -286,6 +286,14 @@ MUTATIONS = (
         ("tests/test_demo_candidate.py", "-k", "worse_candidate"),
     ),
     Mutation(
+        "stop-exits-by-sigint",
+        "a stop caught after code run from a string still exits 130/143, not by SIGINT",
+        "maskface_rt/errors.py",
+        '        exec("None")  # a constant string',
+        "        pass  # a constant string",
+        ("tests/test_interrupts.py", "-k", "code_run_from_a_string"),
+    ),
+    Mutation(
         "ci-accepts-any-skip",
         "in CI only GPU/TensorRT skips pass",
         "tests/skip_guard.py",
