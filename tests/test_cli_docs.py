@@ -16,3 +16,30 @@ def test_docs_cli_md_is_up_to_date(tmp_path):
     assert out.read_text(encoding="utf-8") == current, (
         f"docs/cli.md is out of date; regenerate it with: {' '.join(COMMAND)}"
     )
+
+
+def _commands(command, path=("maskface",)):
+    """(path, click command) of every command under ``command``, groups included."""
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def test_no_help_text_is_taken_for_markup_and_dropped_from_help_and_these_docs():
+    """Rich reads "[auto]" as a style tag and drops it: a default in square brackets vanished from --help."""
+    import typer
+    from rich.text import Text
+
+    from maskface_rt.cli import app
+
+    texts = [
+        (" ".join(path), name, text)
+        for path, command in _commands(typer.main.get_command(app))
+        for name, text in [("help", command.help)]
+        + [(param.name, getattr(param, "help", None)) for param in command.params]
+        if text
+    ]
+    dropped = [
+        (where, name, text) for where, name, text in texts if Text.from_markup(text).plain != text.replace("\\[", "[")
+    ]
+    assert len(texts) > 150 and not dropped

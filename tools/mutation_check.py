@@ -294,6 +294,14 @@ MUTATIONS = (
         ("tests/test_interrupts.py", "-k", "code_run_from_a_string"),
     ),
     Mutation(
+        "help-default-read-as-markup",
+        "no help text is read as rich markup and dropped from --help and docs/cli.md",
+        "maskface_rt/cli/train.py",
+        "bf16, fp16, off (default: auto).",
+        "bf16, fp16, off [auto].",
+        ("tests/test_cli_docs.py", "-k", "markup"),
+    ),
+    Mutation(
         "ci-accepts-any-skip",
         "in CI only GPU/TensorRT skips pass",
         "tests/skip_guard.py",

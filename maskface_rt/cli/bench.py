@@ -79,7 +79,8 @@ def bench(
         ),
     ] = None,
     preset_name: Annotated[
-        Optional[str], typer.Option("--preset", help=f"Size of the random model: {', '.join(PRESETS)} [paper-256].")
+        Optional[str],
+        typer.Option("--preset", help=f"Size of the random model: {', '.join(PRESETS)} (default: paper-256)."),
     ] = None,
     backend: Annotated[
         Optional[list[str]],

@@ -63,11 +63,15 @@ def build(
     min_batch: Annotated[int, typer.Option("--min-batch", help="Smallest batch of the optimization profile.")] = 1,
     opt_batch: Annotated[
         Optional[int],
-        typer.Option("--opt-batch", help=f"Batch TensorRT tunes for [{DEFAULT_OPT_BATCH}, kept within min..max]."),
+        typer.Option(
+            "--opt-batch", help=f"Batch TensorRT tunes for (default: {DEFAULT_OPT_BATCH}, kept within min..max)."
+        ),
     ] = None,
     max_batch: Annotated[
         Optional[int],
-        typer.Option("--max-batch", help=f"Largest batch [{DEFAULT_MAX_BATCH}, at most the export's max batch]."),
+        typer.Option(
+            "--max-batch", help=f"Largest batch (default: {DEFAULT_MAX_BATCH}, at most the export's max batch)."
+        ),
     ] = None,
     timing_cache: Annotated[
         Optional[Path],
@@ -79,7 +83,7 @@ def build(
     ] = None,
     workspace: Annotated[
         Optional[int],
-        typer.Option("--workspace", help="Builder workspace limit in MiB [TensorRT's default: the GPU's memory]."),
+        typer.Option("--workspace", help="Builder workspace limit in MiB (default: TensorRT's, the GPU's memory)."),
     ] = None,
     optimization_level: Annotated[
         int, typer.Option("--optimization-level", help="Builder optimisation level 0..5.")

@@ -92,7 +92,7 @@ def run(
     ] = "auto",
     label_order: Annotated[str, label_order_option()] = "celebamask",
     real_limit: Annotated[
-        Optional[int], typer.Option("--real-limit", min=2, help="Real photos for FID/KID [whole split].")
+        Optional[int], typer.Option("--real-limit", min=2, help="Real photos for FID/KID (default: whole split).")
     ] = None,
     parser: Annotated[
         Optional[str],
@@ -106,7 +106,7 @@ def run(
         Optional[list[str]],
         typer.Option(
             "--compare",
-            help="BACKEND[@PRECISION]:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
+            help="BACKEND\\[@PRECISION]:MODEL to compare with MODEL on the same masks and seeds (repeatable), "
             "e.g. onnxruntime:runs/demo/onnx-fp16 or openvino@fp32:runs/demo/onnx (PRECISION: openvino's "
             "auto, fp32 or bf16).",
         ),
@@ -116,7 +116,7 @@ def run(
         typer.Option(
             "--weights-dir",
             parser=path_value,
-            help="Folder of the pretrained metric networks [$MASKFACE_WEIGHTS_DIR or ./weights].",
+            help="Folder of the pretrained metric networks (default: $MASKFACE_WEIGHTS_DIR or ./weights).",
         ),
     ] = None,
     weights_manifest: Annotated[
@@ -132,7 +132,7 @@ def run(
         typer.Option(
             "--stats-cache",
             parser=path_value,
-            help="Folder caching real-set Inception features [~/.cache/maskface-rt/fid].",
+            help="Folder caching real-set Inception features (default: ~/.cache/maskface-rt/fid).",
         ),
     ] = None,
     no_stats_cache: Annotated[bool, typer.Option("--no-stats-cache", help="Neither read nor write the cache.")] = False,

@@ -36,12 +36,17 @@ def plugin_ptx(
         Path, typer.Option("--out", "-o", parser=path_value, help="Folder for the .ptx files and fused_adain_ptx.json.")
     ],
     arch: Annotated[
-        Optional[list[str]], typer.Option("--arch", help="GPU target, repeatable: sm_80, sm_86, sm_89, sm_90 [all].")
+        Optional[list[str]],
+        typer.Option("--arch", help="GPU target, repeatable: sm_80, sm_86, sm_89, sm_90 (default: all)."),
     ] = None,
-    dtype: Annotated[Optional[list[str]], typer.Option("--dtype", help="fp16 or fp32, repeatable [both].")] = None,
+    dtype: Annotated[
+        Optional[list[str]], typer.Option("--dtype", help="fp16 or fp32, repeatable (default: both).")
+    ] = None,
     plane: Annotated[
         Optional[list[str]],
-        typer.Option("--plane", help="Plane size HxW the kernel is specialised for, or 'any', repeatable [any]."),
+        typer.Option(
+            "--plane", help="Plane size HxW the kernel is specialised for, or 'any', repeatable (default: any)."
+        ),
     ] = None,
     eps: Annotated[float, typer.Option("--eps", help="Instance norm epsilon (baked in).")] = DEFAULT_EPS,
     negative_slope: Annotated[

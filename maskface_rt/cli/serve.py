@@ -83,7 +83,7 @@ def serve(
         typer.Option(
             "--allowed-hosts",
             help="Comma-separated Host names answered ('*': any; behind a proxy, its public name); others get 400 "
-            "[localhost, 127.0.0.1, ::1 and --host].",
+            "(default: localhost, 127.0.0.1, ::1 and --host).",
         ),
     ] = None,
 ) -> None:

@@ -44,42 +44,60 @@ def train(
         ),
     ] = "auto",
     label_order: Annotated[str, label_order_option()] = "celebamask",
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Per-process batch size [8].")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate of G, E, D [1e-4].")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option("--batch-size", help="Per-process batch size (default: 8).")
+    ] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate of G, E, D (default: 1e-4).")] = None,
     lr_decay_start: Annotated[
         Optional[int],
-        typer.Option("--lr-decay-start", help="Step where the linear decay of the rates to 0 starts [0]."),
+        typer.Option("--lr-decay-start", help="Step where the linear decay of the rates to 0 starts (default: 0)."),
     ] = None,
     lr_decay_steps: Annotated[
-        Optional[int], typer.Option("--lr-decay-steps", help="Steps of that decay; 0: constant rates [0].")
+        Optional[int], typer.Option("--lr-decay-steps", help="Steps of that decay; 0: constant rates (default: 0).")
     ] = None,
-    mapping_lr: Annotated[Optional[float], typer.Option("--mapping-lr", help="Style encoder lr [1e-6].")] = None,
-    beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam beta1 [0].")] = None,
-    beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam beta2 [0.99].")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option("--weight-decay", help="Adam weight decay [1e-4].")] = None,
-    ema_beta: Annotated[Optional[float], typer.Option("--ema-beta", help="EMA decay of G, F, E [0.999].")] = None,
-    lambda_adv: Annotated[Optional[float], typer.Option("--lambda-adv", help="Adversarial weight [1].")] = None,
-    lambda_r1: Annotated[Optional[float], typer.Option("--lambda-r1", help="R1 weight [1].")] = None,
+    mapping_lr: Annotated[
+        Optional[float], typer.Option("--mapping-lr", help="Style encoder lr (default: 1e-6).")
+    ] = None,
+    beta1: Annotated[Optional[float], typer.Option("--beta1", help="Adam beta1 (default: 0).")] = None,
+    beta2: Annotated[Optional[float], typer.Option("--beta2", help="Adam beta2 (default: 0.99).")] = None,
+    weight_decay: Annotated[
+        Optional[float], typer.Option("--weight-decay", help="Adam weight decay (default: 1e-4).")
+    ] = None,
+    ema_beta: Annotated[
+        Optional[float], typer.Option("--ema-beta", help="EMA decay of G, F, E (default: 0.999).")
+    ] = None,
+    lambda_adv: Annotated[
+        Optional[float], typer.Option("--lambda-adv", help="Adversarial weight (default: 1).")
+    ] = None,
+    lambda_r1: Annotated[Optional[float], typer.Option("--lambda-r1", help="R1 weight (default: 1).")] = None,
     lambda_sty: Annotated[
-        Optional[float], typer.Option("--lambda-sty", help="Style reconstruction weight [1].")
+        Optional[float], typer.Option("--lambda-sty", help="Style reconstruction weight (default: 1).")
     ] = None,
-    lambda_ds: Annotated[Optional[float], typer.Option("--lambda-ds", help="Diversity weight at step 0 [1].")] = None,
+    lambda_ds: Annotated[
+        Optional[float], typer.Option("--lambda-ds", help="Diversity weight at step 0 (default: 1).")
+    ] = None,
     ds_decay_steps: Annotated[
-        Optional[int], typer.Option("--ds-decay-steps", help="Diversity decay steps [100000].")
+        Optional[int], typer.Option("--ds-decay-steps", help="Diversity decay steps (default: 100000).")
     ] = None,
     lambda_rec: Annotated[
-        Optional[float], typer.Option("--lambda-rec", help="Paired reconstruction weight [10].")
+        Optional[float], typer.Option("--lambda-rec", help="Paired reconstruction weight (default: 10).")
     ] = None,
-    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random mirroring [on].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed of init, batch order and noise [0].")] = None,
+    hflip: Annotated[Optional[bool], typer.Option("--hflip/--no-hflip", help="Random mirroring (default: on).")] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", help="Seed of init, batch order and noise (default: 0).")
+    ] = None,
     checkpoint_every: Annotated[
-        Optional[int], typer.Option("--checkpoint-every", help="Checkpoint period [1000].")
+        Optional[int], typer.Option("--checkpoint-every", help="Checkpoint period (default: 1000).")
     ] = None,
-    sample_every: Annotated[Optional[int], typer.Option("--sample-every", help="Sample grid period [500].")] = None,
-    log_every: Annotated[Optional[int], typer.Option("--log-every", help="JSONL log period [10].")] = None,
-    num_workers: Annotated[Optional[int], typer.Option("--num-workers", help="Data loader workers [2].")] = None,
+    sample_every: Annotated[
+        Optional[int], typer.Option("--sample-every", help="Sample grid period (default: 500).")
+    ] = None,
+    log_every: Annotated[Optional[int], typer.Option("--log-every", help="JSONL log period (default: 10).")] = None,
+    num_workers: Annotated[
+        Optional[int], typer.Option("--num-workers", help="Data loader workers (default: 2).")
+    ] = None,
     amp: Annotated[
-        Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off [auto].")
+        Optional[str], typer.Option("--amp", help="auto (bf16/fp16 on CUDA), bf16, fp16, off (default: auto).")
     ] = None,
     time_limit: Annotated[
         Optional[float],

@@ -85,7 +85,9 @@ def triton(
     ] = "auto",
     threads: Annotated[
         int,
-        typer.Option("--threads", help="python platform only: math threads per instance [0: the backend's default]."),
+        typer.Option(
+            "--threads", help="python platform only: math threads per instance (default: 0, the backend's own)."
+        ),
     ] = 0,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace model folders of the same names already in the repository.")
