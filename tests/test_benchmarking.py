@@ -382,7 +382,7 @@ def test_unavailable_backends_are_listed_with_reasons(tiny_model, tiny_export, t
     ok, reason = make_runner("torch-fp32", ctx).available()
     assert not ok and "checkpoint" in reason
     with pytest.raises(Unavailable, match="needs a checkpoint"):
-        reference_images(exported, np.zeros((1, 64, 64), np.uint8), np.zeros((1, 32), np.float32), "cpu")
+        reference_images(exported, np.zeros((1, 64, 64), np.uint8), np.zeros((1, 32), np.float32), "cpu", [1])
     too_big = ModelSource.open(tiny_export, "paper-256", tmp_path, 64)
     ok, reason = make_runner("onnxruntime-cpu-fp32", RunnerContext(too_big, "cpu", no_cuda)).available()
     assert not ok and "declares max batch 16" in reason
@@ -445,6 +445,27 @@ def test_a_bound_generator_runs_its_batch_again_and_writes_what_generate_gives(t
         backend.generate = lambda labels, styles: calls.append(len(labels))  # what the default calls
         default()
         assert calls == [3]
+
+
+def test_the_reference_of_each_batch_size_is_run_at_that_batch_size(tiny_model, tmp_path, monkeypatch):
+    """torch may round differently at another batch size (oneDNN on an AVX2 CPU: one level at batch 1 against
+    batch 2): a row compared with a slice of a larger batch would show torch's own jitter as its error."""
+    from maskface_rt.backends.torch_backend import TorchBackend
+
+    source = ModelSource(preset("tiny-64"), tiny_model, tmp_path, 4, "tiny")
+    labels, styles = fixed_inputs(source, 4)
+    batches_run = []
+    generate = TorchBackend.generate
+
+    def recorded(self, labels, styles):
+        batches_run.append(len(labels))
+        return generate(self, labels, styles)
+
+    monkeypatch.setattr(TorchBackend, "generate", recorded)
+    reference = reference_images(source, labels, styles, "cpu", [4, 1, 2, 1])
+    assert batches_run == [1, 2, 4] and sorted(reference) == [1, 2, 4]
+    for batch, images in reference.items():
+        assert images.shape == (batch, 64, 64, 3) and images.dtype == np.uint8
 
 
 # --- the command -----------------------------------------------------------------------------------------

@@ -302,6 +302,14 @@ MUTATIONS = (
         ("tests/test_cli_docs.py", "-k", "markup"),
     ),
     Mutation(
+        "bench-reference-sliced",
+        "a bench row is compared with torch fp32 run at the row's own batch size",
+        "maskface_rt/benchmarking/models.py",
+        "out = {batch: backend.generate(labels[:batch], styles[:batch]) for batch in sorted(set(batches))}",
+        "out = {batch: backend.generate(labels, styles)[:batch] for batch in sorted(set(batches))}",
+        ("tests/test_benchmarking.py", "-k", "reference_of_each"),
+    ),
+    Mutation(
         "ci-accepts-any-skip",
         "in CI only GPU/TensorRT skips pass",
         "tests/skip_guard.py",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,10 +180,12 @@ def no_tf32() -> Iterator[None]:
 
 
 def reference_images(
-    source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str, chunk: int = 8
-) -> np.ndarray:
-    """uint8 images of plain torch fp32 on ``device`` (the torch backend with AdaIN in torch ops, no TF32):
-    what accuracy is measured against."""
+    source: ModelSource, labels: np.ndarray, styles: np.ndarray, device: str, batches: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """For each batch size B of ``batches``: uint8 images of the first B masks and styles, run as one batch of B by
+    plain torch fp32 on ``device`` (the torch backend with AdaIN in torch ops, no TF32): what a row of batch B is
+    measured against. Per batch size, because torch's own kernels may round differently at another batch size
+    (oneDNN on an AVX2 CPU: one level at batch 1 against batch 2), which is not the backend's error."""
     if source.checkpoint is None:
         raise Unavailable("the torch fp32 reference needs a checkpoint; --model is an export folder")
     if not torch_installed():
@@ -192,10 +194,10 @@ def reference_images(
         source.checkpoint, device=device, arguments={"adain": "torch", "generator_only": True}
     )
     with backend, no_tf32():
-        out = [backend.generate(labels[i : i + chunk], styles[i : i + chunk]) for i in range(0, len(labels), chunk)]
+        out = {batch: backend.generate(labels[:batch], styles[:batch]) for batch in sorted(set(batches))}
     del backend
     if parse_device(device).is_cuda:
         import torch
 
         torch.cuda.empty_cache()
-    return np.concatenate(out)
+    return out

@@ -93,12 +93,13 @@ def _row(runner: Runner, batch: int | None, status: str, reason: str = "") -> di
 
 @dataclass(frozen=True)
 class BenchInputs:
-    """What every runner is given: the masks and styles of the largest batch, and torch fp32's images of them
-    (None, with ``reference_note`` saying why, where there is no reference)."""
+    """What every runner is given: the masks and styles of the largest batch, and torch fp32's images of the first
+    B of them for each batch size B, run at that batch size (None, with ``reference_note`` saying why, where there is
+    no reference)."""
 
     labels: np.ndarray
     styles: np.ndarray
-    reference: np.ndarray | None
+    reference: dict[int, np.ndarray] | None
     reference_note: str
 
 
@@ -157,7 +158,7 @@ def _prepare_row(loaded: _Loaded, batch: int, inputs: BenchInputs, options: Benc
     )
     if inputs.reference is not None:
         accumulator = ParityAccumulator()
-        accumulator.update(inputs.reference[:batch], images)
+        accumulator.update(inputs.reference[batch], images)
         parity = accumulator.result()
         row.update(
             max_abs_error=parity.max_abs_error,
@@ -350,7 +351,7 @@ def run_bench(
         reference, reference_note = None, ""
         try:
             on_stage("computing the torch fp32 reference")
-            reference = reference_images(source, labels, styles, device)
+            reference = reference_images(source, labels, styles, device, options.batch_sizes)
         except Unavailable as e:
             reference_note = str(e)
         except Exception as e:  # accuracy columns say why; speed can still be measured
@@ -380,7 +381,7 @@ def run_bench(
         "seed": options.seed,
         "inputs": f"procedural masks (maskface synth seed {options.seed}, pairs 0..B-1) and styles F(z) of "
         f"indices 0..B-1 (seed {options.seed})",
-        "reference": reference_note or f"torch fp32 on {device}, no TF32, AdaIN in torch ops",
+        "reference": reference_note or f"torch fp32 on {device} at the row's batch size, no TF32, AdaIN in torch ops",
         "flops_per_image": flops_per_image,
         "flops_source": flops_source,
         "memory": {"cpu": _cpu_memory_kind(), "gpu": MemoryProbe("cuda:0").kind},
