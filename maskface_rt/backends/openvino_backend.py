@@ -15,10 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from maskface_rt.backends.export_folder import ExportFolderBackend
-from maskface_rt.backends.probes import NATIVE_BF16_ENV, cpu_native_bf16, cpu_threads, native_bf16, native_bf16_override
+from maskface_rt.backends.probes import (
+    NATIVE_BF16_ENV,
+    OPENVINO_CAPABILITIES,
+    cpu_native_bf16,
+    cpu_threads,
+    native_bf16,
+    native_bf16_override,
+)
 from maskface_rt.backends.registry import PRECISIONS
 from maskface_rt.console import stderr
-from maskface_rt.errors import MaskfaceError
+from maskface_rt.errors import MaskfaceError, OptionError
 from maskface_rt.graph_contract import GRAPHS
 
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # our names -> OpenVINO's INFERENCE_PRECISION_HINT
@@ -37,7 +44,7 @@ def cpu_capabilities_line() -> str:
     """The CPU's OpenVINO optimisation capabilities and what --precision auto resolves to."""
     import openvino as ov
 
-    caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    caps = ov.Core().get_property("CPU", OPENVINO_CAPABILITIES)
     auto = resolve_precision("auto")
     why = "native bf16" if auto == "bf16" else "no native bf16 (AVX512-BF16/AMX): bf16 would be emulated, slower"
     if native_bf16_override() is not None:
@@ -122,6 +129,14 @@ class OpenVinoBackend(ExportFolderBackend):
                     path, f"openvino cannot compile the graph ({str(e).strip().splitlines()[0]})"
                 ) from None
             self.requests[graph] = self.models[graph].create_infer_request()
+        if precision == "bf16" and self.executed_precision != "bf16":  # asked for, not auto's choice
+            executed, capabilities = self.executed_precision, ", ".join(core.get_property("CPU", OPENVINO_CAPABILITIES))
+            self.close()
+            raise OptionError(
+                "precision",
+                f"OpenVINO runs no bf16 on this CPU: it compiled {executed} (its capabilities: {capabilities}; "
+                "bf16 needs AVX-512); valid here: auto, fp32",
+            )
 
     @property
     def executed_precision(self) -> str:

@@ -32,13 +32,17 @@ def has_cuda_provider() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
+#: OpenVINO's CPU plugin property listing what it optimises for: FP32, BF16 (native bf16 only), INT8, ...
+OPENVINO_CAPABILITIES = "OPTIMIZATION_CAPABILITIES"
+
+
 @functools.cache
 def cpu_native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 natively on this CPU (AVX512-BF16 or AMX-BF16), whatever
     ``$MASKFACE_NATIVE_BF16`` says; asked once per process."""
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "BF16" in ov.Core().get_property("CPU", OPENVINO_CAPABILITIES)
 
 
 def native_bf16_override() -> bool | None:

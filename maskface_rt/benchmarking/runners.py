@@ -33,6 +33,7 @@ from maskface_rt.backends.registry import REGISTRY, BackendSpec
 from maskface_rt.benchmarking.models import TORCH_MISSING, ModelSource, Unavailable, torch_installed
 from maskface_rt.benchmarking.variants import BACKEND_NAMES, Variant, variant_named
 from maskface_rt.devices import device_kinds, parse_device, spelling_for
+from maskface_rt.errors import OptionError
 from maskface_rt.model_kind import ModelKind
 
 if TYPE_CHECKING:
@@ -444,6 +445,12 @@ class OpenVinoRunner(BackendRunner):
     def arguments(self) -> dict[str, Any]:
         # No compiled-model cache: the bench's exports live in a scratch folder, their blobs would be litter.
         return {"cache": False}
+
+    def load(self) -> None:
+        try:
+            super().load()
+        except OptionError as e:  # bf16 where OpenVINO runs none (a CPU without AVX-512): the row cannot run here
+            raise Unavailable(e.problem) from None
 
 
 # --- engines -------------------------------------------------------------------------------------------

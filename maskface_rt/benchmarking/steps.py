@@ -31,6 +31,7 @@ class Step:
     timeout_s: float
     json_file: str | None = None  # a result file the step writes into the work folder
     stdout_file: str | None = None  # the step's stdout goes to this file of the work folder, not its log
+    accepted_codes: tuple[int, ...] = (0,)  # exit codes that make the step "ok"
     # filled in by run_step
     command: str = ""
     status: str = "not run"  # ok, failed, timed out, not run, interrupted
@@ -114,7 +115,7 @@ def run_step(
         )
         try:
             step.returncode = proc.wait(timeout=timeout)
-            step.status = "ok" if step.returncode == 0 else "failed"
+            step.status = "ok" if step.returncode in step.accepted_codes else "failed"
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             step.status = "timed out"

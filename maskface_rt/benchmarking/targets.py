@@ -115,6 +115,11 @@ def check(report: dict[str, Any]) -> list[Verdict]:
     return verdicts
 
 
+def _is_bf16_target_row(row: dict[str, Any]) -> bool:
+    """The bf16 row of the target's batch, or the row of a bf16 backend that could not run at all (batch None)."""
+    return row["backend"] == "openvino-cpu-bf16" and row["batch"] in (BF16_BATCH, None) and not _on_cuda(row)
+
+
 def bf16_threshold(cpu_isa: list[str]) -> tuple[str, float] | None:
     """The bf16 instructions the target is set for on a CPU with ``cpu_isa`` and its ratio, or None (emulated)."""
     return next(((flag, ratio) for flag, ratio in BF16_RATIOS if flag in cpu_isa), None)
@@ -122,21 +127,24 @@ def bf16_threshold(cpu_isa: list[str]) -> tuple[str, float] | None:
 
 def bf16_verdict(report: dict[str, Any]) -> Verdict | None:
     """The OpenVINO bf16 target's verdict (judged for paper-256, reported for tiny-64), or None where the report
-    has no batch-8 bf16 row of its presets."""
+    has no batch-8 bf16 row of its presets (or, on a CPU with native bf16, none that ran)."""
     name = preset_of(report)
-    if name not in BF16_PRESETS or not _row(report, "openvino-cpu-bf16", BF16_BATCH, cuda=False):
+    row = next((r for r in report.get("rows", []) if _is_bf16_target_row(r)), None)
+    if name not in BF16_PRESETS or row is None:
         return None
     env = report.get("environment", {})
     ratio = _ratio(report, "openvino-cpu-bf16", "onnxruntime-cpu-fp32", BF16_BATCH, cuda=False)
     target = f"CPU {name} batch {BF16_BATCH}: openvino-cpu-bf16 / onnxruntime-cpu-fp32 images/s"
     cpu = f"{env.get('cpu_threads')} threads of {env.get('cpu')}"
     isa = bf16_threshold(env.get("cpu_isa", []))
-    if isa is None:
+    if isa is None:  # not judged: emulated, or not run at all (no AVX-512: OpenVINO runs no bf16)
         measured = "-" if ratio is None else f"{ratio:.3g}"
-        threshold = BF16_RATIOS[-1][1]
-        return Verdict(
-            target, None, threshold, f"{cpu} has no {'/'.join(NATIVE_BF16_FLAGS)}: bf16 emulated, measured {measured}"
+        ran = (
+            f"bf16 emulated, measured {measured}" if row["status"] == "ok" else f"{row['status']}: {row.get('reason')}"
         )
+        return Verdict(target, None, BF16_RATIOS[-1][1], f"{cpu} has no {'/'.join(NATIVE_BF16_FLAGS)}: {ran}")
+    if row["status"] != "ok":
+        return None
     flag, threshold = isa
     judged = name == BF16_JUDGED
     detail = f"{cpu}, bf16 on {flag}" + ("" if judged else f" (judged on {BF16_JUDGED}; reported here)")

@@ -81,6 +81,16 @@ class Comparison:
         return cls(backend, Path(model), precision or "auto")
 
 
+def _open_comparison(comparison: Comparison, device: str) -> GeneratorBackend:
+    """The backend of a --compare entry; a precision it cannot run is that entry's problem, not --precision's."""
+    try:
+        return open_backend(comparison.model, comparison.backend, device=device, precision=comparison.precision)
+    except OptionError as e:
+        if e.option != "precision":
+            raise
+        raise OptionError("compare", f"{comparison.backend}@{comparison.precision}: {e.problem}") from None
+
+
 @dataclass
 class EvalOptions:
     """What ``maskface eval`` measures, on which data (one field per CLI option)."""
@@ -264,7 +274,7 @@ def evaluate(
         )
         nets = _open_networks(selected, options, store, device, result)
         others = (
-            [open_backend(c.model, c.backend, device=options.device, precision=c.precision) for c in options.compare]
+            [_open_comparison(comparison, options.device) for comparison in options.compare]
             if "parity" in selected
             else []
         )
