@@ -194,6 +194,7 @@ def test_compiled_models_are_cached_and_an_unwritable_cache_only_warns(tmp_path,
     # One blob serves both precisions: OpenVINO's CPU plugin applies the hint when it imports the blob.
     with OpenVinoBackend(default_model(), precision="bf16" if openvino_runs_bf16() else "auto") as again:
         assert sorted((tmp_path / "cache" / "maskface" / "openvino").glob("*.blob")) == blobs
+        assert again.executed_precision == ("bf16" if openvino_runs_bf16() else "fp32")
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))  # mkdir under a file fails, even for root
     with OpenVinoBackend(default_model(), precision="fp32") as uncached:
