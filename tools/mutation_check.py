@@ -95,7 +95,7 @@ MUTATIONS = (
         "compare-precision-ignored",
         "eval --compare openvino@PRECISION runs that precision",
         "maskface_rt/evaluation/runner.py",
-        "precision=c.precision)",
+        "precision=comparison.precision)",
         'precision="auto")',
         ("tests/test_openvino_backend.py", "-k", "eval_compares"),
     ),
