@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("openvino")
 
 from openvino_support import openvino_runs_bf16  # noqa: E402
+from script_support import benchmark_script  # noqa: E402
 
 from maskface_rt.backends.probes import cpu_native_bf16  # noqa: E402
 
@@ -26,15 +27,6 @@ def _run(*args, dry=False, timeout=900):
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO
     )
-
-
-def _script():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import bf16_check
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return bf16_check
 
 
 def test_without_native_bf16_it_says_so_in_one_line_and_writes_nothing(tmp_path):
@@ -111,7 +103,7 @@ def test_dry_run_executes_its_steps_and_checks_what_this_cpu_should_get(tmp_path
 
 
 def test_parity_check_reads_skips_and_failures_from_the_junit_file(tmp_path):
-    bf16_check = _script()
+    bf16_check = benchmark_script("bf16_check")
     step = bf16_check.Step("pytest-openvino", [], 1, status="ok")
 
     def junit(outcomes: dict[str, str]) -> None:

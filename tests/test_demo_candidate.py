@@ -4,27 +4,15 @@ demo-quality benchmark at tiny sizes; the real bundled model is only ever read h
 import argparse
 import hashlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
+from script_support import benchmark_script
 
 pytest.importorskip("torch")
 
 from maskface_rt.bundled import BUNDLED_MODEL  # noqa: E402
 from maskface_rt.errors import MaskfaceError  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
-SCRIPTS = REPO / "benchmarks"
-
-
-def _module():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import demo_candidate
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    return demo_candidate
 
 
 def _files(folder: Path) -> dict[str, str]:
@@ -39,7 +27,7 @@ def _args(candidate: Path, target: Path, work: Path, report: Path, **kw) -> argp
     argv = [str(candidate), "--target", str(target), "--work", str(work), "--report", str(report)]
     argv += ["--train-pairs", "64", "--held-out-pairs", "8", "--parser-steps", "50", "--limit", "8", "--styles", "2"]
     argv += ["--sheet-styles", "2", *kw.get("extra", [])]
-    return _module().parse_args(argv)
+    return benchmark_script("demo_candidate").parse_args(argv)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +45,7 @@ def judged_worse(synth64, tmp_path_factory) -> dict:
     target = root / "data" / "demo-model"
     shutil.copytree(BUNDLED_MODEL, target)
     before, report, work = _files(target), root / "report.md", root / "work"
-    record = _module().run(_args(trained.model, target, work, report))
+    record = benchmark_script("demo_candidate").run(_args(trained.model, target, work, report))
     return {"record": record, "target": target, "before": before, "report": report, "work": work}
 
 
@@ -84,7 +72,9 @@ def test_a_better_candidate_replaces_the_target_whole_and_the_old_one_is_kept(ju
     target = tmp_path / "data" / "demo-model"
     shutil.copytree(judged_worse["record"]["candidate"]["model"], target)
     old, bundled = _files(target), _files(BUNDLED_MODEL)
-    record = _module().run(_args(BUNDLED_MODEL, target, judged_worse["work"], tmp_path / "report.md"))
+    record = benchmark_script("demo_candidate").run(
+        _args(BUNDLED_MODEL, target, judged_worse["work"], tmp_path / "report.md")
+    )
     assert record["better"] is True and record["replaced"] is True, record["reason"]
     assert _files(target) == bundled and _files(Path(record["kept"])) == old
     assert sorted(p.name for p in target.parent.iterdir()) == ["demo-model"]  # no staging folder left
@@ -98,7 +88,7 @@ def test_no_replace_judges_without_touching_the_target(judged_worse, tmp_path):
     shutil.copytree(judged_worse["record"]["candidate"]["model"], target)
     before = _files(target)
     args = _args(BUNDLED_MODEL, target, judged_worse["work"], tmp_path / "r.md", extra=["--no-replace"])
-    record = _module().run(args)
+    record = benchmark_script("demo_candidate").run(args)
     assert record["better"] is True and record["replaced"] is False and _files(target) == before
     assert "The target was not replaced (--no-replace)." in (tmp_path / "r.md").read_text()
 
@@ -110,7 +100,7 @@ def test_a_candidate_of_another_size_is_refused_in_one_line_before_any_work(tmp_
     from maskface_rt.config import preset
     from maskface_rt.networks import Nets
 
-    demo_candidate = _module()
+    demo_candidate = benchmark_script("demo_candidate")
     torch.manual_seed(0)
     model = tmp_path / "tiny128.safetensors"
     save_model(model, Nets(preset("tiny-128"), with_discriminator=False))
@@ -122,7 +112,7 @@ def test_a_candidate_of_another_size_is_refused_in_one_line_before_any_work(tmp_
 
 
 def test_the_rule_wants_higher_consistency_and_no_collapse_of_diversity():
-    judge = _module().judge
+    judge = benchmark_script("demo_candidate").judge
     target = {"miou_fraction": 0.845, "diversity_fraction": 0.868}
     assert judge({"miou_fraction": 0.86, "diversity_fraction": 0.80}, target)[0] is True
     assert judge({"miou_fraction": 0.845, "diversity_fraction": 0.90}, target) == (

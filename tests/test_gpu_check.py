@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from script_support import benchmark_script
 
 from maskface_rt.benchmarking.steps import Step, bench_figures, run_step
 
@@ -81,11 +82,7 @@ def test_dry_run_executes_its_steps_on_the_cpu_and_reports_them(tmp_path):
 
 
 def test_figures_from_result_files(tmp_path):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import gpu_check
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    gpu_check = benchmark_script("gpu_check")
     run = tmp_path / "train"
     run.mkdir()
     (run / "log.jsonl").write_text(

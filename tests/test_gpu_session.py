@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from script_support import benchmark_script
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "benchmarks" / "gpu_session.py"
@@ -28,15 +29,6 @@ def _run(*args, env_extra=None, timeout=600):
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=_env(**(env_extra or {})),
         timeout=timeout, cwd=REPO,
     )  # fmt: skip
-
-
-def _session_module():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import gpu_session
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return gpu_session
 
 
 def test_without_a_gpu_the_session_says_so_in_one_line_and_writes_nothing(tmp_path):
@@ -148,7 +140,7 @@ def test_sigterm_stops_the_step_under_way_with_its_processes_and_reports_what_ra
 
 
 def test_the_demo_run_is_planned_to_fill_the_time_left_with_the_cpu_demos_schedule():
-    gpu_session = _session_module()
+    gpu_session = benchmark_script("gpu_session")
     recipe = gpu_session.RECIPE
     plan, why_not = gpu_session.demo_plan(reached=900, it_per_s=30.0, left_s=300.0, recipe=recipe)
     train_s = 300.0 - gpu_session.TRAIN_START_S
@@ -167,7 +159,7 @@ def test_the_demo_run_is_planned_to_fill_the_time_left_with_the_cpu_demos_schedu
 def test_the_budget_split_leaves_the_training_its_share_and_fits_the_call():
     """The check's steps end by CHECK_END_S whatever their own limits; after them, at least four minutes of the 570
     s remain for synth and the two training runs, less the end's reserve."""
-    gpu_session = _session_module()
+    gpu_session = benchmark_script("gpu_session")
     assert gpu_session.DEFAULT_BUDGET_S <= 570
     training_floor = gpu_session.DEFAULT_BUDGET_S - gpu_session.CHECK_END_S - gpu_session.END_RESERVE_S
     assert training_floor >= 240
@@ -181,7 +173,7 @@ def test_a_model_over_the_file_limit_comes_back_in_half_precision_and_still_load
     from maskface_rt.model_info import read_safetensors_header
     from maskface_rt.networks import Nets
 
-    gpu_session = _session_module()
+    gpu_session = benchmark_script("gpu_session")
     run = tmp_path / "run"
     (run / "samples").mkdir(parents=True)
     torch.manual_seed(0)
