@@ -10,7 +10,8 @@ import os
 import signal
 import subprocess
 import sys
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, TextIO
 from unittest import mock
 
 #: Runs the CLI as ``python -m maskface_rt`` does (same program name in usage lines), after the prelude.
@@ -67,3 +68,17 @@ def maskface_here(
             with contextlib.suppress(AttributeError):
                 sys.stdout.flush()
     return subprocess.CompletedProcess(["maskface", *args], code, captured.getvalue(), err.getvalue())
+
+
+def cli_commands() -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(path, click command) of every command of ``maskface``, groups and subcommands included: ``("maskface",
+    "eval", "run")``."""
+    import typer.main
+
+    from maskface_rt.cli import app
+
+    todo = [(("maskface",), typer.main.get_command(app))]
+    while todo:
+        path, command = todo.pop()
+        yield path, command
+        todo += [((*path, name), sub) for name, sub in getattr(command, "commands", {}).items()]

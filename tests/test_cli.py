@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import maskface_here
+from cli_support import cli_commands, maskface_here
 from typer.testing import CliRunner
 
 from maskface_rt.cli import COMMANDS, app
@@ -101,14 +101,13 @@ def test_output_that_cannot_be_written_is_one_line_exit_1(args, fresh, tmp_path)
 
 def _cli_flags() -> set[str]:
     """Every --flag of every command and subcommand."""
-    import typer.main
-
-    flags, todo = set(), [typer.main.get_command(app)]
-    while todo:
-        command = todo.pop()
-        todo += getattr(command, "commands", {}).values()  # a group's commands
-        flags |= {flag for param in command.params for flag in (*param.opts, *param.secondary_opts)}
-    return {flag for flag in flags if flag.startswith("--")}
+    return {
+        flag
+        for _, command in cli_commands()
+        for param in command.params
+        for flag in (*param.opts, *param.secondary_opts)
+        if flag.startswith("--")
+    }
 
 
 def _option_names_the_library_uses() -> set[str]:

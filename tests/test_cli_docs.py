@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli_support import cli_commands
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ["typer", "maskface_rt.cli", "utils", "docs", "--name", "maskface", "--output", "docs/cli.md"]
 
@@ -18,23 +20,13 @@ def test_docs_cli_md_is_up_to_date(tmp_path):
     )
 
 
-def _commands(command, path=("maskface",)):
-    """(path, click command) of every command under ``command``, groups included."""
-    yield path, command
-    for name, sub in getattr(command, "commands", {}).items():
-        yield from _commands(sub, (*path, name))
-
-
 def test_no_help_text_is_taken_for_markup_and_dropped_from_help_and_these_docs():
     """Rich reads "[auto]" as a style tag and drops it: a default in square brackets vanished from --help."""
-    import typer
     from rich.text import Text
-
-    from maskface_rt.cli import app
 
     texts = [
         (" ".join(path), name, text)
-        for path, command in _commands(typer.main.get_command(app))
+        for path, command in cli_commands()
         for name, text in [("help", command.help)]
         + [(param.name, getattr(param, "help", None)) for param in command.params]
         if text
