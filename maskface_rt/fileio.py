@@ -1,5 +1,6 @@
 """Atomic writes: a temp file in the destination folder, fsynced, then a rename, then the folder fsynced (a whole
-folder: ``replace_folder``); the one reader of untrusted JSON files (``read_json_object``); and ``what_is_there``, what a path names in words.
+folder: ``replace_folder``); the one reader of untrusted JSON files (``read_json_object``); and ``what_is_there``,
+what a path names in words.
 
 Nothing half-written is ever left under the final name, and an existing file
 is only replaced when the caller asks for it. Once a write returns, its file and

@@ -313,8 +313,8 @@ MUTATIONS = (
         "openvino-bf16-silently-fp32",
         "a bf16 asked for where OpenVINO compiles fp32 is refused, naming the option",
         "maskface_rt/backends/openvino_backend.py",
-        'if precision == "bf16" and self.executed_precision != "bf16":',
-        'if False and self.executed_precision != "bf16":',
+        'if precision == "bf16" and executed != "bf16":',
+        'if False and executed != "bf16":',
         ("tests/test_openvino_backend.py", "-k", "compiles_fp32_is_refused"),
     ),
     Mutation(

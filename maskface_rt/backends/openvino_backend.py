@@ -129,8 +129,9 @@ class OpenVinoBackend(ExportFolderBackend):
                     path, f"openvino cannot compile the graph ({str(e).strip().splitlines()[0]})"
                 ) from None
             self.requests[graph] = self.models[graph].create_infer_request()
-        if precision == "bf16" and self.executed_precision != "bf16":  # asked for, not auto's choice
-            executed, capabilities = self.executed_precision, ", ".join(core.get_property("CPU", OPENVINO_CAPABILITIES))
+        executed = self.executed_precision
+        if precision == "bf16" and executed != "bf16":  # asked for, not auto's choice
+            capabilities = ", ".join(core.get_property("CPU", OPENVINO_CAPABILITIES))
             self.close()
             raise OptionError(
                 "precision",
